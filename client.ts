@@ -1,0 +1,383 @@
+/**
+ * The client: dials a server with the standard `WebSocket`, and reconnects.
+ *
+ * The client is what an agent runs. After `connect()` the server can call the
+ * agent's handler and the agent can call the server's, over the one socket. With
+ * `keepAlive` (the default) a lost connection is redialed with exponential backoff
+ * and jitter; the handler given to `serve()` keeps serving on the new connection.
+ *
+ * @module
+ */
+
+import { adaptWebSocket } from "./_socket.ts";
+import { EventStream } from "./_event_stream.ts";
+import { answerPing, QUIET_LOGGER, resolveHeartbeat, sessionSettings } from "./_options.ts";
+import { Connection, type ConnectionCloseInfo } from "./connection.ts";
+import { HandshakeError } from "./errors.ts";
+import { CloseCode, TERMINAL_CLOSE_CODES } from "./protocol/close_codes.ts";
+import { Session } from "./protocol/session.ts";
+import {
+  type ConnectionEvent,
+  ConnectionType,
+  EventType,
+  type Handler,
+  type HeartbeatOptions,
+  type Limits,
+  type Logger,
+  type PingHandler,
+  type PongHandler,
+} from "./types.ts";
+
+/** Reconnection backoff. */
+export interface ReconnectOptions {
+  /** Milliseconds before the first retry. Default 250. */
+  initialDelay?: number;
+  /** Largest delay between retries, milliseconds. Default 30 000. */
+  maxDelay?: number;
+  /** Growth of the delay per failed attempt. Default 2. */
+  factor?: number;
+  /** Fraction of each delay chosen at random (0–1), so that agents do not reconnect in step. Default 0.5. */
+  jitter?: number;
+  /** Attempts before giving up (a `ConnectionFailure` event says so). Default unlimited. */
+  maxAttempts?: number;
+}
+
+/** Options for {@linkcode WebSocketClient}. */
+export interface WebSocketClientOptions {
+  /** The server's WebSocket URL (`ws://` or `wss://`). */
+  url: string | URL;
+  /** Heartbeat, and reconnect when the connection is lost. Default `true`. */
+  keepAlive?: boolean;
+  /** Heartbeat timing. Default `{ interval: 10_000, timeout: 30_000 }`. */
+  heartbeat?: HeartbeatOptions;
+  /** Called on each ping from the server; may return the data for the pong. Default: echo. */
+  onPing?: PingHandler;
+  /** Called on each pong, with the measured round-trip time. */
+  onPong?: PongHandler;
+  /** Data carried by the client's pings. Default `""`. */
+  appData?: string;
+  /** Where log lines go. Default: nowhere. */
+  logger?: Logger;
+  /** Backoff between reconnection attempts. */
+  reconnect?: ReconnectOptions;
+  /** Headers for the upgrade request (Deno and Bun; browsers cannot send them). */
+  headers?: HeadersInit;
+  /** Limits enforced on the connection; `handshakeTimeout` also bounds each dial. */
+  limits?: Limits;
+  /** Serves the server's requests from the first connection on (same as `connection.serve`). */
+  handler?: Handler;
+}
+
+interface WebSocketWithHeaders {
+  new (url: string | URL, options?: { headers?: HeadersInit }): WebSocket;
+}
+
+/**
+ * Dials a server and keeps a connection to it.
+ *
+ * @example Usage
+ * ```ts ignore
+ * import { WebSocketClient } from "@swaggersocket/swaggersocket";
+ *
+ * const client = new WebSocketClient({ url: "ws://127.0.0.1:8080" }).withMetadata({ name: "agent-7" });
+ * const connection = await client.connect();
+ * connection.serve((request) => Response.json({ path: new URL(request.url).pathname }));
+ * const response = await connection.fetch("/hello");
+ * ```
+ */
+export class WebSocketClient {
+  readonly #options: WebSocketClientOptions;
+  readonly #logger: Logger;
+  readonly #events = new EventStream();
+  #metadata: unknown = null;
+  #handler: Handler | undefined;
+  #connection: Connection | undefined;
+  #resumeToken: string | undefined;
+  #closed = false;
+  #reconnecting: Promise<void> | undefined;
+  #cancelWait: (() => void) | undefined;
+
+  /**
+   * Creates a client; nothing is dialed until `connect()`.
+   *
+   * @param options Where to dial and how.
+   * @throws {TypeError} If `url` is not a ws:, wss:, http: or https: URL.
+   */
+  constructor(options: WebSocketClientOptions) {
+    const url = new URL(options.url);
+    if (!["ws:", "wss:", "http:", "https:"].includes(url.protocol)) {
+      throw new TypeError(`Cannot dial ${url.protocol} URLs: use ws: or wss:`);
+    }
+    this.#options = options;
+    this.#logger = options.logger ?? QUIET_LOGGER;
+    this.#handler = options.handler;
+  }
+
+  /**
+   * Sets the metadata sent in the hello; the server stores it with the connection.
+   *
+   * @param metadata Any JSON value.
+   * @returns This client.
+   */
+  withMetadata(metadata: unknown): this {
+    this.#metadata = metadata ?? null;
+    return this;
+  }
+
+  /** The live connection, if connected. After a reconnect this is the new connection. */
+  get connection(): Connection | undefined {
+    return this.#connection;
+  }
+
+  /**
+   * A new subscription to this client's connection events (each connect and
+   * reconnect, each close and failure). Ends when the client closes.
+   *
+   * @returns An async iterable of events.
+   */
+  events(): AsyncIterableIterator<ConnectionEvent> {
+    return this.#events.subscribe();
+  }
+
+  /**
+   * Dials the server and completes the handshake.
+   *
+   * @returns The connection.
+   * @throws {HandshakeError} If the server cannot be reached, refuses the client, or the
+   *   handshake fails or times out; `retryable` says whether trying later may help.
+   */
+  async connect(): Promise<Connection> {
+    if (this.#closed) throw new TypeError("Cannot connect: the client is closed");
+    if (this.#connection && !this.#connection.isClosed) return this.#connection;
+    return await this.#dial();
+  }
+
+  /**
+   * Stops reconnecting and closes the connection gracefully.
+   *
+   * @returns Resolves when the connection has ended.
+   */
+  async close(): Promise<void> {
+    this.#closed = true;
+    this.#cancelWait?.();
+    await this.#connection?.close({ timeout: 1_000 });
+    await this.#reconnecting;
+    this.#events.end();
+  }
+
+  /** Same as {@linkcode close}; for `await using`. */
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
+  }
+
+  #dial(): Promise<Connection> {
+    const options = this.#options;
+    const limits = options.limits ?? {};
+    const handshakeTimeout = limits.handshakeTimeout ?? 10_000;
+    return new Promise<Connection>((resolve, reject) => {
+      let ws: WebSocket;
+      try {
+        const Ctor = WebSocket as unknown as WebSocketWithHeaders;
+        ws = options.headers === undefined
+          ? new WebSocket(options.url)
+          : new Ctor(options.url, { headers: options.headers });
+      } catch (error) {
+        reject(
+          new HandshakeError(`Cannot connect: ${(error as Error).message}`, 1006, false, {
+            cause: error,
+          }),
+        );
+        return;
+      }
+      let settled = false;
+      const fail = (error: HandshakeError): void => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(timer);
+        reject(error);
+      };
+      // Bounds the TCP and WebSocket opening; the session bounds the handshake after that.
+      const timer = setTimeout(() => {
+        fail(
+          new HandshakeError(
+            `Cannot connect: no answer within ${handshakeTimeout} ms`,
+            CloseCode.HandshakeTimeout,
+            true,
+          ),
+        );
+        ws.close();
+      }, handshakeTimeout);
+      const onEarlyClose = (event: CloseEvent): void => {
+        fail(
+          new HandshakeError(
+            `Cannot connect to ${options.url}: ${describeClose(event.code, event.reason)}`,
+            event.code || 1006,
+            true,
+          ),
+        );
+      };
+      ws.addEventListener("close", onEarlyClose);
+      ws.addEventListener("open", () => {
+        ws.removeEventListener("close", onEarlyClose);
+        clearTimeout(timer);
+        if (settled) {
+          ws.close();
+          return;
+        }
+        this.#open(ws, handshakeTimeout, (connection) => {
+          settled = true;
+          resolve(connection);
+        }, (info) => {
+          settled = true;
+          const terminal = TERMINAL_CLOSE_CODES.has(info.code);
+          reject(
+            new HandshakeError(
+              `Handshake failed: ${describeClose(info.code, info.reason)}`,
+              info.code,
+              !terminal,
+              info.error ? { cause: info.error } : undefined,
+            ),
+          );
+        });
+      }, { once: true });
+    });
+  }
+
+  #open(
+    ws: WebSocket,
+    handshakeTimeout: number,
+    onOpen: (connection: Connection) => void,
+    onFail: (info: ConnectionCloseInfo) => void,
+  ): void {
+    const options = this.#options;
+    const limits = options.limits ?? {};
+    // Assigned once below; the session's ping answer needs it before then.
+    // deno-lint-ignore prefer-const
+    let connection!: Connection;
+    let opened = false;
+    const session = new Session({
+      role: "client",
+      settings: sessionSettings(limits),
+      handshakeTimeout,
+      heartbeat: resolveHeartbeat(options.keepAlive, options.heartbeat),
+      appData: options.appData ?? "",
+      answerPing: (data) => answerPing(options.onPing, data, connection, this.#logger),
+    }, performance.now());
+    session.hello(this.#metadata, this.#resumeToken);
+    connection = new Connection({
+      socket: adaptWebSocket(ws),
+      session,
+      type: ConnectionType.ClientSide,
+      metadata: this.#metadata,
+      remoteAddr: remoteOf(options.url),
+      logger: this.#logger,
+      onPong: options.onPong,
+      handler: this.#handler,
+      hooks: {
+        onOpen: (open, welcome) => {
+          opened = true;
+          if (welcome?.resumeToken) this.#resumeToken = welcome.resumeToken;
+          this.#connection = open;
+          this.#events.publish({
+            type: EventType.ConnectionReceived,
+            connectionId: open.id,
+            connection: open,
+            resumed: welcome?.resumed === true,
+          });
+          onOpen(open);
+          if (this.#closed) open.close({ timeout: 0 });
+        },
+        onServe: (handler) => {
+          this.#handler = handler;
+        },
+        onEnd: (ended, info) => {
+          if (!opened) {
+            onFail(info);
+            return;
+          }
+          const base = { connectionId: ended.id, connection: ended };
+          if (info.error) {
+            this.#events.publish({ type: EventType.ConnectionFailure, ...base, error: info.error });
+          }
+          this.#events.publish({
+            type: EventType.ConnectionClosed,
+            ...base,
+            ...(info.error ? { error: info.error } : {}),
+          });
+          if (this.#connection === ended && this.#shouldReconnect(info.code)) {
+            this.#reconnecting = this.#reconnect();
+          }
+        },
+      },
+    });
+  }
+
+  #shouldReconnect(code: number): boolean {
+    if (this.#closed || this.#options.keepAlive === false) return false;
+    if (TERMINAL_CLOSE_CODES.has(code)) {
+      this.#logger.error("swaggersocket: server refused the client; not reconnecting", code);
+      return false;
+    }
+    return true;
+  }
+
+  async #reconnect(): Promise<void> {
+    const backoff = this.#options.reconnect ?? {};
+    const initialDelay = backoff.initialDelay ?? 250;
+    const maxDelay = backoff.maxDelay ?? 30_000;
+    const factor = backoff.factor ?? 2;
+    const jitter = Math.min(Math.max(backoff.jitter ?? 0.5, 0), 1);
+    const maxAttempts = backoff.maxAttempts ?? Infinity;
+    let lastError: unknown;
+    for (let attempt = 1; attempt <= maxAttempts; attempt++) {
+      const delay = Math.min(maxDelay, initialDelay * factor ** (attempt - 1));
+      await this.#wait(delay * (1 - jitter * Math.random()));
+      if (this.#closed) return;
+      try {
+        await this.#dial();
+        this.#logger.info("swaggersocket: reconnected after", attempt, "attempt(s)");
+        return;
+      } catch (error) {
+        lastError = error;
+        this.#logger.warn("swaggersocket: reconnect attempt failed", attempt, error);
+        if (error instanceof HandshakeError && !error.retryable) break;
+        if (this.#closed) return;
+      }
+    }
+    this.#events.publish({
+      type: EventType.ConnectionFailure,
+      connectionId: this.#connection?.id ?? "",
+      error: new HandshakeError(
+        `Gave up reconnecting: ${(lastError as Error | undefined)?.message ?? "no attempts left"}`,
+        (lastError as HandshakeError | undefined)?.code ?? 1006,
+        false,
+        { cause: lastError },
+      ),
+    });
+  }
+
+  #wait(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const timer = setTimeout(done, ms);
+      function done(): void {
+        clearTimeout(timer);
+        resolve();
+      }
+      this.#cancelWait = done;
+    });
+  }
+}
+
+function describeClose(code: number, reason: string): string {
+  if (code === 1006 || code === 0) return "connection failed (1006)";
+  return reason ? `${code} ${reason}` : String(code);
+}
+
+function remoteOf(url: string | URL): { hostname: string; port: number } {
+  const parsed = new URL(url);
+  const secure = parsed.protocol === "wss:" || parsed.protocol === "https:";
+  return {
+    hostname: parsed.hostname.replace(/^\[|\]$/g, ""),
+    port: Number(parsed.port) || (secure ? 443 : 80),
+  };
+}

@@ -1,0 +1,910 @@
+/**
+ * A connection: HTTP exchanges in both directions over one WebSocket.
+ *
+ * `Connection` is the I/O shell around the protocol's {@linkcode Session}: it
+ * feeds the session socket messages and the clock, turns session events into
+ * `Request`s for the handler and `Response`s for `fetch` callers, and drains the
+ * session's output into the socket. One timer per connection serves every
+ * deadline (handshake, heartbeat); output is flushed once per macrotask so that
+ * everything a handler produces in one go leaves as one WebSocket message.
+ *
+ * @module
+ */
+
+import { InboundBody } from "./_inbound_body.ts";
+import { nextTask } from "./_schedule.ts";
+import type { Socket } from "./_socket.ts";
+import {
+  ConnectionClosedError,
+  ExchangeRefusedError,
+  ExchangeResetError,
+  ExchangeTooLargeError,
+  ProtocolError,
+} from "./errors.ts";
+import { CloseCode, fitCloseReason, ResetCode } from "./protocol/close_codes.ts";
+import type { RequestHead, ResponseHead } from "./protocol/payload.ts";
+import type { Session, SessionEvent } from "./protocol/session.ts";
+import type { Welcome } from "./protocol/handshake.ts";
+import type {
+  ConnectionType,
+  Handler,
+  HandlerInfo,
+  Logger,
+  PingHandler,
+  PongHandler,
+} from "./types.ts";
+
+/** How a connection ended. */
+export interface ConnectionCloseInfo {
+  /** The WebSocket close code (1006: dropped without a close frame). */
+  code: number;
+  /** The close reason. */
+  reason: string;
+  /** Why it failed, when it did not end in an orderly way. */
+  error?: Error;
+}
+
+/** Options for {@linkcode Connection.close}. */
+export interface CloseOptions {
+  /** Milliseconds to let in-flight exchanges finish before closing anyway. Default 5 000; 0 closes at once. */
+  timeout?: number;
+  /** The close code. Default 1000. */
+  code?: number;
+  /** The close reason. Default `""`. */
+  reason?: string;
+}
+
+/**
+ * What the server or client does when the handshake reaches it.
+ *
+ * @internal
+ */
+export interface HandshakeHooks {
+  /** Server side: the client said hello. Answer with `accept` or `refuse`. */
+  onHello?: (
+    hello: { metadata: unknown; resume?: string },
+    answer: {
+      accept(welcome: Omit<Welcome, "settings" | "heartbeat">): void;
+      refuse(code: CloseCode, reason: string): void;
+    },
+  ) => void;
+  /** The handshake completed. */
+  onOpen?: (connection: Connection, welcome: Welcome | undefined) => void;
+  /** The connection ended (after the handshake or not). */
+  onEnd?: (connection: Connection, info: ConnectionCloseInfo) => void;
+  /** `serve()` was called: the client keeps the handler for the next connection. */
+  onServe?: (handler: Handler | undefined) => void;
+}
+
+/**
+ * Everything a connection is made of. Server and client build these; applications do not.
+ *
+ * @internal
+ */
+export interface ConnectionInit {
+  /** The socket, already adapted. */
+  socket: Socket;
+  /** The protocol state machine, configured for this end. */
+  session: Session;
+  /** Which end this is. */
+  type: ConnectionType;
+  /** The client's metadata (the server learns it from the hello). */
+  metadata?: unknown;
+  /** The peer's address. */
+  remoteAddr?: { hostname: string; port: number };
+  /** Where log lines go. */
+  logger: Logger;
+  /** The ping hook. */
+  onPing?: PingHandler;
+  /** The pong hook. */
+  onPong?: PongHandler;
+  /** The handler to serve from the start. */
+  handler?: Handler;
+  /** Milliseconds since an arbitrary origin; `performance.now` by default. */
+  clock?: () => number;
+  /** Handshake wiring. */
+  hooks?: HandshakeHooks;
+}
+
+/** Signature of {@linkcode Connection.fetch}: the standard `fetch`. */
+export type FetchFunction = (
+  input: string | URL | Request,
+  init?: RequestInit,
+) => Promise<Response>;
+
+interface Outgoing {
+  resolve: (response: Response) => void;
+  reject: (error: unknown) => void;
+  responded: boolean;
+  body: InboundBody | undefined;
+  head: boolean;
+  cleanup: () => void;
+  cancelPump: ((reason: unknown) => void) | undefined;
+}
+
+interface Incoming {
+  controller: AbortController;
+  body: InboundBody | undefined;
+  cancelPump: ((reason: unknown) => void) | undefined;
+}
+
+/** Above this many buffered bytes the socket gets no more until it drains. */
+const SOCKET_HIGH_WATER = 1024 * 1024;
+const NULL_BODY_STATUS = new Set([204, 205, 304]);
+const HAS_SCHEME = /^[a-zA-Z][a-zA-Z\d+\-.]*:/;
+const PLACEHOLDER_BASE = "http://localhost";
+const EMPTY = new Uint8Array(0);
+const encoder = new TextEncoder();
+
+/**
+ * One WebSocket carrying HTTP exchanges both ways: `serve()` a handler for the
+ * peer's requests and `fetch()` the peer's handler. Connections are made by
+ * {@linkcode WebSocketServer} and {@linkcode WebSocketClient}.
+ *
+ * @example Usage
+ * ```ts ignore
+ * import { WebSocketClient } from "@swaggersocket/swaggersocket";
+ *
+ * const connection = await new WebSocketClient({ url: "ws://127.0.0.1:8080" }).connect();
+ * connection.serve((request) => new Response(`agent saw ${new URL(request.url).pathname}`));
+ * const response = await connection.fetch("/server/status");
+ * console.log(response.status, await response.text());
+ * ```
+ */
+export class Connection {
+  /** Which end this is: `ConnectionType.ServerSide` or `ConnectionType.ClientSide`. */
+  readonly type: ConnectionType;
+  /** The client's metadata (any JSON value), as given to `withMetadata`. */
+  readonly metadata: unknown;
+  /** When the handshake completed, as a `Date`. */
+  connectedAt: Date | undefined;
+  /** Resolves once, when the connection has ended; never rejects. */
+  readonly closed: Promise<ConnectionCloseInfo>;
+
+  readonly #socket: Socket;
+  readonly #session: Session;
+  readonly #logger: Logger;
+  readonly #clock: () => number;
+  readonly #hooks: HandshakeHooks;
+  readonly #onPing: PingHandler | undefined;
+  readonly #onPong: PongHandler | undefined;
+  readonly #remoteAddr: { hostname: string; port: number };
+  #handler: Handler | undefined;
+  #info: HandlerInfo;
+  #id = "";
+  #outgoing = new Map<number, Outgoing>();
+  #incoming = new Map<number, Incoming>();
+  #writableWaiters = new Map<number, () => void>();
+  #flushScheduled = false;
+  #drainTimer: ReturnType<typeof setTimeout> | undefined;
+  #timer: ReturnType<typeof setTimeout> | undefined;
+  #timerAt: number | undefined;
+  #ended: ConnectionCloseInfo | undefined;
+  #closing: { code: number; reason: string; deadline: ReturnType<typeof setTimeout> } | undefined;
+  #resolveClosed!: (info: ConnectionCloseInfo) => void;
+
+  /**
+   * Made by {@linkcode WebSocketServer} and {@linkcode WebSocketClient}, not by applications.
+   *
+   * @internal
+   * @param init The socket, session and wiring.
+   */
+  constructor(init: ConnectionInit) {
+    this.type = init.type;
+    this.metadata = init.metadata ?? null;
+    this.#socket = init.socket;
+    this.#session = init.session;
+    this.#logger = init.logger;
+    this.#clock = init.clock ?? (() => performance.now());
+    this.#hooks = init.hooks ?? {};
+    this.#onPing = init.onPing;
+    this.#onPong = init.onPong;
+    this.#handler = init.handler;
+    this.#remoteAddr = init.remoteAddr ?? { hostname: "", port: 0 };
+    this.#info = {
+      connection: this,
+      remoteAddr: { transport: "tcp", ...this.#remoteAddr },
+    };
+    this.closed = new Promise((resolve) => this.#resolveClosed = resolve);
+    this.#socket.onMessage = (data) => this.#onMessage(data);
+    this.#socket.onClose = (code, reason) => this.#end({ code, reason, ...abnormal(code, reason) });
+    this.#socket.onDrain = () => this.#schedule();
+    this.#schedule();
+  }
+
+  /** The connection id (a ULID), assigned by the server during the handshake. */
+  get id(): string {
+    return this.#id;
+  }
+
+  /** The last heartbeat round-trip time in milliseconds, if one was measured. */
+  get rtt(): number | undefined {
+    return this.#session.rtt;
+  }
+
+  /** The peer's address as `"host:port"`. */
+  get remoteAddr(): string {
+    const { hostname, port } = this.#remoteAddr;
+    return hostname.includes(":") ? `[${hostname}]:${port}` : `${hostname}:${port}`;
+  }
+
+  /** Exchanges running now in both directions. */
+  get inFlight(): number {
+    return this.#outgoing.size + this.#incoming.size;
+  }
+
+  /** Whether the connection has ended. */
+  get isClosed(): boolean {
+    return this.#ended !== undefined;
+  }
+
+  /**
+   * Serves the peer's requests with `handler`, replacing any earlier handler. Any
+   * `Deno.serve` handler or Hono `app.fetch` works unchanged. A handler that throws
+   * answers 500 without details; with no handler the peer gets 501.
+   *
+   * @example Usage
+   * ```ts ignore
+   * connection.serve((request) => Response.json({ path: new URL(request.url).pathname }));
+   * ```
+   *
+   * @param handler The request handler, or `undefined` to stop serving.
+   * @returns This connection.
+   */
+  serve(handler: Handler | undefined): this {
+    this.#handler = handler;
+    this.#hooks.onServe?.(handler);
+    return this;
+  }
+
+  /**
+   * Sends a request to the peer's handler: the standard `fetch` signature, bound, so
+   * it can be passed anywhere a `fetch` goes. Relative URLs (`"/pets/1"`) are fine.
+   *
+   * Aborting `init.signal` rejects with its reason (an `AbortError`) and aborts the
+   * peer's `request.signal`. If the connection ends first, it rejects with
+   * {@linkcode ConnectionClosedError}.
+   *
+   * @example Usage
+   * ```ts ignore
+   * const response = await connection.fetch("/pets", {
+   *   method: "POST",
+   *   headers: { "content-type": "application/json" },
+   *   body: JSON.stringify({ name: "Rex" }),
+   *   signal: AbortSignal.timeout(5_000),
+   * });
+   * ```
+   *
+   * @param input A URL (relative or absolute) or a `Request`.
+   * @param init The usual `RequestInit`.
+   * @returns The peer's response; its body streams as the peer produces it.
+   */
+  readonly fetch: FetchFunction = (input, init) => {
+    return new Promise<Response>((resolve, reject) => this.#fetch(input, init, resolve, reject));
+  };
+
+  /**
+   * Closes gracefully: no new exchanges either way, in-flight ones get `timeout`
+   * milliseconds to finish, then the socket closes.
+   *
+   * @example Usage
+   * ```ts ignore
+   * await connection.close({ timeout: 1_000 });
+   * ```
+   *
+   * @param options Timeout, code and reason.
+   * @returns Resolves when the connection has ended.
+   */
+  close(options: CloseOptions = {}): Promise<void> {
+    const code = options.code ?? CloseCode.Normal;
+    const reason = options.reason ?? "";
+    if (this.#ended) return Promise.resolve();
+    if (!this.#closing) {
+      const timeout = options.timeout ?? 5_000;
+      this.#closing = {
+        code,
+        reason,
+        deadline: setTimeout(() => this.#closeSocket(code, reason), timeout),
+      };
+      this.#session.goAway(code, reason);
+      this.#schedule();
+      this.#closeIfDrained();
+    }
+    return this.closed.then(() => {});
+  }
+
+  /** Closes at once (`close({ timeout: 0 })`); for `await using`. */
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close({ timeout: 0 });
+  }
+
+  // ---- fetch ---------------------------------------------------------------
+
+  #fetch(
+    input: string | URL | Request,
+    init: RequestInit | undefined,
+    resolve: (response: Response) => void,
+    reject: (error: unknown) => void,
+  ): void {
+    let request: Request;
+    let wireUrl: string;
+    try {
+      const target = input instanceof Request ? input.url : String(input);
+      const absolute = HAS_SCHEME.test(target);
+      const url = absolute ? target : new URL(target, PLACEHOLDER_BASE).href;
+      request = input instanceof Request
+        ? (init ? new Request(input, init) : input)
+        : new Request(url, init);
+      if (absolute) {
+        wireUrl = request.url;
+      } else {
+        const parsed = new URL(request.url);
+        wireUrl = parsed.pathname + parsed.search;
+      }
+    } catch (error) {
+      return reject(error);
+    }
+    const signal = init?.signal ?? request.signal;
+    if (signal?.aborted) return reject(abortReason(signal));
+    const refusal = this.#refusal();
+    if (refusal) return reject(refusal);
+    const head: RequestHead = {
+      method: request.method,
+      url: wireUrl,
+      headers: [...request.headers],
+    };
+    const body = request.body;
+    let streamId: number;
+    try {
+      streamId = this.#session.openStream(head, body === null);
+    } catch (error) {
+      return reject(
+        error instanceof RangeError && error.message.includes("headers")
+          ? new ExchangeTooLargeError(error.message)
+          : new ExchangeRefusedError(String((error as Error).message)),
+      );
+    }
+    const onAbort = (): void => {
+      const reason = abortReason(signal!);
+      this.#session.reset(streamId, ResetCode.Cancel, "Aborted by the caller");
+      this.#failOutgoing(streamId, reason);
+      this.#schedule();
+    };
+    signal?.addEventListener("abort", onAbort, { once: true });
+    const exchange: Outgoing = {
+      resolve,
+      reject,
+      responded: false,
+      body: undefined,
+      head: request.method === "HEAD",
+      cleanup: () => signal?.removeEventListener("abort", onAbort),
+      cancelPump: undefined,
+    };
+    this.#outgoing.set(streamId, exchange);
+    if (body !== null) {
+      exchange.cancelPump = this.#pump(streamId, body);
+    }
+    this.#schedule();
+  }
+
+  #refusal(): Error | undefined {
+    if (this.#ended) {
+      return new ConnectionClosedError(
+        `Connection closed: ${this.#ended.code}${
+          this.#ended.reason ? ` ${this.#ended.reason}` : ""
+        }`,
+        this.#ended.code,
+      );
+    }
+    const phase = this.#session.phase;
+    if (this.#closing || phase === "draining") {
+      return new ExchangeRefusedError("Connection is going away: no new exchanges");
+    }
+    if (phase !== "open") {
+      return new ConnectionClosedError("Connection is not open", 1006);
+    }
+    const limit = this.#session.peerSettings.maxConcurrentStreams;
+    if (this.#session.localStreamCount >= limit) {
+      return new ExchangeRefusedError(`Too many concurrent exchanges: the peer allows ${limit}`);
+    }
+    return undefined;
+  }
+
+  #onResponse(streamId: number, head: ResponseHead, end: boolean): void {
+    const exchange = this.#outgoing.get(streamId);
+    if (!exchange) return;
+    exchange.responded = true;
+    const noBody = end || exchange.head || NULL_BODY_STATUS.has(head.status);
+    if (!noBody) {
+      exchange.body = new InboundBody(
+        (bytes) => this.#consume(streamId, bytes),
+        () => {
+          this.#session.reset(streamId, ResetCode.Cancel, "Response body cancelled");
+          this.#finishOutgoing(streamId);
+          this.#schedule();
+        },
+      );
+    }
+    let response: Response;
+    try {
+      response = new Response(exchange.body?.stream ?? null, {
+        status: head.status,
+        statusText: head.statusText,
+        headers: head.headers,
+      });
+    } catch (error) {
+      this.#session.reset(streamId, ResetCode.StreamError, "Invalid response head");
+      this.#failOutgoing(
+        streamId,
+        new ProtocolError(
+          `Invalid response head: ${(error as Error).message}`,
+          CloseCode.ProtocolError,
+        ),
+      );
+      this.#schedule();
+      return;
+    }
+    if (!exchange.body) this.#finishOutgoing(streamId);
+    exchange.resolve(response);
+  }
+
+  #finishOutgoing(streamId: number): void {
+    const exchange = this.#outgoing.get(streamId);
+    if (!exchange) return;
+    this.#outgoing.delete(streamId);
+    exchange.cleanup();
+    this.#closeIfDrained();
+  }
+
+  #failOutgoing(streamId: number, error: unknown): void {
+    const exchange = this.#outgoing.get(streamId);
+    if (!exchange) return;
+    this.#finishOutgoing(streamId);
+    exchange.cancelPump?.(error);
+    if (exchange.responded) exchange.body?.error(error);
+    else exchange.reject(error);
+    this.#wakeWriter(streamId);
+  }
+
+  // ---- serving -------------------------------------------------------------
+
+  #onRequest(streamId: number, head: RequestHead, end: boolean): void {
+    const controller = new AbortController();
+    const body = end ? undefined : new InboundBody(
+      (bytes) => this.#consume(streamId, bytes),
+      () => {
+        // The handler gave up on the body; the response may still follow.
+      },
+    );
+    const exchange: Incoming = { controller, body, cancelPump: undefined };
+    this.#incoming.set(streamId, exchange);
+    let request: Request;
+    try {
+      request = new Request(new URL(head.url, PLACEHOLDER_BASE), {
+        method: head.method,
+        headers: head.headers,
+        body: body?.stream ?? null,
+        signal: controller.signal,
+        // @ts-ignore: `duplex` is required for streaming bodies but missing from some lib.dom versions.
+        duplex: "half",
+      });
+    } catch (error) {
+      this.#logger.debug("swaggersocket: rejecting malformed request", error);
+      this.#respond(streamId, head.method, textResponse(400, "Bad Request"));
+      return;
+    }
+    const handler = this.#handler;
+    if (!handler) {
+      this.#respond(
+        streamId,
+        head.method,
+        textResponse(501, "No handler is serving this connection"),
+      );
+      return;
+    }
+    let result: Response | Promise<Response>;
+    try {
+      result = handler(request, this.#info);
+    } catch (error) {
+      this.#handlerFailed(streamId, head.method, error);
+      return;
+    }
+    if (result instanceof Response) {
+      this.#respond(streamId, head.method, result);
+    } else {
+      Promise.resolve(result).then(
+        (response) => this.#respond(streamId, head.method, response),
+        (error) => this.#handlerFailed(streamId, head.method, error),
+      );
+    }
+  }
+
+  #handlerFailed(streamId: number, method: string, error: unknown): void {
+    const exchange = this.#incoming.get(streamId);
+    if (exchange && !exchange.controller.signal.aborted) {
+      this.#logger.error("swaggersocket: handler failed", error);
+    }
+    this.#respond(streamId, method, textResponse(500, "Internal Server Error"));
+  }
+
+  #respond(streamId: number, method: string, response: unknown): void {
+    const exchange = this.#incoming.get(streamId);
+    if (!exchange || !this.#session.hasStream(streamId)) {
+      // The caller went away; release whatever the handler produced.
+      if (response instanceof Response) response.body?.cancel().catch(() => {});
+      return;
+    }
+    if (!(response instanceof Response)) {
+      this.#logger.error("swaggersocket: handler returned a non-Response value", response);
+      response = textResponse(500, "Internal Server Error");
+    }
+    const res = response as Response;
+    const body = method === "HEAD" || NULL_BODY_STATUS.has(res.status) ? null : res.body;
+    if (body !== res.body) res.body?.cancel().catch(() => {});
+    try {
+      this.#session.sendHeaders(
+        streamId,
+        { status: res.status, statusText: res.statusText, headers: [...res.headers] },
+        body === null,
+      );
+    } catch (error) {
+      body?.cancel().catch(() => {});
+      const tooLarge = error instanceof RangeError;
+      this.#logger.error("swaggersocket: cannot send response", error);
+      this.#session.reset(
+        streamId,
+        tooLarge ? ResetCode.TooLarge : ResetCode.Internal,
+        tooLarge ? "Response headers too large" : "Cannot send response",
+      );
+      this.#finishIncoming(streamId);
+      this.#schedule();
+      return;
+    }
+    if (body !== null) exchange.cancelPump = this.#pump(streamId, body);
+    this.#schedule();
+  }
+
+  #finishIncoming(streamId: number): void {
+    if (!this.#incoming.delete(streamId)) return;
+    this.#closeIfDrained();
+  }
+
+  #failIncoming(streamId: number, error: unknown): void {
+    const exchange = this.#incoming.get(streamId);
+    if (!exchange) return;
+    this.#incoming.delete(streamId);
+    exchange.controller.abort(error);
+    exchange.body?.error(error);
+    exchange.cancelPump?.(error);
+    this.#wakeWriter(streamId);
+    this.#closeIfDrained();
+  }
+
+  // ---- bodies --------------------------------------------------------------
+
+  /** Streams `body` onto a stream; returns a function that stops it. */
+  #pump(streamId: number, body: ReadableStream<unknown>): (reason: unknown) => void {
+    const reader = body.getReader();
+    let stopped = false;
+    const run = async (): Promise<void> => {
+      try {
+        for (;;) {
+          const { done, value } = await reader.read();
+          if (stopped || !this.#session.hasStream(streamId)) {
+            if (!done) reader.cancel().catch(() => {});
+            return;
+          }
+          if (done) {
+            this.#session.sendData(streamId, EMPTY, true);
+            this.#schedule();
+            return;
+          }
+          const more = this.#session.sendData(streamId, toBytes(value), false);
+          this.#schedule();
+          if (!more) {
+            await new Promise<void>((resolve) => this.#writableWaiters.set(streamId, resolve));
+          }
+        }
+      } catch (error) {
+        if (stopped || !this.#session.hasStream(streamId)) return;
+        this.#logger.warn("swaggersocket: body stream failed", error);
+        this.#session.reset(streamId, ResetCode.Internal, "Body stream failed");
+        const outgoing = this.#outgoing.get(streamId);
+        if (outgoing) this.#failOutgoing(streamId, error);
+        else this.#finishIncoming(streamId);
+        this.#schedule();
+      }
+    };
+    run();
+    return (reason) => {
+      if (stopped) return;
+      stopped = true;
+      reader.cancel(reason).catch(() => {});
+    };
+  }
+
+  #wakeWriter(streamId: number): void {
+    const wake = this.#writableWaiters.get(streamId);
+    if (wake) {
+      this.#writableWaiters.delete(streamId);
+      wake();
+    }
+  }
+
+  #consume(streamId: number, bytes: number): void {
+    this.#session.consume(streamId, bytes);
+    this.#schedule();
+  }
+
+  // ---- driving the session -------------------------------------------------
+
+  #onMessage(data: Uint8Array | string): void {
+    if (this.#ended) return;
+    if (typeof data === "string") {
+      this.#fail(
+        new ProtocolError("Text messages are not part of the protocol", CloseCode.ProtocolError),
+      );
+      return;
+    }
+    this.#session.handleMessage(data, this.#clock());
+    this.#processEvents();
+    this.#schedule();
+  }
+
+  #schedule(): void {
+    if (this.#flushScheduled || this.#ended) return;
+    this.#flushScheduled = true;
+    nextTask(this.#flush);
+  }
+
+  #flush = (): void => {
+    this.#flushScheduled = false;
+    if (this.#ended) return;
+    const now = this.#clock();
+    const deadline = this.#session.pollTimeout();
+    if (deadline !== undefined && deadline <= now) this.#session.handleTimeout(now);
+    this.#transmit();
+    this.#processEvents();
+    this.#armTimer();
+  };
+
+  #transmit(): void {
+    if (this.#drainTimer !== undefined) return;
+    while (this.#socket.bufferedAmount < SOCKET_HIGH_WATER) {
+      const message = this.#session.pollTransmit();
+      if (!message) return;
+      try {
+        this.#socket.send(message);
+      } catch (error) {
+        this.#end({ code: 1006, reason: "Send failed", error: asError(error) });
+        return;
+      }
+    }
+    // The socket is full: wait for it to drain before handing it more.
+    if (!this.#socket.signalsDrain) {
+      this.#drainTimer = setTimeout(() => {
+        this.#drainTimer = undefined;
+        this.#flush();
+      }, 1);
+    }
+  }
+
+  #armTimer(): void {
+    if (this.#ended) return;
+    const at = this.#session.pollTimeout();
+    if (at === this.#timerAt) return;
+    if (this.#timer !== undefined) clearTimeout(this.#timer);
+    this.#timer = undefined;
+    this.#timerAt = at;
+    if (at === undefined) return;
+    this.#timer = setTimeout(() => {
+      this.#timer = undefined;
+      this.#timerAt = undefined;
+      this.#flush();
+    }, Math.max(0, at - this.#clock()));
+  }
+
+  #processEvents(): void {
+    for (let event = this.#session.pollEvent(); event; event = this.#session.pollEvent()) {
+      this.#dispatch(event);
+      if (this.#ended) return;
+    }
+  }
+
+  #dispatch(event: SessionEvent): void {
+    switch (event.type) {
+      case "hello":
+        this.#onHello(event.metadata, event.resume);
+        return;
+      case "open":
+        this.#id = event.id;
+        this.connectedAt = new Date();
+        this.#hooks.onOpen?.(this, event.welcome);
+        return;
+      case "request":
+        this.#onRequest(event.streamId, event.head, event.end);
+        return;
+      case "response":
+        this.#onResponse(event.streamId, event.head, event.end);
+        return;
+      case "data":
+        this.#onData(event.streamId, event.chunk, event.end);
+        return;
+      case "reset":
+        this.#onReset(event.streamId, event.code, event.reason, event.byPeer);
+        return;
+      case "writable":
+        this.#wakeWriter(event.streamId);
+        return;
+      case "finished":
+        this.#finishOutgoing(event.streamId);
+        this.#finishIncoming(event.streamId);
+        return;
+      case "ping":
+        this.#callHook(() => this.#onPing?.(event.data, this));
+        return;
+      case "pong":
+        this.#callHook(() => this.#onPong?.(event.data, event.rtt, this));
+        return;
+      case "goaway":
+        this.#logger.debug("swaggersocket: peer is going away", event.reason);
+        this.#closeIfDrained();
+        return;
+      case "close":
+        this.#closeSocket(event.code, event.reason, event.error);
+        return;
+    }
+  }
+
+  #onHello(metadata: unknown, resume: string | undefined): void {
+    (this as { metadata: unknown }).metadata = metadata;
+    const session = this.#session;
+    let answered = false;
+    this.#hooks.onHello?.({ metadata, ...(resume !== undefined ? { resume } : {}) }, {
+      accept: (welcome) => {
+        if (answered || this.#ended) return;
+        answered = true;
+        session.accept(welcome);
+        this.#schedule();
+      },
+      refuse: (code, reason) => {
+        if (answered || this.#ended) return;
+        answered = true;
+        session.refuse(code, reason);
+        this.#processEvents();
+      },
+    });
+  }
+
+  #onData(streamId: number, chunk: Uint8Array, end: boolean): void {
+    const body = this.#outgoing.get(streamId)?.body ?? this.#incoming.get(streamId)?.body;
+    if (!body) {
+      // Nobody reads it (a HEAD or null-body response); give the credit straight back.
+      this.#session.consume(streamId, chunk.byteLength);
+      if (end) this.#finishOutgoing(streamId);
+      return;
+    }
+    body.push(chunk);
+    if (end) {
+      body.end();
+      this.#finishOutgoing(streamId);
+    }
+  }
+
+  #onReset(streamId: number, code: number, reason: string, byPeer: boolean): void {
+    if (this.#outgoing.has(streamId)) {
+      const message = `${byPeer ? "Peer reset the exchange" : "Exchange reset"}: ${reason}`;
+      const error = code === ResetCode.Refused
+        ? new ExchangeRefusedError(message)
+        : code === ResetCode.TooLarge
+        ? new ExchangeTooLargeError(message)
+        : new ExchangeResetError(message, code);
+      this.#failOutgoing(streamId, error);
+    } else {
+      this.#failIncoming(
+        streamId,
+        new DOMException(`The peer cancelled the request: ${reason}`, "AbortError"),
+      );
+    }
+  }
+
+  #callHook(hook: () => void): void {
+    try {
+      hook();
+    } catch (error) {
+      this.#logger.error("swaggersocket: heartbeat hook failed", error);
+    }
+  }
+
+  #closeIfDrained(): void {
+    if (this.#ended) return;
+    const draining = this.#closing !== undefined || this.#session.phase === "draining";
+    if (!draining || this.#outgoing.size > 0 || this.#incoming.size > 0) return;
+    if (this.#closing) {
+      this.#closeSocket(this.#closing.code, this.#closing.reason);
+    }
+    // A peer's GOAWAY: the peer closes the socket once its side has drained too.
+  }
+
+  #fail(error: ProtocolError): void {
+    this.#closeSocket(error.code, error.message, error);
+  }
+
+  /** Sends whatever is queued, then closes the socket and ends the connection. */
+  #closeSocket(code: number, reason: string, error?: Error): void {
+    if (this.#ended) return;
+    const fitted = fitCloseReason(reason);
+    try {
+      for (
+        let message = this.#session.pollTransmit();
+        message;
+        message = this.#session.pollTransmit()
+      ) {
+        this.#socket.send(message);
+      }
+    } catch {
+      // The socket is already gone; closing below still ends the connection.
+    }
+    this.#session.close();
+    try {
+      this.#socket.close(code, fitted);
+    } catch (cause) {
+      this.#logger.debug("swaggersocket: close failed", cause);
+    }
+    this.#end({
+      code,
+      reason: fitted,
+      ...(error ? { error } : abnormal(code, fitted)),
+    });
+  }
+
+  #end(info: ConnectionCloseInfo): void {
+    if (this.#ended) return;
+    this.#ended = info;
+    this.#session.close();
+    if (this.#timer !== undefined) clearTimeout(this.#timer);
+    if (this.#drainTimer !== undefined) clearTimeout(this.#drainTimer);
+    if (this.#closing) clearTimeout(this.#closing.deadline);
+    this.#timer = this.#drainTimer = undefined;
+    const error = new ConnectionClosedError(
+      `Connection closed: ${info.code}${info.reason ? ` ${info.reason}` : ""}`,
+      info.code,
+      info.error ? { cause: info.error } : undefined,
+    );
+    for (const streamId of [...this.#outgoing.keys()]) this.#failOutgoing(streamId, error);
+    for (const streamId of [...this.#incoming.keys()]) this.#failIncoming(streamId, error);
+    for (const wake of this.#writableWaiters.values()) wake();
+    this.#writableWaiters.clear();
+    this.#hooks.onEnd?.(this, info);
+    this.#resolveClosed(info);
+  }
+}
+
+function abnormal(code: number, reason: string): { error?: Error } {
+  if (code === CloseCode.Normal || code === CloseCode.GoingAway) return {};
+  return {
+    error: new ConnectionClosedError(`Connection lost: ${code}${reason ? ` ${reason}` : ""}`, code),
+  };
+}
+
+function abortReason(signal: AbortSignal): unknown {
+  return signal.reason ?? new DOMException("The operation was aborted", "AbortError");
+}
+
+function textResponse(status: number, text: string): Response {
+  return new Response(text, { status, headers: { "content-type": "text/plain; charset=utf-8" } });
+}
+
+function toBytes(value: unknown): Uint8Array {
+  if (value instanceof Uint8Array) return value;
+  if (typeof value === "string") return encoder.encode(value);
+  if (value instanceof ArrayBuffer) return new Uint8Array(value);
+  if (ArrayBuffer.isView(value)) {
+    return new Uint8Array(value.buffer, value.byteOffset, value.byteLength);
+  }
+  throw new TypeError("Body chunks must be bytes or strings");
+}
+
+function asError(error: unknown): Error {
+  return error instanceof Error ? error : new Error(String(error));
+}

@@ -1,0 +1,222 @@
+/**
+ * The frame codec: frames to bytes and back.
+ *
+ * Every WebSocket message is a binary message holding one or more frames back
+ * to back, so that frames queued in the same tick cost one message. A frame is a
+ * 10-byte header followed by its payload:
+ *
+ * ```
+ * type: u8 | flags: u8 | stream id: u32 BE | payload length: u32 BE | payload
+ * ```
+ *
+ * Decoding checks the header only (type, flags, stream id, length, fixed payload
+ * sizes); what a payload means is checked by the session. Decoded payloads are
+ * views into the message, not copies.
+ *
+ * @module
+ */
+
+import { CloseCode } from "./close_codes.ts";
+import { ProtocolError } from "./errors.ts";
+
+/** Frame types. Values are fixed by PROTOCOL.md. */
+export const FrameType = {
+  /** Client → server, stream 0: protocol version, metadata and settings (JSON). */
+  Hello: 0x01,
+  /** Server → client, stream 0: connection id and settings (JSON). */
+  Welcome: 0x02,
+  /** Client → server, stream 0: the handshake's third step (empty). */
+  Ack: 0x03,
+  /** Opens a stream with a request head, or answers it with a response head. */
+  Headers: 0x10,
+  /** A chunk of a body. */
+  Data: 0x11,
+  /** Ends a stream early, with a reset code and a reason. */
+  Reset: 0x12,
+  /** Grants the peer more send credit on one stream. */
+  WindowUpdate: 0x13,
+  /** Heartbeat request: send time and application data. */
+  Ping: 0x20,
+  /** Heartbeat answer: echoes the ping's send time, with application data. */
+  Pong: 0x21,
+  /** No new streams past the given id; in-flight ones may finish. */
+  GoAway: 0x30,
+  /** Means nothing; gives the peer's TCP stack a segment to carry its ACK. */
+  Noop: 0x3f,
+} as const;
+
+/** A frame type from {@linkcode FrameType}. */
+export type FrameType = typeof FrameType[keyof typeof FrameType];
+
+/** Flag on HEADERS and DATA: the sender's half of the stream ends with this frame. */
+export const FLAG_END_STREAM = 0x01;
+
+/** Size of a frame header in bytes. */
+export const FRAME_HEADER_BYTES = 10;
+
+/** Largest stream id. */
+export const MAX_STREAM_ID = 0xffff_ffff;
+
+/** One frame: the unit of the protocol. */
+export interface Frame {
+  /** What the frame is. */
+  type: FrameType;
+  /** Flag bits; only {@linkcode FLAG_END_STREAM} is defined. */
+  flags: number;
+  /** The stream the frame belongs to; 0 for connection-level frames. */
+  streamId: number;
+  /** The payload. */
+  payload: Uint8Array;
+}
+
+const STREAM_FRAMES: ReadonlySet<number> = new Set([
+  FrameType.Headers,
+  FrameType.Data,
+  FrameType.Reset,
+  FrameType.WindowUpdate,
+]);
+const KNOWN_TYPES: ReadonlySet<number> = new Set(Object.values(FrameType));
+const EMPTY = new Uint8Array(0);
+
+/**
+ * Encodes frames into one message.
+ *
+ * @example Usage
+ * ```ts
+ * import { encodeFrames, FrameType } from "@swaggersocket/swaggersocket/protocol";
+ * const bytes = encodeFrames([{ type: FrameType.Noop, flags: 0, streamId: 0, payload: new Uint8Array() }]);
+ * bytes.byteLength; // 10
+ * ```
+ *
+ * @param frames The frames, in order.
+ * @returns The message bytes.
+ */
+export function encodeFrames(frames: readonly Frame[]): Uint8Array {
+  let size = 0;
+  for (const frame of frames) size += FRAME_HEADER_BYTES + frame.payload.byteLength;
+  const out = new Uint8Array(size);
+  const view = new DataView(out.buffer);
+  let offset = 0;
+  for (const frame of frames) {
+    view.setUint8(offset, frame.type);
+    view.setUint8(offset + 1, frame.flags);
+    view.setUint32(offset + 2, frame.streamId);
+    view.setUint32(offset + 6, frame.payload.byteLength);
+    out.set(frame.payload, offset + FRAME_HEADER_BYTES);
+    offset += FRAME_HEADER_BYTES + frame.payload.byteLength;
+  }
+  return out;
+}
+
+/**
+ * Decodes a message into frames, checking each header.
+ *
+ * @example Usage
+ * ```ts
+ * import { decodeFrames, encodeFrames, FrameType } from "@swaggersocket/swaggersocket/protocol";
+ * const bytes = encodeFrames([{ type: FrameType.Noop, flags: 0, streamId: 0, payload: new Uint8Array() }]);
+ * decodeFrames(bytes, 1024)[0].type === FrameType.Noop; // true
+ * ```
+ *
+ * @param bytes One message.
+ * @param maxFrameBytes The largest payload accepted.
+ * @returns The frames; payloads are views into `bytes`.
+ * @throws {ProtocolError} If the message is not a valid sequence of frames.
+ */
+export function decodeFrames(bytes: Uint8Array, maxFrameBytes: number): Frame[] {
+  const frames: Frame[] = [];
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  let offset = 0;
+  if (bytes.byteLength === 0) {
+    throw new ProtocolError("Cannot decode frame: empty message", CloseCode.ProtocolError);
+  }
+  while (offset < bytes.byteLength) {
+    if (bytes.byteLength - offset < FRAME_HEADER_BYTES) {
+      throw new ProtocolError(
+        `Cannot decode frame: ${
+          bytes.byteLength - offset
+        } bytes left, header needs ${FRAME_HEADER_BYTES}`,
+        CloseCode.ProtocolError,
+      );
+    }
+    const type = view.getUint8(offset);
+    const flags = view.getUint8(offset + 1);
+    const streamId = view.getUint32(offset + 2);
+    const length = view.getUint32(offset + 6);
+    if (!KNOWN_TYPES.has(type)) {
+      throw new ProtocolError(
+        `Cannot decode frame: unknown type 0x${type.toString(16)}`,
+        CloseCode.ProtocolError,
+      );
+    }
+    if (length > maxFrameBytes) {
+      throw new ProtocolError(
+        `Cannot decode frame: length ${length} exceeds limit ${maxFrameBytes}`,
+        CloseCode.FrameTooLarge,
+      );
+    }
+    const start = offset + FRAME_HEADER_BYTES;
+    if (bytes.byteLength - start < length) {
+      throw new ProtocolError(
+        `Cannot decode frame: length ${length} exceeds the ${bytes.byteLength - start} bytes left`,
+        CloseCode.ProtocolError,
+      );
+    }
+    checkHeader(type as FrameType, flags, streamId, length);
+    frames.push({
+      type: type as FrameType,
+      flags,
+      streamId,
+      payload: length === 0 ? EMPTY : bytes.subarray(start, start + length),
+    });
+    offset = start + length;
+  }
+  return frames;
+}
+
+function checkHeader(type: FrameType, flags: number, streamId: number, length: number): void {
+  const onStream = STREAM_FRAMES.has(type);
+  if (onStream && streamId === 0) {
+    throw new ProtocolError(
+      `Cannot decode frame: type 0x${type.toString(16)} needs a stream id`,
+      CloseCode.ProtocolError,
+    );
+  }
+  if (!onStream && streamId !== 0) {
+    throw new ProtocolError(
+      `Cannot decode frame: type 0x${type.toString(16)} must use stream 0`,
+      CloseCode.ProtocolError,
+    );
+  }
+  const endable = type === FrameType.Headers || type === FrameType.Data;
+  if (flags & ~(endable ? FLAG_END_STREAM : 0)) {
+    throw new ProtocolError(
+      `Cannot decode frame: unknown flags 0x${flags.toString(16)}`,
+      CloseCode.ProtocolError,
+    );
+  }
+  const minLength = MIN_PAYLOAD[type] ?? 0;
+  const maxLength = MAX_PAYLOAD[type] ?? Infinity;
+  if (length < minLength || length > maxLength) {
+    throw new ProtocolError(
+      `Cannot decode frame: type 0x${type.toString(16)} has bad length ${length}`,
+      CloseCode.ProtocolError,
+    );
+  }
+}
+
+const MIN_PAYLOAD: Partial<Record<FrameType, number>> = {
+  [FrameType.Reset]: 4,
+  [FrameType.WindowUpdate]: 4,
+  [FrameType.Ping]: 8,
+  [FrameType.Pong]: 8,
+  [FrameType.GoAway]: 8,
+  [FrameType.Hello]: 2,
+  [FrameType.Welcome]: 2,
+};
+
+const MAX_PAYLOAD: Partial<Record<FrameType, number>> = {
+  [FrameType.WindowUpdate]: 4,
+  [FrameType.Ack]: 0,
+  [FrameType.Noop]: 0,
+};

@@ -1,0 +1,269 @@
+/**
+ * The 3-way handshake: HELLO → WELCOME → ACK.
+ *
+ * The client says which protocol version it speaks, who it is (metadata, any JSON
+ * value) and what it accepts (its settings). The server answers with the
+ * connection id and its own settings; the client acknowledges. Each end learns the
+ * other's limits before the first exchange. The state table is the same for both
+ * roles: an end that sends HELLO walks the left path, one that receives it the right.
+ *
+ * ```
+ *   start ──send_hello──▶ hello_sent ──recv_welcome──▶ welcome_received ──send_ack──▶ open
+ *   start ──recv_hello──▶ hello_received ──send_welcome──▶ welcome_sent ──recv_ack──▶ open
+ * ```
+ *
+ * @module
+ */
+
+import { CloseCode } from "./close_codes.ts";
+import { ProtocolError } from "./errors.ts";
+import { decodeJson, encodeJson } from "./payload.ts";
+
+/** The protocol version this implementation speaks. */
+export const PROTOCOL_VERSION = 1;
+
+/** What each end tells the other it accepts. */
+export interface Settings {
+  /** Largest frame payload this end accepts, in bytes. */
+  maxFrameBytes: number;
+  /** Largest request or response header block this end accepts, in bytes. */
+  maxHeaderBytes: number;
+  /** Streams the peer may have open towards this end at once. */
+  maxConcurrentStreams: number;
+  /** Body bytes the peer may send on a stream before this end grants more. */
+  initialWindow: number;
+}
+
+/** Defaults for {@linkcode Settings}. */
+export const DEFAULT_SETTINGS: Readonly<Settings> = {
+  maxFrameBytes: 1024 * 1024,
+  maxHeaderBytes: 64 * 1024,
+  maxConcurrentStreams: 1024,
+  initialWindow: 1024 * 1024,
+};
+
+/** The smallest `maxFrameBytes` an end may announce: a frame must carry a useful header block. */
+export const MIN_FRAME_BYTES = 16 * 1024;
+
+/** The client's first message. */
+export interface Hello {
+  /** Protocol version. */
+  version: number;
+  /** Client metadata, any JSON value. */
+  metadata: unknown;
+  /** The client's settings. */
+  settings: Settings;
+  /** A resume token from an earlier WELCOME, to get the same connection id back. */
+  resume?: string;
+}
+
+/** The server's answer. */
+export interface Welcome {
+  /** The connection id (a ULID). */
+  id: string;
+  /** The server's settings. */
+  settings: Settings;
+  /** The server's heartbeat, so the client can tell a quiet server from a dead one. */
+  heartbeat?: { interval: number; timeout: number };
+  /** A token the client may present in a later HELLO to resume this connection id. */
+  resumeToken?: string;
+  /** Whether this connection resumed an earlier one. */
+  resumed?: boolean;
+}
+
+/** The state of the handshake. */
+export type HandshakeState =
+  | "start"
+  | "hello_sent"
+  | "hello_received"
+  | "welcome_sent"
+  | "welcome_received"
+  | "open";
+
+/** What can happen during the handshake. */
+export type HandshakeEvent =
+  | "send_hello"
+  | "recv_hello"
+  | "send_welcome"
+  | "recv_welcome"
+  | "send_ack"
+  | "recv_ack";
+
+/** The transition table. A missing entry is illegal in that state. */
+export const HANDSHAKE_TRANSITIONS: Readonly<
+  Record<HandshakeState, Readonly<Partial<Record<HandshakeEvent, HandshakeState>>>>
+> = {
+  start: { send_hello: "hello_sent", recv_hello: "hello_received" },
+  hello_sent: { recv_welcome: "welcome_received" },
+  hello_received: { send_welcome: "welcome_sent" },
+  welcome_received: { send_ack: "open" },
+  welcome_sent: { recv_ack: "open" },
+  open: {},
+};
+
+/**
+ * Looks up the next handshake state.
+ *
+ * @example Usage
+ * ```ts
+ * import { nextHandshakeState } from "@swaggersocket/swaggersocket/protocol";
+ * nextHandshakeState("start", "recv_hello"); // "hello_received"
+ * nextHandshakeState("start", "recv_ack"); // undefined: illegal
+ * ```
+ *
+ * @param state The current state.
+ * @param event What happened.
+ * @returns The next state, or `undefined` if the event is illegal.
+ */
+export function nextHandshakeState(
+  state: HandshakeState,
+  event: HandshakeEvent,
+): HandshakeState | undefined {
+  return HANDSHAKE_TRANSITIONS[state][event];
+}
+
+/**
+ * Checks settings and fills in nothing: every field must be present and sane.
+ *
+ * @param value A decoded JSON value.
+ * @param what Where it came from, for the error message.
+ * @returns The settings.
+ * @throws {ProtocolError} If a field is missing or out of range.
+ */
+export function parseSettings(value: unknown, what: string): Settings {
+  const v = value as Record<string, unknown> | null;
+  if (typeof v !== "object" || v === null) {
+    throw new ProtocolError(`Invalid ${what}: settings missing`, CloseCode.ProtocolError);
+  }
+  const field = (name: keyof Settings, min: number): number => {
+    const n = v[name];
+    if (typeof n !== "number" || !Number.isInteger(n) || n < min || n > 0x7fff_ffff) {
+      throw new ProtocolError(
+        `Invalid ${what}: settings.${name} must be an integer ≥ ${min}`,
+        CloseCode.ProtocolError,
+      );
+    }
+    return n;
+  };
+  return {
+    maxFrameBytes: field("maxFrameBytes", MIN_FRAME_BYTES),
+    maxHeaderBytes: field("maxHeaderBytes", 1024),
+    maxConcurrentStreams: field("maxConcurrentStreams", 1),
+    initialWindow: field("initialWindow", 1024),
+  };
+}
+
+/**
+ * Encodes a HELLO payload.
+ *
+ * @param hello The hello.
+ * @returns The payload.
+ */
+export function encodeHello(hello: Hello): Uint8Array {
+  return encodeJson(hello);
+}
+
+/**
+ * Decodes and checks a HELLO payload.
+ *
+ * @example Usage
+ * ```ts
+ * import { DEFAULT_SETTINGS, decodeHello, encodeHello } from "@swaggersocket/swaggersocket/protocol";
+ * const bytes = encodeHello({ version: 1, metadata: { name: "a" }, settings: { ...DEFAULT_SETTINGS } });
+ * decodeHello(bytes, 1024).metadata; // { name: "a" }
+ * ```
+ *
+ * @param bytes The payload.
+ * @param maxMetadataBytes The largest metadata accepted, measured as JSON.
+ * @returns The hello.
+ * @throws {ProtocolError} With `UnsupportedVersion`, `InvalidMetadata` or `ProtocolError` codes.
+ */
+export function decodeHello(bytes: Uint8Array, maxMetadataBytes: number): Hello {
+  const value = decodeJson(bytes, "hello") as Record<string, unknown> | null;
+  if (typeof value !== "object" || value === null || Array.isArray(value)) {
+    throw new ProtocolError("Invalid hello: not an object", CloseCode.ProtocolError);
+  }
+  if (value.version !== PROTOCOL_VERSION) {
+    throw new ProtocolError(
+      `Unsupported protocol version: ${
+        JSON.stringify(value.version)
+      }, server speaks ${PROTOCOL_VERSION}`,
+      CloseCode.UnsupportedVersion,
+    );
+  }
+  const metadata = value.metadata ?? null;
+  // Re-encoding measures the value, not the sender's whitespace.
+  let metadataBytes: number;
+  try {
+    metadataBytes = new TextEncoder().encode(JSON.stringify(metadata)).byteLength;
+  } catch (cause) {
+    // Nesting deeper than the stack (Bun's JSON.parse accepts more than its stringify) is hostile.
+    throw new ProtocolError("Invalid metadata: nested too deeply", CloseCode.InvalidMetadata, {
+      cause,
+    });
+  }
+  if (metadataBytes > maxMetadataBytes) {
+    throw new ProtocolError(
+      `Invalid metadata: ${metadataBytes} bytes exceeds limit ${maxMetadataBytes}`,
+      CloseCode.InvalidMetadata,
+    );
+  }
+  if (
+    value.resume !== undefined && (typeof value.resume !== "string" || value.resume.length > 512)
+  ) {
+    throw new ProtocolError(
+      "Invalid hello: resume must be a short string",
+      CloseCode.ProtocolError,
+    );
+  }
+  return {
+    version: PROTOCOL_VERSION,
+    metadata,
+    settings: parseSettings(value.settings, "hello"),
+    ...(value.resume !== undefined ? { resume: value.resume as string } : {}),
+  };
+}
+
+/**
+ * Encodes a WELCOME payload.
+ *
+ * @param welcome The welcome.
+ * @returns The payload.
+ */
+export function encodeWelcome(welcome: Welcome): Uint8Array {
+  return encodeJson(welcome);
+}
+
+/**
+ * Decodes and checks a WELCOME payload.
+ *
+ * @param bytes The payload.
+ * @returns The welcome.
+ * @throws {ProtocolError} If it is malformed.
+ */
+export function decodeWelcome(bytes: Uint8Array): Welcome {
+  const value = decodeJson(bytes, "welcome") as Record<string, unknown> | null;
+  if (typeof value !== "object" || value === null || Array.isArray(value)) {
+    throw new ProtocolError("Invalid welcome: not an object", CloseCode.ProtocolError);
+  }
+  if (typeof value.id !== "string" || value.id.length === 0 || value.id.length > 128) {
+    throw new ProtocolError(
+      "Invalid welcome: id must be a non-empty string",
+      CloseCode.ProtocolError,
+    );
+  }
+  const welcome: Welcome = { id: value.id, settings: parseSettings(value.settings, "welcome") };
+  const hb = value.heartbeat as Record<string, unknown> | undefined;
+  if (hb !== undefined) {
+    if (
+      typeof hb !== "object" || hb === null || typeof hb.interval !== "number" ||
+      typeof hb.timeout !== "number"
+    ) {
+      throw new ProtocolError("Invalid welcome: heartbeat", CloseCode.ProtocolError);
+    }
+    welcome.heartbeat = { interval: hb.interval, timeout: hb.timeout };
+  }
+  if (typeof value.resumeToken === "string") welcome.resumeToken = value.resumeToken;
+  if (value.resumed === true) welcome.resumed = true;
+  return welcome;
+}

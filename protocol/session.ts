@@ -1,0 +1,927 @@
+/**
+ * The session: one connection's whole protocol state, without I/O.
+ *
+ * A `Session` is what h11's `Connection` or quinn-proto's `Connection` is: a
+ * deterministic machine. The layer above feeds it what happened — a WebSocket
+ * message (`handleMessage`), the clock reaching a deadline (`handleTimeout`) —
+ * and gives it commands (`openStream`, `sendHeaders`, `sendData`, `reset`,
+ * `consume`, `goAway`). It never sends anything itself: the layer above drains
+ * `pollTransmit()` (one WebSocket message holding every frame ready now, so
+ * frames queued in the same tick cost one message), `pollEvent()` (what to tell
+ * the application) and `pollTimeout()` (when to call `handleTimeout` next). Time
+ * is always an argument.
+ *
+ * The phases are `handshake` → `open` → `draining` (a GOAWAY went either way:
+ * no new streams, in-flight ones finish) → `closed`. A peer that breaks the rules
+ * produces a `close` event carrying a `ProtocolError` and its close code; after
+ * that the session ignores input. Local misuse (sending on a stream that is not
+ * ours to send on) throws `TypeError` or `RangeError` at once.
+ *
+ * Two details exist for the wire, not for the model. Body bytes are sent from a
+ * per-stream outbox in round-robin turns of at most one chunk, so a large body
+ * never starves a small exchange. And an end configured with `nudge` (the server)
+ * answers every message that carried stream frames with at least one frame,
+ * because Deno's `WebSocket` client leaves Nagle's algorithm on: its second small
+ * write would otherwise wait ~40 ms for our delayed ACK. The nudge is a deadline
+ * at "now", so a response produced in the same tick goes out instead of it.
+ *
+ * @module
+ */
+
+import { CloseCode, ResetCode } from "./close_codes.ts";
+import { ProtocolError } from "./errors.ts";
+import {
+  decodeFrames,
+  encodeFrames,
+  FLAG_END_STREAM,
+  type Frame,
+  FrameType,
+  MAX_STREAM_ID,
+} from "./frame.ts";
+import {
+  decodeHello,
+  decodeWelcome,
+  DEFAULT_SETTINGS,
+  encodeHello,
+  encodeWelcome,
+  type HandshakeEvent,
+  type HandshakeState,
+  nextHandshakeState,
+  PROTOCOL_VERSION,
+  type Settings,
+  type Welcome,
+} from "./handshake.ts";
+import { Heartbeat, type HeartbeatOptions } from "./heartbeat.ts";
+import {
+  decodeGoAway,
+  decodePing,
+  decodeRequestHead,
+  decodeReset,
+  decodeResponseHead,
+  decodeWindowUpdate,
+  encodeGoAway,
+  encodePing,
+  encodeRequestHead,
+  encodeReset,
+  encodeResponseHead,
+  encodeWindowUpdate,
+  type RequestHead,
+  type ResponseHead,
+} from "./payload.ts";
+import { type RateLimitOptions, TokenBucket } from "./rate_limit.ts";
+import { createStream, type HalfEvent, nextHalfState, type StreamRecord } from "./stream.ts";
+
+/** Which end of the WebSocket this session is. */
+export type Role = "client" | "server";
+
+/** The session's phase. */
+export type SessionPhase = "handshake" | "open" | "draining" | "closed";
+
+/** Options for {@linkcode Session}. */
+export interface SessionOptions {
+  /** Which end this is. Clients start odd stream ids and send HELLO; servers start even ids. */
+  role: Role;
+  /** What this end accepts; missing fields take {@linkcode DEFAULT_SETTINGS}. */
+  settings?: Partial<Settings>;
+  /** Milliseconds from creation until the handshake must be complete. Default 10 000. */
+  handshakeTimeout?: number;
+  /** Heartbeat timing, or `false` for none. Default none. */
+  heartbeat?: HeartbeatOptions | false;
+  /** Application data carried by this end's pings. Default `""`. */
+  appData?: string;
+  /** Chooses the data of the pong that answers a ping. Default: the ping's own data. */
+  answerPing?: (data: string) => string;
+  /** Resets and refusals the peer may cause. Default 1000 at once, 500 per second. */
+  resetRateLimit?: RateLimitOptions;
+  /** Largest client metadata accepted (servers), as JSON bytes. Default 16 KiB. */
+  maxMetadataBytes?: number;
+  /** Answer every message carrying stream frames with a frame (see the module doc). Default: servers. */
+  nudge?: boolean;
+  /** Bound on the size of one transmitted message, in bytes. Default 256 KiB. */
+  maxMessageBytes?: number;
+  /** Source of numbers in [0, 1) for heartbeat jitter. Default `Math.random`. */
+  random?: () => number;
+}
+
+/** What the session tells the layer above. */
+export type SessionEvent =
+  | { type: "hello"; metadata: unknown; resume?: string }
+  | { type: "open"; id: string; welcome?: Welcome }
+  | { type: "request"; streamId: number; head: RequestHead; end: boolean }
+  | { type: "response"; streamId: number; head: ResponseHead; end: boolean }
+  | { type: "data"; streamId: number; chunk: Uint8Array; end: boolean }
+  | { type: "reset"; streamId: number; code: number; reason: string; byPeer: boolean }
+  | { type: "writable"; streamId: number }
+  | { type: "finished"; streamId: number }
+  | { type: "ping"; data: string }
+  | { type: "pong"; data: string; rtt: number | undefined }
+  | { type: "goaway"; lastStreamId: number; code: number; reason: string }
+  | { type: "close"; code: number; reason: string; error?: ProtocolError };
+
+/** Largest DATA payload this end produces. */
+export const DATA_CHUNK_BYTES = 64 * 1024;
+
+/** A stream's outbox size at which `sendData` asks the caller to wait for `writable`. */
+export const OUTBOX_HIGH_WATER = 64 * 1024;
+
+const DEFAULT_MAX_MESSAGE_BYTES = 256 * 1024;
+const MAX_WINDOW = 0x7fff_ffff;
+
+/**
+ * One connection's protocol state machine. See the module doc for the model.
+ *
+ * @example Usage
+ * ```ts
+ * import { Session } from "@swaggersocket/swaggersocket/protocol";
+ * const client = new Session({ role: "client" }, 0);
+ * const server = new Session({ role: "server" }, 0);
+ * client.hello({ name: "agent-1" });
+ * server.handleMessage(client.pollTransmit()!, 1);
+ * server.pollEvent(); // { type: "hello", metadata: { name: "agent-1" } }
+ * ```
+ */
+export class Session {
+  readonly #role: Role;
+  readonly #local: Settings;
+  #peer: Settings = { ...DEFAULT_SETTINGS };
+  #phase: SessionPhase = "handshake";
+  #handshake: HandshakeState = "start";
+  readonly #handshakeDeadline: number;
+  readonly #heartbeatOptions: HeartbeatOptions | false;
+  #heartbeat: Heartbeat | undefined;
+  readonly #appData: string;
+  readonly #answerPing: (data: string) => string;
+  readonly #resets: TokenBucket;
+  readonly #maxMetadataBytes: number;
+  readonly #nudge: boolean;
+  #nudgeAt: number | undefined;
+  readonly #maxMessageBytes: number;
+  readonly #random: () => number;
+  #id: string | undefined;
+  #rtt: number | undefined;
+
+  readonly #streams = new Map<number, StreamRecord>();
+  #nextLocalId: number;
+  #lastPeerId = 0;
+  #localOpen = 0;
+  #peerOpen = 0;
+  #peerGoAwayLastId: number | undefined;
+
+  #control: Frame[] = [];
+  #sendQueue: StreamRecord[] = [];
+  #events: SessionEvent[] = [];
+
+  /**
+   * Creates a session at the start of its handshake.
+   *
+   * @param options Role, settings and timing.
+   * @param now The current time in milliseconds.
+   */
+  constructor(options: SessionOptions, now: number) {
+    this.#role = options.role;
+    this.#local = { ...DEFAULT_SETTINGS, ...options.settings };
+    this.#handshakeDeadline = now + (options.handshakeTimeout ?? 10_000);
+    this.#heartbeatOptions = options.heartbeat ?? false;
+    this.#appData = options.appData ?? "";
+    this.#answerPing = options.answerPing ?? ((data) => data);
+    this.#resets = new TokenBucket(options.resetRateLimit ?? { burst: 1000, perSecond: 500 }, now);
+    this.#maxMetadataBytes = options.maxMetadataBytes ?? 16 * 1024;
+    this.#nudge = options.nudge ?? options.role === "server";
+    this.#maxMessageBytes = options.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES;
+    this.#random = options.random ?? Math.random;
+    this.#nextLocalId = options.role === "client" ? 1 : 2;
+  }
+
+  /** The current phase. */
+  get phase(): SessionPhase {
+    return this.#phase;
+  }
+
+  /** The connection id, once the handshake has produced one. */
+  get id(): string | undefined {
+    return this.#id;
+  }
+
+  /** The last measured round-trip time in milliseconds. */
+  get rtt(): number | undefined {
+    return this.#rtt;
+  }
+
+  /** This end's settings. */
+  get localSettings(): Readonly<Settings> {
+    return this.#local;
+  }
+
+  /** The peer's settings (defaults until the handshake has told us). */
+  get peerSettings(): Readonly<Settings> {
+    return this.#peer;
+  }
+
+  /** Streams this end started that are still open. */
+  get localStreamCount(): number {
+    return this.#localOpen;
+  }
+
+  /** Streams the peer started that are still open. */
+  get peerStreamCount(): number {
+    return this.#peerOpen;
+  }
+
+  /** Whether `openStream` would succeed now. */
+  get canOpenStream(): boolean {
+    return this.#phase === "open" && this.#localOpen < this.#peer.maxConcurrentStreams &&
+      this.#nextLocalId <= MAX_STREAM_ID;
+  }
+
+  // ---- handshake commands -------------------------------------------------
+
+  /**
+   * Sends HELLO (clients).
+   *
+   * @param metadata Any JSON value describing this client.
+   * @param resume A resume token from an earlier welcome.
+   * @throws {TypeError} If this is not a client at the start of the handshake.
+   */
+  hello(metadata: unknown, resume?: string): void {
+    if (this.#role !== "client") throw new TypeError("Cannot send hello: only clients do");
+    this.#handshakeStep("send_hello");
+    this.#queue(
+      FrameType.Hello,
+      0,
+      0,
+      encodeHello({
+        version: PROTOCOL_VERSION,
+        metadata: metadata ?? null,
+        settings: this.#local,
+        ...(resume !== undefined ? { resume } : {}),
+      }),
+    );
+  }
+
+  /**
+   * Accepts a client after its HELLO (servers): sends WELCOME with the connection id.
+   *
+   * @param welcome The id and optional resumption details; settings and heartbeat are filled in.
+   * @throws {TypeError} If no HELLO is waiting for an answer.
+   */
+  accept(welcome: Omit<Welcome, "settings" | "heartbeat">): void {
+    this.#handshakeStep("send_welcome");
+    this.#id = welcome.id;
+    const heartbeat = this.#heartbeatOptions
+      ? { interval: this.#heartbeatOptions.interval, timeout: this.#heartbeatOptions.timeout }
+      : undefined;
+    this.#queue(
+      FrameType.Welcome,
+      0,
+      0,
+      encodeWelcome({ ...welcome, settings: this.#local, ...(heartbeat ? { heartbeat } : {}) }),
+    );
+  }
+
+  /**
+   * Refuses the connection (servers): the session closes with the given code.
+   *
+   * @param code The close code, such as `CloseCode.Unauthorized`.
+   * @param reason Why, for people.
+   */
+  refuse(code: CloseCode, reason: string): void {
+    this.#close(code, reason);
+  }
+
+  // ---- stream commands ----------------------------------------------------
+
+  /**
+   * Opens a stream with a request head.
+   *
+   * @param head The request head.
+   * @param end Whether the request has no body.
+   * @returns The new stream id.
+   * @throws {TypeError} If the session is not open.
+   * @throws {RangeError} If the peer's concurrency or header limit would be exceeded.
+   */
+  openStream(head: RequestHead, end: boolean): number {
+    if (this.#phase !== "open") {
+      throw new TypeError(`Cannot open stream: session is ${this.#phase}`);
+    }
+    if (this.#localOpen >= this.#peer.maxConcurrentStreams) {
+      throw new RangeError(
+        `Cannot open stream: peer allows ${this.#peer.maxConcurrentStreams} concurrent streams`,
+      );
+    }
+    if (this.#nextLocalId > MAX_STREAM_ID) {
+      throw new RangeError("Cannot open stream: ids exhausted");
+    }
+    const payload = this.#checkHeaderSize(encodeRequestHead(head));
+    const id = this.#nextLocalId;
+    this.#nextLocalId += 2;
+    const stream = createStream(id, true, this.#peer.initialWindow, this.#local.initialWindow);
+    this.#streams.set(id, stream);
+    this.#localOpen++;
+    stream.send = nextHalfState(stream.send, end ? "headers_end" : "headers")!;
+    this.#queue(FrameType.Headers, end ? FLAG_END_STREAM : 0, id, payload);
+    return id;
+  }
+
+  /**
+   * Answers a peer's stream with a response head.
+   *
+   * @param streamId The stream.
+   * @param head The response head.
+   * @param end Whether the response has no body.
+   * @throws {TypeError} If the stream is unknown or its response has started.
+   * @throws {RangeError} If the head exceeds the peer's `maxHeaderBytes`.
+   */
+  sendHeaders(streamId: number, head: ResponseHead, end: boolean): void {
+    const stream = this.#stream(streamId, "send headers");
+    const payload = this.#checkHeaderSize(encodeResponseHead(head));
+    this.#sendTransition(stream, end ? "headers_end" : "headers");
+    this.#queue(FrameType.Headers, end ? FLAG_END_STREAM : 0, streamId, payload);
+    this.#maybeFinish(stream);
+  }
+
+  /**
+   * Queues body bytes on a stream. They go out as the peer's window and fairness allow.
+   *
+   * @param streamId The stream.
+   * @param chunk The bytes (kept, not copied, until transmitted).
+   * @param end Whether this ends this end's half.
+   * @returns Whether the stream can take more now; if not, wait for a `writable` event.
+   * @throws {TypeError} If the stream is unknown or this end's half is not open.
+   */
+  sendData(streamId: number, chunk: Uint8Array, end: boolean): boolean {
+    const stream = this.#stream(streamId, "send data");
+    if (stream.send !== "open" || stream.outboxEnd) {
+      throw new TypeError(`Cannot send data: stream ${streamId} is not open for sending`);
+    }
+    if (chunk.byteLength > 0) {
+      stream.outbox.push(chunk);
+      stream.outboxBytes += chunk.byteLength;
+    }
+    if (end) stream.outboxEnd = true;
+    if (!this.#sendQueue.includes(stream)) this.#sendQueue.push(stream);
+    const more = stream.outboxBytes < OUTBOX_HIGH_WATER;
+    if (!more) stream.writableSignalled = false;
+    return more;
+  }
+
+  /**
+   * Ends a stream early: queues RESET and forgets the stream.
+   *
+   * @param streamId The stream; unknown or finished streams are ignored.
+   * @param code A {@linkcode ResetCode}.
+   * @param reason Why, for people.
+   */
+  reset(streamId: number, code: number, reason: string): void {
+    const stream = this.#streams.get(streamId);
+    if (!stream || this.#phase === "closed") return;
+    this.#queue(FrameType.Reset, 0, streamId, encodeReset(code, reason));
+    this.#forget(stream);
+  }
+
+  /**
+   * Tells the session that the application consumed body bytes of a stream, so that
+   * the peer can be granted more.
+   *
+   * @param streamId The stream.
+   * @param bytes How many bytes were consumed.
+   */
+  consume(streamId: number, bytes: number): void {
+    const stream = this.#streams.get(streamId);
+    if (!stream || stream.recv !== "open" || bytes <= 0) return;
+    stream.recvConsumed += bytes;
+    // Granting in halves keeps WINDOW_UPDATE frames rare without ever stalling a fast reader.
+    if (stream.recvConsumed >= this.#local.initialWindow / 2) {
+      const increment = stream.recvConsumed;
+      stream.recvConsumed = 0;
+      stream.recvWindow += increment;
+      this.#queue(FrameType.WindowUpdate, 0, streamId, encodeWindowUpdate(increment));
+    }
+  }
+
+  /**
+   * Starts a graceful close: the peer may open no new streams; open ones finish.
+   *
+   * @param code Why, as a close code (usually `CloseCode.GoingAway` or `Normal`).
+   * @param reason Why, for people.
+   */
+  goAway(code: number, reason: string): void {
+    if (this.#phase === "closed" || this.#phase === "handshake") return;
+    this.#phase = "draining";
+    this.#queue(FrameType.GoAway, 0, 0, encodeGoAway(this.#lastPeerId, code, reason));
+  }
+
+  /**
+   * Marks the session closed (the socket is gone or being closed). Further input is ignored.
+   */
+  close(): void {
+    this.#phase = "closed";
+    this.#control = [];
+    this.#sendQueue = [];
+  }
+
+  // ---- inputs -------------------------------------------------------------
+
+  /**
+   * Handles one WebSocket message from the peer.
+   *
+   * @param bytes The message.
+   * @param now The current time.
+   */
+  handleMessage(bytes: Uint8Array, now: number): void {
+    if (this.#phase === "closed") return;
+    this.#heartbeat?.handleReceive(now);
+    try {
+      for (const frame of decodeFrames(bytes, this.#local.maxFrameBytes)) {
+        this.#handleFrame(frame, now);
+        if ((this.#phase as SessionPhase) === "closed") return;
+      }
+    } catch (error) {
+      if (!(error instanceof ProtocolError)) throw error;
+      this.#close(error.code, error.message, error);
+    }
+  }
+
+  /**
+   * Acts on the clock: handshake timeout, heartbeat, nudge. Early calls are no-ops.
+   *
+   * @param now The current time.
+   */
+  handleTimeout(now: number): void {
+    if (this.#phase === "closed") return;
+    if (this.#phase === "handshake") {
+      if (now >= this.#handshakeDeadline) {
+        this.#close(CloseCode.HandshakeTimeout, "Handshake timed out");
+      }
+      return;
+    }
+    if (this.#nudgeAt !== undefined && now >= this.#nudgeAt) {
+      this.#nudgeAt = undefined;
+      // Anything already queued carries the ACK just as well.
+      if (this.#control.length === 0 && this.#sendQueue.length === 0) {
+        this.#queue(FrameType.Noop, 0, 0, new Uint8Array(0));
+      }
+    }
+    const action = this.#heartbeat?.handleTimeout(now);
+    if (action === "dead") {
+      this.#close(CloseCode.HeartbeatTimeout, "Heartbeat timed out");
+    } else if (action === "ping") {
+      this.#queue(FrameType.Ping, 0, 0, encodePing(now, this.#appData));
+    }
+  }
+
+  // ---- outputs ------------------------------------------------------------
+
+  /**
+   * The next message to send: every queued control frame and as much body data as
+   * windows and the message bound allow.
+   *
+   * @returns The message, or `undefined` if there is nothing to send.
+   */
+  pollTransmit(): Uint8Array | undefined {
+    if (this.#phase === "closed" && this.#control.length === 0) return undefined;
+    const frames = this.#control;
+    this.#control = [];
+    let size = 0;
+    for (const frame of frames) size += frame.payload.byteLength;
+    const maxChunk = Math.min(DATA_CHUNK_BYTES, this.#peer.maxFrameBytes);
+    // Round robin: each turn sends at most one chunk of one stream, then moves it to the back.
+    let turns = this.#sendQueue.length;
+    while (turns > 0 && size < this.#maxMessageBytes && this.#sendQueue.length > 0) {
+      const stream = this.#sendQueue.shift()!;
+      const frame = this.#takeData(stream, maxChunk);
+      if (frame) {
+        frames.push(frame);
+        size += frame.payload.byteLength;
+        turns = this.#sendQueue.length + 1;
+      } else {
+        turns--;
+      }
+      if (stream.outboxBytes > 0 || (stream.outboxEnd && stream.send === "open")) {
+        // Blocked streams come back when a WINDOW_UPDATE arrives.
+        if (stream.sendWindow > 0 || stream.outboxBytes === 0) this.#sendQueue.push(stream);
+      }
+    }
+    if (frames.length === 0) return undefined;
+    this.#nudgeAt = undefined;
+    return encodeFrames(frames);
+  }
+
+  /**
+   * The next event for the application.
+   *
+   * @returns The event, or `undefined` if none is waiting.
+   */
+  pollEvent(): SessionEvent | undefined {
+    return this.#events.shift();
+  }
+
+  /**
+   * When `handleTimeout` should next be called.
+   *
+   * @returns A time in milliseconds, or `undefined` if no deadline is set.
+   */
+  pollTimeout(): number | undefined {
+    if (this.#phase === "closed") return undefined;
+    if (this.#phase === "handshake") return this.#handshakeDeadline;
+    const heartbeat = this.#heartbeat?.pollTimeout();
+    if (this.#nudgeAt === undefined) return heartbeat;
+    return heartbeat === undefined ? this.#nudgeAt : Math.min(heartbeat, this.#nudgeAt);
+  }
+
+  /**
+   * Whether a stream is still open in any direction.
+   *
+   * @param streamId The stream.
+   * @returns `false` once the stream finished or was reset.
+   */
+  hasStream(streamId: number): boolean {
+    return this.#streams.has(streamId);
+  }
+
+  /**
+   * Bytes queued on a stream and not yet transmitted.
+   *
+   * @param streamId The stream.
+   * @returns The count; 0 for unknown streams.
+   */
+  queuedBytes(streamId: number): number {
+    return this.#streams.get(streamId)?.outboxBytes ?? 0;
+  }
+
+  // ---- internals ----------------------------------------------------------
+
+  #queue(type: FrameType, flags: number, streamId: number, payload: Uint8Array): void {
+    this.#control.push({ type, flags, streamId, payload });
+  }
+
+  #close(code: number, reason: string, error?: ProtocolError): void {
+    if (this.#phase === "closed") return;
+    this.close();
+    this.#events.push({ type: "close", code, reason, ...(error ? { error } : {}) });
+  }
+
+  #handshakeStep(event: HandshakeEvent): void {
+    const next = nextHandshakeState(this.#handshake, event);
+    if (next === undefined) {
+      if (event.startsWith("recv_")) {
+        throw new ProtocolError(
+          `Unexpected ${event.slice(5)} during handshake state ${this.#handshake}`,
+          CloseCode.ProtocolError,
+        );
+      }
+      throw new TypeError(
+        `Cannot ${event.replace("_", " ")} in handshake state ${this.#handshake}`,
+      );
+    }
+    this.#handshake = next;
+  }
+
+  #opened(now: number): void {
+    this.#phase = "open";
+    if (this.#heartbeatOptions) {
+      this.#heartbeat = new Heartbeat(this.#heartbeatOptions, now, this.#random);
+    }
+  }
+
+  #checkHeaderSize(payload: Uint8Array): Uint8Array {
+    if (payload.byteLength > this.#peer.maxHeaderBytes) {
+      throw new RangeError(
+        `Cannot send headers: ${payload.byteLength} bytes exceeds the peer's limit ${this.#peer.maxHeaderBytes}`,
+      );
+    }
+    return payload;
+  }
+
+  #stream(streamId: number, what: string): StreamRecord {
+    const stream = this.#streams.get(streamId);
+    if (!stream) throw new TypeError(`Cannot ${what}: stream ${streamId} is not open`);
+    return stream;
+  }
+
+  #sendTransition(stream: StreamRecord, event: HalfEvent): void {
+    const next = nextHalfState(stream.send, event);
+    if (next === undefined) {
+      throw new TypeError(
+        `Cannot ${event.replace("_", " ")} on stream ${stream.id} in state ${stream.send}`,
+      );
+    }
+    stream.send = next;
+  }
+
+  #recvTransition(stream: StreamRecord, event: HalfEvent): void {
+    const next = nextHalfState(stream.recv, event);
+    if (next === undefined) {
+      throw new ProtocolError(
+        `Unexpected ${event.split("_")[0]} on stream ${stream.id} in state ${stream.recv}`,
+        CloseCode.ProtocolError,
+      );
+    }
+    stream.recv = next;
+  }
+
+  #takeData(stream: StreamRecord, maxChunk: number): Frame | undefined {
+    if (stream.outboxBytes === 0) {
+      if (!stream.outboxEnd || stream.send !== "open") return undefined;
+      stream.send = "closed";
+      const frame = {
+        type: FrameType.Data,
+        flags: FLAG_END_STREAM,
+        streamId: stream.id,
+        payload: new Uint8Array(0),
+      };
+      this.#maybeFinish(stream);
+      return frame;
+    }
+    if (stream.sendWindow <= 0) return undefined;
+    const first = stream.outbox[0];
+    const n = Math.min(first.byteLength, stream.sendWindow, maxChunk);
+    const payload = n === first.byteLength ? first : first.subarray(0, n);
+    if (n === first.byteLength) stream.outbox.shift();
+    else stream.outbox[0] = first.subarray(n);
+    stream.outboxBytes -= n;
+    stream.sendWindow -= n;
+    const end = stream.outboxBytes === 0 && stream.outboxEnd;
+    if (end) stream.send = "closed";
+    if (!stream.writableSignalled && stream.outboxBytes < OUTBOX_HIGH_WATER && !stream.outboxEnd) {
+      stream.writableSignalled = true;
+      this.#events.push({ type: "writable", streamId: stream.id });
+    }
+    if (end) this.#maybeFinish(stream);
+    return { type: FrameType.Data, flags: end ? FLAG_END_STREAM : 0, streamId: stream.id, payload };
+  }
+
+  #maybeFinish(stream: StreamRecord): void {
+    if (stream.send === "closed" && stream.recv === "closed" && stream.outboxBytes === 0) {
+      if (this.#forget(stream)) this.#events.push({ type: "finished", streamId: stream.id });
+    }
+  }
+
+  #forget(stream: StreamRecord): boolean {
+    if (!this.#streams.delete(stream.id)) return false;
+    if (stream.local) this.#localOpen--;
+    else this.#peerOpen--;
+    stream.outbox = [];
+    stream.outboxBytes = 0;
+    const i = this.#sendQueue.indexOf(stream);
+    if (i !== -1) this.#sendQueue.splice(i, 1);
+    return true;
+  }
+
+  #isPeerId(id: number): boolean {
+    return (id % 2 === 1) === (this.#role === "server");
+  }
+
+  /** Whether an id that has no record belonged to a stream that existed and is finished. */
+  #wasClosed(id: number): boolean {
+    return this.#isPeerId(id) ? id <= this.#lastPeerId : id < this.#nextLocalId;
+  }
+
+  #refuse(streamId: number, code: number, reason: string, now: number): void {
+    this.#queue(FrameType.Reset, 0, streamId, encodeReset(code, reason));
+    this.#countReset(now);
+  }
+
+  #countReset(now: number): void {
+    if (!this.#resets.take(now)) {
+      throw new ProtocolError("Too many stream resets and refusals", CloseCode.RateLimited);
+    }
+  }
+
+  #handleFrame(frame: Frame, now: number): void {
+    switch (frame.type) {
+      case FrameType.Hello: {
+        if (this.#role !== "server") {
+          throw new ProtocolError(
+            "Unexpected hello: only clients send it",
+            CloseCode.ProtocolError,
+          );
+        }
+        this.#handshakeStep("recv_hello");
+        const hello = decodeHello(frame.payload, this.#maxMetadataBytes);
+        this.#peer = hello.settings;
+        this.#events.push({
+          type: "hello",
+          metadata: hello.metadata,
+          ...(hello.resume !== undefined ? { resume: hello.resume } : {}),
+        });
+        return;
+      }
+      case FrameType.Welcome: {
+        if (this.#role !== "client") {
+          throw new ProtocolError(
+            "Unexpected welcome: only servers send it",
+            CloseCode.ProtocolError,
+          );
+        }
+        this.#handshakeStep("recv_welcome");
+        const welcome = decodeWelcome(frame.payload);
+        this.#peer = welcome.settings;
+        this.#id = welcome.id;
+        this.#handshakeStep("send_ack");
+        this.#queue(FrameType.Ack, 0, 0, new Uint8Array(0));
+        this.#opened(now);
+        this.#events.push({ type: "open", id: welcome.id, welcome });
+        return;
+      }
+      case FrameType.Ack:
+        if (this.#role !== "server") {
+          throw new ProtocolError("Unexpected ack: only clients send it", CloseCode.ProtocolError);
+        }
+        this.#handshakeStep("recv_ack");
+        this.#opened(now);
+        this.#events.push({ type: "open", id: this.#id! });
+        return;
+      case FrameType.Noop:
+        return;
+    }
+    if (this.#phase === "handshake") {
+      throw new ProtocolError(
+        `Unexpected frame 0x${frame.type.toString(16)} before the handshake completed`,
+        CloseCode.ProtocolError,
+      );
+    }
+    switch (frame.type) {
+      case FrameType.Headers:
+        return this.#handleHeaders(frame, now);
+      case FrameType.Data:
+        return this.#handleData(frame, now);
+      case FrameType.Reset:
+        return this.#handleReset(frame, now);
+      case FrameType.WindowUpdate:
+        return this.#handleWindowUpdate(frame);
+      case FrameType.Ping: {
+        const { sentAt, data } = decodePing(frame.payload);
+        this.#queue(FrameType.Pong, 0, 0, encodePing(sentAt, this.#answerPing(data)));
+        this.#events.push({ type: "ping", data });
+        return;
+      }
+      case FrameType.Pong: {
+        const { sentAt, data } = decodePing(frame.payload);
+        const rtt = this.#heartbeat?.handlePong(sentAt, now);
+        if (rtt !== undefined) this.#rtt = rtt;
+        this.#events.push({ type: "pong", data, rtt });
+        return;
+      }
+      case FrameType.GoAway:
+        return this.#handleGoAway(frame);
+    }
+  }
+
+  #handleHeaders(frame: Frame, now: number): void {
+    if (this.#nudge) this.#nudgeAt = now;
+    const end = (frame.flags & FLAG_END_STREAM) !== 0;
+    const id = frame.streamId;
+    const existing = this.#streams.get(id);
+    if (existing) {
+      if (!existing.local) {
+        throw new ProtocolError(
+          `Unexpected headers on stream ${id}: request already received`,
+          CloseCode.ProtocolError,
+        );
+      }
+      if (frame.payload.byteLength > this.#local.maxHeaderBytes) {
+        this.reset(id, ResetCode.TooLarge, "Response headers too large");
+        this.#events.push({
+          type: "reset",
+          streamId: id,
+          code: ResetCode.TooLarge,
+          reason:
+            `Response headers: ${frame.payload.byteLength} bytes exceeds limit ${this.#local.maxHeaderBytes}`,
+          byPeer: false,
+        });
+        return;
+      }
+      const head = decodeResponseHead(frame.payload);
+      this.#recvTransition(existing, end ? "headers_end" : "headers");
+      this.#events.push({ type: "response", streamId: id, head, end });
+      this.#maybeFinish(existing);
+      return;
+    }
+    if (!this.#isPeerId(id)) {
+      if (id < this.#nextLocalId) return; // a response to a stream this end already reset
+      throw new ProtocolError(
+        `Unexpected headers on stream ${id}: not opened by this end`,
+        CloseCode.ProtocolError,
+      );
+    }
+    if (id <= this.#lastPeerId) {
+      throw new ProtocolError(
+        `Unexpected headers on stream ${id}: id reused or out of order`,
+        CloseCode.ProtocolError,
+      );
+    }
+    this.#lastPeerId = id;
+    if (this.#phase !== "open") {
+      return this.#refuse(id, ResetCode.Refused, "Going away", now);
+    }
+    if (this.#peerOpen >= this.#local.maxConcurrentStreams) {
+      return this.#refuse(
+        id,
+        ResetCode.Refused,
+        `Too many concurrent streams: limit ${this.#local.maxConcurrentStreams}`,
+        now,
+      );
+    }
+    if (frame.payload.byteLength > this.#local.maxHeaderBytes) {
+      return this.#refuse(
+        id,
+        ResetCode.TooLarge,
+        `Request headers: ${frame.payload.byteLength} bytes exceeds limit ${this.#local.maxHeaderBytes}`,
+        now,
+      );
+    }
+    const head = decodeRequestHead(frame.payload);
+    const stream = createStream(id, false, this.#peer.initialWindow, this.#local.initialWindow);
+    stream.recv = nextHalfState("idle", end ? "headers_end" : "headers")!;
+    this.#streams.set(id, stream);
+    this.#peerOpen++;
+    this.#events.push({ type: "request", streamId: id, head, end });
+  }
+
+  #handleData(frame: Frame, now: number): void {
+    if (this.#nudge) this.#nudgeAt = now;
+    const end = (frame.flags & FLAG_END_STREAM) !== 0;
+    const stream = this.#streams.get(frame.streamId);
+    if (!stream) {
+      if (this.#wasClosed(frame.streamId)) return;
+      throw new ProtocolError(
+        `Unexpected data on stream ${frame.streamId}: never opened`,
+        CloseCode.ProtocolError,
+      );
+    }
+    const length = frame.payload.byteLength;
+    if (length > stream.recvWindow) {
+      throw new ProtocolError(
+        `Flow control: ${length} bytes on stream ${stream.id} exceeds window ${stream.recvWindow}`,
+        CloseCode.FlowControlError,
+      );
+    }
+    this.#recvTransition(stream, end ? "data_end" : "data");
+    stream.recvWindow -= length;
+    this.#events.push({ type: "data", streamId: stream.id, chunk: frame.payload, end });
+    this.#maybeFinish(stream);
+  }
+
+  #handleReset(frame: Frame, now: number): void {
+    this.#countReset(now);
+    const stream = this.#streams.get(frame.streamId);
+    if (!stream) {
+      if (this.#wasClosed(frame.streamId)) return;
+      throw new ProtocolError(
+        `Unexpected reset on stream ${frame.streamId}: never opened`,
+        CloseCode.ProtocolError,
+      );
+    }
+    const { code, reason } = decodeReset(frame.payload);
+    this.#forget(stream);
+    this.#events.push({ type: "reset", streamId: stream.id, code, reason, byPeer: true });
+  }
+
+  #handleWindowUpdate(frame: Frame): void {
+    const increment = decodeWindowUpdate(frame.payload);
+    const stream = this.#streams.get(frame.streamId);
+    if (!stream) {
+      if (this.#wasClosed(frame.streamId)) return;
+      throw new ProtocolError(
+        `Unexpected window update on stream ${frame.streamId}: never opened`,
+        CloseCode.ProtocolError,
+      );
+    }
+    if (increment === 0 || stream.sendWindow + increment > MAX_WINDOW) {
+      throw new ProtocolError(
+        `Flow control: bad window increment ${increment}`,
+        CloseCode.FlowControlError,
+      );
+    }
+    const wasBlocked = stream.sendWindow <= 0;
+    stream.sendWindow += increment;
+    if (wasBlocked && stream.outboxBytes > 0 && !this.#sendQueue.includes(stream)) {
+      this.#sendQueue.push(stream);
+    }
+  }
+
+  #handleGoAway(frame: Frame): void {
+    const { lastStreamId, code, reason } = decodeGoAway(frame.payload);
+    this.#peerGoAwayLastId = lastStreamId;
+    if (this.#phase === "open") this.#phase = "draining";
+    // Streams this end started past the peer's last id were never seen there: safe to retry.
+    for (const stream of [...this.#streams.values()]) {
+      if (stream.local && stream.id > lastStreamId) {
+        this.#forget(stream);
+        this.#events.push({
+          type: "reset",
+          streamId: stream.id,
+          code: ResetCode.Refused,
+          reason: "Peer is going away",
+          byPeer: true,
+        });
+      }
+    }
+    this.#events.push({ type: "goaway", lastStreamId, code, reason });
+  }
+
+  /** The last stream id the peer said it will serve, if it sent GOAWAY. */
+  get peerGoAwayLastId(): number | undefined {
+    return this.#peerGoAwayLastId;
+  }
+}

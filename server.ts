@@ -1,0 +1,517 @@
+/**
+ * The server: accepts agents' WebSockets and keeps track of their connections.
+ *
+ * It listens by itself (`Deno.serve` on Deno, `Bun.serve` on Bun) or, with
+ * `noServer: true`, is mounted on an app the user already runs: `upgrade()` takes
+ * the upgrade request and the runtime's per-request object, and on Bun the
+ * `websocket` handlers go into `Bun.serve`.
+ *
+ * @module
+ */
+
+import { ulid } from "ulid";
+import {
+  adaptBunSocket,
+  adaptWebSocket,
+  type BunServerWebSocket,
+  type BunSocket,
+  type Socket,
+} from "./_socket.ts";
+import { EventStream } from "./_event_stream.ts";
+import { Connection } from "./connection.ts";
+import { CloseCode } from "./protocol/close_codes.ts";
+import { Session } from "./protocol/session.ts";
+import {
+  type ConnectionEvent,
+  ConnectionType,
+  EventType,
+  type Handler,
+  type HeartbeatOptions,
+  type Limits,
+  type Logger,
+  type PingHandler,
+  type PongHandler,
+} from "./types.ts";
+import { answerPing, QUIET_LOGGER, resolveHeartbeat, sessionSettings } from "./_options.ts";
+
+/** What `authorize` gets to decide with. */
+export interface AuthorizeContext {
+  /** The HTTP upgrade request (headers such as `Authorization`, the URL, …). */
+  request: Request;
+  /** The metadata the client sent in its hello (any JSON value). */
+  metadata: unknown;
+  /** The client's address as `"host:port"`. */
+  remoteAddr: string;
+}
+
+/** Options for {@linkcode WebSocketServer}. */
+export interface WebSocketServerOptions {
+  /** Interface to listen on. Default `"0.0.0.0"`, as `Deno.serve` and `Bun.serve`. */
+  hostname?: string;
+  /** Port to listen on; 0 picks a free port (see `server.addr`). Default 0. */
+  port?: number;
+  /** Only upgrade requests for this path (others get 404). Default: any path. */
+  path?: string;
+  /** Run the heartbeat on every connection. Default `true`. */
+  keepAlive?: boolean;
+  /** Heartbeat timing. Default `{ interval: 10_000, timeout: 30_000 }`. */
+  heartbeat?: HeartbeatOptions;
+  /** Called on each ping from a client; may return the data for the pong. Default: echo. */
+  onPing?: PingHandler;
+  /** Called on each pong, with the measured round-trip time. */
+  onPong?: PongHandler;
+  /** Data carried by the server's pings. Default `""`. */
+  appData?: string;
+  /** Where log lines go. Default: nowhere. */
+  logger?: Logger;
+  /**
+   * Decides whether a client may connect, after its hello. Return `false` (or throw) to
+   * refuse: the client gets close code 4003 and a `HandshakeError`, and does not retry.
+   */
+  authorize?: (context: AuthorizeContext) => boolean | Promise<boolean>;
+  /** Limits enforced on every connection. */
+  limits?: Limits;
+  /** Origins allowed to connect (browsers send `Origin`). Default: any, including none. */
+  allowedOrigins?: string[];
+  /** Serves every connection's requests with this handler (a connection's `serve()` overrides it). */
+  handler?: Handler;
+  /** Milliseconds `close()` lets in-flight exchanges finish. Default 10 000. */
+  closeTimeout?: number;
+  /** Do not listen: mount on an existing `Deno.serve` / `Bun.serve` app with `upgrade()`. */
+  noServer?: boolean;
+}
+
+/** Where the server listens. */
+export interface ServerAddr {
+  /** The interface. */
+  hostname: string;
+  /** The port. */
+  port: number;
+}
+
+/** The part of `Deno.ServeHandlerInfo` used here. */
+export interface DenoServeHandlerInfo {
+  /** The client's address. */
+  remoteAddr: { hostname: string; port: number };
+}
+
+/** The part of Bun's `Server` used here, described structurally. */
+export interface BunServerLike {
+  /** Upgrades the request; returns whether it did. */
+  upgrade(request: Request, options?: { data?: unknown; headers?: HeadersInit }): boolean;
+  /** The client's address. */
+  requestIP?(request: Request): { address: string; port: number } | null;
+}
+
+/** Bun's `websocket` handlers for `Bun.serve`, described structurally. */
+export interface BunWebSocketHandlers {
+  /** A socket opened. */
+  open(ws: BunServerWebSocket): void;
+  /** A message arrived. */
+  message(ws: BunServerWebSocket, message: string | Uint8Array): void;
+  /** A socket closed. */
+  close(ws: BunServerWebSocket, code: number, reason: string): void;
+  /** A full send buffer drained. */
+  drain(ws: BunServerWebSocket): void;
+  /** Largest message Bun accepts. */
+  maxPayloadLength: number;
+}
+
+interface DenoRuntime {
+  serve(
+    options: { hostname?: string; port?: number; onListen?: (addr: unknown) => void },
+    handler: (request: Request, info: DenoServeHandlerInfo) => Response | Promise<Response>,
+  ): { addr: { hostname: string; port: number }; shutdown(): Promise<void> };
+  upgradeWebSocket(request: Request): { socket: WebSocket; response: Response };
+}
+
+interface BunRuntime {
+  serve(options: {
+    hostname?: string;
+    port?: number;
+    fetch: (
+      request: Request,
+      server: BunServerLike,
+    ) => Response | undefined | Promise<Response | undefined>;
+    websocket: BunWebSocketHandlers;
+  }): {
+    hostname: string;
+    port: number;
+    stop(closeActiveConnections?: boolean): Promise<void> | void;
+  };
+}
+
+interface BunSocketData {
+  swaggersocket: { request: Request; remoteAddr: { hostname: string; port: number } };
+  socket?: BunSocket;
+}
+
+/**
+ * Accepts WebSocket clients and serves HTTP over each connection both ways.
+ *
+ * @example Usage
+ * ```ts ignore
+ * import { EventType, WebSocketServer } from "@swaggersocket/swaggersocket";
+ *
+ * const server = new WebSocketServer({ port: 8080 });
+ * for await (const event of server.events()) {
+ *   if (event.type === EventType.ConnectionReceived) {
+ *     const response = await event.connection!.fetch("/status");
+ *     console.log(event.connectionId, await response.text());
+ *   }
+ * }
+ * ```
+ */
+export class WebSocketServer {
+  readonly #options: WebSocketServerOptions;
+  readonly #logger: Logger;
+  readonly #events = new EventStream();
+  readonly #connections = new Map<string, Connection>();
+  readonly #handshaking = new Set<Connection>();
+  #addr: ServerAddr | undefined;
+  #stopListening: (() => Promise<void>) | undefined;
+  #closing: Promise<void> | undefined;
+
+  /**
+   * Creates the server and, unless `noServer` is set, starts listening at once.
+   *
+   * @param options Where to listen and how to treat connections.
+   * @throws {TypeError} If it must listen and neither `Deno.serve` nor `Bun.serve` exists.
+   */
+  constructor(options: WebSocketServerOptions = {}) {
+    this.#options = options;
+    this.#logger = options.logger ?? QUIET_LOGGER;
+    if (!options.noServer) this.#listen();
+  }
+
+  /** Where the server listens. */
+  get addr(): ServerAddr {
+    if (!this.#addr) {
+      throw new TypeError("Cannot read addr: the server was created with noServer");
+    }
+    return this.#addr;
+  }
+
+  /**
+   * Bun's `websocket` handlers: pass them to `Bun.serve` when mounting with `noServer`.
+   *
+   * @example Usage
+   * ```ts ignore
+   * const sockets = new WebSocketServer({ noServer: true });
+   * Bun.serve({
+   *   fetch: (request, server) =>
+   *     new URL(request.url).pathname === "/agents" ? sockets.upgrade(request, server) : app.fetch(request),
+   *   websocket: sockets.websocket,
+   * });
+   * ```
+   */
+  readonly websocket: BunWebSocketHandlers = {
+    open: (ws) => {
+      const data = ws.data as BunSocketData;
+      const socket = adaptBunSocket(ws);
+      data.socket = socket;
+      this.#accept(socket, data.swaggersocket.request, data.swaggersocket.remoteAddr);
+    },
+    message: (ws, message) => (ws.data as BunSocketData).socket?.dispatchMessage(message),
+    close: (ws, code, reason) => (ws.data as BunSocketData).socket?.dispatchClose(code, reason),
+    drain: (ws) => (ws.data as BunSocketData).socket?.dispatchDrain(),
+    maxPayloadLength: 64 * 1024 * 1024,
+  };
+
+  /**
+   * Upgrades an HTTP request to a swaggersocket connection. Use it to mount the server
+   * on an existing app (`noServer: true`): on Deno pass the handler's `info`, on Bun
+   * the `server` (and give `Bun.serve` this server's {@linkcode websocket} handlers).
+   *
+   * @example Usage
+   * ```ts ignore
+   * const sockets = new WebSocketServer({ noServer: true });
+   * Deno.serve((request, info) =>
+   *   new URL(request.url).pathname === "/agents" ? sockets.upgrade(request, info) : app.fetch(request)
+   * );
+   * ```
+   *
+   * @param request The upgrade request.
+   * @param context Deno's `ServeHandlerInfo`, or Bun's `Server`.
+   * @returns The response to return from the handler: the 101 on Deno, `undefined` on Bun
+   *   once upgraded, or an error response (404, 403, 426, 503).
+   */
+  upgrade(request: Request, context?: DenoServeHandlerInfo | BunServerLike): Response | undefined {
+    const refusal = this.#checkUpgrade(request);
+    if (refusal) return refusal;
+    if (context && typeof (context as BunServerLike).upgrade === "function") {
+      const server = context as BunServerLike;
+      const ip = server.requestIP?.(request);
+      const data: BunSocketData = {
+        swaggersocket: {
+          request,
+          remoteAddr: { hostname: ip?.address ?? "", port: ip?.port ?? 0 },
+        },
+      };
+      if (server.upgrade(request, { data })) return undefined;
+      return new Response("WebSocket upgrade failed", { status: 400 });
+    }
+    const deno = (globalThis as { Deno?: DenoRuntime }).Deno;
+    if (!deno?.upgradeWebSocket) {
+      throw new TypeError("Cannot upgrade: pass Bun's server as the context, or run on Deno");
+    }
+    // Deno's info.remoteAddr throws once the request has been upgraded: read it first.
+    const remote = (context as DenoServeHandlerInfo | undefined)?.remoteAddr;
+    const { socket, response } = deno.upgradeWebSocket(request);
+    this.#accept(adaptWebSocket(socket), request, {
+      hostname: remote?.hostname ?? "",
+      port: remote?.port ?? 0,
+    });
+    return response;
+  }
+
+  /**
+   * A new subscription to connection events. Each call is independent; a slow or
+   * absent reader never blocks the server (it loses its oldest events past 1024).
+   *
+   * @returns An async iterable that ends when the server closes.
+   */
+  events(): AsyncIterableIterator<ConnectionEvent> {
+    return this.#events.subscribe();
+  }
+
+  /** The connections that completed their handshake and are still open. */
+  connections(): Connection[] {
+    return [...this.#connections.values()];
+  }
+
+  /**
+   * Looks up a connection by id.
+   *
+   * @param id The connection id.
+   * @returns The connection, if open.
+   */
+  connection(id: string): Connection | undefined {
+    return this.#connections.get(id);
+  }
+
+  /**
+   * Finds the first connection whose metadata equals `value` (JSON structural equality),
+   * or for which the predicate returns true.
+   *
+   * @example Usage
+   * ```ts ignore
+   * const agent = server.connectionFromMetadata({ name: "agent-7" });
+   * const byRole = server.connectionFromMetadata((m) => (m as { role?: string })?.role === "printer");
+   * ```
+   *
+   * @param valueOrPredicate A JSON value or a predicate.
+   * @returns The connection, if any.
+   */
+  connectionFromMetadata(
+    valueOrPredicate: unknown | ((metadata: unknown, connection: Connection) => boolean),
+  ): Connection | undefined {
+    const matches = typeof valueOrPredicate === "function"
+      ? valueOrPredicate as (metadata: unknown, connection: Connection) => boolean
+      : (metadata: unknown) => jsonEqual(metadata, valueOrPredicate);
+    for (const connection of this.#connections.values()) {
+      if (matches(connection.metadata, connection)) return connection;
+    }
+    return undefined;
+  }
+
+  /**
+   * The metadata a connection's client sent.
+   *
+   * @param id The connection id.
+   * @returns The metadata, or `undefined` for unknown ids.
+   */
+  metadata(id: string): unknown {
+    return this.#connections.get(id)?.metadata;
+  }
+
+  /**
+   * The client's address.
+   *
+   * @param id The connection id.
+   * @returns `"host:port"`, or `undefined` for unknown ids.
+   */
+  remoteAddr(id: string): string | undefined {
+    return this.#connections.get(id)?.remoteAddr;
+  }
+
+  /**
+   * Shuts down gracefully: stops accepting, sends every connection a go-away, lets
+   * in-flight exchanges finish (up to `closeTimeout`), then closes everything.
+   *
+   * @returns Resolves when everything is closed.
+   */
+  close(): Promise<void> {
+    this.#closing ??= this.#shutdown();
+    return this.#closing;
+  }
+
+  /** Same as {@linkcode close}; for `await using`. */
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
+  }
+
+  async #shutdown(): Promise<void> {
+    const timeout = this.#options.closeTimeout ?? 10_000;
+    const all = [...this.#handshaking, ...this.#connections.values()];
+    const stopping = this.#stopListening?.();
+    await Promise.all(
+      all.map((connection) =>
+        connection.close({ timeout, code: CloseCode.GoingAway, reason: "Server is shutting down" })
+      ),
+    );
+    await stopping;
+    this.#events.end();
+  }
+
+  #listen(): void {
+    const hostname = this.#options.hostname ?? "0.0.0.0";
+    const port = this.#options.port ?? 0;
+    const bun = (globalThis as { Bun?: BunRuntime }).Bun;
+    const deno = (globalThis as { Deno?: DenoRuntime }).Deno;
+    if (bun) {
+      const server = bun.serve({
+        hostname,
+        port,
+        fetch: (request, bunServer) => this.upgrade(request, bunServer),
+        websocket: this.websocket,
+      });
+      this.#addr = { hostname: server.hostname, port: server.port };
+      this.#stopListening = async () => {
+        await server.stop(false);
+      };
+    } else if (deno) {
+      const server = deno.serve(
+        { hostname, port, onListen: () => {} },
+        (request, info) => this.upgrade(request, info)!,
+      );
+      this.#addr = { hostname: server.addr.hostname, port: server.addr.port };
+      this.#stopListening = () => server.shutdown();
+    } else {
+      throw new TypeError("Cannot listen: neither Deno.serve nor Bun.serve exists; use noServer");
+    }
+  }
+
+  #checkUpgrade(request: Request): Response | undefined {
+    const url = new URL(request.url);
+    if (this.#options.path !== undefined && url.pathname !== this.#options.path) {
+      return new Response("Not Found", { status: 404 });
+    }
+    if (request.headers.get("upgrade")?.toLowerCase() !== "websocket") {
+      return new Response("Upgrade Required: this endpoint speaks WebSocket", {
+        status: 426,
+        headers: { upgrade: "websocket" },
+      });
+    }
+    const origin = request.headers.get("origin");
+    const allowed = this.#options.allowedOrigins;
+    if (allowed && origin !== null && !allowed.includes(origin)) {
+      return new Response("Forbidden: origin not allowed", { status: 403 });
+    }
+    if (this.#closing) return new Response("Service Unavailable: shutting down", { status: 503 });
+    return undefined;
+  }
+
+  #accept(socket: Socket, request: Request, remoteAddr: { hostname: string; port: number }): void {
+    const options = this.#options;
+    const limits = options.limits ?? {};
+    // Assigned once below; the session's ping answer needs it before then.
+    // deno-lint-ignore prefer-const
+    let connection!: Connection;
+    const session = new Session({
+      role: "server",
+      settings: sessionSettings(limits),
+      handshakeTimeout: limits.handshakeTimeout ?? 10_000,
+      heartbeat: resolveHeartbeat(options.keepAlive, options.heartbeat),
+      appData: options.appData ?? "",
+      answerPing: (data) => answerPing(options.onPing, data, connection, this.#logger),
+      maxMetadataBytes: limits.maxMetadataBytes ?? 16 * 1024,
+    }, performance.now());
+    connection = new Connection({
+      socket,
+      session,
+      type: ConnectionType.ServerSide,
+      remoteAddr,
+      logger: this.#logger,
+      onPong: options.onPong,
+      handler: options.handler,
+      hooks: {
+        onHello: ({ metadata }, answer) => {
+          this.#authorize(request, metadata, connection.remoteAddr).then((ok) => {
+            if (ok) answer.accept({ id: ulid() });
+            else answer.refuse(CloseCode.Unauthorized, "Unauthorized");
+          });
+        },
+        onOpen: (opened) => {
+          this.#handshaking.delete(opened);
+          this.#connections.set(opened.id, opened);
+          this.#logger.info("swaggersocket: connection received", opened.id, opened.remoteAddr);
+          this.#events.publish({
+            type: EventType.ConnectionReceived,
+            connectionId: opened.id,
+            connection: opened,
+            resumed: false,
+          });
+        },
+        onEnd: (ended, info) => {
+          this.#handshaking.delete(ended);
+          if (this.#connections.get(ended.id) !== ended) return;
+          this.#connections.delete(ended.id);
+          this.#logger.info("swaggersocket: connection closed", ended.id, info.code, info.reason);
+          const base = { connectionId: ended.id, connection: ended };
+          if (info.error) {
+            this.#events.publish({ type: EventType.ConnectionFailure, ...base, error: info.error });
+          }
+          this.#events.publish({
+            type: EventType.ConnectionClosed,
+            ...base,
+            ...(info.error ? { error: info.error } : {}),
+          });
+        },
+      },
+    });
+    this.#handshaking.add(connection);
+    const max = limits.maxConnections;
+    if (this.#closing) {
+      connection.close({
+        timeout: 0,
+        code: CloseCode.GoingAway,
+        reason: "Server is shutting down",
+      });
+    } else if (max !== undefined && this.#connections.size + this.#handshaking.size > max) {
+      connection.close({
+        timeout: 0,
+        code: CloseCode.TooManyConnections,
+        reason: "Too many connections",
+      });
+    }
+  }
+
+  async #authorize(request: Request, metadata: unknown, remoteAddr: string): Promise<boolean> {
+    const authorize = this.#options.authorize;
+    if (!authorize) return true;
+    try {
+      return (await authorize({ request, metadata, remoteAddr })) === true;
+    } catch (error) {
+      this.#logger.warn("swaggersocket: authorize threw; refusing", error);
+      return false;
+    }
+  }
+}
+
+function jsonEqual(a: unknown, b: unknown): boolean {
+  if (a === b) return true;
+  if (typeof a !== "object" || typeof b !== "object" || a === null || b === null) return false;
+  if (Array.isArray(a) !== Array.isArray(b)) return false;
+  if (Array.isArray(a)) {
+    const bb = b as unknown[];
+    return a.length === bb.length && a.every((item, i) => jsonEqual(item, bb[i]));
+  }
+  const ka = Object.keys(a as object);
+  const kb = Object.keys(b as object);
+  if (ka.length !== kb.length) return false;
+  return ka.every((key) =>
+    Object.hasOwn(b as object, key) &&
+    jsonEqual((a as Record<string, unknown>)[key], (b as Record<string, unknown>)[key])
+  );
+}

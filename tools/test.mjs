@@ -1,0 +1,108 @@
+#!/usr/bin/env node
+// The whole test suite in one command (`npm test`): installs the pinned Deno and Bun
+// if they are missing, runs the static checks, then the suite under Deno and under Bun.
+// Prints one closing line: "tests: N passed, M failed".
+import { spawn, spawnSync } from "node:child_process";
+import { existsSync } from "node:fs";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+
+const root = join(dirname(fileURLToPath(import.meta.url)), "..");
+const bin = (name) => join(root, "node_modules", ".bin", name);
+const env = { ...process.env, DENO_NO_UPDATE_CHECK: "1", NO_COLOR: "1" };
+const only = process.argv.slice(2); // e.g. `npm test -- deno` or `-- bun` or `-- checks`
+const want = (step) => only.length === 0 || only.includes(step);
+// Each runner gets a hard bound so that a hang fails the run instead of stalling CI.
+const RUNNER_TIMEOUT_MS = 8 * 60_000;
+
+if (!existsSync(bin("deno")) || !existsSync(bin("bun"))) {
+  console.log("Installing the pinned Deno and Bun (npm ci)…");
+  const ci = spawnSync("npm", ["ci", "--no-audit", "--no-fund"], { cwd: root, stdio: "inherit" });
+  if (ci.status !== 0) process.exit(ci.status ?? 1);
+}
+
+function run(label, command, args, { capture = false, timeout = RUNNER_TIMEOUT_MS } = {}) {
+  return new Promise((resolve) => {
+    console.log(`\n=== ${label}: ${[command, ...args].map((a) => a.replace(root + "/", "")).join(" ")}`);
+    const child = spawn(command, args, { cwd: root, env, stdio: ["ignore", "pipe", "pipe"] });
+    let output = "";
+    const timer = setTimeout(() => {
+      console.log(`\n${label}: timed out after ${timeout / 1000} s; killing`);
+      child.kill("SIGKILL");
+    }, timeout);
+    const forward = (stream, sink) =>
+      stream.on("data", (chunk) => {
+        sink.write(chunk);
+        if (capture) output += chunk;
+      });
+    forward(child.stdout, process.stdout);
+    forward(child.stderr, process.stderr);
+    child.on("close", (code, signal) => {
+      clearTimeout(timer);
+      resolve({ ok: code === 0, code: code ?? 1, signal, output });
+    });
+  });
+}
+
+let passed = 0;
+let failed = 0;
+const failures = [];
+
+if (want("checks")) {
+  const deno = bin("deno");
+  const checks = [
+    ["fmt", deno, ["fmt", "--check"]],
+    ["lint", deno, ["lint"]],
+    ["check", deno, ["check", "mod.ts", "protocol/mod.ts", "tests/", "examples/"]],
+    ["doc-lint", deno, ["doc", "--lint", "mod.ts", "protocol/mod.ts"]],
+    ["publish-dry-run", deno, ["publish", "--dry-run", "--allow-dirty"]],
+  ];
+  for (const [label, command, args] of checks) {
+    const result = await run(label, command, args);
+    if (result.ok) passed++;
+    else {
+      failed++;
+      failures.push(label);
+    }
+  }
+}
+
+function count(output, patterns) {
+  for (const [re, p, f] of patterns) {
+    const m = output.match(re);
+    if (m) return { passed: Number(m[p]), failed: Number(m[f]) };
+  }
+  return undefined;
+}
+
+if (want("deno")) {
+  const result = await run("deno test", bin("deno"), ["test", "-A", "--no-check", "tests/"], {
+    capture: true,
+  });
+  const counts = count(result.output, [[/\|\s*(\d+) passed[^|]*\|\s*(\d+) failed/, 1, 2]]);
+  passed += counts?.passed ?? 0;
+  failed += counts?.failed ?? 0;
+  if (!result.ok || !counts) {
+    failures.push("deno test");
+    if (!counts || counts.failed === 0) failed++;
+  }
+}
+
+if (want("bun")) {
+  const result = await run("bun test", bin("bun"), ["test", "--timeout", "60000", "./tests/"], {
+    capture: true,
+  });
+  const p = result.output.match(/^\s*(\d+) pass\s*$/m);
+  const f = result.output.match(/^\s*(\d+) fail\s*$/m);
+  const counts = p && f ? { passed: Number(p[1]), failed: Number(f[1]) } : undefined;
+  passed += counts?.passed ?? 0;
+  failed += counts?.failed ?? 0;
+  if (!result.ok || !counts) {
+    failures.push("bun test");
+    if (!counts || counts.failed === 0) failed++;
+  }
+}
+
+console.log(`\n${failures.length ? `failing: ${failures.join(", ")}\n` : ""}`);
+console.log(`tests: ${passed} passed, ${failed} failed`);
+process.exit(failed === 0 && failures.length === 0 ? 0 : 1);
