@@ -1,0 +1,185 @@
+/**
+ * Shared test helpers: runtime facts, bounded waits, a connected server/client pair,
+ * and subprocess fixtures for cross-runtime tests.
+ *
+ * @module
+ */
+
+import { spawn } from "node:child_process";
+import {
+  type Connection,
+  type ConnectionEvent,
+  EventType,
+  WebSocketClient,
+  type WebSocketClientOptions,
+  WebSocketServer,
+  type WebSocketServerOptions,
+} from "../mod.ts";
+
+/** Whether the suite runs under Bun (otherwise Deno). */
+export const IS_BUN: boolean = typeof (globalThis as { Bun?: unknown }).Bun !== "undefined";
+/** Whether the suite runs under Deno. */
+export const IS_DENO: boolean = !IS_BUN &&
+  typeof (globalThis as { Deno?: unknown }).Deno !== "undefined";
+/** This runtime's name. */
+export const RUNTIME: "bun" | "deno" = IS_BUN ? "bun" : "deno";
+
+const ROOT = new URL("../", import.meta.url);
+/** Path of the pinned Deno binary. */
+export const DENO_BIN: string = new URL("node_modules/.bin/deno", ROOT).pathname;
+/** Path of the pinned Bun binary. */
+export const BUN_BIN: string = new URL("node_modules/.bin/bun", ROOT).pathname;
+/** The repository root as a path. */
+export const ROOT_DIR: string = ROOT.pathname;
+
+/**
+ * Waits for `promise`, failing with a clear message after `ms` (a guard, not a sleep).
+ */
+export function withTimeout<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: ReturnType<typeof setTimeout>;
+  const guard = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`Timed out after ${ms} ms: ${what}`)), ms);
+  });
+  return Promise.race([promise, guard]).finally(() => clearTimeout(timer));
+}
+
+/** Waits for the next event of `type` from an event subscription. */
+export async function nextEvent(
+  events: AsyncIterableIterator<ConnectionEvent>,
+  type: EventType,
+  ms = 10_000,
+): Promise<ConnectionEvent> {
+  return await withTimeout(
+    (async () => {
+      for (;;) {
+        const { value, done } = await events.next();
+        if (done) throw new Error(`Event stream ended before ${type}`);
+        if (value.type === type) return value;
+      }
+    })(),
+    ms,
+    `waiting for ${type}`,
+  );
+}
+
+/** A server and a connected client, with both ends' connections. */
+export interface Pair {
+  server: WebSocketServer;
+  client: WebSocketClient;
+  /** The server's end of the connection. */
+  serverSide: Connection;
+  /** The client's end of the connection. */
+  clientSide: Connection;
+  /** The server's `ws://` URL. */
+  url: string;
+  /** Closes client and server. */
+  close(): Promise<void>;
+}
+
+/**
+ * Starts a server on 127.0.0.1:0 and connects one client to it.
+ */
+export async function startPair(
+  serverOptions: WebSocketServerOptions = {},
+  clientOptions: Partial<WebSocketClientOptions> = {},
+  metadata: unknown = { name: "test-agent" },
+): Promise<Pair> {
+  const server = new WebSocketServer({ hostname: "127.0.0.1", port: 0, ...serverOptions });
+  const events = server.events();
+  const url = `ws://127.0.0.1:${server.addr.port}`;
+  const client = new WebSocketClient({ url, ...clientOptions }).withMetadata(metadata);
+  const clientSide = await withTimeout(client.connect(), 10_000, "client.connect()");
+  const received = await nextEvent(events, EventType.ConnectionReceived);
+  await events.return?.();
+  return {
+    server,
+    client,
+    serverSide: received.connection!,
+    clientSide,
+    url,
+    close: async () => {
+      await withTimeout(client.close(), 10_000, "client.close()");
+      await withTimeout(server.close(), 15_000, "server.close()");
+    },
+  };
+}
+
+/** A subprocess started by {@linkcode spawnFixture}. */
+export interface Fixture {
+  /** Lines the process printed on stdout so far. */
+  lines: string[];
+  /** Resolves with the first stdout line matching `pattern` (see `waitFor`). */
+  waitFor(pattern: RegExp, ms?: number): Promise<RegExpMatchArray>;
+  /** Resolves with the exit code when the process ends. */
+  exited: Promise<number | null>;
+  /** Kills the process (SIGKILL) and waits for it to end. */
+  kill(): Promise<void>;
+}
+
+/**
+ * Runs a script under Deno or Bun as a child process (cross-runtime tests).
+ * Deno runs with `-A` and the repository's deno.json.
+ */
+export function spawnFixture(
+  runtime: "deno" | "bun",
+  script: string,
+  args: string[] = [],
+): Fixture {
+  const path = new URL(script, ROOT).pathname;
+  const command = runtime === "deno" ? DENO_BIN : BUN_BIN;
+  const argv = runtime === "deno"
+    ? ["run", "-A", "--quiet", path, ...args]
+    : ["run", path, ...args];
+  const child = spawn(command, argv, {
+    cwd: ROOT_DIR,
+    env: { ...process.env, DENO_NO_UPDATE_CHECK: "1", NO_COLOR: "1" },
+    stdio: ["ignore", "pipe", "inherit"],
+  });
+  const lines: string[] = [];
+  const waiters: { pattern: RegExp; resolve: (m: RegExpMatchArray) => void }[] = [];
+  let buffered = "";
+  child.stdout!.setEncoding("utf8");
+  child.stdout!.on("data", (chunk: string) => {
+    buffered += chunk;
+    let newline: number;
+    while ((newline = buffered.indexOf("\n")) !== -1) {
+      const line = buffered.slice(0, newline);
+      buffered = buffered.slice(newline + 1);
+      lines.push(line);
+      for (const waiter of [...waiters]) {
+        const match = line.match(waiter.pattern);
+        if (match) {
+          waiters.splice(waiters.indexOf(waiter), 1);
+          waiter.resolve(match);
+        }
+      }
+    }
+  });
+  const exited = new Promise<number | null>((resolve) =>
+    child.on("close", (code) => resolve(code))
+  );
+  return {
+    lines,
+    waitFor(pattern, ms = 20_000) {
+      for (const line of lines) {
+        const match = line.match(pattern);
+        if (match) return Promise.resolve(match);
+      }
+      return withTimeout(
+        Promise.race([
+          new Promise<RegExpMatchArray>((resolve) => waiters.push({ pattern, resolve })),
+          exited.then((code) => {
+            throw new Error(`${script} exited with ${code} before printing ${pattern}`);
+          }),
+        ]),
+        ms,
+        `${script} to print ${pattern}`,
+      );
+    },
+    exited,
+    async kill() {
+      if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
+      await exited;
+    },
+  };
+}
