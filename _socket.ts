@@ -41,6 +41,12 @@ export function adaptWebSocket(ws: WebSocket): Socket {
   const socket: Socket = {
     send: (data) => ws.send(data),
     close: (code, reason) => {
+      // Deno's server socket is still CONNECTING when upgradeWebSocket returns, and
+      // there close() is silently ignored: close once it has opened instead.
+      if (ws.readyState === WebSocket.CONNECTING) {
+        ws.addEventListener("open", () => socket.close(code, reason), { once: true });
+        return;
+      }
       try {
         ws.close(code, reason);
       } catch {
@@ -64,7 +70,8 @@ export function adaptWebSocket(ws: WebSocket): Socket {
   ws.addEventListener("close", (event: CloseEvent) => {
     if (closed) return;
     closed = true;
-    socket.onClose(event.code, event.reason);
+    // Deno reports a dropped TCP connection as code 0; RFC 6455 calls that 1006.
+    socket.onClose(event.code || 1006, event.reason);
   });
   return socket;
 }

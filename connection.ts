@@ -335,6 +335,13 @@ export class Connection {
       request = input instanceof Request
         ? (init ? new Request(input, init) : input)
         : new Request(url, init);
+      // Bun's Request constructor accepts a GET/HEAD body; the standard (and Deno) throw.
+      if (
+        (request.method === "GET" || request.method === "HEAD") &&
+        (request.body !== null || (init?.body ?? null) !== null)
+      ) {
+        throw new TypeError(`Request with ${request.method} method cannot have body`);
+      }
       if (absolute) {
         wireUrl = request.url;
       } else {
@@ -584,10 +591,12 @@ export class Connection {
 
   /** Streams `body` onto a stream; returns a function that stops it. */
   #pump(streamId: number, body: ReadableStream<unknown>): (reason: unknown) => void {
-    const reader = body.getReader();
+    let reader: ReadableStreamDefaultReader<unknown> | undefined;
     let stopped = false;
     const run = async (): Promise<void> => {
       try {
+        // Inside the try: a body that is locked or already used fails this exchange only.
+        reader = body.getReader();
         for (;;) {
           const { done, value } = await reader.read();
           if (stopped || !this.#session.hasStream(streamId)) {
@@ -619,7 +628,7 @@ export class Connection {
     return (reason) => {
       if (stopped) return;
       stopped = true;
-      reader.cancel(reason).catch(() => {});
+      reader?.cancel(reason).catch(() => {});
     };
   }
 
@@ -846,16 +855,21 @@ export class Connection {
       // The socket is already gone; closing below still ends the connection.
     }
     this.#session.close();
+    const info: ConnectionCloseInfo = {
+      code,
+      reason: fitted,
+      ...(error ? { error } : abnormal(code, fitted)),
+    };
+    // Bun's ServerWebSocket reports the close synchronously from close(): end with this end's
+    // own code, reason and error (a ProtocolError), not the generic error onClose would make.
+    // (Ending inside that callback matters on Bun: ending after it delays server.stop() by 1 s.)
+    this.#socket.onClose = () => this.#end(info);
     try {
       this.#socket.close(code, fitted);
     } catch (cause) {
       this.#logger.debug("swaggersocket: close failed", cause);
     }
-    this.#end({
-      code,
-      reason: fitted,
-      ...(error ? { error } : abnormal(code, fitted)),
-    });
+    this.#end(info);
   }
 
   #end(info: ConnectionCloseInfo): void {

@@ -168,6 +168,8 @@ export class WebSocketServer {
   readonly #events = new EventStream();
   readonly #connections = new Map<string, Connection>();
   readonly #handshaking = new Set<Connection>();
+  /** Deno sockets whose close handshake has not finished yet (see `#shutdown`). */
+  readonly #openSockets = new Set<Promise<void>>();
   #addr: ServerAddr | undefined;
   #stopListening: (() => Promise<void>) | undefined;
   #closing: Promise<void> | undefined;
@@ -257,8 +259,21 @@ export class WebSocketServer {
     }
     // Deno's info.remoteAddr throws once the request has been upgraded: read it first.
     const remote = (context as DenoServeHandlerInfo | undefined)?.remoteAddr;
+    // So do the request's headers once the handler has returned ("Request closed"), and
+    // `authorize` reads them later, after the hello: keep a detached copy.
+    const snapshot = new Request(request.url, {
+      method: request.method,
+      headers: new Headers(request.headers),
+    });
     const { socket, response } = deno.upgradeWebSocket(request);
-    this.#accept(adaptWebSocket(socket), request, {
+    // `close()` waits for this before `Deno.serve`'s shutdown, which would overtake the
+    // socket's own close frame with a 1001.
+    const socketClosed = new Promise<void>((resolve) =>
+      socket.addEventListener("close", () => resolve(), { once: true })
+    );
+    this.#openSockets.add(socketClosed);
+    socketClosed.then(() => this.#openSockets.delete(socketClosed));
+    this.#accept(adaptWebSocket(socket), snapshot, {
       hostname: remote?.hostname ?? "",
       port: remote?.port ?? 0,
     });
@@ -291,21 +306,36 @@ export class WebSocketServer {
   }
 
   /**
-   * Finds the first connection whose metadata equals `value` (JSON structural equality),
-   * or for which the predicate returns true.
+   * Finds the first connection for which the predicate returns true (pass a JSON value
+   * instead to match metadata by structural equality).
+   *
+   * @example Usage
+   * ```ts ignore
+   * const byRole = server.connectionFromMetadata((m) => (m as { role?: string })?.role === "printer");
+   * ```
+   *
+   * @param predicate Called with each connection's metadata and the connection.
+   * @returns The first connection for which `predicate` returns true, if any.
+   */
+  connectionFromMetadata(
+    predicate: (metadata: unknown, connection: Connection) => boolean,
+  ): Connection | undefined;
+  /**
+   * Finds the first connection whose metadata equals `value` (JSON structural equality:
+   * key order does not matter, array order does).
    *
    * @example Usage
    * ```ts ignore
    * const agent = server.connectionFromMetadata({ name: "agent-7" });
-   * const byRole = server.connectionFromMetadata((m) => (m as { role?: string })?.role === "printer");
    * ```
    *
-   * @param valueOrPredicate A JSON value or a predicate.
+   * @param value A JSON value.
    * @returns The connection, if any.
    */
-  connectionFromMetadata(
-    valueOrPredicate: unknown | ((metadata: unknown, connection: Connection) => boolean),
-  ): Connection | undefined {
+  connectionFromMetadata(value: unknown): Connection | undefined;
+  // An overload per form: `unknown | ((…) => boolean)` collapses to `unknown`, which
+  // would leave a predicate's parameters untyped (implicit any) at the call site.
+  connectionFromMetadata(valueOrPredicate: unknown): Connection | undefined {
     const matches = typeof valueOrPredicate === "function"
       ? valueOrPredicate as (metadata: unknown, connection: Connection) => boolean
       : (metadata: unknown) => jsonEqual(metadata, valueOrPredicate);
@@ -354,13 +384,23 @@ export class WebSocketServer {
   async #shutdown(): Promise<void> {
     const timeout = this.#options.closeTimeout ?? 10_000;
     const all = [...this.#handshaking, ...this.#connections.values()];
-    const stopping = this.#stopListening?.();
+    // Stop listening only once the connections have drained: Deno's `shutdown()` closes
+    // upgraded WebSockets at once (1001), which would cut in-flight exchanges short.
+    // Meanwhile new upgrades get 503 (`#checkUpgrade`), so nothing new is accepted.
     await Promise.all(
       all.map((connection) =>
         connection.close({ timeout, code: CloseCode.GoingAway, reason: "Server is shutting down" })
       ),
     );
-    await stopping;
+    // A connection ends when it starts closing its socket; let the close frames go out
+    // (bounded) so that Deno's shutdown does not overtake them with its own 1001.
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    await Promise.race([
+      Promise.all(this.#openSockets),
+      new Promise((resolve) => timer = setTimeout(resolve, 1_000)),
+    ]);
+    clearTimeout(timer);
+    await this.#stopListening?.();
     this.#events.end();
   }
 

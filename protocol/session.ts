@@ -28,7 +28,7 @@
  * @module
  */
 
-import { CloseCode, ResetCode } from "./close_codes.ts";
+import { CloseCode, fitCloseReason, ResetCode } from "./close_codes.ts";
 import { ProtocolError } from "./errors.ts";
 import {
   decodeFrames,
@@ -456,8 +456,11 @@ export class Session {
     }
     if (this.#nudgeAt !== undefined && now >= this.#nudgeAt) {
       this.#nudgeAt = undefined;
-      // Anything already queued carries the ACK just as well.
-      if (this.#control.length === 0 && this.#sendQueue.length === 0) {
+      // Anything already queued carries the ACK just as well; data blocked on its window does not.
+      const sendable = this.#sendQueue.some((s) =>
+        s.outboxBytes > 0 ? s.sendWindow > 0 : s.outboxEnd && s.send === "open"
+      );
+      if (this.#control.length === 0 && !sendable) {
         this.#queue(FrameType.Noop, 0, 0, new Uint8Array(0));
       }
     }
@@ -557,7 +560,9 @@ export class Session {
   #close(code: number, reason: string, error?: ProtocolError): void {
     if (this.#phase === "closed") return;
     this.close();
-    this.#events.push({ type: "close", code, reason, ...(error ? { error } : {}) });
+    // The reason goes into a WebSocket close frame, which holds 123 bytes; the error keeps it all.
+    const fitted = fitCloseReason(reason);
+    this.#events.push({ type: "close", code, reason: fitted, ...(error ? { error } : {}) });
   }
 
   #handshakeStep(event: HandshakeEvent): void {
@@ -584,9 +589,11 @@ export class Session {
   }
 
   #checkHeaderSize(payload: Uint8Array): Uint8Array {
-    if (payload.byteLength > this.#peer.maxHeaderBytes) {
+    // A header block travels in one frame, so the peer's frame limit bounds it too.
+    const limit = Math.min(this.#peer.maxHeaderBytes, this.#peer.maxFrameBytes);
+    if (payload.byteLength > limit) {
       throw new RangeError(
-        `Cannot send headers: ${payload.byteLength} bytes exceeds the peer's limit ${this.#peer.maxHeaderBytes}`,
+        `Cannot send headers: ${payload.byteLength} bytes exceeds the peer's limit ${limit}`,
       );
     }
     return payload;
@@ -729,6 +736,9 @@ export class Session {
         }
         this.#handshakeStep("recv_ack");
         this.#opened(now);
+        // The ack is the client's second small write; answer it, or its first request
+        // waits for our delayed ACK (Nagle, see the module doc).
+        if (this.#nudge) this.#nudgeAt = now;
         this.#events.push({ type: "open", id: this.#id! });
         return;
       case FrameType.Noop:
@@ -740,11 +750,13 @@ export class Session {
         CloseCode.ProtocolError,
       );
     }
+    // Every stream frame is answered (see the module doc): a RESET or WINDOW_UPDATE too.
+    if (this.#nudge && frame.streamId !== 0) this.#nudgeAt = now;
     switch (frame.type) {
       case FrameType.Headers:
         return this.#handleHeaders(frame, now);
       case FrameType.Data:
-        return this.#handleData(frame, now);
+        return this.#handleData(frame);
       case FrameType.Reset:
         return this.#handleReset(frame, now);
       case FrameType.WindowUpdate:
@@ -768,7 +780,6 @@ export class Session {
   }
 
   #handleHeaders(frame: Frame, now: number): void {
-    if (this.#nudge) this.#nudgeAt = now;
     const end = (frame.flags & FLAG_END_STREAM) !== 0;
     const id = frame.streamId;
     const existing = this.#streams.get(id);
@@ -838,8 +849,7 @@ export class Session {
     this.#events.push({ type: "request", streamId: id, head, end });
   }
 
-  #handleData(frame: Frame, now: number): void {
-    if (this.#nudge) this.#nudgeAt = now;
+  #handleData(frame: Frame): void {
     const end = (frame.flags & FLAG_END_STREAM) !== 0;
     const stream = this.#streams.get(frame.streamId);
     if (!stream) {

@@ -1,0 +1,166 @@
+/**
+ * The examples run: each is started as a subprocess under the runtime it is written
+ * for, on loopback and a free port, and driven until it has shown what it is for.
+ */
+
+import { afterEach, describe, it } from "node:test";
+import assert from "node:assert/strict";
+import { type Connection, EventType, WebSocketClient, WebSocketServer } from "../mod.ts";
+import { patternStream, verifyPattern } from "./fixtures/_common.ts";
+import { type Fixture, nextEvent, RUNTIME, spawnFixture, withTimeout } from "./_helpers.ts";
+
+/** Bytes of the streamed body sent through the mounted gateway. */
+const BIG = 1024 * 1024 + 7;
+/** Bounds a subprocess's start and each step (the machine is shared and may be loaded). */
+const STEP_MS = 30_000;
+/** Examples stop by themselves after this long, should a test die without killing them. */
+const EXIT_AFTER = ["--exit-after", "60000"];
+
+describe("examples", () => {
+  let steps: (() => Promise<unknown>)[] = [];
+  afterEach(async () => {
+    const pending = steps.reverse();
+    steps = [];
+    for (const step of pending) {
+      await withTimeout(step(), 20_000, "cleanup").catch((error) => {
+        console.error("cleanup failed:", error);
+      });
+    }
+  });
+
+  function spawn(runtime: "deno" | "bun", script: string, args: string[]): Fixture {
+    const fixture = spawnFixture(runtime, script, [...args, ...EXIT_AFTER]);
+    steps.push(() => fixture.kill());
+    return fixture;
+  }
+
+  it("deno_server.ts (Deno) and bun_agent.ts (Bun) call each other, and the agent reconnects", async () => {
+    const server = spawn("deno", "examples/deno_server.ts", [
+      "--hostname",
+      "127.0.0.1",
+      "--port",
+      "0",
+    ]);
+    const [, port] = await server.waitFor(/^listening on ws:\/\/127\.0\.0\.1:(\d+)$/, STEP_MS);
+    const agent = spawn("bun", "examples/bun_agent.ts", [
+      `ws://127.0.0.1:${port}`,
+      "--name",
+      "examples-test",
+    ]);
+
+    // The agent called the server's API…
+    const [, id] = await agent.waitFor(/^connected #1 as (\S+)$/, STEP_MS);
+    const [, time] = await agent.waitFor(/^server time: (.*)$/, STEP_MS);
+    assert.ok(!Number.isNaN(Date.parse(time)), time);
+    await agent.waitFor(/^agents online: 1$/, STEP_MS);
+
+    // …and the server called the agent's.
+    const [, info] = await server.waitFor(new RegExp(`^agent ${id} info: (.*)$`), STEP_MS);
+    assert.deepEqual(
+      { ...JSON.parse(info), version: undefined, pid: undefined, uptime: undefined },
+      {
+        name: "examples-test",
+        runtime: "bun",
+        version: undefined,
+        pid: undefined,
+        uptime: undefined,
+      },
+    );
+    await server.waitFor(new RegExp(`^agent connected: ${id} \\{"name":"examples-test"`), STEP_MS);
+
+    // keepAlive: the server goes away and comes back on the same port; the agent redials.
+    await server.kill();
+    await agent.waitFor(/^disconnected from /, STEP_MS);
+    const restarted = spawn("deno", "examples/deno_server.ts", [
+      "--hostname",
+      "127.0.0.1",
+      "--port",
+      port,
+    ]);
+    await restarted.waitFor(/^listening on /, STEP_MS);
+    const [, id2] = await agent.waitFor(/^connected #2 as (\S+)$/, STEP_MS);
+    await restarted.waitFor(new RegExp(`^agent ${id2} info: .*"runtime":"bun"`), STEP_MS);
+  });
+
+  it(`hono.ts (${RUNTIME}) serves a Hono app's fetch over the connection`, async () => {
+    const server = new WebSocketServer({ hostname: "127.0.0.1", port: 0 });
+    steps.push(() => server.close());
+    const events = server.events();
+    steps.push(async () => await events.return?.());
+    spawn(RUNTIME, "examples/hono.ts", [`ws://127.0.0.1:${server.addr.port}`, "--name", "h1"]);
+    const agent = (await nextEvent(events, EventType.ConnectionReceived, STEP_MS)).connection!;
+    assert.deepEqual(agent.metadata, { name: "h1", runtime: RUNTIME, framework: "hono" });
+
+    const hello = await agent.fetch("/hello/world");
+    assert.equal(hello.status, 200);
+    assert.deepEqual(await hello.json(), { greeting: "Hello, world!" });
+    const echo = await agent.fetch("/echo", {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ a: [1, 2] }),
+    });
+    assert.deepEqual(await echo.json(), { received: { a: [1, 2] } });
+    assert.equal((await agent.fetch("/nope")).status, 404);
+  });
+
+  for (const [runtime, script] of [["deno", "mount_deno.ts"], ["bun", "mount_bun.ts"]] as const) {
+    it(`${script} (${runtime}) mounts agents on /agents and serves the app on the rest`, async () => {
+      const app = spawn(runtime, `examples/${script}`, ["--hostname", "127.0.0.1", "--port", "0"]);
+      const [, port] = await app.waitFor(/^listening on http:\/\/127\.0\.0\.1:(\d+)$/, STEP_MS);
+      const base = `http://127.0.0.1:${port}`;
+
+      const home = await withTimeout(fetch(`${base}/`), STEP_MS, "GET /");
+      assert.equal(home.status, 200);
+      assert.match(await home.text(), /gateway/);
+
+      // An agent in this process dials /agents and serves an API.
+      const client = new WebSocketClient({
+        url: `ws://127.0.0.1:${port}/agents`,
+        keepAlive: false,
+        handler: async (request) =>
+          new URL(request.url).pathname === "/big"
+            ? new Response(patternStream(BIG))
+            : Response.json({
+              method: request.method,
+              path: new URL(request.url).pathname,
+              search: new URL(request.url).search,
+              body: await request.text(),
+            }),
+      }).withMetadata({ name: "mounted" });
+      steps.push(() => client.close());
+      const connection: Connection = await withTimeout(client.connect(), STEP_MS, "connect");
+
+      // The server side registers the agent when the handshake's last leg arrives.
+      await app.waitFor(new RegExp(`^agent connected: ${connection.id} `), STEP_MS);
+      const list = await withTimeout(fetch(`${base}/api/agents`), STEP_MS, "GET /api/agents");
+      assert.deepEqual(await list.json(), [{ id: connection.id, metadata: { name: "mounted" } }]);
+
+      // The app forwards to the agent over its socket.
+      const forwarded = await withTimeout(
+        fetch(`${base}/api/agents/${connection.id}/pets/7?x=1`, { method: "POST", body: "hi" }),
+        STEP_MS,
+        "a forwarded POST",
+      );
+      assert.equal(forwarded.status, 200);
+      assert.deepEqual(await forwarded.json(), {
+        method: "POST",
+        path: "/pets/7",
+        search: "?x=1",
+        body: "hi",
+      });
+      // A streamed response body comes through the app whole.
+      const big = await withTimeout(
+        fetch(`${base}/api/agents/${connection.id}/big`),
+        STEP_MS,
+        "big",
+      );
+      assert.deepEqual(await withTimeout(verifyPattern(big.body), STEP_MS, "big body"), {
+        bytes: BIG,
+        firstMismatch: -1,
+      });
+      const missing = await withTimeout(fetch(`${base}/api/agents/nobody/x`), STEP_MS, "404");
+      assert.equal(missing.status, 404);
+      await missing.body?.cancel();
+    });
+  }
+});

@@ -1,0 +1,306 @@
+import { describe, it } from "node:test";
+import assert from "node:assert/strict";
+import {
+  CloseCode,
+  decodeFrames,
+  encodeFrames,
+  FLAG_END_STREAM,
+  type Frame,
+  FRAME_HEADER_BYTES,
+  FrameType,
+  MAX_STREAM_ID,
+  ProtocolError,
+} from "../protocol/mod.ts";
+
+const LIMIT = 1024 * 1024;
+const STREAM_TYPES: ReadonlySet<number> = new Set([
+  FrameType.Headers,
+  FrameType.Data,
+  FrameType.Reset,
+  FrameType.WindowUpdate,
+]);
+
+/** A payload length that each frame type accepts. */
+const VALID_LENGTH: Record<FrameType, number> = {
+  [FrameType.Hello]: 2,
+  [FrameType.Welcome]: 2,
+  [FrameType.Ack]: 0,
+  [FrameType.Headers]: 5,
+  [FrameType.Data]: 7,
+  [FrameType.Reset]: 6,
+  [FrameType.WindowUpdate]: 4,
+  [FrameType.Ping]: 8,
+  [FrameType.Pong]: 11,
+  [FrameType.GoAway]: 9,
+  [FrameType.Noop]: 0,
+};
+
+function bytes(length: number, seed = 1): Uint8Array {
+  const out = new Uint8Array(length);
+  for (let i = 0; i < length; i++) out[i] = (i * 31 + seed) & 0xff;
+  return out;
+}
+
+function frameOf(type: FrameType, flags = 0, payloadLength = VALID_LENGTH[type]): Frame {
+  return {
+    type,
+    flags,
+    streamId: STREAM_TYPES.has(type) ? 7 : 0,
+    payload: bytes(payloadLength, type),
+  };
+}
+
+/** A raw frame header, for input that encodeFrames would never produce. */
+function header(type: number, flags: number, streamId: number, length: number): Uint8Array {
+  const out = new Uint8Array(FRAME_HEADER_BYTES);
+  const view = new DataView(out.buffer);
+  view.setUint8(0, type);
+  view.setUint8(1, flags);
+  view.setUint32(2, streamId);
+  view.setUint32(6, length);
+  return out;
+}
+
+function concat(...parts: Uint8Array[]): Uint8Array {
+  const out = new Uint8Array(parts.reduce((n, p) => n + p.byteLength, 0));
+  let offset = 0;
+  for (const part of parts) {
+    out.set(part, offset);
+    offset += part.byteLength;
+  }
+  return out;
+}
+
+function assertProtocolError(
+  fn: () => unknown,
+  code: number,
+  message?: RegExp,
+): void {
+  assert.throws(fn, (error: unknown) => {
+    assert.ok(error instanceof ProtocolError, `expected ProtocolError, got ${error}`);
+    assert.equal(error.name, "ProtocolError");
+    assert.equal(error.code, code);
+    if (message) assert.match(error.message, message);
+    return true;
+  });
+}
+
+function plain(frame: Frame): { type: number; flags: number; streamId: number; payload: number[] } {
+  return { ...frame, payload: [...frame.payload] };
+}
+
+describe("encodeFrames() and decodeFrames()", () => {
+  for (const [name, type] of Object.entries(FrameType)) {
+    it(`round-trips a ${name} frame`, () => {
+      const frame = frameOf(type);
+      const decoded = decodeFrames(encodeFrames([frame]), LIMIT);
+      assert.equal(decoded.length, 1);
+      assert.deepEqual(plain(decoded[0]), plain(frame));
+    });
+  }
+
+  it("encodeFrames() lays out the 10-byte header big-endian", () => {
+    const encoded = encodeFrames([{
+      type: FrameType.Data,
+      flags: FLAG_END_STREAM,
+      streamId: 0x01020304,
+      payload: new Uint8Array([0xaa, 0xbb]),
+    }]);
+    assert.deepEqual(
+      [...encoded],
+      [0x11, 0x01, 0x01, 0x02, 0x03, 0x04, 0x00, 0x00, 0x00, 0x02, 0xaa, 0xbb],
+    );
+  });
+
+  it("encodeFrames() of no frames is an empty message", () => {
+    assert.equal(encodeFrames([]).byteLength, 0);
+  });
+
+  it("round-trips FLAG_END_STREAM on HEADERS and DATA", () => {
+    const frames = [frameOf(FrameType.Headers, FLAG_END_STREAM), frameOf(FrameType.Data, 1)];
+    const decoded = decodeFrames(encodeFrames(frames), LIMIT);
+    assert.deepEqual(decoded.map((f) => f.flags), [FLAG_END_STREAM, FLAG_END_STREAM]);
+  });
+
+  it("round-trips several frames of every type in one message, in order", () => {
+    const frames: Frame[] = Object.values(FrameType).map((type) => frameOf(type));
+    frames.push({ ...frameOf(FrameType.Data, FLAG_END_STREAM), streamId: MAX_STREAM_ID });
+    const encoded = encodeFrames(frames);
+    assert.equal(
+      encoded.byteLength,
+      frames.reduce((n, f) => n + FRAME_HEADER_BYTES + f.payload.byteLength, 0),
+    );
+    assert.deepEqual(decodeFrames(encoded, LIMIT).map(plain), frames.map(plain));
+  });
+
+  it("round-trips zero-length payloads on HEADERS, DATA, ACK and NOOP", () => {
+    const frames: Frame[] = [
+      { type: FrameType.Headers, flags: 0, streamId: 1, payload: new Uint8Array(0) },
+      { type: FrameType.Data, flags: FLAG_END_STREAM, streamId: 1, payload: new Uint8Array(0) },
+      { type: FrameType.Ack, flags: 0, streamId: 0, payload: new Uint8Array(0) },
+      { type: FrameType.Noop, flags: 0, streamId: 0, payload: new Uint8Array(0) },
+    ];
+    const encoded = encodeFrames(frames);
+    assert.equal(encoded.byteLength, 4 * FRAME_HEADER_BYTES);
+    const decoded = decodeFrames(encoded, LIMIT);
+    assert.deepEqual(decoded.map(plain), frames.map(plain));
+    for (const frame of decoded) assert.equal(frame.payload.byteLength, 0);
+  });
+
+  it("decodeFrames() returns payloads that are views into the message, not copies", () => {
+    const encoded = encodeFrames([frameOf(FrameType.Data), frameOf(FrameType.Ping)]);
+    const [data, ping] = decodeFrames(encoded, LIMIT);
+    assert.equal(data.payload.buffer, encoded.buffer);
+    assert.equal(ping.payload.buffer, encoded.buffer);
+    assert.equal(data.payload.byteOffset, FRAME_HEADER_BYTES);
+    encoded[FRAME_HEADER_BYTES] ^= 0xff;
+    assert.equal(data.payload[0], encoded[FRAME_HEADER_BYTES]);
+  });
+
+  it("decodeFrames() reads a message that is itself a view at an offset", () => {
+    const frame = frameOf(FrameType.Data);
+    const encoded = encodeFrames([frame]);
+    const backing = new Uint8Array(encoded.byteLength + 13);
+    backing.set(encoded, 5);
+    const view = backing.subarray(5, 5 + encoded.byteLength);
+    const [decoded] = decodeFrames(view, LIMIT);
+    assert.deepEqual(plain(decoded), plain(frame));
+    assert.equal(decoded.payload.buffer, backing.buffer);
+  });
+
+  it("decodeFrames() accepts a payload of exactly maxFrameBytes", () => {
+    const frame = frameOf(FrameType.Data, 0, 100);
+    assert.equal(decodeFrames(encodeFrames([frame]), 100)[0].payload.byteLength, 100);
+  });
+});
+
+describe("decodeFrames() rejects malformed input with ProtocolError", () => {
+  it("rejects an empty message", () => {
+    assertProtocolError(
+      () => decodeFrames(new Uint8Array(0), LIMIT),
+      CloseCode.ProtocolError,
+      /empty/,
+    );
+  });
+
+  for (let n = 1; n < FRAME_HEADER_BYTES; n++) {
+    it(`rejects a truncated header of ${n} bytes`, () => {
+      const partial = header(FrameType.Noop, 0, 0, 0).subarray(0, n);
+      assertProtocolError(() => decodeFrames(partial, LIMIT), CloseCode.ProtocolError, /header/);
+    });
+  }
+
+  it("rejects a truncated header after a valid frame", () => {
+    const message = concat(encodeFrames([frameOf(FrameType.Noop)]), new Uint8Array(3));
+    assertProtocolError(
+      () => decodeFrames(message, LIMIT),
+      CloseCode.ProtocolError,
+      /3 bytes left/,
+    );
+  });
+
+  it("rejects a payload length past the end of the message", () => {
+    const message = concat(header(FrameType.Data, 0, 1, 5), new Uint8Array(4));
+    assertProtocolError(() => decodeFrames(message, LIMIT), CloseCode.ProtocolError, /exceeds/);
+  });
+
+  it("rejects a payload length past the end in the second frame", () => {
+    const message = concat(
+      encodeFrames([frameOf(FrameType.Data)]),
+      header(FrameType.Data, 0, 1, 100),
+      new Uint8Array(99),
+    );
+    assertProtocolError(() => decodeFrames(message, LIMIT), CloseCode.ProtocolError);
+  });
+
+  const known = new Set<number>(Object.values(FrameType));
+  for (let type = 0; type <= 0xff; type++) {
+    if (known.has(type)) continue;
+    it(`rejects unknown type 0x${type.toString(16)}`, () => {
+      assertProtocolError(
+        () => decodeFrames(header(type, 0, 0, 0), LIMIT),
+        CloseCode.ProtocolError,
+        /unknown type/,
+      );
+    });
+  }
+
+  for (const [name, type] of Object.entries(FrameType)) {
+    const allowed = type === FrameType.Headers || type === FrameType.Data ? FLAG_END_STREAM : 0;
+    for (const flags of [0x01, 0x02, 0x04, 0x80, 0x03, 0xff]) {
+      if ((flags & ~allowed) === 0) continue;
+      it(`rejects unknown flags 0x${flags.toString(16)} on ${name}`, () => {
+        const message = encodeFrames([frameOf(type, flags)]);
+        assertProtocolError(
+          () => decodeFrames(message, LIMIT),
+          CloseCode.ProtocolError,
+          /unknown flags/,
+        );
+      });
+    }
+  }
+
+  for (const [name, type] of Object.entries(FrameType)) {
+    if (STREAM_TYPES.has(type)) {
+      it(`rejects ${name} on stream 0`, () => {
+        const message = encodeFrames([{ ...frameOf(type), streamId: 0 }]);
+        assertProtocolError(
+          () => decodeFrames(message, LIMIT),
+          CloseCode.ProtocolError,
+          /needs a stream id/,
+        );
+      });
+    } else {
+      for (const streamId of [1, 2, MAX_STREAM_ID]) {
+        it(`rejects ${name} on stream ${streamId}`, () => {
+          const message = encodeFrames([{ ...frameOf(type), streamId }]);
+          assertProtocolError(
+            () => decodeFrames(message, LIMIT),
+            CloseCode.ProtocolError,
+            /must use stream 0/,
+          );
+        });
+      }
+    }
+  }
+
+  const badLengths: [string, FrameType, number][] = [
+    ["RESET", FrameType.Reset, 3],
+    ["RESET", FrameType.Reset, 0],
+    ["WINDOW_UPDATE", FrameType.WindowUpdate, 3],
+    ["WINDOW_UPDATE", FrameType.WindowUpdate, 5],
+    ["WINDOW_UPDATE", FrameType.WindowUpdate, 0],
+    ["PING", FrameType.Ping, 7],
+    ["PONG", FrameType.Pong, 0],
+    ["GOAWAY", FrameType.GoAway, 7],
+    ["HELLO", FrameType.Hello, 1],
+    ["WELCOME", FrameType.Welcome, 0],
+    ["ACK", FrameType.Ack, 1],
+    ["NOOP", FrameType.Noop, 1],
+  ];
+  for (const [name, type, length] of badLengths) {
+    it(`rejects ${name} with a payload of ${length} bytes`, () => {
+      const message = encodeFrames([frameOf(type, 0, length)]);
+      assertProtocolError(
+        () => decodeFrames(message, LIMIT),
+        CloseCode.ProtocolError,
+        /bad length/,
+      );
+    });
+  }
+
+  it("rejects a length over maxFrameBytes with CloseCode.FrameTooLarge", () => {
+    const message = encodeFrames([frameOf(FrameType.Data, 0, 101)]);
+    assertProtocolError(() => decodeFrames(message, 100), CloseCode.FrameTooLarge, /limit 100/);
+  });
+
+  it("rejects a huge declared length with CloseCode.FrameTooLarge before reading the payload", () => {
+    const message = header(FrameType.Data, 0, 1, 0xffff_ffff);
+    assertProtocolError(() => decodeFrames(message, LIMIT), CloseCode.FrameTooLarge);
+  });
+
+  it("rejects the whole message when a later frame is malformed", () => {
+    const message = concat(encodeFrames([frameOf(FrameType.Ping)]), header(0x7e, 0, 0, 0));
+    assertProtocolError(() => decodeFrames(message, LIMIT), CloseCode.ProtocolError);
+  });
+});

@@ -1,0 +1,1541 @@
+import { describe, it } from "node:test";
+import assert from "node:assert/strict";
+import {
+  CloseCode,
+  DATA_CHUNK_BYTES,
+  decodeGoAway,
+  decodePing,
+  decodeReset,
+  decodeWindowUpdate,
+  DEFAULT_SETTINGS,
+  encodeHello,
+  encodeJson,
+  encodePing,
+  encodeRequestHead,
+  encodeReset,
+  encodeResponseHead,
+  encodeWindowUpdate,
+  FLAG_END_STREAM,
+  type Frame,
+  FrameType,
+  MIN_FRAME_BYTES,
+  OUTBOX_HIGH_WATER,
+  ProtocolError,
+  type RequestHead,
+  ResetCode,
+  type ResponseHead,
+  Session,
+  type SessionEvent,
+} from "../protocol/mod.ts";
+import { GET, type PairOptions, type Sent, SessionPair, TEST_ID } from "./_session_pair.ts";
+
+const OK: ResponseHead = { status: 200, statusText: "OK", headers: [] };
+const POST: RequestHead = {
+  method: "POST",
+  url: "/pets",
+  headers: [["content-type", "text/plain"]],
+};
+const HEARTBEAT = { interval: 1000, timeout: 3000, jitter: 0 };
+const utf8 = new TextEncoder();
+const text = new TextDecoder();
+
+type EventOf<T extends SessionEvent["type"]> = Extract<SessionEvent, { type: T }>;
+
+function opened(options: PairOptions = {}): SessionPair {
+  const pair = new SessionPair(options);
+  pair.handshake();
+  return pair;
+}
+
+function ofType<T extends SessionEvent["type"]>(events: SessionEvent[], type: T): EventOf<T>[] {
+  return events.filter((e): e is EventOf<T> => e.type === type);
+}
+
+function types(events: SessionEvent[]): string[] {
+  return events.map((e) => e.type);
+}
+
+function closeOf(events: SessionEvent[]): EventOf<"close"> {
+  const closes = ofType(events, "close");
+  assert.equal(closes.length, 1, `expected one close event in ${types(events)}`);
+  return closes[0];
+}
+
+function assertClosedBy(events: SessionEvent[], code: number, message?: RegExp): void {
+  const close = closeOf(events);
+  assert.equal(close.code, code);
+  assert.ok(close.error instanceof ProtocolError, "close carries a ProtocolError");
+  assert.equal(close.error.code, code);
+  if (message) assert.match(close.error.message, message);
+}
+
+function bytes(length: number, seed = 0): Uint8Array {
+  const out = new Uint8Array(length);
+  for (let i = 0; i < length; i++) out[i] = (i + seed) & 0xff;
+  return out;
+}
+
+function concat(chunks: Uint8Array[]): Uint8Array {
+  const out = new Uint8Array(chunks.reduce((n, c) => n + c.byteLength, 0));
+  let offset = 0;
+  for (const chunk of chunks) {
+    out.set(chunk, offset);
+    offset += chunk.byteLength;
+  }
+  return out;
+}
+
+function frame(type: FrameType, streamId: number, payload: Uint8Array, flags = 0): Frame {
+  return { type, flags, streamId, payload };
+}
+
+function requestFrame(streamId: number, head: RequestHead = GET, end = true): Frame {
+  return frame(FrameType.Headers, streamId, encodeRequestHead(head), end ? FLAG_END_STREAM : 0);
+}
+
+function framesOf(sent: Sent | undefined, type?: FrameType): Frame[] {
+  if (!sent) return [];
+  return type === undefined ? sent.frames : sent.frames.filter((f) => f.type === type);
+}
+
+function dataBytes(frames: Frame[], streamId?: number): number {
+  return frames
+    .filter((f) => f.type === FrameType.Data && (streamId === undefined || f.streamId === streamId))
+    .reduce((n, f) => n + f.payload.byteLength, 0);
+}
+
+/** Opens a stream from the client and carries the request to the server. */
+function request(pair: SessionPair, head: RequestHead = GET, end = true): number {
+  const id = pair.client.openStream(head, end);
+  pair.step("client");
+  const [req] = ofType(pair.events("server"), "request");
+  assert.equal(req.streamId, id);
+  return id;
+}
+
+describe("Session handshake", () => {
+  it("Session.hello(), accept() and the ACK open both ends with the same id", () => {
+    const pair = new SessionPair();
+    assert.equal(pair.client.phase, "handshake");
+    assert.equal(pair.server.phase, "handshake");
+    const { client, server } = pair.handshake({ name: "agent-1", tags: ["a"] }, TEST_ID);
+    assert.deepEqual(server[0], { type: "hello", metadata: { name: "agent-1", tags: ["a"] } });
+    assert.deepEqual(types(server), ["hello", "open"]);
+    assert.deepEqual(server[1], { type: "open", id: TEST_ID });
+    assert.deepEqual(types(client), ["open"]);
+    const open = client[0] as EventOf<"open">;
+    assert.equal(open.id, TEST_ID);
+    assert.equal(open.welcome?.id, TEST_ID);
+    assert.equal(pair.client.id, TEST_ID);
+    assert.equal(pair.server.id, TEST_ID);
+    assert.equal(pair.client.phase, "open");
+    assert.equal(pair.server.phase, "open");
+  });
+
+  it("Session handshake costs one message each: HELLO, WELCOME, ACK, and a nudge answers the ACK", () => {
+    const pair = new SessionPair();
+    pair.handshake();
+    assert.deepEqual(
+      pair.log.map((s) => [s.from, s.frames.map((f) => f.type)]),
+      [
+        ["client", [FrameType.Hello]],
+        ["server", [FrameType.Welcome]],
+        ["client", [FrameType.Ack]],
+        ["server", [FrameType.Noop]],
+      ],
+    );
+  });
+
+  it("Session server answers the ACK with the first response instead of a NOOP", () => {
+    const pair = new SessionPair();
+    pair.client.hello({});
+    pair.step("client");
+    pair.server.accept({ id: TEST_ID });
+    pair.step("server");
+    const id = pair.client.openStream(GET, true);
+    const ackAndRequest = pair.step("client")!;
+    assert.deepEqual(ackAndRequest.frames.map((f) => f.type), [FrameType.Ack, FrameType.Headers]);
+    pair.server.sendHeaders(id, OK, true);
+    pair.tick();
+    assert.deepEqual(pair.step("server")!.frames.map((f) => f.type), [FrameType.Headers]);
+  });
+
+  it("Session handshake exchanges settings: each end learns peerSettings", () => {
+    const clientSettings = { initialWindow: 4096, maxHeaderBytes: 2048 };
+    const serverSettings = { maxConcurrentStreams: 7, maxFrameBytes: MIN_FRAME_BYTES };
+    const pair = new SessionPair({
+      client: { settings: clientSettings },
+      server: { settings: serverSettings },
+    });
+    assert.deepEqual(pair.client.peerSettings, DEFAULT_SETTINGS);
+    const { client } = pair.handshake();
+    assert.deepEqual(pair.server.peerSettings, { ...DEFAULT_SETTINGS, ...clientSettings });
+    assert.deepEqual(pair.client.peerSettings, { ...DEFAULT_SETTINGS, ...serverSettings });
+    assert.deepEqual(pair.client.localSettings, { ...DEFAULT_SETTINGS, ...clientSettings });
+    assert.deepEqual(
+      (client[0] as EventOf<"open">).welcome?.settings,
+      { ...DEFAULT_SETTINGS, ...serverSettings },
+    );
+  });
+
+  it("Session.accept() sends the server heartbeat and resume details in WELCOME", () => {
+    const pair = new SessionPair({ server: { heartbeat: { interval: 5000, timeout: 15000 } } });
+    pair.client.hello(null, "resume-token-0");
+    pair.step("client");
+    assert.deepEqual(pair.events("server"), [
+      { type: "hello", metadata: null, resume: "resume-token-0" },
+    ]);
+    pair.server.accept({ id: "abc", resumeToken: "resume-token-1", resumed: true });
+    pair.flush();
+    const [open] = pair.events("client") as EventOf<"open">[];
+    assert.deepEqual(open.welcome, {
+      id: "abc",
+      settings: DEFAULT_SETTINGS,
+      heartbeat: { interval: 5000, timeout: 15000 },
+      resumeToken: "resume-token-1",
+      resumed: true,
+    });
+  });
+
+  it("Session.hello() sends undefined metadata as null", () => {
+    const pair = new SessionPair();
+    pair.client.hello(undefined);
+    pair.step("client");
+    assert.deepEqual(pair.events("server"), [{ type: "hello", metadata: null }]);
+  });
+
+  it("Session.pollTimeout() is the handshake deadline until open", () => {
+    const pair = new SessionPair({ now: 100, client: { handshakeTimeout: 500 } });
+    assert.equal(pair.client.pollTimeout(), 600);
+    assert.equal(pair.server.pollTimeout(), 100 + 10_000);
+    pair.client.hello({});
+    pair.step("client");
+    pair.server.accept({ id: TEST_ID });
+    pair.flush();
+    assert.equal(pair.client.pollTimeout(), undefined);
+    assert.equal(pair.server.pollTimeout(), pair.now, "the server's nudge for the ACK");
+    pair.tick();
+    pair.flush();
+    assert.equal(pair.server.pollTimeout(), undefined);
+  });
+
+  it("Session.handleTimeout() closes the client with HandshakeTimeout when no WELCOME comes", () => {
+    const pair = new SessionPair({ client: { handshakeTimeout: 1000 } });
+    pair.client.hello({});
+    pair.take("client"); // lost
+    pair.client.handleTimeout(999);
+    assert.deepEqual(pair.events("client"), []);
+    assert.equal(pair.advance("client"), 1000);
+    const close = closeOf(pair.events("client"));
+    assert.equal(close.code, CloseCode.HandshakeTimeout);
+    assert.equal(close.error, undefined);
+    assert.equal(pair.client.phase, "closed");
+    assert.equal(pair.client.pollTimeout(), undefined);
+    assert.equal(pair.client.pollTransmit(), undefined);
+  });
+
+  it("Session.handleTimeout() closes the server with HandshakeTimeout when no ACK comes", () => {
+    const pair = new SessionPair({ server: { handshakeTimeout: 2000 } });
+    pair.client.hello({});
+    pair.step("client");
+    pair.server.accept({ id: TEST_ID });
+    pair.step("server"); // the client opens; its ACK is lost
+    pair.take("client");
+    assert.equal(pair.client.phase, "open");
+    assert.equal(pair.advance("server"), 2000);
+    assert.equal(closeOf(pair.events("server")).code, CloseCode.HandshakeTimeout);
+    assert.equal(pair.server.phase, "closed");
+  });
+
+  it("Session.handleTimeout() closes a server that never hears HELLO", () => {
+    const pair = new SessionPair({ server: { handshakeTimeout: 50 } });
+    pair.advance("server");
+    assert.equal(closeOf(pair.events("server")).code, CloseCode.HandshakeTimeout);
+  });
+
+  it("Session.refuse() closes the server with the given code and no error", () => {
+    const pair = new SessionPair();
+    pair.client.hello({ token: "bad" });
+    pair.step("client");
+    pair.events("server");
+    pair.server.refuse(CloseCode.Unauthorized, "Not allowed");
+    assert.deepEqual(pair.events("server"), [
+      { type: "close", code: CloseCode.Unauthorized, reason: "Not allowed" },
+    ]);
+    assert.equal(pair.server.phase, "closed");
+    assert.equal(pair.server.pollTransmit(), undefined);
+    assert.equal(pair.server.pollTimeout(), undefined);
+  });
+
+  it("Session closes with UnsupportedVersion on a HELLO of another version", () => {
+    const pair = new SessionPair();
+    const hello = encodeJson({ version: 2, metadata: null, settings: DEFAULT_SETTINGS });
+    pair.inject("server", [frame(FrameType.Hello, 0, hello)]);
+    assertClosedBy(pair.events("server"), CloseCode.UnsupportedVersion, /version: 2/);
+  });
+
+  it("Session closes with InvalidMetadata when metadata exceeds maxMetadataBytes", () => {
+    const pair = new SessionPair({ server: { maxMetadataBytes: 16 } });
+    pair.client.hello({ name: "a-rather-long-agent-name" });
+    pair.step("client");
+    assertClosedBy(pair.events("server"), CloseCode.InvalidMetadata, /exceeds limit 16/);
+  });
+
+  it("Session accepts metadata of exactly maxMetadataBytes", () => {
+    const metadata = { n: "abc" };
+    const pair = new SessionPair({
+      server: { maxMetadataBytes: utf8.encode(JSON.stringify(metadata)).byteLength },
+    });
+    pair.client.hello(metadata);
+    pair.step("client");
+    assert.deepEqual(pair.events("server"), [{ type: "hello", metadata }]);
+  });
+
+  it("Session closes with ProtocolError on a HELLO with bad settings", () => {
+    const pair = new SessionPair();
+    const hello = encodeHello({
+      version: 1,
+      metadata: null,
+      settings: { ...DEFAULT_SETTINGS, initialWindow: 0 },
+    });
+    pair.inject("server", [frame(FrameType.Hello, 0, hello)]);
+    assertClosedBy(pair.events("server"), CloseCode.ProtocolError, /initialWindow/);
+  });
+
+  it("Session closes the client with ProtocolError on a malformed WELCOME", () => {
+    const pair = new SessionPair();
+    pair.client.hello({});
+    pair.take("client");
+    pair.inject("client", [frame(FrameType.Welcome, 0, encodeJson({ id: "" }))]);
+    assertClosedBy(pair.events("client"), CloseCode.ProtocolError, /Invalid welcome/);
+  });
+
+  const outOfOrder: [string, "client" | "server", (pair: SessionPair) => void, Frame[]][] = [
+    ["WELCOME before HELLO", "client", () => {}, [
+      frame(FrameType.Welcome, 0, encodeJson({ id: "x", settings: DEFAULT_SETTINGS })),
+    ]],
+    ["ACK before HELLO", "server", () => {}, [frame(FrameType.Ack, 0, new Uint8Array(0))]],
+    ["ACK before WELCOME", "server", (pair) => {
+      pair.client.hello({});
+      pair.step("client");
+    }, [frame(FrameType.Ack, 0, new Uint8Array(0))]],
+    ["a second HELLO", "server", (pair) => {
+      pair.client.hello({});
+      pair.step("client");
+    }, [
+      frame(
+        FrameType.Hello,
+        0,
+        encodeHello({ version: 1, metadata: 1, settings: DEFAULT_SETTINGS }),
+      ),
+    ]],
+    ["HELLO sent to a client", "client", () => {}, [
+      frame(
+        FrameType.Hello,
+        0,
+        encodeHello({ version: 1, metadata: 1, settings: DEFAULT_SETTINGS }),
+      ),
+    ]],
+    ["WELCOME sent to a server", "server", () => {}, [
+      frame(FrameType.Welcome, 0, encodeJson({ id: "x", settings: DEFAULT_SETTINGS })),
+    ]],
+    ["HEADERS before the handshake completed", "server", () => {}, [requestFrame(1)]],
+    ["PING before the handshake completed", "client", () => {}, [
+      frame(FrameType.Ping, 0, encodePing(0, "")),
+    ]],
+  ];
+  for (const [label, to, setup, frames] of outOfOrder) {
+    it(`Session closes with ProtocolError on ${label}`, () => {
+      const pair = new SessionPair();
+      setup(pair);
+      pair.events(to);
+      pair.inject(to, frames);
+      assertClosedBy(pair.events(to), CloseCode.ProtocolError);
+      assert.equal(pair.end(to).phase, "closed");
+    });
+  }
+
+  it("Session closes with ProtocolError on a HELLO or ACK after open", () => {
+    for (const late of [FrameType.Hello, FrameType.Ack]) {
+      const pair = opened();
+      const payload = late === FrameType.Hello
+        ? encodeHello({ version: 1, metadata: null, settings: DEFAULT_SETTINGS })
+        : new Uint8Array(0);
+      pair.inject("server", [frame(late, 0, payload)]);
+      assertClosedBy(pair.events("server"), CloseCode.ProtocolError, /Unexpected/);
+    }
+  });
+
+  it("Session closes the client with ProtocolError on a second WELCOME", () => {
+    const pair = opened();
+    pair.inject("client", [
+      frame(FrameType.Welcome, 0, encodeJson({ id: "y", settings: DEFAULT_SETTINGS })),
+    ]);
+    assertClosedBy(pair.events("client"), CloseCode.ProtocolError);
+  });
+
+  it("Session.close() event reason fits 123 UTF-8 bytes even for a peer-chosen version", () => {
+    const pair = new SessionPair();
+    const hello = encodeJson({ version: "ü".repeat(500), metadata: null, settings: {} });
+    pair.inject("server", [frame(FrameType.Hello, 0, hello)]);
+    const close = closeOf(pair.events("server"));
+    assert.equal(close.code, CloseCode.UnsupportedVersion);
+    assert.ok(utf8.encode(close.reason).byteLength <= 123, `${close.reason.length}`);
+    assert.ok(close.error!.message.length > 500, "the error keeps the whole message");
+  });
+});
+
+describe("Session exchanges", () => {
+  it("Session.openStream() on the client uses odd ids and one message carries them all", () => {
+    const pair = opened();
+    const heads: RequestHead[] = [
+      GET,
+      { method: "DELETE", url: "/pets/1", headers: [["x-a", "1"]] },
+      { method: "PUT", url: "/ünï", headers: [] },
+    ];
+    const ids = heads.map((head) => pair.client.openStream(head, true));
+    assert.deepEqual(ids, [1, 3, 5]);
+    assert.equal(pair.client.localStreamCount, 3);
+    const sent = pair.step("client")!;
+    assert.equal(sent.frames.length, 3);
+    assert.deepEqual(
+      pair.events("server"),
+      ids.map((streamId, i) => ({ type: "request", streamId, head: heads[i], end: true })),
+    );
+    assert.equal(pair.server.peerStreamCount, 3);
+  });
+
+  it("Session.sendHeaders() answers each request and both ends forget finished streams", () => {
+    const pair = opened();
+    const ids = [pair.client.openStream(GET, true), pair.client.openStream(GET, true)];
+    pair.step("client");
+    pair.events("server");
+    const heads: ResponseHead[] = [
+      { status: 404, statusText: "", headers: [["content-length", "0"]] },
+      { status: 204, statusText: "No Content", headers: [] },
+    ];
+    // Answer out of order: the second request first.
+    pair.server.sendHeaders(ids[1], heads[1], true);
+    pair.server.sendHeaders(ids[0], heads[0], true);
+    assert.equal(pair.server.peerStreamCount, 0);
+    assert.deepEqual(pair.events("server"), [
+      { type: "finished", streamId: ids[1] },
+      { type: "finished", streamId: ids[0] },
+    ]);
+    const sent = pair.step("server")!;
+    assert.equal(sent.frames.length, 2);
+    assert.deepEqual(pair.events("client"), [
+      { type: "response", streamId: ids[1], head: heads[1], end: true },
+      { type: "finished", streamId: ids[1] },
+      { type: "response", streamId: ids[0], head: heads[0], end: true },
+      { type: "finished", streamId: ids[0] },
+    ]);
+    assert.equal(pair.client.localStreamCount, 0);
+    assert.equal(pair.client.hasStream(ids[0]), false);
+  });
+
+  it("Session.openStream() on the server uses even ids and the client serves them", () => {
+    const pair = opened();
+    const ids = [pair.server.openStream(GET, true), pair.server.openStream(POST, true)];
+    assert.deepEqual(ids, [2, 4]);
+    pair.step("server");
+    const requests = ofType(pair.events("client"), "request");
+    assert.deepEqual(requests.map((r) => [r.streamId, r.head.method]), [[2, "GET"], [4, "POST"]]);
+    for (const id of ids) pair.client.sendHeaders(id, OK, true);
+    pair.step("client");
+    assert.deepEqual(
+      ofType(pair.events("server"), "response").map((r) => r.streamId),
+      ids,
+    );
+    assert.equal(pair.server.localStreamCount, 0);
+    assert.equal(pair.client.peerStreamCount, 0);
+  });
+
+  it("Session streams started by both ends at once do not collide", () => {
+    const pair = opened();
+    const fromClient = pair.client.openStream(GET, true);
+    const fromServer = pair.server.openStream(GET, true);
+    pair.flush();
+    assert.deepEqual(ofType(pair.events("server"), "request").map((r) => r.streamId), [
+      fromClient,
+    ]);
+    assert.deepEqual(ofType(pair.events("client"), "request").map((r) => r.streamId), [
+      fromServer,
+    ]);
+    pair.client.sendHeaders(fromServer, OK, true);
+    pair.server.sendHeaders(fromClient, OK, true);
+    pair.flush();
+    assert.equal(ofType(pair.events("client"), "response")[0].streamId, fromClient);
+    assert.equal(ofType(pair.events("server"), "response")[0].streamId, fromServer);
+  });
+
+  it("Session.sendData() carries a request body in chunks, ending on the last", () => {
+    const pair = opened();
+    const id = pair.client.openStream(POST, false);
+    assert.equal(pair.client.sendData(id, utf8.encode("hel"), false), true);
+    assert.equal(pair.client.sendData(id, utf8.encode("lo "), false), true);
+    assert.equal(pair.client.sendData(id, utf8.encode("world"), true), true);
+    const sent = pair.step("client")!;
+    assert.deepEqual(sent.frames.map((f) => [f.type, f.flags]), [
+      [FrameType.Headers, 0],
+      [FrameType.Data, 0],
+      [FrameType.Data, 0],
+      [FrameType.Data, FLAG_END_STREAM],
+    ]);
+    const events = pair.events("server");
+    assert.deepEqual(events[0], { type: "request", streamId: id, head: POST, end: false });
+    const data = ofType(events, "data");
+    assert.deepEqual(data.map((d) => d.end), [false, false, true]);
+    assert.equal(text.decode(concat(data.map((d) => d.chunk))), "hello world");
+  });
+
+  it("Session.sendData() carries a response body and an empty final chunk ends it", () => {
+    const pair = opened();
+    const id = request(pair);
+    pair.server.sendHeaders(id, OK, false);
+    pair.server.sendData(id, utf8.encode("part 1,"), false);
+    pair.step("server");
+    pair.server.sendData(id, utf8.encode(" part 2"), false);
+    pair.step("server");
+    pair.server.sendData(id, new Uint8Array(0), true);
+    const last = pair.step("server")!;
+    assert.deepEqual(last.frames.map((f) => [f.type, f.flags, f.payload.byteLength]), [
+      [FrameType.Data, FLAG_END_STREAM, 0],
+    ]);
+    assert.deepEqual(pair.events("server"), [{ type: "finished", streamId: id }]);
+    const events = pair.events("client");
+    assert.deepEqual(types(events), ["response", "data", "data", "data", "finished"]);
+    const data = ofType(events, "data");
+    assert.equal(text.decode(concat(data.map((d) => d.chunk))), "part 1, part 2");
+    assert.deepEqual(data.map((d) => d.end), [false, false, true]);
+    assert.equal(pair.client.localStreamCount, 0);
+    assert.equal(pair.server.peerStreamCount, 0);
+  });
+
+  it("Session.sendData() splits a chunk larger than DATA_CHUNK_BYTES", () => {
+    const pair = opened();
+    const id = request(pair);
+    pair.server.sendHeaders(id, OK, false);
+    const body = bytes(DATA_CHUNK_BYTES * 2 + 10);
+    pair.server.sendData(id, body, true);
+    const sent = pair.step("server")!;
+    const data = framesOf(sent, FrameType.Data);
+    assert.deepEqual(data.map((f) => f.payload.byteLength), [
+      DATA_CHUNK_BYTES,
+      DATA_CHUNK_BYTES,
+      10,
+    ]);
+    assert.deepEqual(
+      concat(ofType(pair.events("client"), "data").map((d) => d.chunk)),
+      body,
+    );
+  });
+
+  it("Session.pollTransmit() cuts DATA to the peer's maxFrameBytes", () => {
+    const pair = opened({ client: { settings: { maxFrameBytes: MIN_FRAME_BYTES } } });
+    const id = request(pair);
+    pair.server.sendHeaders(id, OK, false);
+    pair.server.sendData(id, bytes(MIN_FRAME_BYTES + 1), true);
+    const data = framesOf(pair.step("server"), FrameType.Data);
+    assert.deepEqual(data.map((f) => f.payload.byteLength), [MIN_FRAME_BYTES, 1]);
+    assert.equal(pair.client.phase, "open");
+  });
+
+  it("Session.pollTransmit() bounds a message by maxMessageBytes and sends the rest next", () => {
+    const pair = opened({ server: { maxMessageBytes: 100_000 } });
+    const id = request(pair);
+    pair.server.sendHeaders(id, OK, false);
+    pair.server.sendData(id, bytes(300_000), true);
+    const sizes: number[] = [];
+    for (let sent = pair.step("server"); sent; sent = pair.step("server")) {
+      sizes.push(dataBytes(sent.frames));
+    }
+    // Each message stops once it holds 100 000 bytes or more: two 64 KiB chunks.
+    assert.deepEqual(sizes, [131_072, 131_072, 37_856]);
+  });
+
+  it("Session.queuedBytes() counts bytes not yet transmitted", () => {
+    const pair = opened();
+    const id = request(pair);
+    pair.server.sendHeaders(id, OK, false);
+    pair.server.sendData(id, bytes(10), false);
+    pair.server.sendData(id, bytes(5), false);
+    assert.equal(pair.server.queuedBytes(id), 15);
+    pair.step("server");
+    assert.equal(pair.server.queuedBytes(id), 0);
+    assert.equal(pair.server.queuedBytes(999), 0);
+  });
+});
+
+describe("Session finished events", () => {
+  it("Session emits finished on both ends once both halves of a stream close", () => {
+    const pair = opened();
+    const id = pair.client.openStream(POST, false);
+    pair.client.sendData(id, utf8.encode("x"), true);
+    pair.step("client");
+    assert.deepEqual(types(pair.events("server")), ["request", "data"]);
+    pair.server.sendHeaders(id, OK, false);
+    assert.equal(pair.server.hasStream(id), true);
+    pair.server.sendData(id, utf8.encode("y"), true);
+    assert.deepEqual(pair.events("server"), [], "not before the last byte is transmitted");
+    pair.step("server");
+    assert.deepEqual(pair.events("server"), [{ type: "finished", streamId: id }]);
+    assert.equal(pair.server.hasStream(id), false);
+    assert.deepEqual(types(pair.events("client")), ["response", "data", "finished"]);
+    assert.equal(pair.client.hasStream(id), false);
+  });
+
+  it("Session emits finished on the client only after its request body is sent", () => {
+    const pair = opened();
+    const id = request(pair, POST, false);
+    pair.server.sendHeaders(id, OK, true);
+    pair.step("server");
+    assert.deepEqual(types(pair.events("client")), ["response"], "the request half is open");
+    pair.client.sendData(id, new Uint8Array(0), true);
+    pair.step("client");
+    assert.deepEqual(pair.events("client"), [{ type: "finished", streamId: id }]);
+    assert.deepEqual(types(pair.events("server")), ["data", "finished"]);
+  });
+
+  it("Session emits no finished event for a stream that was reset", () => {
+    const pair = opened();
+    const id = request(pair, POST, false);
+    pair.client.reset(id, ResetCode.Cancel, "");
+    pair.step("client");
+    assert.deepEqual(types(pair.events("client")), []);
+    assert.deepEqual(types(pair.events("server")), ["reset"]);
+  });
+});
+
+describe("Session flow control", () => {
+  it("Session sender stops at the peer's window and consume() resumes it", () => {
+    const window = 1024;
+    const pair = opened({ client: { settings: { initialWindow: window } } });
+    const id = request(pair);
+    pair.server.sendHeaders(id, OK, false);
+    const body = bytes(4000, 7);
+    pair.server.sendData(id, body, true);
+    const first = pair.step("server")!;
+    assert.equal(dataBytes(first.frames), window);
+    assert.equal(pair.server.queuedBytes(id), 4000 - window);
+    assert.equal(pair.step("server"), undefined, "nothing more until the window grows");
+
+    const received: Uint8Array[] = [];
+    let granted = 0;
+    let sentBytes = window;
+    let ended = false;
+    for (let round = 0; round < 20 && !ended; round++) {
+      for (const event of pair.events("client")) {
+        if (event.type !== "data") continue;
+        received.push(event.chunk);
+        ended = event.end;
+        pair.client.consume(id, event.chunk.byteLength);
+      }
+      const update = pair.step("client");
+      for (const f of framesOf(update, FrameType.WindowUpdate)) {
+        assert.equal(f.streamId, id);
+        granted += decodeWindowUpdate(f.payload);
+      }
+      const more = pair.step("server");
+      sentBytes += dataBytes(framesOf(more));
+      assert.ok(sentBytes <= window + granted, `sent ${sentBytes} with ${granted} granted`);
+    }
+    assert.ok(ended, "the body ended");
+    assert.deepEqual(concat(received), body);
+    assert.equal(pair.server.peerStreamCount, 0);
+  });
+
+  it("Session.consume() grants a window update at half the window", () => {
+    const pair = opened({ client: { settings: { initialWindow: 1024 } } });
+    const id = request(pair);
+    pair.server.sendHeaders(id, OK, false);
+    pair.server.sendData(id, bytes(2048), false);
+    pair.step("server");
+    pair.events("client");
+    pair.client.consume(id, 511);
+    assert.equal(pair.client.pollTransmit(), undefined);
+    pair.client.consume(id, 0);
+    pair.client.consume(id, -5);
+    assert.equal(pair.client.pollTransmit(), undefined);
+    pair.client.consume(id, 1);
+    const update = pair.step("client")!;
+    assert.deepEqual(update.frames.map((f) => [f.type, f.streamId]), [[
+      FrameType.WindowUpdate,
+      id,
+    ]]);
+    assert.equal(decodeWindowUpdate(update.frames[0].payload), 512);
+    assert.equal(dataBytes(framesOf(pair.step("server"))), 512);
+  });
+
+  it("Session.consume() ignores unknown streams and finished halves", () => {
+    const pair = opened({ client: { settings: { initialWindow: 1024 } } });
+    const id = request(pair);
+    pair.server.sendHeaders(id, OK, false);
+    pair.server.sendData(id, bytes(600), true);
+    pair.step("server");
+    pair.client.consume(id, 600);
+    pair.client.consume(12345, 600);
+    assert.equal(pair.client.pollTransmit(), undefined);
+  });
+
+  it("Session request bodies respect the server's window too", () => {
+    const pair = opened({ server: { settings: { initialWindow: 1024 } } });
+    const id = pair.client.openStream(POST, false);
+    pair.client.sendData(id, bytes(3000), true);
+    const first = pair.step("client")!;
+    assert.equal(dataBytes(first.frames), 1024);
+    const events = pair.events("server");
+    const chunks = ofType(events, "data");
+    pair.server.consume(id, chunks.reduce((n, d) => n + d.chunk.byteLength, 0));
+    const update = pair.step("server")!;
+    assert.equal(decodeWindowUpdate(framesOf(update, FrameType.WindowUpdate)[0].payload), 1024);
+    assert.equal(dataBytes(framesOf(pair.step("client"))), 1024);
+  });
+
+  it("Session.sendData() returns false at OUTBOX_HIGH_WATER and a writable event follows", () => {
+    const pair = opened();
+    const id = request(pair);
+    pair.server.sendHeaders(id, OK, false);
+    assert.equal(pair.server.sendData(id, bytes(OUTBOX_HIGH_WATER - 1), false), true);
+    assert.equal(pair.server.sendData(id, bytes(1), false), false);
+    assert.equal(pair.server.sendData(id, bytes(100), false), false);
+    assert.deepEqual(pair.events("server"), []);
+    pair.step("server");
+    assert.deepEqual(pair.events("server"), [{ type: "writable", streamId: id }]);
+    assert.equal(pair.server.sendData(id, bytes(10), false), true);
+    pair.step("server");
+    assert.deepEqual(pair.events("server"), [], "writable only after a false");
+  });
+
+  it("Session emits writable only once the window lets the outbox drain", () => {
+    const pair = opened({ client: { settings: { initialWindow: 1024 } } });
+    const id = request(pair);
+    pair.server.sendHeaders(id, OK, false);
+    assert.equal(pair.server.sendData(id, bytes(OUTBOX_HIGH_WATER + 1500), false), false);
+    pair.step("server");
+    assert.deepEqual(ofType(pair.events("server"), "writable"), [], "still above high water");
+    for (const event of pair.events("client")) {
+      if (event.type === "data") pair.client.consume(id, event.chunk.byteLength);
+    }
+    pair.step("client");
+    pair.step("server");
+    assert.deepEqual(ofType(pair.events("server"), "writable"), [
+      { type: "writable", streamId: id },
+    ]);
+  });
+
+  it("Session emits no writable event for a stream whose body has ended", () => {
+    const pair = opened();
+    const id = request(pair);
+    pair.server.sendHeaders(id, OK, false);
+    assert.equal(pair.server.sendData(id, bytes(OUTBOX_HIGH_WATER * 2), true), false);
+    pair.flush();
+    assert.deepEqual(ofType(pair.events("server"), "writable"), []);
+  });
+
+  it("Session round robin: a big body does not delay a small one in the same message", () => {
+    const pair = opened();
+    const big = request(pair);
+    const small = request(pair);
+    pair.server.sendHeaders(big, OK, false);
+    pair.server.sendData(big, bytes(1_000_000), true);
+    pair.server.sendHeaders(small, OK, false);
+    pair.server.sendData(small, utf8.encode("tiny"), true);
+    const sent = pair.take("server")!;
+    const data = framesOf(sent, FrameType.Data);
+    const smallAt = data.findIndex((f) => f.streamId === small);
+    assert.equal(smallAt, 1, "the small body goes right after the big one's first chunk");
+    assert.equal(data[smallAt].flags, FLAG_END_STREAM);
+    assert.ok(data.filter((f) => f.streamId === big).length >= 2);
+  });
+
+  it("Session round robin alternates chunks of equally big bodies", () => {
+    const pair = opened();
+    const a = request(pair);
+    const b = request(pair);
+    for (const id of [a, b]) {
+      pair.server.sendHeaders(id, OK, false);
+      pair.server.sendData(id, bytes(DATA_CHUNK_BYTES * 3), true);
+    }
+    const data = framesOf(pair.take("server"), FrameType.Data);
+    assert.deepEqual(data.map((f) => f.streamId), [a, b, a, b]);
+  });
+
+  it("Session round robin: a stream blocked on its window does not block another", () => {
+    const pair = opened({ client: { settings: { initialWindow: 1024 } } });
+    const blocked = request(pair);
+    const free = request(pair);
+    pair.server.sendHeaders(blocked, OK, false);
+    pair.server.sendData(blocked, bytes(5000), false);
+    pair.step("server");
+    pair.server.sendHeaders(free, OK, false);
+    pair.server.sendData(free, bytes(100), true);
+    const sent = pair.step("server")!;
+    assert.equal(dataBytes(sent.frames, free), 100);
+    assert.equal(dataBytes(sent.frames, blocked), 0);
+  });
+
+  it("Session closes with FlowControlError on data beyond the window", () => {
+    const pair = opened({ server: { settings: { initialWindow: 1024 } } });
+    const id = request(pair, POST, false);
+    pair.inject("server", [frame(FrameType.Data, id, bytes(1000))]);
+    assert.equal(pair.server.phase, "open");
+    pair.inject("server", [frame(FrameType.Data, id, bytes(24))]);
+    assert.equal(pair.server.phase, "open", "exactly the window is fine");
+    pair.events("server");
+    pair.inject("server", [frame(FrameType.Data, id, bytes(1))]);
+    assertClosedBy(pair.events("server"), CloseCode.FlowControlError, /exceeds window 0/);
+    assert.equal(pair.server.phase, "closed");
+  });
+
+  it("Session closes with FlowControlError on a zero window increment", () => {
+    const pair = opened();
+    const id = pair.client.openStream(POST, false);
+    pair.step("client");
+    pair.inject("client", [frame(FrameType.WindowUpdate, id, encodeWindowUpdate(0))]);
+    assertClosedBy(pair.events("client"), CloseCode.FlowControlError, /increment 0/);
+  });
+
+  it("Session closes with FlowControlError on a window past 2^31 − 1", () => {
+    const pair = opened();
+    const id = pair.client.openStream(POST, false);
+    pair.step("client");
+    const room = 0x7fff_ffff - DEFAULT_SETTINGS.initialWindow;
+    pair.inject("client", [frame(FrameType.WindowUpdate, id, encodeWindowUpdate(room))]);
+    assert.equal(pair.client.phase, "open", "up to 2^31 − 1 is fine");
+    pair.inject("client", [frame(FrameType.WindowUpdate, id, encodeWindowUpdate(1))]);
+    assertClosedBy(pair.events("client"), CloseCode.FlowControlError);
+  });
+});
+
+describe("Session limits", () => {
+  it("Session.openStream() throws RangeError past the peer's maxConcurrentStreams", () => {
+    const pair = opened({ server: { settings: { maxConcurrentStreams: 2 } } });
+    assert.equal(pair.client.canOpenStream, true);
+    const a = pair.client.openStream(GET, true);
+    pair.client.openStream(GET, true);
+    assert.equal(pair.client.canOpenStream, false);
+    assert.throws(() => pair.client.openStream(GET, true), RangeError);
+    pair.flush();
+    pair.server.sendHeaders(a, OK, true);
+    pair.flush();
+    assert.equal(pair.client.canOpenStream, true);
+    assert.equal(pair.client.openStream(GET, true), 5, "the refused call used no id");
+  });
+
+  it("Session refuses a stream past maxConcurrentStreams with RESET Refused", () => {
+    const pair = opened({ server: { settings: { maxConcurrentStreams: 2 } } });
+    request(pair);
+    request(pair);
+    pair.inject("server", [requestFrame(5)]);
+    assert.deepEqual(pair.events("server"), [], "no request event");
+    const sent = pair.take("server")!;
+    assert.deepEqual(sent.frames.map((f) => [f.type, f.streamId]), [[FrameType.Reset, 5]]);
+    assert.equal(decodeReset(sent.frames[0].payload).code, ResetCode.Refused);
+    assert.match(decodeReset(sent.frames[0].payload).reason, /limit 2/);
+    assert.equal(pair.server.phase, "open");
+    assert.equal(pair.server.peerStreamCount, 2);
+  });
+
+  it("Session.openStream() throws RangeError for a head over the peer's maxHeaderBytes", () => {
+    const pair = opened({ server: { settings: { maxHeaderBytes: 1024 } } });
+    const big: RequestHead = { method: "GET", url: "/", headers: [["x-big", "b".repeat(1100)]] };
+    assert.throws(() => pair.client.openStream(big, true), RangeError);
+    assert.equal(pair.client.pollTransmit(), undefined);
+    assert.equal(pair.client.localStreamCount, 0);
+    assert.equal(pair.client.openStream(GET, true), 1, "the refused call used no id");
+  });
+
+  it("Session.openStream() throws RangeError for a head over the peer's maxFrameBytes", () => {
+    const pair = opened({ server: { settings: { maxFrameBytes: MIN_FRAME_BYTES } } });
+    assert.equal(pair.client.peerSettings.maxHeaderBytes > MIN_FRAME_BYTES, true);
+    const big: RequestHead = {
+      method: "GET",
+      url: "/",
+      headers: [["x-big", "b".repeat(MIN_FRAME_BYTES + 1)]],
+    };
+    assert.throws(() => pair.client.openStream(big, true), RangeError);
+    assert.equal(pair.client.pollTransmit(), undefined);
+  });
+
+  it("Session.sendHeaders() throws RangeError for a head over the peer's maxHeaderBytes", () => {
+    const pair = opened({ client: { settings: { maxHeaderBytes: 1024 } } });
+    const id = request(pair);
+    const big: ResponseHead = { status: 200, statusText: "", headers: [["x", "y".repeat(1100)]] };
+    assert.throws(() => pair.server.sendHeaders(id, big, true), RangeError);
+    pair.server.sendHeaders(id, OK, true);
+    pair.step("server");
+    assert.equal(ofType(pair.events("client"), "response").length, 1);
+  });
+
+  it("Session resets a request whose head is over maxHeaderBytes with ResetCode.TooLarge", () => {
+    const pair = opened({ server: { settings: { maxHeaderBytes: 1024 } } });
+    const big: RequestHead = { method: "GET", url: "/", headers: [["x", "y".repeat(1100)]] };
+    pair.inject("server", [requestFrame(1, big)]);
+    assert.deepEqual(pair.events("server"), []);
+    const sent = pair.take("server")!;
+    assert.deepEqual(sent.frames.map((f) => [f.type, f.streamId]), [[FrameType.Reset, 1]]);
+    assert.equal(decodeReset(sent.frames[0].payload).code, ResetCode.TooLarge);
+    assert.equal(pair.server.phase, "open", "the connection stays up");
+    pair.inject("server", [requestFrame(3)]);
+    assert.equal(ofType(pair.events("server"), "request").length, 1);
+  });
+
+  it("Session resets a response whose head is over maxHeaderBytes with ResetCode.TooLarge", () => {
+    const pair = opened({ client: { settings: { maxHeaderBytes: 1024 } } });
+    const id = request(pair);
+    const big = encodeResponseHead({
+      status: 200,
+      statusText: "",
+      headers: [["x", "y".repeat(1100)]],
+    });
+    pair.inject("client", [frame(FrameType.Headers, id, big, FLAG_END_STREAM)]);
+    const [reset] = pair.events("client") as EventOf<"reset">[];
+    assert.equal(reset.type, "reset");
+    assert.equal(reset.streamId, id);
+    assert.equal(reset.code, ResetCode.TooLarge);
+    assert.equal(reset.byPeer, false);
+    assert.equal(pair.client.localStreamCount, 0);
+    assert.equal(pair.client.phase, "open");
+    pair.step("client");
+    const [peerReset] = pair.events("server") as EventOf<"reset">[];
+    assert.deepEqual(
+      [peerReset.type, peerReset.streamId, peerReset.code, peerReset.byPeer],
+      ["reset", id, ResetCode.TooLarge, true],
+    );
+    assert.equal(pair.server.peerStreamCount, 0);
+  });
+});
+
+describe("Session resets", () => {
+  it("Session.reset() by the client reaches the server as a reset event", () => {
+    const pair = opened();
+    const id = request(pair, POST, false);
+    pair.client.reset(id, ResetCode.Cancel, "Aborted by the user");
+    assert.equal(pair.client.localStreamCount, 0);
+    assert.deepEqual(pair.events("client"), [], "a local reset makes no event");
+    const sent = pair.step("client")!;
+    assert.deepEqual(sent.frames.map((f) => [f.type, f.streamId]), [[FrameType.Reset, id]]);
+    assert.deepEqual(pair.events("server"), [
+      {
+        type: "reset",
+        streamId: id,
+        code: ResetCode.Cancel,
+        reason: "Aborted by the user",
+        byPeer: true,
+      },
+    ]);
+    assert.equal(pair.server.peerStreamCount, 0);
+    assert.throws(() => pair.server.sendHeaders(id, OK, true), TypeError);
+  });
+
+  it("Session.reset() by the server reaches the client as a reset event", () => {
+    const pair = opened();
+    const id = request(pair, POST, false);
+    pair.server.reset(id, ResetCode.Internal, "Handler failed");
+    assert.equal(pair.server.peerStreamCount, 0);
+    pair.step("server");
+    assert.deepEqual(pair.events("client"), [
+      {
+        type: "reset",
+        streamId: id,
+        code: ResetCode.Internal,
+        reason: "Handler failed",
+        byPeer: true,
+      },
+    ]);
+    assert.equal(pair.client.localStreamCount, 0);
+    assert.throws(() => pair.client.sendData(id, bytes(1), true), TypeError);
+  });
+
+  it("Session.reset() of an unknown or finished stream does nothing", () => {
+    const pair = opened();
+    pair.client.reset(1, ResetCode.Cancel, "");
+    pair.client.reset(99, ResetCode.Cancel, "");
+    assert.equal(pair.client.pollTransmit(), undefined);
+  });
+
+  it("Session ignores frames that arrive for a stream it already reset", () => {
+    const pair = opened();
+    const id = request(pair, POST, false);
+    pair.server.sendHeaders(id, OK, false);
+    pair.server.sendData(id, bytes(100), false);
+    pair.server.reset(99, ResetCode.Cancel, ""); // no-op
+    const inFlight = pair.take("server")!;
+    pair.client.reset(id, ResetCode.Cancel, "");
+    pair.step("client");
+    assert.equal(ofType(pair.events("server"), "reset").length, 1);
+    pair.deliver(inFlight);
+    assert.deepEqual(pair.events("client"), []);
+    pair.inject("client", [
+      frame(FrameType.Data, id, bytes(3), FLAG_END_STREAM),
+      frame(FrameType.WindowUpdate, id, encodeWindowUpdate(10)),
+      frame(FrameType.Reset, id, encodeReset(ResetCode.Cancel, "late")),
+      frame(FrameType.Headers, id, encodeResponseHead(OK)),
+    ]);
+    assert.deepEqual(pair.events("client"), []);
+    assert.equal(pair.client.phase, "open");
+    pair.inject("server", [
+      frame(FrameType.Data, id, bytes(3), FLAG_END_STREAM),
+      frame(FrameType.WindowUpdate, id, encodeWindowUpdate(10)),
+      frame(FrameType.Reset, id, encodeReset(ResetCode.Cancel, "again")),
+    ]);
+    assert.deepEqual(pair.events("server"), []);
+    assert.equal(pair.server.phase, "open");
+  });
+
+  it("Session ignores frames for a stream that finished normally", () => {
+    const pair = opened();
+    const id = request(pair);
+    pair.server.sendHeaders(id, OK, true);
+    pair.step("server");
+    pair.events("client");
+    pair.inject("client", [frame(FrameType.WindowUpdate, id, encodeWindowUpdate(1))]);
+    pair.inject("server", [frame(FrameType.Data, id, bytes(1))]);
+    assert.deepEqual([pair.client.phase, pair.server.phase], ["open", "open"]);
+  });
+
+  it("Session closes with RateLimited once peer resets exceed the limit (Rapid Reset)", () => {
+    const pair = opened({ server: { resetRateLimit: { burst: 3, perSecond: 0 } } });
+    for (let i = 0; i < 3; i++) {
+      const id = pair.client.openStream(GET, false);
+      pair.client.reset(id, ResetCode.Cancel, "");
+    }
+    pair.step("client");
+    assert.equal(pair.server.phase, "open");
+    assert.equal(ofType(pair.events("server"), "reset").length, 3);
+    const id = pair.client.openStream(GET, false);
+    pair.client.reset(id, ResetCode.Cancel, "");
+    pair.step("client");
+    assertClosedBy(pair.events("server"), CloseCode.RateLimited, /resets/);
+  });
+
+  it("Session reset limiter refills with time", () => {
+    const pair = opened({ server: { resetRateLimit: { burst: 2, perSecond: 1 } } });
+    const churn = () => {
+      pair.client.reset(pair.client.openStream(GET, false), ResetCode.Cancel, "");
+      pair.step("client");
+    };
+    churn();
+    churn();
+    pair.setTime(1000);
+    churn();
+    assert.equal(pair.server.phase, "open");
+    churn();
+    assertClosedBy(pair.events("server"), CloseCode.RateLimited);
+  });
+
+  it("Session counts its own refusals against the peer's reset limit", () => {
+    const pair = opened({
+      server: {
+        settings: { maxConcurrentStreams: 1 },
+        resetRateLimit: { burst: 2, perSecond: 0 },
+      },
+    });
+    request(pair, GET, false);
+    pair.inject("server", [requestFrame(3), requestFrame(5)]);
+    assert.equal(pair.server.phase, "open");
+    const refusals = framesOf(pair.take("server"), FrameType.Reset);
+    assert.deepEqual(refusals.map((f) => f.streamId), [3, 5]);
+    pair.inject("server", [requestFrame(7)]);
+    assertClosedBy(pair.events("server"), CloseCode.RateLimited);
+  });
+});
+
+describe("Session heartbeat", () => {
+  it("Session sends pings with appData and the peer answers with a pong of the same data", () => {
+    const pair = opened({ client: { heartbeat: HEARTBEAT, appData: "agent-7" } });
+    assert.equal(pair.advance(), 1000);
+    const ping = pair.step("client")!;
+    assert.deepEqual(ping.frames.map((f) => f.type), [FrameType.Ping]);
+    assert.deepEqual(decodePing(ping.frames[0].payload), { sentAt: 1000, data: "agent-7" });
+    assert.deepEqual(pair.events("server"), [{ type: "ping", data: "agent-7" }]);
+    pair.setTime(1025);
+    const pong = pair.step("server")!;
+    assert.deepEqual(pong.frames.map((f) => f.type), [FrameType.Pong]);
+    assert.deepEqual(decodePing(pong.frames[0].payload), { sentAt: 1000, data: "agent-7" });
+    assert.deepEqual(pair.events("client"), [{ type: "pong", data: "agent-7", rtt: 25 }]);
+    assert.equal(pair.client.rtt, 25);
+    assert.equal(pair.server.rtt, undefined);
+  });
+
+  it("Session answerPing hook chooses the pong's data", () => {
+    const pair = opened({
+      server: { heartbeat: HEARTBEAT, appData: "server-1" },
+      client: { answerPing: (data) => `seen ${data}` },
+    });
+    pair.advance();
+    pair.step("server");
+    assert.deepEqual(pair.events("client"), [{ type: "ping", data: "server-1" }]);
+    pair.setTime(1003);
+    pair.step("client");
+    assert.deepEqual(pair.events("server"), [{ type: "pong", data: "seen server-1", rtt: 3 }]);
+    assert.equal(pair.server.rtt, 3);
+  });
+
+  it("Session pings from both ends cross without confusion", () => {
+    const pair = opened({
+      client: { heartbeat: HEARTBEAT, appData: "c" },
+      server: { heartbeat: HEARTBEAT, appData: "s" },
+    });
+    pair.advance();
+    pair.flush();
+    assert.deepEqual(pair.events("client"), [
+      { type: "ping", data: "s" },
+      { type: "pong", data: "c", rtt: 0 },
+    ]);
+    assert.deepEqual(pair.events("server"), [
+      { type: "ping", data: "c" },
+      { type: "pong", data: "s", rtt: 0 },
+    ]);
+  });
+
+  it("Session heartbeat starts when the session opens, jittered by the injected random", () => {
+    const pair = new SessionPair({
+      client: { heartbeat: { interval: 1000, timeout: 5000, jitter: 0.5 }, random: () => 0 },
+    });
+    pair.client.hello({});
+    pair.step("client");
+    pair.setTime(300);
+    pair.server.accept({ id: TEST_ID });
+    pair.flush();
+    assert.equal(pair.client.pollTimeout(), 300 + 500);
+  });
+
+  it("Session stays open while the peer answers every ping", () => {
+    const pair = opened({ client: { heartbeat: HEARTBEAT } });
+    for (let i = 0; i < 10; i++) {
+      pair.advance();
+      pair.flush();
+    }
+    assert.equal(pair.now, 10_000);
+    assert.equal(pair.client.phase, "open");
+    assert.equal(ofType(pair.events("client"), "pong").length, 10);
+  });
+
+  it("Session closes with HeartbeatTimeout when the peer is silent", () => {
+    const pair = opened({ client: { heartbeat: HEARTBEAT } });
+    const pings: number[] = [];
+    for (let i = 0; i < 5 && pair.client.phase !== "closed"; i++) {
+      pair.advance("client");
+      const sent = pair.take("client"); // lost
+      if (sent) pings.push(pair.now);
+    }
+    assert.deepEqual(pings, [1000, 2000]);
+    assert.equal(pair.now, 3000);
+    const close = closeOf(pair.events("client"));
+    assert.equal(close.code, CloseCode.HeartbeatTimeout);
+    assert.equal(pair.client.phase, "closed");
+    assert.equal(pair.client.pollTimeout(), undefined);
+  });
+
+  it("Session treats any message from the peer as life", () => {
+    const pair = opened({
+      client: { heartbeat: { interval: 10_000, timeout: 3000 }, random: () => 0.5 },
+    });
+    pair.setTime(2500);
+    pair.inject("client", [frame(FrameType.Noop, 0, new Uint8Array(0))]);
+    assert.equal(pair.client.pollTimeout(), 5500);
+    pair.setTime(5499);
+    pair.tick();
+    assert.equal(pair.client.phase, "open");
+    assert.equal(pair.advance("client"), 5500);
+    assert.equal(closeOf(pair.events("client")).code, CloseCode.HeartbeatTimeout);
+  });
+
+  it("Session.handleTimeout() before a deadline is a no-op", () => {
+    const pair = opened({ client: { heartbeat: HEARTBEAT } });
+    pair.setTime(999);
+    pair.tick();
+    assert.equal(pair.client.pollTransmit(), undefined);
+    assert.equal(pair.client.pollTimeout(), 1000);
+    assert.deepEqual(pair.events("client"), []);
+  });
+
+  it("Session pong with a send time in the future gives no rtt", () => {
+    const pair = opened({ client: { heartbeat: HEARTBEAT } });
+    pair.inject("client", [frame(FrameType.Pong, 0, encodePing(50, "x"))]);
+    assert.deepEqual(pair.events("client"), [{ type: "pong", data: "x", rtt: undefined }]);
+    assert.equal(pair.client.rtt, undefined);
+  });
+});
+
+describe("Session goAway", () => {
+  it("Session.goAway() refuses new streams, lets in-flight ones finish, resets unseen ones", () => {
+    const pair = opened();
+    const inFlight = request(pair, POST, false);
+    const unseen = pair.client.openStream(GET, true);
+    const crossing = pair.take("client")!; // still on the wire when the server goes away
+    pair.server.goAway(CloseCode.GoingAway, "Restarting");
+    assert.equal(pair.server.phase, "draining");
+    const goAway = pair.step("server")!;
+    assert.deepEqual(decodeGoAway(goAway.frames[0].payload), {
+      lastStreamId: inFlight,
+      code: CloseCode.GoingAway,
+      reason: "Restarting",
+    });
+    assert.deepEqual(pair.events("client"), [
+      {
+        type: "reset",
+        streamId: unseen,
+        code: ResetCode.Refused,
+        reason: "Peer is going away",
+        byPeer: true,
+      },
+      { type: "goaway", lastStreamId: inFlight, code: CloseCode.GoingAway, reason: "Restarting" },
+    ]);
+    assert.equal(pair.client.phase, "draining");
+    assert.equal(pair.client.peerGoAwayLastId, inFlight);
+    assert.equal(pair.client.canOpenStream, false);
+    assert.throws(() => pair.client.openStream(GET, true), TypeError);
+
+    // The crossing request reaches a draining server: refused, not served.
+    pair.deliver(crossing);
+    assert.deepEqual(pair.events("server"), []);
+    const refusal = framesOf(pair.step("server"), FrameType.Reset);
+    assert.deepEqual(refusal.map((f) => [f.streamId, decodeReset(f.payload).code]), [[
+      unseen,
+      ResetCode.Refused,
+    ]]);
+    assert.deepEqual(pair.events("client"), [], "the client already gave that stream up");
+
+    // The in-flight exchange finishes normally.
+    pair.client.sendData(inFlight, utf8.encode("body"), true);
+    pair.step("client");
+    assert.deepEqual(types(pair.events("server")), ["data"]);
+    pair.server.sendHeaders(inFlight, OK, true);
+    pair.step("server");
+    assert.deepEqual(types(pair.events("server")), ["finished"]);
+    assert.deepEqual(types(pair.events("client")), ["response", "finished"]);
+    assert.equal(pair.client.localStreamCount, 0);
+    assert.equal(pair.server.peerStreamCount, 0);
+  });
+
+  it("Session.goAway() with no peer streams announces last stream id 0", () => {
+    const pair = opened();
+    pair.server.goAway(CloseCode.Normal, "");
+    pair.step("server");
+    const [goaway] = ofType(pair.events("client"), "goaway");
+    assert.equal(goaway.lastStreamId, 0);
+    assert.throws(() => pair.server.openStream(GET, true), TypeError);
+  });
+
+  it("Session.goAway() by the client refuses streams the server opens later", () => {
+    const pair = opened();
+    pair.client.goAway(CloseCode.Normal, "Bye");
+    pair.inject("client", [requestFrame(2)]);
+    assert.deepEqual(pair.events("client"), []);
+    const refusal = framesOf(pair.take("client"), FrameType.Reset);
+    assert.deepEqual(refusal.map((f) => [f.streamId, decodeReset(f.payload).code]), [[
+      2,
+      ResetCode.Refused,
+    ]]);
+  });
+
+  it("Session.goAway() during the handshake or after close does nothing", () => {
+    const pair = new SessionPair();
+    pair.server.goAway(CloseCode.GoingAway, "");
+    assert.equal(pair.server.pollTransmit(), undefined);
+    assert.equal(pair.server.phase, "handshake");
+    const open = opened();
+    open.server.close();
+    open.server.goAway(CloseCode.GoingAway, "");
+    assert.equal(open.server.pollTransmit(), undefined);
+    assert.equal(open.server.phase, "closed");
+  });
+});
+
+describe("Session nudge", () => {
+  function noops(sent: Sent | undefined): number {
+    return framesOf(sent, FrameType.Noop).length;
+  }
+
+  it("Session server transmits a NOOP after handleTimeout(now) when a request got no answer yet", () => {
+    const pair = opened();
+    pair.client.openStream(GET, true);
+    pair.step("client");
+    assert.equal(pair.server.pollTimeout(), pair.now, "the nudge is due at once");
+    assert.equal(pair.server.pollTransmit(), undefined, "nothing before the timer");
+    pair.tick();
+    const sent = pair.step("server")!;
+    assert.deepEqual(sent.frames.map((f) => [f.type, f.streamId, f.payload.byteLength]), [[
+      FrameType.Noop,
+      0,
+      0,
+    ]]);
+    assert.deepEqual(pair.events("client"), [], "NOOP means nothing to the client");
+    assert.equal(pair.server.pollTimeout(), undefined);
+    pair.tick();
+    assert.equal(pair.server.pollTransmit(), undefined, "one nudge per message");
+  });
+
+  it("Session server sends no NOOP when a response was queued before the timer", () => {
+    const pair = opened();
+    const id = pair.client.openStream(GET, true);
+    pair.step("client");
+    pair.server.sendHeaders(id, OK, true);
+    pair.tick();
+    const sent = pair.step("server")!;
+    assert.equal(noops(sent), 0);
+    assert.deepEqual(sent.frames.map((f) => f.type), [FrameType.Headers]);
+  });
+
+  it("Session server sends no NOOP when the response already went out", () => {
+    const pair = opened();
+    const id = pair.client.openStream(GET, true);
+    pair.step("client");
+    pair.server.sendHeaders(id, OK, true);
+    pair.step("server");
+    assert.equal(pair.server.pollTimeout(), undefined);
+    pair.tick();
+    assert.equal(pair.server.pollTransmit(), undefined);
+  });
+
+  it("Session server nudges after a message with only a DATA frame", () => {
+    const pair = opened();
+    const id = request(pair, POST, false);
+    pair.server.sendHeaders(id, OK, false);
+    pair.step("server");
+    pair.client.sendData(id, bytes(10), false);
+    pair.step("client");
+    pair.tick();
+    assert.equal(noops(pair.step("server")), 1);
+  });
+
+  it("Session server nudges after a message with only a RESET frame", () => {
+    const pair = opened();
+    const id = request(pair, POST, false);
+    pair.tick();
+    pair.step("server");
+    pair.client.reset(id, ResetCode.Cancel, "");
+    pair.step("client");
+    pair.tick();
+    assert.equal(noops(pair.step("server")), 1);
+  });
+
+  it("Session server nudges after a message with only a WINDOW_UPDATE frame", () => {
+    const pair = opened({ client: { settings: { initialWindow: 1024 } } });
+    const id = request(pair);
+    pair.server.sendHeaders(id, OK, false);
+    pair.server.sendData(id, bytes(1024), false);
+    pair.step("server");
+    pair.events("client");
+    pair.client.consume(id, 600);
+    pair.step("client");
+    pair.tick();
+    assert.equal(noops(pair.step("server")), 1);
+  });
+
+  it("Session server nudges when its only queued data is blocked on the window", () => {
+    const pair = opened({ client: { settings: { initialWindow: 1024 } } });
+    const id = request(pair, POST, false);
+    pair.server.sendHeaders(id, OK, false);
+    pair.server.sendData(id, bytes(1024), false);
+    pair.step("server");
+    pair.client.sendData(id, bytes(10), false);
+    pair.step("client");
+    pair.server.sendData(id, bytes(10), false); // window is 0: this cannot go out
+    pair.tick();
+    const sent = pair.step("server");
+    assert.equal(noops(sent), 1);
+    assert.equal(dataBytes(framesOf(sent)), 0);
+  });
+
+  it("Session does not nudge for connection frames (PING, NOOP)", () => {
+    const pair = opened();
+    pair.inject("server", [frame(FrameType.Noop, 0, new Uint8Array(0))]);
+    assert.equal(pair.server.pollTimeout(), undefined);
+    pair.inject("server", [frame(FrameType.Ping, 0, encodePing(0, "p"))]);
+    pair.tick();
+    const sent = pair.step("server")!;
+    assert.deepEqual(sent.frames.map((f) => f.type), [FrameType.Pong]);
+  });
+
+  it("Session client does not nudge by default, and does with nudge: true", () => {
+    for (const nudge of [undefined, true]) {
+      const pair = opened({ client: nudge === undefined ? {} : { nudge } });
+      pair.server.openStream(GET, true);
+      pair.step("server");
+      assert.equal(pair.client.pollTimeout(), nudge ? pair.now : undefined);
+      pair.tick();
+      assert.equal(noops(pair.step("client")), nudge ? 1 : 0);
+    }
+  });
+
+  it("Session server with nudge: false never sends a NOOP", () => {
+    const pair = opened({ server: { nudge: false } });
+    pair.client.openStream(GET, true);
+    pair.step("client");
+    assert.equal(pair.server.pollTimeout(), undefined);
+    pair.tick();
+    assert.equal(pair.server.pollTransmit(), undefined);
+  });
+});
+
+describe("Session peer violations", () => {
+  it("Session.handleMessage() closes with CloseCode.ProtocolError on garbage and ignores later input", () => {
+    const pair = opened({ server: { heartbeat: HEARTBEAT } });
+    pair.inject("server", [requestFrame(1)]);
+    pair.events("server");
+    pair.injectBytes("server", new Uint8Array([0xde, 0xad, 0xbe, 0xef]));
+    assertClosedBy(pair.events("server"), CloseCode.ProtocolError, /Cannot decode frame/);
+    assert.equal(pair.server.phase, "closed");
+    assert.equal(pair.server.pollTransmit(), undefined, "queued frames are dropped");
+    assert.equal(pair.server.pollTimeout(), undefined);
+    pair.inject("server", [requestFrame(3), frame(FrameType.Ping, 0, encodePing(0, ""))]);
+    pair.injectBytes("server", new Uint8Array([1]));
+    pair.setTime(1e6);
+    pair.tick();
+    assert.deepEqual(pair.events("server"), []);
+    assert.equal(pair.server.pollTransmit(), undefined);
+  });
+
+  it("Session closes with FrameTooLarge on a frame over its maxFrameBytes", () => {
+    const pair = opened({ server: { settings: { maxFrameBytes: MIN_FRAME_BYTES } } });
+    const id = request(pair, POST, false);
+    pair.inject("server", [frame(FrameType.Data, id, bytes(MIN_FRAME_BYTES + 1))]);
+    assertClosedBy(pair.events("server"), CloseCode.FrameTooLarge);
+  });
+
+  it("Session handles no frame of a message that turns out malformed", () => {
+    const pair = opened();
+    const good = encodeRequestHead(GET);
+    const message = new Uint8Array(10 + good.byteLength + 3);
+    message.set([FrameType.Headers, FLAG_END_STREAM, 0, 0, 0, 1, 0, 0, 0, good.byteLength]);
+    message.set(good, 10);
+    pair.injectBytes("server", message);
+    assert.deepEqual(types(pair.events("server")), ["close"]);
+  });
+
+  it("Session closes on a request head that does not decode", () => {
+    const pair = opened();
+    pair.inject("server", [frame(FrameType.Headers, 1, new Uint8Array([2, 1, 0x20, 1, 0x2f]))]);
+    assertClosedBy(pair.events("server"), CloseCode.ProtocolError, /invalid method/);
+  });
+
+  const violations: [string, "client" | "server", (pair: SessionPair) => Frame[]][] = [
+    ["HEADERS on an id the server would use", "server", () => [requestFrame(2)]],
+    ["HEADERS on a client stream id reused", "server", (pair) => {
+      const id = request(pair);
+      pair.server.sendHeaders(id, OK, true);
+      return [requestFrame(id)];
+    }],
+    ["HEADERS on a client stream id out of order", "server", () => [
+      requestFrame(5),
+      requestFrame(3),
+    ]],
+    ["a second request HEADERS on an open stream", "server", (pair) => [
+      requestFrame(request(pair, POST, false), POST, false),
+    ]],
+    ["DATA on a stream never opened", "server", () => [frame(FrameType.Data, 9, bytes(1))]],
+    ["DATA after the request ended", "server", (pair) => [
+      frame(FrameType.Data, request(pair), bytes(1)),
+    ]],
+    ["DATA before the response HEADERS", "client", (pair) => [
+      frame(FrameType.Data, request(pair), bytes(1)),
+    ]],
+    ["a second response HEADERS", "client", (pair) => {
+      const id = request(pair);
+      pair.server.sendHeaders(id, OK, false);
+      pair.step("server");
+      return [frame(FrameType.Headers, id, encodeResponseHead(OK))];
+    }],
+    ["HEADERS for a client id the client never used", "client", () => [
+      frame(FrameType.Headers, 7, encodeResponseHead(OK)),
+    ]],
+    ["RESET on a stream never opened", "server", () => [
+      frame(FrameType.Reset, 11, encodeReset(ResetCode.Cancel, "")),
+    ]],
+    ["WINDOW_UPDATE on a stream never opened", "client", () => [
+      frame(FrameType.WindowUpdate, 1, encodeWindowUpdate(1)),
+    ]],
+    ["an unknown frame type", "client", () => [frame(0x7e as FrameType, 0, new Uint8Array(0))]],
+  ];
+  for (const [label, to, setup] of violations) {
+    it(`Session closes with CloseCode.ProtocolError on ${label}`, () => {
+      const pair = opened();
+      const frames = setup(pair);
+      pair.events(to);
+      pair.inject(to, frames);
+      assertClosedBy(pair.events(to), CloseCode.ProtocolError);
+      assert.equal(pair.end(to).phase, "closed");
+      const other = to === "client" ? "server" : "client";
+      assert.notEqual(pair.end(other).phase, "closed", "only the end that saw it closes");
+    });
+  }
+});
+
+describe("Session local misuse", () => {
+  it("Session.hello() throws TypeError on a server and when sent twice", () => {
+    const server = new Session({ role: "server" }, 0);
+    assert.throws(() => server.hello({}), TypeError);
+    const client = new Session({ role: "client" }, 0);
+    client.hello({});
+    assert.throws(() => client.hello({}), TypeError);
+  });
+
+  it("Session.accept() throws TypeError without a HELLO and on a client", () => {
+    assert.throws(() => new Session({ role: "server" }, 0).accept({ id: "x" }), TypeError);
+    const client = new Session({ role: "client" }, 0);
+    client.hello({});
+    assert.throws(() => client.accept({ id: "x" }), TypeError);
+    const pair = opened();
+    assert.throws(() => pair.server.accept({ id: "again" }), TypeError);
+  });
+
+  it("Session.openStream() throws TypeError before open and after close", () => {
+    const pair = new SessionPair();
+    assert.throws(() => pair.client.openStream(GET, true), TypeError);
+    assert.equal(pair.client.canOpenStream, false);
+    const open = opened();
+    open.client.close();
+    assert.throws(() => open.client.openStream(GET, true), TypeError);
+  });
+
+  it("Session.sendHeaders() throws TypeError on an unknown stream or a started response", () => {
+    const pair = opened();
+    assert.throws(() => pair.server.sendHeaders(1, OK, true), TypeError);
+    const id = request(pair, POST, false);
+    pair.server.sendHeaders(id, OK, false);
+    assert.throws(() => pair.server.sendHeaders(id, OK, true), TypeError);
+    const local = pair.client.openStream(GET, false);
+    assert.throws(
+      () => pair.client.sendHeaders(local, OK, true),
+      TypeError,
+      "request already sent",
+    );
+  });
+
+  it("Session.sendData() throws TypeError before headers, after the end, or on unknown streams", () => {
+    const pair = opened();
+    assert.throws(() => pair.server.sendData(1, bytes(1), false), TypeError);
+    const id = request(pair);
+    assert.throws(() => pair.server.sendData(id, bytes(1), false), TypeError, "before headers");
+    pair.server.sendHeaders(id, OK, false);
+    pair.server.sendData(id, bytes(1), true);
+    assert.throws(() => pair.server.sendData(id, bytes(1), false), TypeError, "after end queued");
+    const ended = pair.client.openStream(GET, true);
+    assert.throws(() => pair.client.sendData(ended, bytes(1), false), TypeError);
+  });
+
+  it("Session misuse leaves the session usable", () => {
+    const pair = opened();
+    assert.throws(() => pair.server.sendHeaders(42, OK, true), TypeError);
+    assert.throws(() => pair.client.hello({}), TypeError);
+    const id = request(pair);
+    pair.server.sendHeaders(id, OK, true);
+    pair.step("server");
+    assert.equal(ofType(pair.events("client"), "response").length, 1);
+  });
+
+  it("Session.close() drops queued frames and later input", () => {
+    const pair = opened();
+    pair.client.openStream(GET, true);
+    pair.client.close();
+    assert.equal(pair.client.phase, "closed");
+    assert.equal(pair.client.pollTransmit(), undefined);
+    assert.equal(pair.client.pollTimeout(), undefined);
+    pair.inject("client", [frame(FrameType.Ping, 0, encodePing(0, ""))]);
+    assert.deepEqual(pair.events("client"), [], "close() itself makes no event");
+  });
+});
