@@ -6,7 +6,7 @@
 
 import type { Connection } from "./connection.ts";
 import type { HeartbeatOptions as CoreHeartbeat } from "./protocol/heartbeat.ts";
-import type { Settings } from "./protocol/handshake.ts";
+import { MIN_FRAME_BYTES, type Settings } from "./protocol/handshake.ts";
 import type { HeartbeatOptions, Limits, Logger, PingHandler } from "./types.ts";
 
 const noop = (): void => {};
@@ -30,11 +30,24 @@ export function resolveHeartbeat(
   if (!(interval > 0) || !(timeout > 0)) {
     throw new RangeError("Heartbeat interval and timeout must be positive numbers of milliseconds");
   }
+  // Pings come up to 20 % late (jitter); a timeout that short would fail healthy connections.
+  if (timeout <= interval * 1.2) {
+    throw new RangeError(
+      `Heartbeat timeout must exceed 1.2 × interval: timeout ${timeout} ms, interval ${interval} ms`,
+    );
+  }
   return { interval, timeout };
 }
 
-/** The settings announced to the peer, from the user's limits. */
+/** The settings announced to the peer, from the user's limits; checked here, at construction. */
 export function sessionSettings(limits: Limits): Partial<Settings> {
+  checkLimit(limits, "maxFrameBytes", MIN_FRAME_BYTES);
+  checkLimit(limits, "maxHeaderBytes", 1024);
+  checkLimit(limits, "maxConcurrentStreams", 1);
+  checkLimit(limits, "initialWindow", 1024);
+  checkLimit(limits, "maxMetadataBytes", 0);
+  checkLimit(limits, "handshakeTimeout", 1);
+  checkLimit(limits, "maxConnections", 0);
   const settings: Partial<Settings> = {};
   if (limits.maxFrameBytes !== undefined) settings.maxFrameBytes = limits.maxFrameBytes;
   if (limits.maxHeaderBytes !== undefined) settings.maxHeaderBytes = limits.maxHeaderBytes;
@@ -43,6 +56,16 @@ export function sessionSettings(limits: Limits): Partial<Settings> {
   }
   if (limits.initialWindow !== undefined) settings.initialWindow = limits.initialWindow;
   return settings;
+}
+
+function checkLimit(limits: Limits, name: keyof Limits, min: number): void {
+  const value = limits[name];
+  if (value === undefined) return;
+  if (!Number.isInteger(value) || value < min || value > 0x7fff_ffff) {
+    throw new RangeError(
+      `Invalid limits.${name}: ${value} must be an integer from ${min} to 2^31 − 1`,
+    );
+  }
 }
 
 /** Runs the user's ping hook inside the session's pong answer; a throwing hook falls back to echo. */

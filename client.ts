@@ -16,6 +16,8 @@ import { Connection, type ConnectionCloseInfo } from "./connection.ts";
 import { HandshakeError } from "./errors.ts";
 import { CloseCode, TERMINAL_CLOSE_CODES } from "./protocol/close_codes.ts";
 import { Session } from "./protocol/session.ts";
+import type { Settings } from "./protocol/handshake.ts";
+import type { HeartbeatOptions as HeartbeatTiming } from "./protocol/heartbeat.ts";
 import {
   type ConnectionEvent,
   ConnectionType,
@@ -88,6 +90,8 @@ interface WebSocketWithHeaders {
 export class WebSocketClient {
   readonly #options: WebSocketClientOptions;
   readonly #logger: Logger;
+  readonly #settings: Partial<Settings>;
+  readonly #heartbeat: HeartbeatTiming | false;
   readonly #events = new EventStream();
   #metadata: unknown = null;
   #handler: Handler | undefined;
@@ -102,6 +106,7 @@ export class WebSocketClient {
    *
    * @param options Where to dial and how.
    * @throws {TypeError} If `url` is not a ws:, wss:, http: or https: URL.
+   * @throws {RangeError} If a limit or the heartbeat timing is out of range.
    */
   constructor(options: WebSocketClientOptions) {
     const url = new URL(options.url);
@@ -111,6 +116,8 @@ export class WebSocketClient {
     this.#options = options;
     this.#logger = options.logger ?? QUIET_LOGGER;
     this.#handler = options.handler;
+    this.#settings = sessionSettings(options.limits ?? {});
+    this.#heartbeat = resolveHeartbeat(options.keepAlive, options.heartbeat);
   }
 
   /**
@@ -250,16 +257,15 @@ export class WebSocketClient {
     onFail: (info: ConnectionCloseInfo) => void,
   ): void {
     const options = this.#options;
-    const limits = options.limits ?? {};
     // Assigned once below; the session's ping answer needs it before then.
     // deno-lint-ignore prefer-const
     let connection!: Connection;
     let opened = false;
     const session = new Session({
       role: "client",
-      settings: sessionSettings(limits),
+      settings: this.#settings,
       handshakeTimeout,
-      heartbeat: resolveHeartbeat(options.keepAlive, options.heartbeat),
+      heartbeat: this.#heartbeat,
       appData: options.appData ?? "",
       answerPing: (data) => answerPing(options.onPing, data, connection, this.#logger),
     }, performance.now());

@@ -126,6 +126,10 @@ interface Incoming {
   controller: AbortController;
   body: InboundBody | undefined;
   cancelPump: ((reason: unknown) => void) | undefined;
+  /** Made only if the handler reads `info.completed`. */
+  completed: Promise<void> | undefined;
+  settle: (() => void) | undefined;
+  ended: boolean;
 }
 
 /** Above this many buffered bytes the socket gets no more until it drains. */
@@ -170,7 +174,7 @@ export class Connection {
   readonly #onPong: PongHandler | undefined;
   readonly #remoteAddr: { hostname: string; port: number };
   #handler: Handler | undefined;
-  #info: HandlerInfo;
+  readonly #handlerRemoteAddr: HandlerInfo["remoteAddr"];
   #id = "";
   #outgoing = new Map<number, Outgoing>();
   #incoming = new Map<number, Incoming>();
@@ -201,10 +205,7 @@ export class Connection {
     this.#onPong = init.onPong;
     this.#handler = init.handler;
     this.#remoteAddr = init.remoteAddr ?? { hostname: "", port: 0 };
-    this.#info = {
-      connection: this,
-      remoteAddr: { transport: "tcp", ...this.#remoteAddr },
-    };
+    this.#handlerRemoteAddr = { transport: "tcp", ...this.#remoteAddr };
     this.closed = new Promise((resolve) => this.#resolveClosed = resolve);
     this.#socket.onMessage = (data) => this.#onMessage(data);
     this.#socket.onClose = (code, reason) => this.#end({ code, reason, ...abnormal(code, reason) });
@@ -443,9 +444,9 @@ export class Connection {
       this.#session.reset(streamId, ResetCode.StreamError, "Invalid response head");
       this.#failOutgoing(
         streamId,
-        new ProtocolError(
+        new ExchangeResetError(
           `Invalid response head: ${(error as Error).message}`,
-          CloseCode.ProtocolError,
+          ResetCode.StreamError,
         ),
       );
       this.#schedule();
@@ -483,8 +484,23 @@ export class Connection {
         // The handler gave up on the body; the response may still follow.
       },
     );
-    const exchange: Incoming = { controller, body, cancelPump: undefined };
+    const exchange: Incoming = {
+      controller,
+      body,
+      cancelPump: undefined,
+      completed: undefined,
+      settle: undefined,
+      ended: false,
+    };
     this.#incoming.set(streamId, exchange);
+    const info: HandlerInfo = {
+      connection: this,
+      remoteAddr: this.#handlerRemoteAddr,
+      get completed(): Promise<void> {
+        if (exchange.ended) return Promise.resolve();
+        return exchange.completed ??= new Promise((resolve) => exchange.settle = resolve);
+      },
+    };
     let request: Request;
     try {
       request = new Request(new URL(head.url, PLACEHOLDER_BASE), {
@@ -511,7 +527,7 @@ export class Connection {
     }
     let result: Response | Promise<Response>;
     try {
-      result = handler(request, this.#info);
+      result = handler(request, info);
     } catch (error) {
       this.#handlerFailed(streamId, head.method, error);
       return;
@@ -572,7 +588,11 @@ export class Connection {
   }
 
   #finishIncoming(streamId: number): void {
-    if (!this.#incoming.delete(streamId)) return;
+    const exchange = this.#incoming.get(streamId);
+    if (!exchange) return;
+    this.#incoming.delete(streamId);
+    exchange.ended = true;
+    exchange.settle?.();
     this.#closeIfDrained();
   }
 
@@ -580,6 +600,8 @@ export class Connection {
     const exchange = this.#incoming.get(streamId);
     if (!exchange) return;
     this.#incoming.delete(streamId);
+    exchange.ended = true;
+    exchange.settle?.();
     exchange.controller.abort(error);
     exchange.body?.error(error);
     exchange.cancelPump?.(error);
@@ -844,13 +866,10 @@ export class Connection {
     if (this.#ended) return;
     const fitted = fitCloseReason(reason);
     try {
-      for (
-        let message = this.#session.pollTransmit();
-        message;
-        message = this.#session.pollTransmit()
-      ) {
-        this.#socket.send(message);
-      }
+      // One last message carries the queued control frames (a GOAWAY, a RESET); body data
+      // beyond it would only be cut off by the close.
+      const message = this.#session.pollTransmit();
+      if (message) this.#socket.send(message);
     } catch {
       // The socket is already gone; closing below still ends the connection.
     }

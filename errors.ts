@@ -156,7 +156,7 @@ export class ExchangeTooLargeError extends Error {
 export class ExchangeResetError extends Error {
   /** The reset code (see PROTOCOL.md). */
   readonly resetCode: number;
-  /** Whether retrying may succeed; `false` unless the peer never processed the request. */
+  /** Always `false`: the peer may have acted on the request (refusals are {@linkcode ExchangeRefusedError}). */
   readonly retryable: boolean = false;
 
   /**

@@ -21,6 +21,8 @@ import { EventStream } from "./_event_stream.ts";
 import { Connection } from "./connection.ts";
 import { CloseCode } from "./protocol/close_codes.ts";
 import { Session } from "./protocol/session.ts";
+import type { Settings } from "./protocol/handshake.ts";
+import type { HeartbeatOptions as HeartbeatTiming } from "./protocol/heartbeat.ts";
 import {
   type ConnectionEvent,
   ConnectionType,
@@ -165,6 +167,8 @@ interface BunSocketData {
 export class WebSocketServer {
   readonly #options: WebSocketServerOptions;
   readonly #logger: Logger;
+  readonly #settings: Partial<Settings>;
+  readonly #heartbeat: HeartbeatTiming | false;
   readonly #events = new EventStream();
   readonly #connections = new Map<string, Connection>();
   readonly #handshaking = new Set<Connection>();
@@ -179,10 +183,13 @@ export class WebSocketServer {
    *
    * @param options Where to listen and how to treat connections.
    * @throws {TypeError} If it must listen and neither `Deno.serve` nor `Bun.serve` exists.
+   * @throws {RangeError} If a limit or the heartbeat timing is out of range.
    */
   constructor(options: WebSocketServerOptions = {}) {
     this.#options = options;
     this.#logger = options.logger ?? QUIET_LOGGER;
+    this.#settings = sessionSettings(options.limits ?? {});
+    this.#heartbeat = resolveHeartbeat(options.keepAlive, options.heartbeat);
     if (!options.noServer) this.#listen();
   }
 
@@ -443,11 +450,6 @@ export class WebSocketServer {
         headers: { upgrade: "websocket" },
       });
     }
-    const origin = request.headers.get("origin");
-    const allowed = this.#options.allowedOrigins;
-    if (allowed && origin !== null && !allowed.includes(origin)) {
-      return new Response("Forbidden: origin not allowed", { status: 403 });
-    }
     if (this.#closing) return new Response("Service Unavailable: shutting down", { status: 503 });
     return undefined;
   }
@@ -460,9 +462,9 @@ export class WebSocketServer {
     let connection!: Connection;
     const session = new Session({
       role: "server",
-      settings: sessionSettings(limits),
+      settings: this.#settings,
       handshakeTimeout: limits.handshakeTimeout ?? 10_000,
-      heartbeat: resolveHeartbeat(options.keepAlive, options.heartbeat),
+      heartbeat: this.#heartbeat,
       appData: options.appData ?? "",
       answerPing: (data) => answerPing(options.onPing, data, connection, this.#logger),
       maxMetadataBytes: limits.maxMetadataBytes ?? 16 * 1024,
@@ -512,7 +514,17 @@ export class WebSocketServer {
     });
     this.#handshaking.add(connection);
     const max = limits.maxConnections;
-    if (this.#closing) {
+    const origin = request.headers.get("origin");
+    const allowed = options.allowedOrigins;
+    // Refused after the upgrade, with a close code, so the client learns not to retry;
+    // an HTTP 403 would look like a network failure to a WebSocket client.
+    if (allowed && origin !== null && !allowed.includes(origin)) {
+      connection.close({
+        timeout: 0,
+        code: CloseCode.OriginNotAllowed,
+        reason: "Origin not allowed",
+      });
+    } else if (this.#closing) {
       connection.close({
         timeout: 0,
         code: CloseCode.GoingAway,

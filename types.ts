@@ -36,7 +36,7 @@ export interface ConnectionEvent {
   type: EventType;
   /** The connection's id (a ULID). */
   connectionId: string;
-  /** The connection, for `ConnectionReceived` events. */
+  /** The connection the event is about (absent only when a client gives up reconnecting). */
   connection?: Connection;
   /** Why, for `ConnectionFailure` and abnormal `ConnectionClosed` events. */
   error?: Error;
@@ -62,6 +62,11 @@ export interface HandlerInfo {
   connection: Connection;
   /** The peer's address, shaped like `Deno.ServeHandlerInfo`'s. */
   remoteAddr: { transport: "tcp"; hostname: string; port: number };
+  /**
+   * Resolves when the exchange has ended: the response was sent in full, or the peer
+   * cancelled, or the connection was lost. Never rejects. (`Deno.ServeHandlerInfo` has it too.)
+   */
+  readonly completed: Promise<void>;
 }
 
 /**

@@ -257,7 +257,7 @@ export function decodeWelcome(bytes: Uint8Array): Welcome {
   if (hb !== undefined) {
     if (
       typeof hb !== "object" || hb === null || typeof hb.interval !== "number" ||
-      typeof hb.timeout !== "number"
+      typeof hb.timeout !== "number" || !(hb.interval > 0) || !(hb.timeout > 0)
     ) {
       throw new ProtocolError("Invalid welcome: heartbeat", CloseCode.ProtocolError);
     }

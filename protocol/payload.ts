@@ -34,7 +34,8 @@ export interface ResponseHead {
 }
 
 const encoder = new TextEncoder();
-const decoder = new TextDecoder("utf-8", { fatal: true });
+// ignoreBOM: a leading U+FEFF is part of the string, not a marker to drop.
+const decoder = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
 
 function varintSize(n: number): number {
   let size = 1;
@@ -353,7 +354,7 @@ export function decodeJson(bytes: Uint8Array, what: string): unknown {
   }
 }
 
-const lenient = new TextDecoder();
+const lenient = new TextDecoder("utf-8", { ignoreBOM: true });
 function lenientText(bytes: Uint8Array): string {
   return bytes.byteLength === 0 ? "" : lenient.decode(bytes);
 }

@@ -91,7 +91,7 @@ export interface SessionOptions {
   appData?: string;
   /** Chooses the data of the pong that answers a ping. Default: the ping's own data. */
   answerPing?: (data: string) => string;
-  /** Resets and refusals the peer may cause. Default 1000 at once, 500 per second. */
+  /** Resets and refusals the peer may cause. Default: 2 × maxConcurrentStreams (at least 1000) at once, 500 per second. */
   resetRateLimit?: RateLimitOptions;
   /** Largest client metadata accepted (servers), as JSON bytes. Default 16 KiB. */
   maxMetadataBytes?: number;
@@ -184,7 +184,9 @@ export class Session {
     this.#heartbeatOptions = options.heartbeat ?? false;
     this.#appData = options.appData ?? "";
     this.#answerPing = options.answerPing ?? ((data) => data);
-    this.#resets = new TokenBucket(options.resetRateLimit ?? { burst: 1000, perSecond: 500 }, now);
+    // The burst covers aborting every stream the peer may have open at once, twice over.
+    const burst = Math.max(1000, 2 * this.#local.maxConcurrentStreams);
+    this.#resets = new TokenBucket(options.resetRateLimit ?? { burst, perSecond: 500 }, now);
     this.#maxMetadataBytes = options.maxMetadataBytes ?? 16 * 1024;
     this.#nudge = options.nudge ?? options.role === "server";
     this.#maxMessageBytes = options.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES;
@@ -374,7 +376,7 @@ export class Session {
   reset(streamId: number, code: number, reason: string): void {
     const stream = this.#streams.get(streamId);
     if (!stream || this.#phase === "closed") return;
-    this.#queue(FrameType.Reset, 0, streamId, encodeReset(code, reason));
+    this.#queue(FrameType.Reset, 0, streamId, encodeReset(code, fitCloseReason(reason)));
     this.#forget(stream);
   }
 
@@ -407,7 +409,12 @@ export class Session {
   goAway(code: number, reason: string): void {
     if (this.#phase === "closed" || this.#phase === "handshake") return;
     this.#phase = "draining";
-    this.#queue(FrameType.GoAway, 0, 0, encodeGoAway(this.#lastPeerId, code, reason));
+    this.#queue(
+      FrameType.GoAway,
+      0,
+      0,
+      encodeGoAway(this.#lastPeerId, code, fitCloseReason(reason)),
+    );
   }
 
   /**
@@ -481,7 +488,7 @@ export class Session {
    * @returns The message, or `undefined` if there is nothing to send.
    */
   pollTransmit(): Uint8Array | undefined {
-    if (this.#phase === "closed" && this.#control.length === 0) return undefined;
+    if (this.#phase === "closed") return undefined;
     const frames = this.#control;
     this.#control = [];
     let size = 0;
@@ -775,6 +782,9 @@ export class Session {
         return;
       }
       case FrameType.GoAway:
+        // A closing peer writes its close frame right behind GOAWAY: answer it, or Nagle
+        // holds that close frame for our delayed ACK (~40 ms, see the module doc).
+        if (this.#nudge) this.#nudgeAt = now;
         return this.#handleGoAway(frame);
     }
   }

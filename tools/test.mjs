@@ -23,7 +23,9 @@ if (!existsSync(bin("deno")) || !existsSync(bin("bun"))) {
 
 function run(label, command, args, { capture = false, timeout = RUNNER_TIMEOUT_MS } = {}) {
   return new Promise((resolve) => {
-    console.log(`\n=== ${label}: ${[command, ...args].map((a) => a.replace(root + "/", "")).join(" ")}`);
+    console.log(
+      `\n=== ${label}: ${[command, ...args].map((a) => a.replace(root + "/", "")).join(" ")}`,
+    );
     const child = spawn(command, args, { cwd: root, env, stdio: ["ignore", "pipe", "pipe"] });
     let output = "";
     const timer = setTimeout(() => {
