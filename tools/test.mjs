@@ -55,8 +55,16 @@ if (want("checks")) {
   const checks = [
     ["fmt", deno, ["fmt", "--check"]],
     ["lint", deno, ["lint"]],
-    ["check", deno, ["check", "mod.ts", "protocol/mod.ts", "tests/", "examples/"]],
-    ["doc-lint", deno, ["doc", "--lint", "mod.ts", "protocol/mod.ts"]],
+    ["check", deno, [
+      "check",
+      "mod.ts",
+      "protocol/mod.ts",
+      "gateway.ts",
+      "agent.ts",
+      "tests/",
+      "examples/",
+    ]],
+    ["doc-lint", deno, ["doc", "--lint", "mod.ts", "protocol/mod.ts", "gateway.ts", "agent.ts"]],
     ["publish-dry-run", deno, ["publish", "--dry-run", "--allow-dirty"]],
   ];
   for (const [label, command, args] of checks) {
