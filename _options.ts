@@ -7,6 +7,7 @@
 import type { Connection } from "./connection.ts";
 import type { HeartbeatOptions as CoreHeartbeat } from "./protocol/heartbeat.ts";
 import { MIN_FRAME_BYTES, type Settings } from "./protocol/handshake.ts";
+import type { RateLimitOptions } from "./protocol/rate_limit.ts";
 import type { HeartbeatOptions, Limits, Logger, PingHandler } from "./types.ts";
 
 const noop = (): void => {};
@@ -48,6 +49,7 @@ export function sessionSettings(limits: Limits): Partial<Settings> {
   checkLimit(limits, "maxMetadataBytes", 0);
   checkLimit(limits, "handshakeTimeout", 1);
   checkLimit(limits, "maxConnections", 0);
+  resetRateLimit(limits);
   const settings: Partial<Settings> = {};
   if (limits.maxFrameBytes !== undefined) settings.maxFrameBytes = limits.maxFrameBytes;
   if (limits.maxHeaderBytes !== undefined) settings.maxHeaderBytes = limits.maxHeaderBytes;
@@ -58,7 +60,38 @@ export function sessionSettings(limits: Limits): Partial<Settings> {
   return settings;
 }
 
-function checkLimit(limits: Limits, name: keyof Limits, min: number): void {
+/**
+ * The session's rapid-reset bucket from `limits.resetRateLimit`, missing fields at their
+ * defaults (the session's own: a burst of 2 × maxConcurrentStreams, at least 1000; 500/s).
+ */
+export function resetRateLimit(limits: Limits): RateLimitOptions | undefined {
+  const option = limits.resetRateLimit;
+  if (option === undefined) return undefined;
+  if (typeof option !== "object" || option === null) {
+    throw new RangeError("Invalid limits.resetRateLimit: must be an object");
+  }
+  const { burst, perSecond } = option;
+  if (burst !== undefined && (!Number.isInteger(burst) || burst < 1 || burst > 0x7fff_ffff)) {
+    throw new RangeError(
+      `Invalid limits.resetRateLimit.burst: ${burst} must be an integer from 1 to 2^31 − 1`,
+    );
+  }
+  if (perSecond !== undefined && !(perSecond >= 0 && perSecond <= 0x7fff_ffff)) {
+    throw new RangeError(
+      `Invalid limits.resetRateLimit.perSecond: ${perSecond} must be a number from 0 to 2^31 − 1`,
+    );
+  }
+  return {
+    burst: burst ?? Math.max(1000, 2 * (limits.maxConcurrentStreams ?? 1024)),
+    perSecond: perSecond ?? 500,
+  };
+}
+
+function checkLimit(
+  limits: Limits,
+  name: Exclude<keyof Limits, "resetRateLimit">,
+  min: number,
+): void {
   const value = limits[name];
   if (value === undefined) return;
   if (!Number.isInteger(value) || value < min || value > 0x7fff_ffff) {

@@ -11,7 +11,13 @@
 
 import { adaptWebSocket } from "./_socket.ts";
 import { EventStream } from "./_event_stream.ts";
-import { answerPing, QUIET_LOGGER, resolveHeartbeat, sessionSettings } from "./_options.ts";
+import {
+  answerPing,
+  QUIET_LOGGER,
+  resetRateLimit,
+  resolveHeartbeat,
+  sessionSettings,
+} from "./_options.ts";
 import { Connection, type ConnectionCloseInfo } from "./connection.ts";
 import { HandshakeError } from "./errors.ts";
 import { CloseCode, TERMINAL_CLOSE_CODES } from "./protocol/close_codes.ts";
@@ -268,6 +274,9 @@ export class WebSocketClient {
       heartbeat: this.#heartbeat,
       appData: options.appData ?? "",
       answerPing: (data) => answerPing(options.onPing, data, connection, this.#logger),
+      // Deno's WebSocket client writes a 1–64 KiB message in two pieces under Nagle (~40 ms).
+      splitMessages: true,
+      resetRateLimit: resetRateLimit(options.limits ?? {}),
     }, performance.now());
     session.hello(this.#metadata, this.#resumeToken);
     connection = new Connection({

@@ -18,6 +18,7 @@ import {
   type Socket,
 } from "./_socket.ts";
 import { EventStream } from "./_event_stream.ts";
+import { ResumeStore } from "./_resume.ts";
 import { Connection } from "./connection.ts";
 import { CloseCode } from "./protocol/close_codes.ts";
 import { Session } from "./protocol/session.ts";
@@ -34,7 +35,13 @@ import {
   type PingHandler,
   type PongHandler,
 } from "./types.ts";
-import { answerPing, QUIET_LOGGER, resolveHeartbeat, sessionSettings } from "./_options.ts";
+import {
+  answerPing,
+  QUIET_LOGGER,
+  resetRateLimit,
+  resolveHeartbeat,
+  sessionSettings,
+} from "./_options.ts";
 
 /** What `authorize` gets to decide with. */
 export interface AuthorizeContext {
@@ -79,6 +86,15 @@ export interface WebSocketServerOptions {
   handler?: Handler;
   /** Milliseconds `close()` lets in-flight exchanges finish. Default 10 000. */
   closeTimeout?: number;
+  /**
+   * Milliseconds after a connection ends during which its client may resume it: a HELLO
+   * presenting the resume token from its last WELCOME gets the same connection id back
+   * (and `resumed: true` on the `ConnectionReceived` event). The resumed connection has
+   * the new HELLO's metadata, or the stored metadata if the new HELLO's is `null`.
+   * Tokens are single-use; a wrong, used or expired one just gets a fresh id.
+   * `0` disables resumption (no tokens are issued). Default 30 000.
+   */
+  resumeWindow?: number;
   /** Do not listen: mount on an existing `Deno.serve` / `Bun.serve` app with `upgrade()`. */
   noServer?: boolean;
 }
@@ -177,19 +193,27 @@ export class WebSocketServer {
   #addr: ServerAddr | undefined;
   #stopListening: (() => Promise<void>) | undefined;
   #closing: Promise<void> | undefined;
+  readonly #resume: ResumeStore | undefined;
 
   /**
    * Creates the server and, unless `noServer` is set, starts listening at once.
    *
    * @param options Where to listen and how to treat connections.
    * @throws {TypeError} If it must listen and neither `Deno.serve` nor `Bun.serve` exists.
-   * @throws {RangeError} If a limit or the heartbeat timing is out of range.
+   * @throws {RangeError} If a limit, the heartbeat timing or `resumeWindow` is out of range.
    */
   constructor(options: WebSocketServerOptions = {}) {
     this.#options = options;
     this.#logger = options.logger ?? QUIET_LOGGER;
     this.#settings = sessionSettings(options.limits ?? {});
     this.#heartbeat = resolveHeartbeat(options.keepAlive, options.heartbeat);
+    const resumeWindow = options.resumeWindow ?? 30_000;
+    if (!(resumeWindow >= 0) || !Number.isFinite(resumeWindow)) {
+      throw new RangeError(
+        `Invalid resumeWindow: ${resumeWindow} must be a non-negative number of milliseconds`,
+      );
+    }
+    this.#resume = resumeWindow > 0 ? new ResumeStore(resumeWindow) : undefined;
     if (!options.noServer) this.#listen();
   }
 
@@ -408,6 +432,7 @@ export class WebSocketServer {
     ]);
     clearTimeout(timer);
     await this.#stopListening?.();
+    this.#resume?.clear();
     this.#events.end();
   }
 
@@ -460,6 +485,7 @@ export class WebSocketServer {
     // Assigned once below; the session's ping answer needs it before then.
     // deno-lint-ignore prefer-const
     let connection!: Connection;
+    let resumed = false;
     const session = new Session({
       role: "server",
       settings: this.#settings,
@@ -468,6 +494,7 @@ export class WebSocketServer {
       appData: options.appData ?? "",
       answerPing: (data) => answerPing(options.onPing, data, connection, this.#logger),
       maxMetadataBytes: limits.maxMetadataBytes ?? 16 * 1024,
+      resetRateLimit: resetRateLimit(limits),
     }, performance.now());
     connection = new Connection({
       socket,
@@ -478,10 +505,33 @@ export class WebSocketServer {
       onPong: options.onPong,
       handler: options.handler,
       hooks: {
-        onHello: ({ metadata }, answer) => {
-          this.#authorize(request, metadata, connection.remoteAddr).then((ok) => {
-            if (ok) answer.accept({ id: ulid() });
-            else answer.refuse(CloseCode.Unauthorized, "Unauthorized");
+        onHello: ({ metadata, resume }, answer) => {
+          this.#authorize(request, metadata, connection.remoteAddr).then(async (ok) => {
+            if (!ok) return answer.refuse(CloseCode.Unauthorized, "Unauthorized");
+            const store = this.#resume;
+            const redeemed = resume !== undefined && !connection.isClosed
+              ? store?.redeem(resume, performance.now())
+              : undefined;
+            if (redeemed?.previous && !redeemed.previous.isClosed) {
+              // A half-open socket the server has not noticed yet: the resumer owns the id now.
+              await redeemed.previous.close({
+                timeout: 0,
+                code: CloseCode.Replaced,
+                reason: "Replaced by a resumed connection",
+              });
+            }
+            if (connection.isClosed) return;
+            const id = redeemed?.id ?? ulid();
+            if (redeemed && metadata === null) {
+              (connection as { metadata: unknown }).metadata = redeemed.metadata;
+            }
+            resumed = redeemed !== undefined;
+            const resumeToken = store?.issue(id, connection);
+            answer.accept({
+              id,
+              ...(resumeToken ? { resumeToken } : {}),
+              ...(resumed ? { resumed } : {}),
+            });
           });
         },
         onOpen: (opened) => {
@@ -492,10 +542,11 @@ export class WebSocketServer {
             type: EventType.ConnectionReceived,
             connectionId: opened.id,
             connection: opened,
-            resumed: false,
+            resumed,
           });
         },
         onEnd: (ended, info) => {
+          this.#resume?.release(ended, performance.now());
           this.#handshaking.delete(ended);
           if (this.#connections.get(ended.id) !== ended) return;
           this.#connections.delete(ended.id);

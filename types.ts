@@ -102,6 +102,17 @@ export interface Limits {
   handshakeTimeout?: number;
   /** Connections the server holds at once (server). Default unlimited. */
   maxConnections?: number;
+  /**
+   * Stream resets and refusals the peer may cause (the HTTP/2 "Rapid Reset" defence,
+   * CVE-2023-44487); a peer over the limit is closed with 4008. Default: a burst of
+   * 2 × `maxConcurrentStreams` (at least 1000) at once, refilled at 500 per second.
+   */
+  resetRateLimit?: {
+    /** Resets and refusals allowed at once. Default 2 × `maxConcurrentStreams`, at least 1000. */
+    burst?: number;
+    /** Resets and refusals allowed per second, sustained. Default 500. */
+    perSecond?: number;
+  };
 }
 
 /** The ping hook: gets the ping's data, may return the data the pong carries. */

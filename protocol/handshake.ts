@@ -45,6 +45,33 @@ export const DEFAULT_SETTINGS: Readonly<Settings> = {
 /** The smallest `maxFrameBytes` an end may announce: a frame must carry a useful header block. */
 export const MIN_FRAME_BYTES = 16 * 1024;
 
+/**
+ * Deepest nesting of objects and arrays accepted in a HELLO payload, the HELLO object
+ * included. Only metadata can nest; parsing and measuring a deeper one costs seconds of CPU
+ * on some runtimes (Bun's JSON.stringify recovers slowly from a stack overflow).
+ */
+export const MAX_HELLO_DEPTH = 64;
+
+/** Whether UTF-8 JSON nests objects and arrays deeper than `max` (strings skipped). */
+function nestedDeeperThan(bytes: Uint8Array, max: number): boolean {
+  let depth = 0;
+  let inString = false;
+  for (let i = 0; i < bytes.byteLength; i++) {
+    const b = bytes[i];
+    if (inString) {
+      if (b === 0x5c) i++; // a backslash escapes the next byte
+      else if (b === 0x22) inString = false;
+    } else if (b === 0x22) {
+      inString = true;
+    } else if (b === 0x5b || b === 0x7b) {
+      if (++depth > max) return true;
+    } else if (b === 0x5d || b === 0x7d) {
+      depth--;
+    }
+  }
+  return false;
+}
+
 /** The client's first message. */
 export interface Hello {
   /** Protocol version. */
@@ -179,6 +206,13 @@ export function encodeHello(hello: Hello): Uint8Array {
  * @throws {ProtocolError} With `UnsupportedVersion`, `InvalidMetadata` or `ProtocolError` codes.
  */
 export function decodeHello(bytes: Uint8Array, maxMetadataBytes: number): Hello {
+  // Checked before parsing: the nesting itself is the cost (see MAX_HELLO_DEPTH).
+  if (nestedDeeperThan(bytes, MAX_HELLO_DEPTH)) {
+    throw new ProtocolError(
+      `Invalid metadata: nested deeper than ${MAX_HELLO_DEPTH} levels`,
+      CloseCode.InvalidMetadata,
+    );
+  }
   const value = decodeJson(bytes, "hello") as Record<string, unknown> | null;
   if (typeof value !== "object" || value === null || Array.isArray(value)) {
     throw new ProtocolError("Invalid hello: not an object", CloseCode.ProtocolError);

@@ -46,18 +46,35 @@ function varintSize(n: number): number {
   return size;
 }
 
+// One buffer per header block, filled with `encodeInto`: a UTF-16 code unit takes at most 3
+// UTF-8 bytes, so each string gets room for that and a length prefix sized for it.
 function encodeStrings(strings: readonly string[]): Uint8Array {
-  const encoded = strings.map((s) => encoder.encode(s));
-  let size = varintSize(encoded.length);
-  for (const bytes of encoded) size += varintSize(bytes.byteLength) + bytes.byteLength;
-  const out = new Uint8Array(size);
-  let offset = writeVarint(out, 0, encoded.length);
-  for (const bytes of encoded) {
-    offset = writeVarint(out, offset, bytes.byteLength);
-    out.set(bytes, offset);
-    offset += bytes.byteLength;
+  let bound = varintSize(strings.length);
+  for (const s of strings) bound += varintSize(3 * s.length) + 3 * s.length;
+  const out = new Uint8Array(bound);
+  let offset = writeVarint(out, 0, strings.length);
+  for (const s of strings) {
+    const reserved = varintSize(3 * s.length);
+    const written = writeAscii(out, offset + reserved, s) ??
+      encoder.encodeInto(s, out.subarray(offset + reserved)).written;
+    const prefix = varintSize(written);
+    // The reservation was for the worst case; close the gap if the prefix came out shorter.
+    if (prefix < reserved) {
+      out.copyWithin(offset + prefix, offset + reserved, offset + reserved + written);
+    }
+    offset = writeVarint(out, offset, written) + written;
   }
-  return out;
+  return out.subarray(0, offset);
+}
+
+/** Copies an all-ASCII string byte for byte (most heads are); `undefined` if it is not ASCII. */
+function writeAscii(out: Uint8Array, offset: number, s: string): number | undefined {
+  for (let i = 0; i < s.length; i++) {
+    const code = s.charCodeAt(i);
+    if (code >= 0x80) return undefined;
+    out[offset + i] = code;
+  }
+  return s.length;
 }
 
 function writeVarint(out: Uint8Array, offset: number, n: number): number {

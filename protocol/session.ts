@@ -24,6 +24,12 @@
  * because Deno's `WebSocket` client leaves Nagle's algorithm on: its second small
  * write would otherwise wait ~40 ms for our delayed ACK. The nudge is a deadline
  * at "now", so a response produced in the same tick goes out instead of it.
+ * The same client writes a message longer than 1 KiB as two writes (WebSocket
+ * header, then payload), and the payload waits for the ACK of the header: ~40 ms
+ * again, since the peer cannot answer half a message. An end configured with
+ * `splitMessages` (the client) therefore never sends a message between 1 KiB and
+ * 64 KiB: it cuts such output into messages of at most 1 KiB, splitting DATA
+ * frames where needed; the peer's nudge answers the first, which releases the rest.
  *
  * @module
  */
@@ -35,6 +41,7 @@ import {
   encodeFrames,
   FLAG_END_STREAM,
   type Frame,
+  FRAME_HEADER_BYTES,
   FrameType,
   MAX_STREAM_ID,
 } from "./frame.ts";
@@ -99,6 +106,8 @@ export interface SessionOptions {
   nudge?: boolean;
   /** Bound on the size of one transmitted message, in bytes. Default 256 KiB. */
   maxMessageBytes?: number;
+  /** Send no message between 1 KiB and 64 KiB: cut them into 1 KiB ones (see the module doc). Default `false`. */
+  splitMessages?: boolean;
   /** Source of numbers in [0, 1) for heartbeat jitter. Default `Math.random`. */
   random?: () => number;
 }
@@ -125,6 +134,10 @@ export const DATA_CHUNK_BYTES = 64 * 1024;
 export const OUTBOX_HIGH_WATER = 64 * 1024;
 
 const DEFAULT_MAX_MESSAGE_BYTES = 256 * 1024;
+/** Largest message Deno's `WebSocket` client writes in one piece (fastwebsockets' writev threshold). */
+const SMALL_MESSAGE_BYTES = 1024;
+/** Smallest message whose payload write fills a loopback TCP segment, so Nagle does not hold it. */
+const LARGE_MESSAGE_BYTES = 64 * 1024;
 const MAX_WINDOW = 0x7fff_ffff;
 
 /**
@@ -156,6 +169,9 @@ export class Session {
   readonly #nudge: boolean;
   #nudgeAt: number | undefined;
   readonly #maxMessageBytes: number;
+  readonly #splitMessages: boolean;
+  /** Messages already cut by `splitMessages`, sent before anything new. */
+  #pending: Uint8Array[] = [];
   readonly #random: () => number;
   #id: string | undefined;
   #rtt: number | undefined;
@@ -169,6 +185,8 @@ export class Session {
 
   #control: Frame[] = [];
   #sendQueue: StreamRecord[] = [];
+  /** The streams in `#sendQueue`: membership without scanning it. */
+  #queued = new Set<StreamRecord>();
   #events: SessionEvent[] = [];
 
   /**
@@ -190,6 +208,7 @@ export class Session {
     this.#maxMetadataBytes = options.maxMetadataBytes ?? 16 * 1024;
     this.#nudge = options.nudge ?? options.role === "server";
     this.#maxMessageBytes = options.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES;
+    this.#splitMessages = options.splitMessages ?? false;
     this.#random = options.random ?? Math.random;
     this.#nextLocalId = options.role === "client" ? 1 : 2;
   }
@@ -360,7 +379,7 @@ export class Session {
       stream.outboxBytes += chunk.byteLength;
     }
     if (end) stream.outboxEnd = true;
-    if (!this.#sendQueue.includes(stream)) this.#sendQueue.push(stream);
+    this.#enqueue(stream);
     const more = stream.outboxBytes < OUTBOX_HIGH_WATER;
     if (!more) stream.writableSignalled = false;
     return more;
@@ -424,6 +443,8 @@ export class Session {
     this.#phase = "closed";
     this.#control = [];
     this.#sendQueue = [];
+    this.#queued.clear();
+    this.#pending = [];
   }
 
   // ---- inputs -------------------------------------------------------------
@@ -444,6 +465,20 @@ export class Session {
       }
     } catch (error) {
       if (!(error instanceof ProtocolError)) throw error;
+      // A first message over the frame limit is a HELLO whose metadata is too large: say so
+      // with the terminal 4004, or the client would keep retrying after a retryable 4010.
+      if (
+        error.code === CloseCode.FrameTooLarge && this.#role === "server" &&
+        this.#handshake === "start" && bytes[0] === FrameType.Hello
+      ) {
+        const invalid = new ProtocolError(
+          `Invalid metadata: hello exceeds the frame limit ${this.#local.maxFrameBytes}`,
+          CloseCode.InvalidMetadata,
+          { cause: error },
+        );
+        this.#close(invalid.code, invalid.message, invalid);
+        return;
+      }
       this.#close(error.code, error.message, error);
     }
   }
@@ -475,7 +510,7 @@ export class Session {
     if (action === "dead") {
       this.#close(CloseCode.HeartbeatTimeout, "Heartbeat timed out");
     } else if (action === "ping") {
-      this.#queue(FrameType.Ping, 0, 0, encodePing(now, this.#appData));
+      this.#queue(FrameType.Ping, 0, 0, this.#pingPayload(now, this.#appData));
     }
   }
 
@@ -489,6 +524,7 @@ export class Session {
    */
   pollTransmit(): Uint8Array | undefined {
     if (this.#phase === "closed") return undefined;
+    if (this.#pending.length > 0) return this.#pending.shift();
     const frames = this.#control;
     this.#control = [];
     let size = 0;
@@ -506,13 +542,26 @@ export class Session {
       } else {
         turns--;
       }
-      if (stream.outboxBytes > 0 || (stream.outboxEnd && stream.send === "open")) {
+      if (
+        (stream.outboxBytes > 0 || (stream.outboxEnd && stream.send === "open")) &&
         // Blocked streams come back when a WINDOW_UPDATE arrives.
-        if (stream.sendWindow > 0 || stream.outboxBytes === 0) this.#sendQueue.push(stream);
+        (stream.sendWindow > 0 || stream.outboxBytes === 0)
+      ) {
+        this.#sendQueue.push(stream);
+      } else {
+        this.#queued.delete(stream);
       }
     }
     if (frames.length === 0) return undefined;
     this.#nudgeAt = undefined;
+    if (this.#splitMessages) {
+      let bytes = 0;
+      for (const frame of frames) bytes += FRAME_HEADER_BYTES + frame.payload.byteLength;
+      if (bytes > SMALL_MESSAGE_BYTES && bytes < LARGE_MESSAGE_BYTES) {
+        this.#pending = splitFrames(frames, SMALL_MESSAGE_BYTES).map(encodeFrames);
+        return this.#pending.shift();
+      }
+    }
     return encodeFrames(frames);
   }
 
@@ -560,6 +609,12 @@ export class Session {
 
   // ---- internals ----------------------------------------------------------
 
+  #enqueue(stream: StreamRecord): void {
+    if (this.#queued.has(stream)) return;
+    this.#queued.add(stream);
+    this.#sendQueue.push(stream);
+  }
+
   #queue(type: FrameType, flags: number, streamId: number, payload: Uint8Array): void {
     this.#control.push({ type, flags, streamId, payload });
   }
@@ -593,6 +648,19 @@ export class Session {
     if (this.#heartbeatOptions) {
       this.#heartbeat = new Heartbeat(this.#heartbeatOptions, now, this.#random);
     }
+  }
+
+  /**
+   * A PING or PONG payload within the peer's `maxFrameBytes`: application data (an echoed
+   * ping's included, since our limit may exceed the peer's) is cut at a character boundary.
+   */
+  #pingPayload(sentAt: number, data: string): Uint8Array {
+    const payload = encodePing(sentAt, data);
+    const limit = this.#peer.maxFrameBytes;
+    if (payload.byteLength <= limit) return payload;
+    let cut = limit;
+    while (cut > 8 && (payload[cut] & 0xc0) === 0x80) cut--;
+    return payload.subarray(0, cut);
   }
 
   #checkHeaderSize(payload: Uint8Array): Uint8Array {
@@ -676,8 +744,10 @@ export class Session {
     else this.#peerOpen--;
     stream.outbox = [];
     stream.outboxBytes = 0;
-    const i = this.#sendQueue.indexOf(stream);
-    if (i !== -1) this.#sendQueue.splice(i, 1);
+    if (this.#queued.delete(stream)) {
+      const i = this.#sendQueue.indexOf(stream);
+      if (i !== -1) this.#sendQueue.splice(i, 1);
+    }
     return true;
   }
 
@@ -770,7 +840,7 @@ export class Session {
         return this.#handleWindowUpdate(frame);
       case FrameType.Ping: {
         const { sentAt, data } = decodePing(frame.payload);
-        this.#queue(FrameType.Pong, 0, 0, encodePing(sentAt, this.#answerPing(data)));
+        this.#queue(FrameType.Pong, 0, 0, this.#pingPayload(sentAt, this.#answerPing(data)));
         this.#events.push({ type: "ping", data });
         return;
       }
@@ -915,9 +985,7 @@ export class Session {
     }
     const wasBlocked = stream.sendWindow <= 0;
     stream.sendWindow += increment;
-    if (wasBlocked && stream.outboxBytes > 0 && !this.#sendQueue.includes(stream)) {
-      this.#sendQueue.push(stream);
-    }
+    if (wasBlocked && stream.outboxBytes > 0) this.#enqueue(stream);
   }
 
   #handleGoAway(frame: Frame): void {
@@ -944,4 +1012,45 @@ export class Session {
   get peerGoAwayLastId(): number | undefined {
     return this.#peerGoAwayLastId;
   }
+}
+
+/**
+ * Groups frames into messages of at most `limit` bytes, in order, cutting DATA payloads
+ * where they cross a boundary (only the last piece keeps END_STREAM). Other frames are
+ * never cut: one longer than `limit` travels in a message of its own.
+ */
+function splitFrames(frames: readonly Frame[], limit: number): Frame[][] {
+  const messages: Frame[][] = [];
+  let current: Frame[] = [];
+  let size = 0;
+  const flush = (): void => {
+    if (current.length > 0) messages.push(current);
+    current = [];
+    size = 0;
+  };
+  for (let frame of frames) {
+    for (;;) {
+      const room = limit - size - FRAME_HEADER_BYTES;
+      if (frame.payload.byteLength <= room) {
+        current.push(frame);
+        size += FRAME_HEADER_BYTES + frame.payload.byteLength;
+        break;
+      }
+      if (frame.type === FrameType.Data && room > 0) {
+        current.push({
+          ...frame,
+          flags: frame.flags & ~FLAG_END_STREAM,
+          payload: frame.payload.subarray(0, room),
+        });
+        frame = { ...frame, payload: frame.payload.subarray(room) };
+      } else if (current.length === 0) {
+        current.push(frame);
+        flush();
+        break;
+      }
+      flush();
+    }
+  }
+  flush();
+  return messages;
 }

@@ -191,7 +191,10 @@ describe("heartbeat failure through a blackholed proxy", () => {
       const received = await nextEvent(clientEvents, EventType.ConnectionReceived, GUARD);
       const second = client.connection!;
       assert.equal(received.connection, second);
-      assert.notEqual(second.id, first.id);
+      assert.notEqual(second, first);
+      // Back within the server's resumeWindow with its resume token: the same id.
+      assert.equal(second.id, first.id);
+      assert.equal(received.resumed, true);
       assert.ok(first.isClosed);
 
       const serverSide = (await eventFor(serverEvents, EventType.ConnectionReceived, second.id))

@@ -527,7 +527,10 @@ describe("WebSocketClient reconnection", () => {
 
     const second = pair.client.connection!;
     assert.equal(received.connection, second);
-    assert.notEqual(second.id, first.id);
+    assert.notEqual(second, first);
+    // Back within the server's resumeWindow with its resume token: the same id.
+    assert.equal(second.id, first.id);
+    assert.equal(received.resumed, true);
     assert.equal((await first.closed).code, CloseCode.GoingAway);
     const serverSide = (await eventFor(serverEvents, EventType.ConnectionReceived, second.id))
       .connection!;

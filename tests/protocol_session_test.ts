@@ -8,6 +8,7 @@ import {
   decodeReset,
   decodeWindowUpdate,
   DEFAULT_SETTINGS,
+  encodeFrames,
   encodeHello,
   encodeJson,
   encodePing,
@@ -1537,5 +1538,34 @@ describe("Session local misuse", () => {
     assert.equal(pair.client.pollTimeout(), undefined);
     pair.inject("client", [frame(FrameType.Ping, 0, encodePing(0, ""))]);
     assert.deepEqual(pair.events("client"), [], "close() itself makes no event");
+  });
+});
+
+describe("Session (server) and an oversized HELLO", () => {
+  it("Session.handleMessage() closes with InvalidMetadata when a HELLO exceeds maxFrameBytes", () => {
+    const server = new Session({ role: "server", settings: { maxFrameBytes: MIN_FRAME_BYTES } }, 0);
+    const hello = encodeHello({
+      version: 1,
+      metadata: { blob: "x".repeat(MIN_FRAME_BYTES) },
+      settings: { ...DEFAULT_SETTINGS },
+    });
+    server.handleMessage(
+      encodeFrames([{ type: FrameType.Hello, flags: 0, streamId: 0, payload: hello }]),
+      0,
+    );
+    const event = server.pollEvent();
+    assert.equal(event?.type, "close");
+    assert.equal(event.type === "close" && event.code, CloseCode.InvalidMetadata);
+  });
+
+  it("Session.handleMessage() keeps FrameTooLarge for an oversized first frame that is not a HELLO", () => {
+    const server = new Session({ role: "server", settings: { maxFrameBytes: MIN_FRAME_BYTES } }, 0);
+    const payload = new Uint8Array(MIN_FRAME_BYTES + 1);
+    server.handleMessage(
+      encodeFrames([{ type: FrameType.Ping, flags: 0, streamId: 0, payload }]),
+      0,
+    );
+    const event = server.pollEvent();
+    assert.equal(event?.type === "close" && event.code, CloseCode.FrameTooLarge);
   });
 });

@@ -1,0 +1,145 @@
+/**
+ * Resume tokens: what lets a reconnecting client get its connection id back.
+ *
+ * Every WELCOME carries a fresh token `<id>.<secret>`, where the secret is 256 bits
+ * from `crypto.getRandomValues` in base64url. While the connection is open its token
+ * is "live"; when the connection ends, the token and the connection's metadata are
+ * kept for the resume window. A HELLO that presents the token within the window
+ * redeems it: the token is deleted (single-use) and the caller issues a new one for
+ * the new connection. The secret is compared in constant time; the id in front of it
+ * only picks the entry (ids are not secret).
+ *
+ * Ended entries live in one `Map` in the order they ended; every entry gets the same
+ * window, so the oldest expire first and a sweep from the front on each use removes
+ * them in amortised O(1) — no timer at all. The map is bounded: past
+ * {@linkcode MAX_RESUMABLE} the oldest entry is dropped.
+ *
+ * @module
+ */
+
+import type { Connection } from "./connection.ts";
+
+/** Most ended connections kept for resumption at once; the oldest go first. */
+export const MAX_RESUMABLE = 65_536;
+
+const SECRET_BYTES = 32;
+
+interface Live {
+  secret: string;
+  connection: Connection;
+}
+
+interface Ended {
+  secret: string;
+  metadata: unknown;
+  expiresAt: number;
+}
+
+/** A redeemed token: the id to give back, and what was kept with it. */
+export interface Redeemed {
+  /** The connection id. */
+  id: string;
+  /** The metadata the connection had. */
+  metadata: unknown;
+  /** The connection that still holds the id, if it has not ended yet. */
+  previous?: Connection;
+}
+
+/** The server's resume tokens (one store per server). */
+export class ResumeStore {
+  readonly #window: number;
+  readonly #max: number;
+  readonly #live = new Map<string, Live>();
+  readonly #ended = new Map<string, Ended>();
+
+  /**
+   * @param window Milliseconds an ended connection stays resumable.
+   * @param max Most ended connections kept.
+   */
+  constructor(window: number, max: number = MAX_RESUMABLE) {
+    this.#window = window;
+    this.#max = max;
+  }
+
+  /** Ended connections currently kept (for tests). */
+  get size(): number {
+    return this.#ended.size;
+  }
+
+  /**
+   * Issues the token for a connection about to be welcomed with `id`; any earlier
+   * token for that id stops working.
+   */
+  issue(id: string, connection: Connection): string {
+    const secret = randomSecret();
+    this.#ended.delete(id);
+    this.#live.set(id, { secret, connection });
+    return `${id}.${secret}`;
+  }
+
+  /**
+   * Redeems a token presented in a HELLO. Returns `undefined` for a malformed, wrong,
+   * already used or expired token; otherwise deletes it and returns what it stood for.
+   */
+  redeem(token: string, now: number): Redeemed | undefined {
+    this.#sweep(now);
+    const dot = token.lastIndexOf(".");
+    if (dot <= 0) return undefined;
+    const id = token.slice(0, dot);
+    const secret = token.slice(dot + 1);
+    const ended = this.#ended.get(id);
+    const live = ended ? undefined : this.#live.get(id);
+    const entry = ended ?? live;
+    if (!entry || !timingSafeEqual(entry.secret, secret)) return undefined;
+    this.#ended.delete(id);
+    this.#live.delete(id);
+    if (live) return { id, metadata: live.connection.metadata, previous: live.connection };
+    return { id, metadata: ended!.metadata };
+  }
+
+  /** A connection ended: keep its token for the window, if it still holds one. */
+  release(connection: Connection, now: number): void {
+    const live = this.#live.get(connection.id);
+    if (live?.connection !== connection) return;
+    this.#live.delete(connection.id);
+    this.#sweep(now);
+    this.#ended.set(connection.id, {
+      secret: live.secret,
+      metadata: connection.metadata,
+      expiresAt: now + this.#window,
+    });
+    while (this.#ended.size > this.#max) {
+      this.#ended.delete(this.#ended.keys().next().value!);
+    }
+  }
+
+  /** Forgets everything (the server closed). */
+  clear(): void {
+    this.#live.clear();
+    this.#ended.clear();
+  }
+
+  #sweep(now: number): void {
+    for (const [id, entry] of this.#ended) {
+      if (entry.expiresAt > now) return;
+      this.#ended.delete(id);
+    }
+  }
+}
+
+function randomSecret(): string {
+  const bytes = crypto.getRandomValues(new Uint8Array(SECRET_BYTES));
+  let binary = "";
+  for (const byte of bytes) binary += String.fromCharCode(byte);
+  return btoa(binary).replaceAll("+", "-").replaceAll("/", "_").replace(/=+$/, "");
+}
+
+/** Compares two strings in time that depends only on their lengths. */
+export function timingSafeEqual(a: string, b: string): boolean {
+  const length = Math.max(a.length, b.length);
+  let diff = a.length ^ b.length;
+  for (let i = 0; i < length; i++) {
+    diff |= (a.charCodeAt(i) | 0) ^ (b.charCodeAt(i) | 0);
+  }
+  return diff === 0;
+}
