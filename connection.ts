@@ -134,6 +134,8 @@ interface Incoming {
 
 /** Above this many buffered bytes the socket gets no more until it drains. */
 const SOCKET_HIGH_WATER = 1024 * 1024;
+/** Milliseconds a full socket is polled on macrotasks before falling back to a 1 ms timer. */
+const DRAIN_POLL_MS = 2;
 const NULL_BODY_STATUS = new Set([204, 205, 304]);
 const HAS_SCHEME = /^[a-zA-Z][a-zA-Z\d+\-.]*:/;
 const PLACEHOLDER_BASE = "http://localhost";
@@ -181,6 +183,12 @@ export class Connection {
   #writableWaiters = new Map<number, () => void>();
   #flushScheduled = false;
   #drainTimer: ReturnType<typeof setTimeout> | undefined;
+  /** A macrotask poll of a full socket is pending. */
+  #drainPolling = false;
+  /** When the socket last filled up, while polling it on macrotasks. */
+  #drainStalledAt: number | undefined;
+  /** The last stall outlasted DRAIN_POLL_MS: poll on a timer until the link proves fast. */
+  #slowDrain = false;
   #timer: ReturnType<typeof setTimeout> | undefined;
   #timerAt: number | undefined;
   #ended: ConnectionCloseInfo | undefined;
@@ -700,7 +708,14 @@ export class Connection {
   };
 
   #transmit(): void {
-    if (this.#drainTimer !== undefined) return;
+    if (this.#drainTimer !== undefined || this.#drainPolling) return;
+    const buffered = this.#socket.bufferedAmount;
+    if (buffered < SOCKET_HIGH_WATER) {
+      // A stall ended: one that ended while polling, or a timer that found the socket empty,
+      // says the link is fast again.
+      if (this.#drainStalledAt !== undefined || buffered === 0) this.#slowDrain = false;
+      this.#drainStalledAt = undefined;
+    }
     while (this.#socket.bufferedAmount < SOCKET_HIGH_WATER) {
       const message = this.#session.pollTransmit();
       if (!message) return;
@@ -713,12 +728,28 @@ export class Connection {
     }
     // The socket is full: wait for it to drain before handing it more.
     if (!this.#socket.signalsDrain) {
+      // A fast link drains the buffer in about a millisecond, less than a timer tick (1–2 ms):
+      // poll on the next macrotask for up to DRAIN_POLL_MS of a stall, then on a timer.
+      const now = this.#clock();
+      this.#drainStalledAt ??= now;
+      if (!this.#slowDrain && now - this.#drainStalledAt < DRAIN_POLL_MS) {
+        this.#drainPolling = true;
+        nextTask(this.#drainPoll);
+        return;
+      }
+      this.#slowDrain = true;
+      this.#drainStalledAt = undefined;
       this.#drainTimer = setTimeout(() => {
         this.#drainTimer = undefined;
         this.#flush();
       }, 1);
     }
   }
+
+  #drainPoll = (): void => {
+    this.#drainPolling = false;
+    this.#flush();
+  };
 
   #armTimer(): void {
     if (this.#ended) return;

@@ -63,6 +63,7 @@ if (want("checks")) {
       "agent.ts",
       "tests/",
       "examples/",
+      "bench/",
     ]],
     ["doc-lint", deno, ["doc", "--lint", "mod.ts", "protocol/mod.ts", "gateway.ts", "agent.ts"]],
     ["publish-dry-run", deno, ["publish", "--dry-run", "--allow-dirty"]],
@@ -110,6 +111,18 @@ if (want("bun")) {
   if (!result.ok || !counts) {
     failures.push("bun test");
     if (!counts || counts.failed === 0) failed++;
+  }
+}
+
+// Every benchmark scenario for 0.2 s on tiny sizes: proves the suite still runs (not timed).
+if (want("bench")) {
+  const result = await run("bench-smoke", bin("deno"), ["run", "-A", "bench/main.ts", "--smoke"], {
+    timeout: 3 * 60_000,
+  });
+  if (result.ok) passed++;
+  else {
+    failed++;
+    failures.push("bench-smoke");
   }
 }
 

@@ -1,0 +1,592 @@
+/**
+ * The benchmark suite: every scenario side by side with its baselines, in one run.
+ *
+ * ```
+ * deno task bench                          # everything: 3 runs, 1 s warm-up + 5 s each (~20 min)
+ * deno task bench --smoke                  # every scenario for 0.2 s on tiny sizes (CI)
+ * deno run -A bench/main.ts --pairs deno-deno --scenarios exchange,concurrent --runs 1
+ * bun bench/main.ts --pairs bun-bun        # the orchestrator runs under Bun as well
+ * ```
+ *
+ * Clients and servers are separate processes (`bench/client.ts`, `bench/server.ts`, and
+ * Node for the Socket.IO baseline) on loopback; each prints a ready line with its port.
+ * Options: `--runs N` (medians of N runs), `--warmup MS`, `--duration MS`, `--pairs`
+ * (`deno-deno,bun-bun,deno-bun`: server runtime, then client runtime), `--scenarios`
+ * (`exchange,concurrent,large,nagle,idle,slow`), `--markdown FILE` (write the tables),
+ * `--json FILE` (raw results), `--profile DIR` (CPU profiles of every bench process).
+ *
+ * @module
+ */
+
+import { type ChildProcess, spawn, spawnSync } from "node:child_process";
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
+import { cpus, totalmem } from "node:os";
+import process from "node:process";
+import { median, now, parseArgs, RUNTIME, sleep } from "./_common.ts";
+
+const ROOT = new URL("../", import.meta.url).pathname;
+const DENO = `${ROOT}node_modules/.bin/deno`;
+const BUN = `${ROOT}node_modules/.bin/bun`;
+const args = parseArgs(process.argv.slice(2));
+const smoke = args.has("smoke");
+const runs = Number(args.get("runs") ?? (smoke ? 1 : 3));
+const warmup = Number(args.get("warmup") ?? (smoke ? 100 : 1000));
+const duration = Number(args.get("duration") ?? (smoke ? 200 : 5000));
+const profileDir = args.get("profile");
+const LARGE_BYTES = smoke ? 1024 * 1024 : 64 * 1024 * 1024;
+const IDLE_COUNTS = smoke ? [10, 30] : [1000, 5000];
+const IDLE_PER_PROCESS = smoke ? 15 : 500;
+const SLOW_BYTES = smoke ? 4 * 1024 * 1024 : 1024 * 1024 * 1024;
+const SLOW_RATE = smoke ? 40e6 : 10e6;
+const SETTLE_MS = smoke ? 200 : 2000;
+/** The whole run's bound: a hang fails the run instead of stalling it. */
+const RUN_BOUND_MS = Number(args.get("max-minutes") ?? (smoke ? 3 : 60)) * 60_000;
+
+type Runtime = "deno" | "bun";
+interface Pair {
+  key: string;
+  name: string;
+  server: Runtime;
+  client: Runtime;
+}
+const ALL_PAIRS: Pair[] = [
+  { key: "deno-deno", name: "Deno ↔ Deno", server: "deno", client: "deno" },
+  { key: "bun-bun", name: "Bun ↔ Bun", server: "bun", client: "bun" },
+  { key: "deno-bun", name: "Deno server ↔ Bun agent", server: "deno", client: "bun" },
+];
+const ALL_SCENARIOS = ["exchange", "concurrent", "large", "nagle", "idle", "slow"];
+const pairs = ALL_PAIRS.filter((p) =>
+  (args.get("pairs") ?? ALL_PAIRS.map((q) => q.key).join(",")).split(",").includes(p.key)
+);
+const scenarios = (args.get("scenarios") ?? ALL_SCENARIOS.join(",")).split(",");
+const want = (scenario: string): boolean => scenarios.includes(scenario);
+
+// ---- processes --------------------------------------------------------------
+
+/** A child process whose stdout lines can be awaited. */
+class Proc {
+  readonly child: ChildProcess;
+  readonly #lines: string[] = [];
+  #waiters: (() => void)[] = [];
+  #exited = false;
+  readonly exited: Promise<number | null>;
+  #stderr = "";
+
+  constructor(readonly label: string, command: string, argv: string[]) {
+    this.child = spawn(command, argv, {
+      cwd: ROOT,
+      env: { ...process.env, DENO_NO_UPDATE_CHECK: "1", NO_COLOR: "1" },
+      stdio: ["pipe", "pipe", "pipe"],
+    });
+    let buffered = "";
+    this.child.stdout!.setEncoding("utf8");
+    this.child.stdout!.on("data", (chunk: string) => {
+      buffered += chunk;
+      for (let i = buffered.indexOf("\n"); i !== -1; i = buffered.indexOf("\n")) {
+        this.#lines.push(buffered.slice(0, i).trim());
+        buffered = buffered.slice(i + 1);
+      }
+      this.#wake();
+    });
+    this.child.stderr!.setEncoding("utf8");
+    this.child.stderr!.on("data", (chunk: string) => {
+      this.#stderr = (this.#stderr + chunk).slice(-4000);
+    });
+    this.exited = new Promise((resolve) =>
+      this.child.on("close", (code) => {
+        this.#exited = true;
+        this.#wake();
+        resolve(code);
+      })
+    );
+  }
+
+  #wake(): void {
+    const waiters = this.#waiters;
+    this.#waiters = [];
+    for (const wake of waiters) wake();
+  }
+
+  /** Waits for (and consumes) the next line starting with `prefix`; returns the rest. */
+  async line(prefix: string, timeoutMs: number): Promise<string> {
+    const deadline = now() + timeoutMs;
+    for (;;) {
+      const i = this.#lines.findIndex((line) => line.startsWith(prefix + " "));
+      if (i !== -1) return this.#lines.splice(i, 1)[0].slice(prefix.length + 1);
+      if (this.#exited) {
+        throw new Error(`${this.label} exited before printing ${prefix}:\n${this.#stderr}`);
+      }
+      const left = deadline - now();
+      if (left <= 0) {
+        throw new Error(`${this.label}: no ${prefix} within ${timeoutMs} ms:\n${this.#stderr}`);
+      }
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      await new Promise<void>((resolve) => {
+        this.#waiters.push(resolve);
+        timer = setTimeout(resolve, left);
+      });
+      clearTimeout(timer);
+    }
+  }
+
+  /** Writes a line to the child's stdin. */
+  send(line: string): void {
+    this.child.stdin!.write(line + "\n");
+  }
+
+  /** Closes stdin (the children exit on it), then kills after a grace period. */
+  async stop(): Promise<void> {
+    if (this.#exited) return;
+    this.child.stdin!.end();
+    const timer = setTimeout(() => this.child.kill("SIGKILL"), 3000);
+    await this.exited;
+    clearTimeout(timer);
+  }
+}
+
+const live = new Set<Proc>();
+
+function start(runtime: Runtime | "node", script: string, argv: string[]): Proc {
+  const label = `${runtime} ${script} ${argv.join(" ")}`;
+  const prof = profileDir ? ["--cpu-prof", `--cpu-prof-dir=${profileDir}`] : [];
+  const proc = runtime === "deno"
+    ? new Proc(label, DENO, ["run", "-A", "--v8-flags=--expose-gc", ...prof, script, ...argv])
+    : runtime === "bun"
+    ? new Proc(label, BUN, [...prof, script, ...argv])
+    : new Proc(label, process.env.NODE ?? "node", [script, ...argv]);
+  live.add(proc);
+  proc.exited.then(() => live.delete(proc));
+  return proc;
+}
+
+async function startServer(
+  runtime: Runtime | "node",
+  kind: string,
+): Promise<Proc & { port: number }> {
+  const proc = runtime === "node"
+    ? start("node", "bench/socketio_server.mjs", [])
+    : start(runtime, "bench/server.ts", ["--kind", kind]);
+  const port = Number(await proc.line("READY", 30_000));
+  return Object.assign(proc, { port });
+}
+
+async function rssOf(server: Proc): Promise<{ rss: number; connections: number }> {
+  server.send("rss");
+  const [rss, connections] = (await server.line("RSS", 30_000)).split(" ").map(Number);
+  return { rss, connections };
+}
+
+/** Runs one client to its result. */
+async function client(
+  runtime: Runtime | "node",
+  port: number,
+  kind: string,
+  scenario: string,
+  extra: string[] = [],
+): Promise<Record<string, number>> {
+  const common = [
+    "--port",
+    String(port),
+    "--warmup",
+    String(warmup),
+    "--duration",
+    String(duration),
+  ];
+  const proc = runtime === "node"
+    ? start("node", "bench/socketio_client.mjs", [...common, ...extra])
+    : start(runtime, "bench/client.ts", [
+      "--kind",
+      kind,
+      "--scenario",
+      scenario,
+      ...common,
+      ...extra,
+    ]);
+  try {
+    const bound = scenario === "slow" ? 600_000 : scenario === "large" ? 300_000 : 60_000;
+    return JSON.parse(await proc.line("RESULT", bound + warmup + duration));
+  } finally {
+    await proc.stop();
+  }
+}
+
+// ---- results ----------------------------------------------------------------
+
+/** results[pair key][metric] = one value per run. */
+const results: Record<string, Record<string, number[]>> = {};
+function record(pair: string, metric: string, value: number): void {
+  ((results[pair] ??= {})[metric] ??= []).push(value);
+  if (!smoke) console.error(`  ${pair} ${metric} = ${round(value)}`);
+}
+function value(pair: string, metric: string): number {
+  return median(results[pair]?.[metric] ?? []);
+}
+function round(n: number): string {
+  if (!Number.isFinite(n)) return "–";
+  if (Math.abs(n) >= 100) return Math.round(n).toLocaleString("en-US");
+  if (Math.abs(n) >= 10) return n.toFixed(1);
+  return n.toFixed(2);
+}
+
+// ---- scenarios --------------------------------------------------------------
+
+async function runRepeated(run: number): Promise<void> {
+  if (want("concurrent")) {
+    const sio = await startServer("node", "socketio");
+    try {
+      const r = await client("node", sio.port, "socketio", "exchange", ["--concurrency", "64"]);
+      record("node", "concurrent.socketio.rate", r.rate);
+      record("node", "concurrent.socketio.p50", r.p50);
+    } finally {
+      await sio.stop();
+    }
+  }
+  for (const pair of pairs) {
+    console.error(`run ${run + 1}/${runs}: ${pair.name}`);
+    const servers: Record<string, Proc & { port: number }> = {};
+    const needs = [
+      want("exchange") || want("concurrent") || want("large") || want("nagle") ? ["ss", "ws"] : [],
+      want("concurrent") ? ["http"] : [],
+    ].flat();
+    try {
+      for (const kind of needs) servers[kind] = await startServer(pair.server, kind);
+      const run = (kind: string, scenario: string, extra: string[] = []) =>
+        client(pair.client, servers[kind].port, kind, scenario, extra);
+      if (want("exchange")) {
+        for (const kind of ["ss", "ws"]) {
+          const r = await run(kind, "exchange", ["--concurrency", "1"]);
+          record(pair.key, `exchange.${kind}.rate`, r.rate);
+          record(pair.key, `exchange.${kind}.p50`, r.p50);
+          record(pair.key, `exchange.${kind}.p99`, r.p99);
+        }
+      }
+      if (want("concurrent")) {
+        for (const kind of ["ss", "ws", "http"]) {
+          const r = await run(kind, "exchange", ["--concurrency", "64"]);
+          record(pair.key, `concurrent.${kind}.rate`, r.rate);
+          record(pair.key, `concurrent.${kind}.p50`, r.p50);
+          record(pair.key, `concurrent.${kind}.p99`, r.p99);
+        }
+      }
+      if (want("large")) {
+        for (const kind of ["ss", "ws"]) {
+          const r = await run(kind, "large", ["--size", String(LARGE_BYTES)]);
+          record(pair.key, `large.${kind}.up`, r.up);
+          record(pair.key, `large.${kind}.down`, r.down);
+        }
+      }
+      if (want("nagle")) {
+        for (const kind of ["ss", "ws"]) {
+          const r = await run(kind, "nagle");
+          record(pair.key, `nagle.${kind}.p50`, r.p50);
+          record(pair.key, `nagle.${kind}.p99`, r.p99);
+        }
+      }
+    } finally {
+      await Promise.all(Object.values(servers).map((server) => server.stop()));
+    }
+  }
+}
+
+async function runIdle(pair: Pair): Promise<void> {
+  for (const kind of ["ss", "ws"]) {
+    const server = await startServer(pair.server, kind);
+    const clients: Proc[] = [];
+    try {
+      await sleep(SETTLE_MS / 2);
+      await rssOf(server);
+      const base = await rssOf(server);
+      let open = 0;
+      for (const count of IDLE_COUNTS) {
+        const starting: Promise<string>[] = [];
+        while (open < count) {
+          const n = Math.min(IDLE_PER_PROCESS, count - open);
+          const proc = start(pair.client, "bench/client.ts", [
+            "--kind",
+            kind,
+            "--scenario",
+            "idle",
+            "--port",
+            String(server.port),
+            "--count",
+            String(n),
+          ]);
+          clients.push(proc);
+          starting.push(proc.line("OPEN", 120_000));
+          open += n;
+        }
+        await Promise.all(starting);
+        await sleep(SETTLE_MS);
+        await rssOf(server);
+        const reading = await rssOf(server);
+        if (reading.connections !== count) {
+          throw new Error(`Idle ${kind}: ${reading.connections} connections, expected ${count}`);
+        }
+        record(pair.key, `idle.${kind}.${count}`, (reading.rss - base.rss) / count / 1024);
+      }
+    } finally {
+      await Promise.all(clients.map((proc) => proc.stop()));
+      await server.stop();
+    }
+  }
+}
+
+async function runSlow(pair: Pair): Promise<void> {
+  const server = await startServer(pair.server, "ss");
+  let reader: Proc | undefined;
+  try {
+    await rssOf(server);
+    const base = (await rssOf(server)).rss;
+    let peak = base;
+    reader = start(pair.client, "bench/client.ts", [
+      "--kind",
+      "ss",
+      "--scenario",
+      "slow",
+      "--port",
+      String(server.port),
+      "--size",
+      String(SLOW_BYTES),
+      "--rate",
+      String(SLOW_RATE),
+    ]);
+    const result = reader.line("RESULT", 600_000);
+    let done = false;
+    result.finally(() => done = true).catch(() => {});
+    while (!done) {
+      await Promise.race([result.catch(() => {}), sleep(smoke ? 50 : 1000)]);
+      if (done) break;
+      server.send("rssnow");
+      peak = Math.max(peak, Number((await server.line("RSS", 10_000)).split(" ")[0]));
+    }
+    const r = JSON.parse(await result);
+    record(pair.key, "slow.rate", r.rate);
+    record(pair.key, "slow.client", r.growth / 1024 / 1024);
+    record(pair.key, "slow.server", (peak - base) / 1024 / 1024);
+  } finally {
+    await reader?.stop();
+    await server.stop();
+  }
+}
+
+// ---- report -----------------------------------------------------------------
+
+function machine(): string[] {
+  const version = (command: string, flag = "--version"): string =>
+    spawnSync(command, [flag], { encoding: "utf8" }).stdout?.split("\n")[0]?.trim() ?? "?";
+  const cpuList = cpus();
+  const os = existsSync("/etc/os-release")
+    ? readFileSync("/etc/os-release", "utf8").match(/PRETTY_NAME="([^"]*)"/)?.[1] ?? "Linux"
+    : process.platform;
+  const fdLimit = spawnSync("sh", ["-c", "ulimit -n"], { encoding: "utf8" }).stdout.trim();
+  return [
+    `${cpuList.length} × ${cpuList[0]?.model ?? "?"}, ${
+      Math.round(totalmem() / 2 ** 30)
+    } GiB RAM, ${os}`,
+    `${version(DENO)}, Bun ${version(BUN)}, Node ${version(process.env.NODE ?? "node")}, ` +
+    `socket.io ${packageVersion("socket.io")}; orchestrator on ${RUNTIME}; ulimit -n ${fdLimit}`,
+  ];
+}
+
+function packageVersion(name: string): string {
+  try {
+    return JSON.parse(readFileSync(`${ROOT}node_modules/${name}/package.json`, "utf8")).version;
+  } catch {
+    return "?";
+  }
+}
+
+function verdict(ok: boolean): string {
+  return ok ? "**met**" : "not met";
+}
+
+function report(command: string, seconds: number): string {
+  const out: string[] = [];
+  out.push(
+    `Command: \`${command}\` (${runs} run${runs === 1 ? "" : "s"}, medians; ` +
+      `${warmup / 1000} s warm-up + ${duration / 1000} s measured per scenario; took ${
+        Math.round(seconds)
+      } s)`,
+  );
+  out.push("");
+  for (const line of machine()) out.push(`- ${line}`);
+  out.push("");
+  const header = (...cells: string[]): void => {
+    out.push(`| ${cells.join(" | ")} |`);
+    out.push(`|${cells.map(() => "---").join("|")}|`);
+  };
+  if (want("exchange")) {
+    out.push("**1. Small exchange (100 B each way), sequential** — exchanges/s, latency ms");
+    out.push("");
+    header(
+      "pair",
+      "swaggersocket /s",
+      "p50 / p99",
+      "raw WS echo /s",
+      "p50 / p99",
+      "ratio",
+      "target ≥ 0.8×",
+    );
+    for (const p of pairs) {
+      const ss = value(p.key, "exchange.ss.rate");
+      const ws = value(p.key, "exchange.ws.rate");
+      out.push(
+        `| ${p.name} | ${round(ss)} | ${round(value(p.key, "exchange.ss.p50"))} / ${
+          round(value(p.key, "exchange.ss.p99"))
+        } | ${round(ws)} | ${round(value(p.key, "exchange.ws.p50"))} / ${
+          round(value(p.key, "exchange.ws.p99"))
+        } | ${(ss / ws).toFixed(2)}× | ${verdict(ss >= 0.8 * ws)} |`,
+      );
+    }
+    out.push("");
+  }
+  if (want("concurrent")) {
+    const sio = value("node", "concurrent.socketio.rate");
+    out.push("**2. Small exchange, 64 in flight** — exchanges/s (p50 ms)");
+    out.push("");
+    header(
+      "pair",
+      "swaggersocket",
+      "raw WS pipelined",
+      "own fetch → own server",
+      "Socket.IO acks (Node)",
+      "vs fetch (≥ 1.5×)",
+      "vs Socket.IO (≥ 1.0×)",
+    );
+    for (const p of pairs) {
+      const ss = value(p.key, "concurrent.ss.rate");
+      const http = value(p.key, "concurrent.http.rate");
+      out.push(
+        `| ${p.name} | ${round(ss)} (${round(value(p.key, "concurrent.ss.p50"))}) | ${
+          round(value(p.key, "concurrent.ws.rate"))
+        } | ${round(http)} (${round(value(p.key, "concurrent.http.p50"))}) | ${round(sio)} (${
+          round(value("node", "concurrent.socketio.p50"))
+        }) | ${(ss / http).toFixed(2)}× ${verdict(ss >= 1.5 * http)} | ${(ss / sio).toFixed(2)}× ${
+          verdict(ss >= sio)
+        } |`,
+      );
+    }
+    out.push("");
+  }
+  if (want("large")) {
+    out.push(
+      `**3. Large bodies (${
+        LARGE_BYTES / 2 ** 20
+      } MiB streamed each way)** — MB/s, vs raw WS 1 MiB binary messages`,
+    );
+    out.push("");
+    header("pair", "ss up", "raw up", "ratio", "ss down", "raw down", "ratio", "target ≥ 0.8×");
+    for (const p of pairs) {
+      const up = value(p.key, "large.ss.up") / value(p.key, "large.ws.up");
+      const down = value(p.key, "large.ss.down") / value(p.key, "large.ws.down");
+      out.push(
+        `| ${p.name} | ${round(value(p.key, "large.ss.up"))} | ${
+          round(value(p.key, "large.ws.up"))
+        } | ${up.toFixed(2)}× | ${round(value(p.key, "large.ss.down"))} | ${
+          round(value(p.key, "large.ws.down"))
+        } | ${down.toFixed(2)}× | ${verdict(up >= 0.8 && down >= 0.8)} |`,
+      );
+    }
+    out.push("");
+  }
+  if (want("nagle")) {
+    out.push(
+      "**4. Nagle case: exchange B sent one macrotask after A while the server holds A** — latency of B, ms",
+    );
+    out.push("");
+    header(
+      "pair",
+      "swaggersocket p50 / p99",
+      "raw WS, naive pattern p50 / p99",
+      "target p50 ≤ 1 ms",
+    );
+    for (const p of pairs) {
+      const p50 = value(p.key, "nagle.ss.p50");
+      out.push(
+        `| ${p.name} | ${round(p50)} / ${round(value(p.key, "nagle.ss.p99"))} | ${
+          round(value(p.key, "nagle.ws.p50"))
+        } / ${round(value(p.key, "nagle.ws.p99"))} | ${verdict(p50 <= 1)} |`,
+      );
+    }
+    out.push("");
+  }
+  if (want("idle")) {
+    const [a, b] = IDLE_COUNTS;
+    out.push("**5a. Idle connections** — server RSS per connection, KiB (one run)");
+    out.push("");
+    header("pair", `ss @ ${a}`, `raw @ ${a}`, `ss @ ${b}`, `raw @ ${b}`, "target ≤ raw + 8 KiB");
+    for (const p of pairs) {
+      const ssA = value(p.key, `idle.ss.${a}`);
+      const wsA = value(p.key, `idle.ws.${a}`);
+      const ssB = value(p.key, `idle.ss.${b}`);
+      const wsB = value(p.key, `idle.ws.${b}`);
+      out.push(
+        `| ${p.name} | ${round(ssA)} | ${round(wsA)} | ${round(ssB)} | ${round(wsB)} | ${
+          verdict(ssA <= wsA + 8 && ssB <= wsB + 8)
+        } |`,
+      );
+    }
+    out.push("");
+  }
+  if (want("slow")) {
+    out.push(
+      `**5b. Slow reader: ${SLOW_BYTES / 2 ** 20} MiB response read at ${
+        SLOW_RATE / 1e6
+      } MB/s** — peak RSS growth, MiB (one run)`,
+    );
+    out.push("");
+    header("pair", "achieved MB/s", "server growth", "client growth", "target ≤ 32 MiB each");
+    for (const p of pairs) {
+      const server = value(p.key, "slow.server");
+      const client = value(p.key, "slow.client");
+      out.push(
+        `| ${p.name} | ${round(value(p.key, "slow.rate"))} | ${round(server)} | ${
+          round(client)
+        } | ${verdict(server <= 32 && client <= 32)} |`,
+      );
+    }
+    out.push("");
+  }
+  return out.join("\n");
+}
+
+// ---- main -------------------------------------------------------------------
+
+const bound = setTimeout(() => {
+  console.error(`bench: run exceeded ${RUN_BOUND_MS / 60_000} min; stopping`);
+  for (const proc of live) proc.child.kill("SIGKILL");
+  process.exit(2);
+}, RUN_BOUND_MS);
+const started = now();
+let failed = false;
+try {
+  for (let run = 0; run < runs; run++) await runRepeated(run);
+  for (const pair of pairs) {
+    if (want("idle")) {
+      console.error(`idle connections: ${pair.name}`);
+      await runIdle(pair);
+    }
+  }
+  for (const pair of pairs) {
+    if (want("slow")) {
+      console.error(`slow reader: ${pair.name}`);
+      await runSlow(pair);
+    }
+  }
+} catch (error) {
+  failed = true;
+  console.error("bench: failed:", error);
+} finally {
+  await Promise.all([...live].map((proc) => proc.stop()));
+  clearTimeout(bound);
+}
+
+const command = `${RUNTIME === "deno" ? "deno run -A" : "bun"} bench/main.ts ${
+  process.argv.slice(2).join(" ")
+}`.trim();
+const markdown = report(command, (now() - started) / 1000);
+console.log(markdown);
+if (args.get("markdown")) writeFileSync(args.get("markdown")!, markdown + "\n");
+if (args.get("json")) writeFileSync(args.get("json")!, JSON.stringify(results, null, 2) + "\n");
+if (smoke) console.log(failed ? "bench-smoke: failed" : "bench-smoke: every scenario ran");
+process.exit(failed ? 1 : 0);

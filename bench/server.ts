@@ -1,0 +1,238 @@
+/**
+ * The benchmark's server process, under Deno or Bun:
+ *
+ * ```
+ * deno run -A --v8-flags=--expose-gc bench/server.ts --kind ss|ws|http
+ * bun bench/server.ts --kind ss|ws|http
+ * ```
+ *
+ * `ss` is a swaggersocket `WebSocketServer`; `ws` is a raw WebSocket server of the same
+ * runtime (`Deno.upgradeWebSocket` / `Bun.serve`'s `websocket`); `http` is the runtime's
+ * own HTTP server (`Deno.serve` / `Bun.serve`). It listens on 127.0.0.1, port 0, prints
+ * `READY <port>`, and answers each `rss` line on stdin with `RSS <bytes> <connections>`
+ * (after a garbage collection). It exits when stdin closes or its watchdog fires.
+ *
+ * Routes (ss, http): `POST /echo` answers the request body; `POST /sink` reads the body and
+ * answers its size; `GET /source?bytes=N` streams N bytes; `GET /hold` is answered only
+ * after the next `GET /fast` (the Nagle scenario).
+ *
+ * Raw WebSocket messages (ws): a binary message is echoed, except that one whose first
+ * byte is 1 is held until the next message has been echoed (the Nagle scenario); the text
+ * `sink:N` makes the next N bytes of binary messages count towards one `done` answer; the
+ * text `source:N` makes the server send N bytes as 1 MiB binary messages.
+ *
+ * @module
+ */
+
+import process from "node:process";
+import { WebSocketServer } from "../mod.ts";
+import {
+  byteStream,
+  collectGarbage,
+  drain,
+  LARGE_CHUNK_BYTES,
+  numberArg,
+  readStdinLines,
+  READY,
+  rss,
+  RUNTIME,
+  scriptArgs,
+  watchdog,
+} from "./_common.ts";
+
+const args = scriptArgs();
+const kind = args.get("kind") ?? "ss";
+watchdog(numberArg(args, "max-seconds", 1800) * 1000, `bench server (${RUNTIME} ${kind})`);
+
+const BIG = new Uint8Array(LARGE_CHUNK_BYTES).fill(7);
+let release: (() => void) | undefined;
+
+/** The HTTP handler that `ss` and `http` serve. */
+async function handler(request: Request): Promise<Response> {
+  const url = new URL(request.url);
+  switch (url.pathname) {
+    case "/echo":
+      return new Response(await request.arrayBuffer());
+    case "/sink":
+      return new Response(String(await drain(request.body)));
+    case "/source":
+      return new Response(byteStream(Number(url.searchParams.get("bytes")), BIG));
+    case "/hold": {
+      await new Promise<void>((resolve) => release = resolve);
+      return new Response("a");
+    }
+    case "/fast": {
+      const held = release;
+      release = undefined;
+      if (held) setTimeout(held, 0);
+      return new Response("b");
+    }
+  }
+  return new Response("Not Found", { status: 404 });
+}
+
+/** What a raw socket needs from either runtime. */
+interface RawSocket {
+  send(data: Uint8Array | string): boolean;
+  whenDrained(): Promise<void>;
+}
+
+/** Per-socket state of the raw WebSocket protocol above. */
+function rawSession(socket: RawSocket): (data: Uint8Array | string) => void {
+  let sinkLeft = 0;
+  let sinkTotal = 0;
+  let held: Uint8Array | undefined;
+  const source = async (total: number): Promise<void> => {
+    for (let left = total; left > 0; left -= LARGE_CHUNK_BYTES) {
+      const n = Math.min(left, LARGE_CHUNK_BYTES);
+      if (!socket.send(n === LARGE_CHUNK_BYTES ? BIG : BIG.subarray(0, n))) {
+        await socket.whenDrained();
+      }
+    }
+  };
+  return (data) => {
+    if (typeof data === "string") {
+      const [command, value] = data.split(":");
+      if (command === "sink") {
+        sinkLeft = sinkTotal = Number(value);
+      } else if (command === "source") {
+        source(Number(value));
+      }
+      return;
+    }
+    if (sinkLeft > 0) {
+      sinkLeft -= data.byteLength;
+      if (sinkLeft <= 0) socket.send(`done:${sinkTotal}`);
+      return;
+    }
+    if (data[0] === 1 && held === undefined) {
+      held = data.slice();
+      return;
+    }
+    socket.send(data);
+    if (held) {
+      const answer = held;
+      held = undefined;
+      setTimeout(() => socket.send(answer), 0);
+    }
+  };
+}
+
+let connections = 0;
+let countConnections = (): number => connections;
+let port: number;
+
+interface DenoLike {
+  serve(
+    options: { hostname: string; port: number; onListen?: () => void },
+    handler: (request: Request) => Response | Promise<Response>,
+  ): { addr: { port: number } };
+  upgradeWebSocket(request: Request): { socket: WebSocket; response: Response };
+}
+interface BunServerWebSocketLike {
+  send(data: Uint8Array | string): number;
+  data: { onMessage?: (data: Uint8Array | string) => void; drained?: () => void };
+}
+interface BunLike {
+  serve(options: {
+    hostname: string;
+    port: number;
+    fetch: (
+      request: Request,
+      server: { upgrade(request: Request, options: { data: unknown }): boolean },
+    ) => Response | Promise<Response> | undefined;
+    websocket?: {
+      open(ws: BunServerWebSocketLike): void;
+      message(ws: BunServerWebSocketLike, data: string | Uint8Array): void;
+      close(ws: BunServerWebSocketLike): void;
+      drain(ws: BunServerWebSocketLike): void;
+      maxPayloadLength: number;
+      backpressureLimit: number;
+    };
+  }): { port: number };
+}
+const bun = (globalThis as { Bun?: BunLike }).Bun;
+const deno = (globalThis as { Deno?: DenoLike }).Deno;
+
+if (kind === "ss") {
+  const server = new WebSocketServer({ hostname: "127.0.0.1", port: 0, handler });
+  port = server.addr.port;
+  countConnections = () => server.connections().length;
+} else if (kind === "http") {
+  if (bun) {
+    port = bun.serve({ hostname: "127.0.0.1", port: 0, fetch: handler }).port;
+  } else {
+    port = deno!.serve({ hostname: "127.0.0.1", port: 0, onListen: () => {} }, handler).addr.port;
+  }
+} else if (kind === "ws") {
+  if (bun) {
+    port = bun.serve({
+      hostname: "127.0.0.1",
+      port: 0,
+      fetch: (request, server) =>
+        server.upgrade(request, { data: {} })
+          ? undefined
+          : new Response("Upgrade Required", { status: 426 }),
+      websocket: {
+        open(ws) {
+          connections++;
+          let waiting: (() => void) | undefined;
+          ws.data.drained = () => {
+            const wake = waiting;
+            waiting = undefined;
+            wake?.();
+          };
+          ws.data.onMessage = rawSession({
+            // -1: queued behind backpressure (wait for drain); 0: dropped (never past the limit).
+            send: (data) => ws.send(data) > 0,
+            whenDrained: () => new Promise((resolve) => waiting = resolve),
+          });
+        },
+        message: (ws, data) => ws.data.onMessage?.(data),
+        close() {
+          connections--;
+        },
+        drain: (ws) => ws.data.drained?.(),
+        maxPayloadLength: 64 * 1024 * 1024,
+        backpressureLimit: 64 * 1024 * 1024,
+      },
+    }).port;
+  } else {
+    port = deno!.serve({ hostname: "127.0.0.1", port: 0, onListen: () => {} }, (request) => {
+      const { socket, response } = deno!.upgradeWebSocket(request);
+      socket.binaryType = "arraybuffer";
+      const onMessage = rawSession({
+        send(data) {
+          socket.send(data);
+          return socket.bufferedAmount < 16 * LARGE_CHUNK_BYTES;
+        },
+        async whenDrained() {
+          while (socket.bufferedAmount >= 16 * LARGE_CHUNK_BYTES) {
+            await new Promise((resolve) => setTimeout(resolve, 1));
+          }
+        },
+      });
+      socket.addEventListener("open", () => connections++);
+      socket.addEventListener("close", () => connections--);
+      socket.addEventListener("message", (event) => {
+        const data = event.data;
+        onMessage(typeof data === "string" ? data : new Uint8Array(data as ArrayBuffer));
+      });
+      return response;
+    }).addr.port;
+  }
+} else {
+  throw new TypeError(`Unknown server kind: ${kind}`);
+}
+
+readStdinLines((line) => {
+  if (line === "rss") {
+    collectGarbage();
+    collectGarbage();
+    console.log(`RSS ${rss()} ${countConnections()}`);
+  } else if (line === "rssnow") {
+    console.log(`RSS ${rss()} ${countConnections()}`);
+  }
+}, () => process.exit(0));
+
+console.log(`${READY} ${port}`);
