@@ -157,7 +157,7 @@ describe("heartbeat failure through a blackholed proxy", () => {
     pair = undefined;
   });
 
-  it("WebSocketServer emits ConnectionFailure within the heartbeat timeout and WebSocketClient reconnects once healed", async () => {
+  it("both ends detect a black-holed network within the heartbeat timeout, and WebSocketClient reconnects once healed", async () => {
     const heartbeat = { interval: 50, timeout: 600 };
     pair = await startProxiedPair(
       { heartbeat, handler: () => new Response("server here") },
@@ -185,9 +185,14 @@ describe("heartbeat failure through a blackholed proxy", () => {
       assert.ok(elapsed < 5_000, `failed after ${elapsed} ms`);
       await eventFor(serverEvents, EventType.ConnectionClosed, first.id);
       assert.equal(server.connection(first.id), undefined);
+      // The client's own heartbeat sees the silence too: nothing from the server reaches it
+      // while the network is black-holed, so this is not the server's close frame.
+      const clientFailure = await eventFor(clientEvents, EventType.ConnectionFailure, first.id);
+      const clientElapsed = performance.now() - start;
+      assert.equal((clientFailure.error as ConnectionClosedError).code, CloseCode.HeartbeatTimeout);
+      assert.ok(clientElapsed < 5_000, `client failed after ${clientElapsed} ms`);
 
       proxy.heal();
-      await eventFor(clientEvents, EventType.ConnectionFailure, first.id);
       const received = await nextEvent(clientEvents, EventType.ConnectionReceived, GUARD);
       const second = client.connection!;
       assert.equal(received.connection, second);
