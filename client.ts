@@ -105,6 +105,7 @@ export class WebSocketClient {
   #resumeToken: string | undefined;
   #closed = false;
   #reconnecting: Promise<void> | undefined;
+  #connecting: Promise<Connection> | undefined;
   #cancelWait: (() => void) | undefined;
 
   /**
@@ -162,7 +163,9 @@ export class WebSocketClient {
   async connect(): Promise<Connection> {
     if (this.#closed) throw new TypeError("Cannot connect: the client is closed");
     if (this.#connection && !this.#connection.isClosed) return this.#connection;
-    return await this.#dial();
+    // Concurrent calls share one dial rather than opening a socket each.
+    this.#connecting ??= this.#dial().finally(() => this.#connecting = undefined);
+    return await this.#connecting;
   }
 
   /**

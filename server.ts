@@ -267,7 +267,7 @@ export class WebSocketServer {
    * @param request The upgrade request.
    * @param context Deno's `ServeHandlerInfo`, or Bun's `Server`.
    * @returns The response to return from the handler: the 101 on Deno, `undefined` on Bun
-   *   once upgraded, or an error response (404, 403, 426, 503).
+   *   once upgraded, or an error response (404, 426, 503).
    */
   upgrade(request: Request, context?: DenoServeHandlerInfo | BunServerLike): Response | undefined {
     const refusal = this.#checkUpgrade(request);
