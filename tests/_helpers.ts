@@ -104,17 +104,24 @@ export async function startPair(
   };
 }
 
-/** A subprocess started by {@linkcode spawnFixture}. */
-export interface Fixture {
-  /** Lines the process printed on stdout so far. */
+/** A child process that prints lines on stdout and takes line commands on stdin. */
+export interface LineProcess {
+  /** Lines printed on stdout so far. */
   lines: string[];
-  /** Resolves with the first stdout line matching `pattern` (see `waitFor`). */
+  /** Resolves with the first stdout line (past or future) matching `pattern`. */
   waitFor(pattern: RegExp, ms?: number): Promise<RegExpMatchArray>;
-  /** Resolves with the exit code when the process ends. */
+  /** Writes one command line to its stdin. */
+  send(line: string): void;
+  /** Closes its stdin. */
+  end(): void;
+  /** Resolves with the exit code when the process has ended. */
   exited: Promise<number | null>;
-  /** Kills the process (SIGKILL) and waits for it to end. */
+  /** Kills the process (SIGKILL) if it still runs, and waits for it to end. */
   kill(): Promise<void>;
 }
+
+/** A subprocess started by {@linkcode spawnFixture}. */
+export type Fixture = LineProcess;
 
 /**
  * Runs a script under Deno or Bun as a child process (cross-runtime tests).
@@ -126,17 +133,28 @@ export function spawnFixture(
   args: string[] = [],
 ): Fixture {
   const path = new URL(script, ROOT).pathname;
-  const command = runtime === "deno" ? DENO_BIN : BUN_BIN;
   const argv = runtime === "deno"
     ? ["run", "-A", "--quiet", path, ...args]
     : ["run", path, ...args];
+  return spawnLines(runtime === "deno" ? DENO_BIN : BUN_BIN, argv, script);
+}
+
+/**
+ * Starts `command` with `argv`; stdin is a pipe for line commands, stderr is inherited.
+ *
+ * @param command The executable.
+ * @param argv Its arguments.
+ * @param name What error messages call it.
+ * @returns The running process.
+ */
+export function spawnLines(command: string, argv: string[], name: string): LineProcess {
   const child = spawn(command, argv, {
     cwd: ROOT_DIR,
     env: { ...process.env, DENO_NO_UPDATE_CHECK: "1", NO_COLOR: "1" },
-    stdio: ["ignore", "pipe", "inherit"],
+    stdio: ["pipe", "pipe", "inherit"],
   });
   const lines: string[] = [];
-  const waiters: { pattern: RegExp; resolve: (m: RegExpMatchArray) => void }[] = [];
+  const waiters: { pattern: RegExp; resolve: (match: RegExpMatchArray) => void }[] = [];
   let buffered = "";
   child.stdout!.setEncoding("utf8");
   child.stdout!.on("data", (chunk: string) => {
@@ -155,12 +173,15 @@ export function spawnFixture(
       }
     }
   });
+  // A write to a child that has gone must not crash the test process.
+  child.stdin!.on("error", () => {});
   const exited = new Promise<number | null>((resolve) =>
     child.on("close", (code) => resolve(code))
   );
+  const running = () => child.exitCode === null && child.signalCode === null;
   return {
     lines,
-    waitFor(pattern, ms = 20_000) {
+    waitFor(pattern, ms = 30_000) {
       for (const line of lines) {
         const match = line.match(pattern);
         if (match) return Promise.resolve(match);
@@ -169,16 +190,22 @@ export function spawnFixture(
         Promise.race([
           new Promise<RegExpMatchArray>((resolve) => waiters.push({ pattern, resolve })),
           exited.then((code) => {
-            throw new Error(`${script} exited with ${code} before printing ${pattern}`);
+            throw new Error(`${name} exited with ${code} before printing ${pattern}`);
           }),
         ]),
         ms,
-        `${script} to print ${pattern}`,
+        `${name} to print ${pattern}`,
       );
+    },
+    send(line) {
+      if (running()) child.stdin!.write(`${line}\n`);
+    },
+    end() {
+      if (running()) child.stdin!.end();
     },
     exited,
     async kill() {
-      if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
+      if (running()) child.kill("SIGKILL");
       await exited;
     },
   };

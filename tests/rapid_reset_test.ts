@@ -77,7 +77,7 @@ describe("Rapid Reset (CVE-2023-44487)", () => {
       const peer = connectRaw(urlOf(server));
       raws.push(peer);
       await peer.handshake({ name: "attacker" });
-      await nextEvent(events, EventType.ConnectionReceived);
+      const attackerId = (await nextEvent(events, EventType.ConnectionReceived)).connectionId;
       let closedAt: number | undefined;
       const closed = peer.closed.then((info) => {
         closedAt = performance.now();
@@ -106,13 +106,18 @@ describe("Rapid Reset (CVE-2023-44487)", () => {
         await yieldTask();
         rssPeak = Math.max(rssPeak, process.memoryUsage().rss);
       }
-      const info = await withTimeout(closed, GUARD, "the server to close the attacker");
+      await withTimeout(closed, GUARD, "the server to close the attacker");
       const elapsed = ((closedAt ?? performance.now()) - startedAt) / 1000;
       attackOver = true;
       await withTimeout(agentLoop, GUARD, "the agent's exchanges");
 
-      assert.equal(info.code, CloseCode.RateLimited, `closed with ${info.code} ${info.reason}`);
-      assert.equal(info.code, 4008);
+      // The server closed it for the rate limit. (The attacker usually reads the 4008 close
+      // frame too, but a socket closed while its peer still floods it may be reset, TCP RST,
+      // before that frame is read: the attacker's own close code is not asserted.)
+      const failure = await nextEvent(events, EventType.ConnectionFailure, GUARD);
+      assert.equal(failure.connectionId, attackerId);
+      const code = (failure.error as { code?: number } | undefined)?.code;
+      assert.equal(code, CloseCode.RateLimited, `closed with ${code}: ${failure.error}`);
       assert.ok(opened < cap, `the attacker was not stopped after ${opened} streams`);
       // Work done for the attacker is bounded by the bucket: one token per RESET received,
       // so at most burst + rate × elapsed streams reached the handler, plus the batch in

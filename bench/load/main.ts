@@ -24,7 +24,8 @@
 import process from "node:process";
 import { flag, scriptArgs, watchdog } from "../../tests/fixtures/_common.ts";
 import { BUN_BIN, DENO_BIN } from "../../tests/_helpers.ts";
-import { type LineProcess, spawnAgents, spawnLines } from "../../tests/_agents_process.ts";
+import { spawnAgents } from "../../tests/_agents_process.ts";
+import { type LineProcess, spawnLines } from "../../tests/_helpers.ts";
 import { STREAM_CHUNK_BYTES } from "../../tests/fixtures/_load.ts";
 import { OUTBOX_HIGH_WATER } from "../../protocol/session.ts";
 
