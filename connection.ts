@@ -12,6 +12,7 @@
  */
 
 import { InboundBody } from "./_inbound_body.ts";
+import { PLACEHOLDER_BASE, type RequestParts, requestParts } from "./_request_parts.ts";
 import { nextTask } from "./_schedule.ts";
 import type { Socket } from "./_socket.ts";
 import {
@@ -137,8 +138,6 @@ const SOCKET_HIGH_WATER = 1024 * 1024;
 /** Milliseconds a full socket is polled on macrotasks before falling back to a 1 ms timer. */
 const DRAIN_POLL_MS = 2;
 const NULL_BODY_STATUS = new Set([204, 205, 304]);
-const HAS_SCHEME = /^[a-zA-Z][a-zA-Z\d+\-.]*:/;
-const PLACEHOLDER_BASE = "http://localhost";
 const EMPTY = new Uint8Array(0);
 const encoder = new TextEncoder();
 
@@ -335,41 +334,16 @@ export class Connection {
     resolve: (response: Response) => void,
     reject: (error: unknown) => void,
   ): void {
-    let request: Request;
-    let wireUrl: string;
+    let parts: RequestParts;
     try {
-      const target = input instanceof Request ? input.url : String(input);
-      const absolute = HAS_SCHEME.test(target);
-      const url = absolute ? target : new URL(target, PLACEHOLDER_BASE).href;
-      request = input instanceof Request
-        ? (init ? new Request(input, init) : input)
-        : new Request(url, init);
-      // Bun's Request constructor accepts a GET/HEAD body; the standard (and Deno) throw.
-      if (
-        (request.method === "GET" || request.method === "HEAD") &&
-        (request.body !== null || (init?.body ?? null) !== null)
-      ) {
-        throw new TypeError(`Request with ${request.method} method cannot have body`);
-      }
-      if (absolute) {
-        wireUrl = request.url;
-      } else {
-        const parsed = new URL(request.url);
-        wireUrl = parsed.pathname + parsed.search;
-      }
+      parts = requestParts(input, init);
     } catch (error) {
       return reject(error);
     }
-    const signal = init?.signal ?? request.signal;
+    const { head, body, signal } = parts;
     if (signal?.aborted) return reject(abortReason(signal));
     const refusal = this.#refusal();
     if (refusal) return reject(refusal);
-    const head: RequestHead = {
-      method: request.method,
-      url: wireUrl,
-      headers: [...request.headers],
-    };
-    const body = request.body;
     let streamId: number;
     try {
       streamId = this.#session.openStream(head, body === null);
@@ -392,12 +366,15 @@ export class Connection {
       reject,
       responded: false,
       body: undefined,
-      head: request.method === "HEAD",
+      head: head.method === "HEAD",
       cleanup: () => signal?.removeEventListener("abort", onAbort),
       cancelPump: undefined,
     };
     this.#outgoing.set(streamId, exchange);
-    if (body !== null) {
+    if (body instanceof Uint8Array) {
+      // Known bytes: queued at once, no stream to pump (the session splits and paces them).
+      this.#session.sendData(streamId, body, true);
+    } else if (body !== null) {
       exchange.cancelPump = this.#pump(streamId, body);
     }
     this.#schedule();

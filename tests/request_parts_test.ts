@@ -1,0 +1,80 @@
+/**
+ * `requestParts()` sends exactly what `new Request(url, init)` would, with or without its
+ * fast path (no `Request` object for a string or URL with a string or bytes body).
+ *
+ * @module
+ */
+
+import { describe, it } from "node:test";
+import assert from "node:assert/strict";
+import { requestParts } from "../_request_parts.ts";
+
+async function bytesOf(body: Uint8Array | ReadableStream<Uint8Array> | null): Promise<number[]> {
+  if (body === null) return [];
+  if (body instanceof Uint8Array) return [...body];
+  return [...new Uint8Array(await new Response(body).arrayBuffer())];
+}
+
+const CASES: [string, RequestInit | undefined][] = [
+  ["no init", undefined],
+  ["GET with headers", { headers: { "X-B": "2", "x-a": "1", accept: "application/json" } }],
+  ["a string body with its own content-type", {
+    method: "PUT",
+    body: "{}",
+    headers: { "content-type": "application/json" },
+  }],
+  ["a Uint8Array body", { method: "POST", body: new Uint8Array([1, 2, 3]) }],
+  ["an ArrayBuffer body", { method: "POST", body: new Uint8Array([4, 5]).buffer }],
+  ["a DataView body", { method: "POST", body: new DataView(new Uint8Array([9, 8, 7]).buffer, 1) }],
+  ["a URLSearchParams body (standard path)", { method: "POST", body: new URLSearchParams("a=1") }],
+  ["headers as pairs with a repeat", { headers: [["x-r", "1"], ["x-r", "2"]] }],
+];
+
+describe("requestParts()", () => {
+  for (const [name, init] of CASES) {
+    it(`requestParts() matches new Request() for ${name}`, async () => {
+      const fast = requestParts("http://agent/pets?limit=2", init);
+      const standard = requestParts(new Request("http://agent/pets?limit=2", init));
+      assert.deepEqual(fast.head, standard.head);
+      assert.deepEqual(await bytesOf(fast.body), await bytesOf(standard.body));
+    });
+  }
+
+  // Bun's own Request upper-cases PATCH and adds no default content-type; the fast path
+  // follows the Fetch standard (and Deno), so these are spelled out.
+  it("requestParts() normalizes only the standard methods and types a string body", async () => {
+    const post = requestParts("/x", { method: "post", body: "héllo" });
+    assert.equal(post.head.method, "POST");
+    assert.deepEqual(post.head.headers, [["content-type", "text/plain;charset=UTF-8"]]);
+    assert.deepEqual(await bytesOf(post.body), [...new TextEncoder().encode("héllo")]);
+    assert.equal(requestParts("/x", { method: "patch", body: "x" }).head.method, "patch");
+    const empty = requestParts("/x", { method: "POST", body: "" });
+    assert.deepEqual(empty.head.headers, [["content-type", "text/plain;charset=UTF-8"]]);
+    assert.deepEqual(await bytesOf(empty.body), []);
+  });
+
+  it("requestParts() sends a relative URL as path and query", () => {
+    assert.equal(requestParts("/pets/1?x=a b").head.url, "/pets/1?x=a%20b");
+    assert.equal(requestParts(new URL("http://agent/p")).head.url, "http://agent/p");
+  });
+
+  it("requestParts() copies byte bodies, as Request does", () => {
+    const bytes = new Uint8Array([1, 2, 3]);
+    const parts = requestParts("/x", { method: "POST", body: bytes });
+    bytes[0] = 9;
+    assert.deepEqual([...(parts.body as Uint8Array)], [1, 2, 3]);
+  });
+
+  it("requestParts() throws TypeError where Request does", () => {
+    assert.throws(() => requestParts("/x", { body: "no body on GET" }), TypeError);
+    assert.throws(() => requestParts("/x", { method: "HEAD", body: new Uint8Array(1) }), TypeError);
+    assert.throws(() => requestParts("/x", { method: "CONNECT" }), TypeError);
+    assert.throws(() => requestParts("/x", { method: "bad method" }), TypeError);
+    assert.throws(() => requestParts("/x", { headers: { "bad name": "v" } }), TypeError);
+  });
+
+  it("requestParts() passes the caller's signal", () => {
+    const controller = new AbortController();
+    assert.equal(requestParts("/x", { signal: controller.signal }).signal, controller.signal);
+  });
+});
