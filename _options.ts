@@ -49,7 +49,6 @@ export function sessionSettings(limits: Limits): Partial<Settings> {
   checkLimit(limits, "maxMetadataBytes", 0);
   checkLimit(limits, "handshakeTimeout", 1);
   checkLimit(limits, "maxConnections", 0);
-  resetRateLimit(limits);
   const settings: Partial<Settings> = {};
   if (limits.maxFrameBytes !== undefined) settings.maxFrameBytes = limits.maxFrameBytes;
   if (limits.maxHeaderBytes !== undefined) settings.maxHeaderBytes = limits.maxHeaderBytes;
@@ -61,10 +60,10 @@ export function sessionSettings(limits: Limits): Partial<Settings> {
 }
 
 /**
- * The session's rapid-reset bucket from `limits.resetRateLimit`, missing fields at their
- * defaults (the session's own: a burst of 2 × maxConcurrentStreams, at least 1000; 500/s).
+ * The session's rapid-reset bucket from `limits.resetRateLimit`, checked; the session fills
+ * missing fields with its defaults (a burst of 2 × maxConcurrentStreams, at least 1000; 500/s).
  */
-export function resetRateLimit(limits: Limits): RateLimitOptions | undefined {
+export function resetRateLimit(limits: Limits): Partial<RateLimitOptions> | undefined {
   const option = limits.resetRateLimit;
   if (option === undefined) return undefined;
   if (typeof option !== "object" || option === null) {
@@ -81,10 +80,7 @@ export function resetRateLimit(limits: Limits): RateLimitOptions | undefined {
       `Invalid limits.resetRateLimit.perSecond: ${perSecond} must be a number from 0 to 2^31 − 1`,
     );
   }
-  return {
-    burst: burst ?? Math.max(1000, 2 * (limits.maxConcurrentStreams ?? 1024)),
-    perSecond: perSecond ?? 500,
-  };
+  return option;
 }
 
 function checkLimit(

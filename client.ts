@@ -23,6 +23,7 @@ import { HandshakeError } from "./errors.ts";
 import { CloseCode, TERMINAL_CLOSE_CODES } from "./protocol/close_codes.ts";
 import { Session } from "./protocol/session.ts";
 import type { Settings } from "./protocol/handshake.ts";
+import type { RateLimitOptions } from "./protocol/rate_limit.ts";
 import type { HeartbeatOptions as HeartbeatTiming } from "./protocol/heartbeat.ts";
 import {
   type ConnectionEvent,
@@ -97,6 +98,7 @@ export class WebSocketClient {
   readonly #options: WebSocketClientOptions;
   readonly #logger: Logger;
   readonly #settings: Partial<Settings>;
+  readonly #resetRateLimit: Partial<RateLimitOptions> | undefined;
   readonly #heartbeat: HeartbeatTiming | false;
   readonly #events = new EventStream();
   #metadata: unknown = null;
@@ -124,6 +126,7 @@ export class WebSocketClient {
     this.#logger = options.logger ?? QUIET_LOGGER;
     this.#handler = options.handler;
     this.#settings = sessionSettings(options.limits ?? {});
+    this.#resetRateLimit = resetRateLimit(options.limits ?? {});
     this.#heartbeat = resolveHeartbeat(options.keepAlive, options.heartbeat);
   }
 
@@ -279,7 +282,7 @@ export class WebSocketClient {
       answerPing: (data) => answerPing(options.onPing, data, connection, this.#logger),
       // Deno's WebSocket client writes a 1–64 KiB message in two pieces under Nagle (~40 ms).
       splitMessages: true,
-      resetRateLimit: resetRateLimit(options.limits ?? {}),
+      resetRateLimit: this.#resetRateLimit,
     }, performance.now());
     session.hello(this.#metadata, this.#resumeToken);
     connection = new Connection({

@@ -23,6 +23,7 @@ import { Connection } from "./connection.ts";
 import { CloseCode } from "./protocol/close_codes.ts";
 import { Session } from "./protocol/session.ts";
 import type { Settings } from "./protocol/handshake.ts";
+import type { RateLimitOptions } from "./protocol/rate_limit.ts";
 import type { HeartbeatOptions as HeartbeatTiming } from "./protocol/heartbeat.ts";
 import {
   type ConnectionEvent,
@@ -184,6 +185,7 @@ export class WebSocketServer {
   readonly #options: WebSocketServerOptions;
   readonly #logger: Logger;
   readonly #settings: Partial<Settings>;
+  readonly #resetRateLimit: Partial<RateLimitOptions> | undefined;
   readonly #heartbeat: HeartbeatTiming | false;
   readonly #events = new EventStream();
   readonly #connections = new Map<string, Connection>();
@@ -206,6 +208,7 @@ export class WebSocketServer {
     this.#options = options;
     this.#logger = options.logger ?? QUIET_LOGGER;
     this.#settings = sessionSettings(options.limits ?? {});
+    this.#resetRateLimit = resetRateLimit(options.limits ?? {});
     this.#heartbeat = resolveHeartbeat(options.keepAlive, options.heartbeat);
     const resumeWindow = options.resumeWindow ?? 30_000;
     if (!(resumeWindow >= 0) || !Number.isFinite(resumeWindow)) {
@@ -489,12 +492,12 @@ export class WebSocketServer {
     const session = new Session({
       role: "server",
       settings: this.#settings,
-      handshakeTimeout: limits.handshakeTimeout ?? 10_000,
+      handshakeTimeout: limits.handshakeTimeout,
       heartbeat: this.#heartbeat,
       appData: options.appData ?? "",
       answerPing: (data) => answerPing(options.onPing, data, connection, this.#logger),
-      maxMetadataBytes: limits.maxMetadataBytes ?? 16 * 1024,
-      resetRateLimit: resetRateLimit(limits),
+      maxMetadataBytes: limits.maxMetadataBytes,
+      resetRateLimit: this.#resetRateLimit,
     }, performance.now());
     connection = new Connection({
       socket,

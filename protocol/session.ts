@@ -99,7 +99,7 @@ export interface SessionOptions {
   /** Chooses the data of the pong that answers a ping. Default: the ping's own data. */
   answerPing?: (data: string) => string;
   /** Resets and refusals the peer may cause. Default: 2 × maxConcurrentStreams (at least 1000) at once, 500 per second. */
-  resetRateLimit?: RateLimitOptions;
+  resetRateLimit?: Partial<RateLimitOptions>;
   /** Largest client metadata accepted (servers), as JSON bytes. Default 16 KiB. */
   maxMetadataBytes?: number;
   /** Answer every message carrying stream frames with a frame (see the module doc). Default: servers. */
@@ -204,7 +204,10 @@ export class Session {
     this.#answerPing = options.answerPing ?? ((data) => data);
     // The burst covers aborting every stream the peer may have open at once, twice over.
     const burst = Math.max(1000, 2 * this.#local.maxConcurrentStreams);
-    this.#resets = new TokenBucket(options.resetRateLimit ?? { burst, perSecond: 500 }, now);
+    this.#resets = new TokenBucket({
+      burst: options.resetRateLimit?.burst ?? burst,
+      perSecond: options.resetRateLimit?.perSecond ?? 500,
+    }, now);
     this.#maxMetadataBytes = options.maxMetadataBytes ?? 16 * 1024;
     this.#nudge = options.nudge ?? options.role === "server";
     this.#maxMessageBytes = options.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES;
