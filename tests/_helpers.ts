@@ -62,6 +62,20 @@ export async function nextEvent(
   );
 }
 
+/** Waits for the next event of `type` about connection `id`, skipping events about others. */
+export async function eventFor(
+  events: AsyncIterableIterator<ConnectionEvent>,
+  type: EventType,
+  id: string,
+  ms = 10_000,
+): Promise<ConnectionEvent> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const event = await nextEvent(events, type, Math.max(1, deadline - Date.now()));
+    if (event.connectionId === id) return event;
+  }
+}
+
 /** A server and a connected client, with both ends' connections. */
 export interface Pair {
   server: WebSocketServer;

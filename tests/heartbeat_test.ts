@@ -10,11 +10,10 @@ import {
   CloseCode,
   type Connection,
   ConnectionClosedError,
-  type ConnectionEvent,
   EventType,
   type HandlerInfo,
 } from "../mod.ts";
-import { nextEvent, type Pair, startPair, withTimeout } from "./_helpers.ts";
+import { eventFor, nextEvent, type Pair, startPair, withTimeout } from "./_helpers.ts";
 import { type ProxiedPair, startProxiedPair } from "./_proxy.ts";
 
 const GUARD = 10_000;
@@ -31,20 +30,6 @@ interface PongSeen {
 interface PingSeen {
   data: string;
   connection: Connection;
-}
-
-/** Waits for the next event of `type` about connection `id`. */
-async function eventFor(
-  events: AsyncIterableIterator<ConnectionEvent>,
-  type: EventType,
-  id: string,
-  ms = GUARD,
-): Promise<ConnectionEvent> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const event = await nextEvent(events, type, Math.max(1, deadline - Date.now()));
-    if (event.connectionId === id) return event;
-  }
 }
 
 describe("heartbeat", () => {

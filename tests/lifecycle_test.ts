@@ -10,7 +10,6 @@ import {
   CloseCode,
   type Connection,
   ConnectionClosedError,
-  type ConnectionEvent,
   EventType,
   type Handler,
   HandshakeError,
@@ -19,7 +18,7 @@ import {
   WebSocketServer,
 } from "../mod.ts";
 import { FrameType } from "../protocol/mod.ts";
-import { nextEvent, type Pair, startPair, withTimeout } from "./_helpers.ts";
+import { eventFor, nextEvent, type Pair, startPair, withTimeout } from "./_helpers.ts";
 import { type ProxiedPair, startProxiedPair, startProxy, type TcpProxy } from "./_proxy.ts";
 import { connectRaw, frameMessage, rawHeader, type RawPeer } from "./_raw_peer.ts";
 
@@ -69,20 +68,6 @@ function assertAllClosed(outcomes: PromiseSettledResult<unknown>[], what: string
       reason instanceof ConnectionClosedError,
       `${what} #${i} should reject with ConnectionClosedError, got ${reason}`,
     );
-  }
-}
-
-/** Waits for the next event of `type` about connection `id`. */
-async function eventFor(
-  events: AsyncIterableIterator<ConnectionEvent>,
-  type: EventType,
-  id: string,
-  ms = GUARD,
-): Promise<ConnectionEvent> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const event = await nextEvent(events, type, Math.max(1, deadline - Date.now()));
-    if (event.connectionId === id) return event;
   }
 }
 
