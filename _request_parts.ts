@@ -11,6 +11,7 @@
  * @module
  */
 
+import { headerList } from "./_header_list.ts";
 import type { RequestHead } from "./protocol/payload.ts";
 
 /** A request ready for the wire. */
@@ -26,6 +27,13 @@ export interface RequestParts {
 const HAS_SCHEME = /^[a-zA-Z][a-zA-Z\d+\-.]*:/;
 /** Relative URLs are resolved against this (and sent as path and query only); the receiver builds its `Request` URL on it too. */
 export const PLACEHOLDER_BASE = "http://localhost";
+/**
+ * A relative path and query that `new URL()` leaves unchanged: characters it neither
+ * encodes nor treats specially (no `\\`, `#`, spaces, quotes in the query), not `//host`.
+ */
+const PLAIN_TARGET = /^\/(?![/\\])[\w\-.~!$&'()*+,;=:@/%]*(\?[\w\-.~!$&()*+,;=:@/?%]*)?$/;
+/** Dot segments (`/./`, `/../`, `/%2e`) are resolved by the parser: leave them to it. */
+const DOT_SEGMENT = /\/(\.|%2e)/i;
 const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 const NORMALIZED = new Set(["DELETE", "GET", "HEAD", "OPTIONS", "POST", "PUT"]);
 const FORBIDDEN = new Set(["CONNECT", "TRACE", "TRACK"]);
@@ -64,7 +72,7 @@ export function requestParts(input: string | URL | Request, init?: RequestInit):
     head: {
       method: request.method,
       url: wireUrl(request.url, absolute),
-      headers: [...request.headers],
+      headers: headerList(request.headers),
     },
     body: request.body,
     signal: init?.signal ?? request.signal,
@@ -112,16 +120,44 @@ function fastParts(
   if (body !== null && (method === "GET" || method === "HEAD")) {
     throw new TypeError(`Request with ${method} method cannot have body`);
   }
-  const url = new URL(target, PLACEHOLDER_BASE);
-  // Request refuses URLs with credentials; let it say so.
-  if (url.username !== "" || url.password !== "") return undefined;
-  const headers = new Headers(init?.headers);
-  if (defaultType !== undefined && !headers.has("content-type")) {
-    headers.set("content-type", defaultType);
+  let wire: string;
+  if (PLAIN_TARGET.test(target) && !DOT_SEGMENT.test(target)) {
+    // Already what the URL parser would make of it: spare the parse.
+    wire = target;
+  } else {
+    const url = new URL(target, PLACEHOLDER_BASE);
+    // Request refuses URLs with credentials; let it say so.
+    if (url.username !== "" || url.password !== "") return undefined;
+    wire = absolute ? url.href : url.pathname + url.search;
+  }
+  let headers: [string, string][];
+  if (init?.headers === undefined) {
+    headers = defaultType === undefined ? [] : [["content-type", defaultType]];
+  } else {
+    const filled = new Headers(init.headers);
+    if (defaultType !== undefined && !filled.has("content-type")) {
+      filled.set("content-type", defaultType);
+    }
+    headers = headerList(filled);
   }
   return {
-    head: { method, url: absolute ? url.href : url.pathname + url.search, headers: [...headers] },
+    head: { method, url: wire, headers },
     body,
     signal: init?.signal,
   };
+}
+
+/**
+ * The handler's `Request` URL. The wire carries path and query for relative requests;
+ * joining strings spares a second URL parse. `//host` and `/\\host` would name a host
+ * when resolved, so they (and absolute URLs) take the resolving path.
+ *
+ * @param target The request head's URL.
+ * @returns What to give `new Request()`.
+ */
+export function handlerUrl(target: string): string | URL {
+  const second = target.charCodeAt(1);
+  return target.charCodeAt(0) === 0x2f && second !== 0x2f && second !== 0x5c
+    ? PLACEHOLDER_BASE + target
+    : new URL(target, PLACEHOLDER_BASE);
 }

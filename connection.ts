@@ -11,8 +11,9 @@
  * @module
  */
 
+import { appendHeaders, headerList } from "./_header_list.ts";
 import { InboundBody } from "./_inbound_body.ts";
-import { PLACEHOLDER_BASE, type RequestParts, requestParts } from "./_request_parts.ts";
+import { handlerUrl, type RequestParts, requestParts } from "./_request_parts.ts";
 import { nextTask } from "./_schedule.ts";
 import type { Socket } from "./_socket.ts";
 import {
@@ -132,6 +133,9 @@ interface Incoming {
   settle: (() => void) | undefined;
   ended: boolean;
 }
+
+/** Body bytes as `Request` and `Response` take them. */
+type BodyBytes = Uint8Array<ArrayBuffer>;
 
 /** Above this many buffered bytes the socket gets no more until it drains. */
 const SOCKET_HIGH_WATER = 1024 * 1024;
@@ -403,12 +407,13 @@ export class Connection {
     return undefined;
   }
 
-  #onResponse(streamId: number, head: ResponseHead, end: boolean): void {
+  /** @param arrived The whole body if it has arrived (`null`: none); `undefined` if it streams in. */
+  #onResponse(streamId: number, head: ResponseHead, arrived: BodyBytes | null | undefined): void {
     const exchange = this.#outgoing.get(streamId);
     if (!exchange) return;
     exchange.responded = true;
-    const noBody = end || exchange.head || NULL_BODY_STATUS.has(head.status);
-    if (!noBody) {
+    const noBody = arrived === null || exchange.head || NULL_BODY_STATUS.has(head.status);
+    if (!noBody && arrived === undefined) {
       exchange.body = new InboundBody(
         (bytes) => this.#consume(streamId, bytes),
         () => {
@@ -420,11 +425,11 @@ export class Connection {
     }
     let response: Response;
     try {
-      response = new Response(exchange.body?.stream ?? null, {
+      response = new Response(noBody ? null : exchange.body?.stream ?? arrived, {
         status: head.status,
         statusText: head.statusText,
-        headers: head.headers,
       });
+      appendHeaders(response.headers, head.headers);
     } catch (error) {
       this.#session.reset(streamId, ResetCode.StreamError, "Invalid response head");
       this.#failOutgoing(
@@ -461,9 +466,10 @@ export class Connection {
 
   // ---- serving -------------------------------------------------------------
 
-  #onRequest(streamId: number, head: RequestHead, end: boolean): void {
+  /** @param arrived The whole body if it has arrived (`null`: none); `undefined` if it streams in. */
+  #onRequest(streamId: number, head: RequestHead, arrived: BodyBytes | null | undefined): void {
     const controller = new AbortController();
-    const body = end ? undefined : new InboundBody(
+    const body = arrived !== undefined ? undefined : new InboundBody(
       (bytes) => this.#consume(streamId, bytes),
       () => {
         // The handler gave up on the body; the response may still follow.
@@ -488,14 +494,14 @@ export class Connection {
     };
     let request: Request;
     try {
-      request = new Request(new URL(head.url, PLACEHOLDER_BASE), {
+      request = new Request(handlerUrl(head.url), {
         method: head.method,
-        headers: head.headers,
-        body: body?.stream ?? null,
+        body: body?.stream ?? arrived,
         signal: controller.signal,
         // @ts-ignore: `duplex` is required for streaming bodies but missing from some lib.dom versions.
         duplex: "half",
       });
+      appendHeaders(request.headers, head.headers);
     } catch (error) {
       this.#logger.debug("swaggersocket: rejecting malformed request", error);
       this.#respond(streamId, head.method, textResponse(400, "Bad Request"));
@@ -552,7 +558,7 @@ export class Connection {
     try {
       this.#session.sendHeaders(
         streamId,
-        { status: res.status, statusText: res.statusText, headers: [...res.headers] },
+        { status: res.status, statusText: res.statusText, headers: headerList(res.headers) },
         body === null,
       );
     } catch (error) {
@@ -761,10 +767,18 @@ export class Connection {
         this.#hooks.onOpen?.(this, event.welcome);
         return;
       case "request":
-        this.#onRequest(event.streamId, event.head, event.end);
+        this.#onRequest(
+          event.streamId,
+          event.head,
+          event.end ? null : this.#takeArrivedBody(event.streamId),
+        );
         return;
       case "response":
-        this.#onResponse(event.streamId, event.head, event.end);
+        this.#onResponse(
+          event.streamId,
+          event.head,
+          event.end ? null : this.#takeArrivedBody(event.streamId),
+        );
         return;
       case "data":
         this.#onData(event.streamId, event.chunk, event.end);
@@ -793,6 +807,33 @@ export class Connection {
         this.#closeSocket(event.code, event.reason, event.error);
         return;
     }
+  }
+
+  /**
+   * The rest of a body, if all of it is already queued right behind its HEADERS (a small
+   * body usually arrives in the same message): taken off the queue, so the `Request` or
+   * `Response` gets bytes instead of a stream, which costs several times less to build
+   * and to read.
+   */
+  #takeArrivedBody(streamId: number): BodyBytes | undefined {
+    let count = 0;
+    let size = 0;
+    for (;;) {
+      const event = this.#session.peekEvent(count);
+      if (event?.type !== "data" || event.streamId !== streamId) return undefined;
+      count++;
+      size += event.chunk.byteLength;
+      if (event.end) break;
+    }
+    // A view of the received message, whose buffer is an ArrayBuffer (never shared).
+    if (count === 1) return (this.#session.pollEvent() as { chunk: BodyBytes }).chunk;
+    const body = new Uint8Array(size);
+    for (let offset = 0; offset < size;) {
+      const { chunk } = this.#session.pollEvent() as { chunk: Uint8Array };
+      body.set(chunk, offset);
+      offset += chunk.byteLength;
+    }
+    return body;
   }
 
   #onHello(metadata: unknown, resume: string | undefined): void {

@@ -578,6 +578,17 @@ export class Session {
   }
 
   /**
+   * An event still waiting, without taking it: lets the caller see that a body's
+   * DATA arrived in the same message as its HEADERS and hand it over whole.
+   *
+   * @param index 0 for the event `pollEvent()` would return next, 1 for the one after, …
+   * @returns The event, or `undefined` if fewer are waiting.
+   */
+  peekEvent(index = 0): SessionEvent | undefined {
+    return this.#events[index];
+  }
+
+  /**
    * When `handleTimeout` should next be called.
    *
    * @returns A time in milliseconds, or `undefined` if no deadline is set.

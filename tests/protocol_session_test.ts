@@ -406,6 +406,28 @@ describe("Session exchanges", () => {
     assert.equal(pair.server.peerStreamCount, 3);
   });
 
+  it("Session.peekEvent() shows waiting events in order without taking them", () => {
+    const pair = opened();
+    const id = pair.client.openStream({ method: "POST", url: "/echo", headers: [] }, false);
+    pair.client.sendData(id, new Uint8Array([1, 2]), false);
+    pair.client.sendData(id, new Uint8Array([3]), true);
+    const sent = pair.take("client")!;
+    pair.server.handleMessage(sent.bytes, pair.now);
+    const first = pair.server.peekEvent();
+    assert.equal(first?.type, "request");
+    assert.equal(pair.server.peekEvent(0), first, "index 0 is the next event");
+    const data = [pair.server.peekEvent(1), pair.server.peekEvent(2)];
+    assert.deepEqual(
+      data.map((event) => event?.type === "data" && [event.streamId, [...event.chunk], event.end]),
+      [[id, [1, 2], false], [id, [3], true]],
+    );
+    assert.equal(pair.server.peekEvent(3), undefined);
+    assert.equal(pair.server.pollEvent(), first, "peeking took nothing");
+    assert.equal(pair.server.pollEvent(), data[0]);
+    assert.equal(pair.server.pollEvent(), data[1]);
+    assert.equal(pair.server.peekEvent(), undefined);
+  });
+
   it("Session.sendHeaders() answers each request and both ends forget finished streams", () => {
     const pair = opened();
     const ids = [pair.client.openStream(GET, true), pair.client.openStream(GET, true)];

@@ -7,13 +7,42 @@
 
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { requestParts } from "../_request_parts.ts";
+import { handlerUrl, PLACEHOLDER_BASE, requestParts } from "../_request_parts.ts";
 
 async function bytesOf(body: Uint8Array | ReadableStream<Uint8Array> | null): Promise<number[]> {
   if (body === null) return [];
   if (body instanceof Uint8Array) return [...body];
   return [...new Uint8Array(await new Response(body).arrayBuffer())];
 }
+
+/** Targets on and off the URL shortcuts: plain ones, and what the parser rewrites or resolves. */
+const TARGETS = [
+  "/",
+  "/pets",
+  "/pets/1?limit=2&sort=-name",
+  "/a_b-c.d~e/!$&'()*+,;=:@%41/",
+  "/x?q=a:b/c?d@e%zz",
+  "/weird%zz/path",
+  "/a/../b",
+  "/a/./b",
+  "/a/%2e%2E/b",
+  "/a/.well-known/x",
+  "/a b",
+  "/a?b c",
+  "/a?x='y'",
+  "/a#frag",
+  "/a?b#frag",
+  "/ä/ö?ü",
+  "/a\\b",
+  "/a{b}`c^d|e",
+  "/a\tb",
+  '/x?"y"<z>',
+  "//host/x",
+  "/\\host/x",
+  "/..",
+  "/.",
+  "/a/..",
+];
 
 const CASES: [string, RequestInit | undefined][] = [
   ["no init", undefined],
@@ -51,6 +80,25 @@ describe("requestParts()", () => {
     const empty = requestParts("/x", { method: "POST", body: "" });
     assert.deepEqual(empty.head.headers, [["content-type", "text/plain;charset=UTF-8"]]);
     assert.deepEqual(await bytesOf(empty.body), []);
+  });
+
+  it("requestParts() sends each relative target as new URL() would make it", () => {
+    for (const target of TARGETS) {
+      const url = new URL(target, PLACEHOLDER_BASE);
+      assert.equal(requestParts(target).head.url, url.pathname + url.search, target);
+      const body = { method: "POST", body: "x" };
+      assert.equal(requestParts(target, body).head.url, url.pathname + url.search, target);
+    }
+  });
+
+  it("handlerUrl() gives the handler the URL new URL() would resolve, even for odd wire targets", () => {
+    for (const target of [...TARGETS, "http://agent/p?q", "*", "a/b"]) {
+      assert.equal(
+        new Request(handlerUrl(target)).url,
+        new URL(target, PLACEHOLDER_BASE).href,
+        target,
+      );
+    }
   });
 
   it("requestParts() sends a relative URL as path and query", () => {
