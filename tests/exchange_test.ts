@@ -125,8 +125,14 @@ for (const direction of DIRECTIONS) {
         callee.serve(async (request) => {
           const chunks: Uint8Array[] = [];
           for await (const chunk of request.body!) chunks.push(chunk);
-          return new Response(await new Blob(chunks).arrayBuffer(), {
-            headers: { "x-length": String(chunks.reduce((n, c) => n + c.byteLength, 0)) },
+          const joined = new Uint8Array(chunks.reduce((n, c) => n + c.byteLength, 0));
+          let offset = 0;
+          for (const chunk of chunks) {
+            joined.set(chunk, offset);
+            offset += chunk.byteLength;
+          }
+          return new Response(joined, {
+            headers: { "x-length": String(joined.byteLength) },
           });
         });
         for (const size of [0, 1, 100, body.byteLength]) {
