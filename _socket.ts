@@ -27,6 +27,15 @@ export interface Socket {
   onDrain: () => void;
 }
 
+/**
+ * Whether this runtime's `WebSocket` client makes a message of 1–64 KiB wait ~40 ms for the
+ * peer's delayed ACK. Deno's leaves Nagle on and writes such a message as header, then
+ * payload; a client session there cuts its output into messages of at most 1 KiB
+ * (`splitMessages`, PROTOCOL.md §9). Bun's client sets TCP_NODELAY and writes whole messages.
+ */
+export const CLIENT_DELAYS_MID_SIZE_MESSAGES: boolean =
+  typeof (globalThis as { Deno?: unknown }).Deno !== "undefined";
+
 const noop = (): void => {};
 
 /**

@@ -9,7 +9,7 @@
  * @module
  */
 
-import { adaptWebSocket } from "./_socket.ts";
+import { adaptWebSocket, CLIENT_DELAYS_MID_SIZE_MESSAGES } from "./_socket.ts";
 import { EventStream } from "./_event_stream.ts";
 import {
   answerPing,
@@ -280,8 +280,7 @@ export class WebSocketClient {
       heartbeat: this.#heartbeat,
       appData: options.appData ?? "",
       answerPing: (data) => answerPing(options.onPing, data, connection, this.#logger),
-      // Deno's WebSocket client writes a 1–64 KiB message in two pieces under Nagle (~40 ms).
-      splitMessages: true,
+      splitMessages: CLIENT_DELAYS_MID_SIZE_MESSAGES,
       resetRateLimit: this.#resetRateLimit,
     }, performance.now());
     session.hello(this.#metadata, this.#resumeToken);

@@ -561,7 +561,9 @@ export class Session {
       let bytes = 0;
       for (const frame of frames) bytes += FRAME_HEADER_BYTES + frame.payload.byteLength;
       if (bytes > SMALL_MESSAGE_BYTES && bytes < LARGE_MESSAGE_BYTES) {
-        this.#pending = splitFrames(frames, SMALL_MESSAGE_BYTES).map(encodeFrames);
+        this.#pending = splitFrames(dataAfterHeaders(frames), SMALL_MESSAGE_BYTES).map(
+          encodeFrames,
+        );
         return this.#pending.shift();
       }
     }
@@ -1042,7 +1044,14 @@ function splitFrames(frames: readonly Frame[], limit: number): Frame[][] {
     current = [];
     size = 0;
   };
-  for (let frame of frames) {
+  for (let i = 0; i < frames.length; i++) {
+    let frame = frames[i];
+    if (frame.type === FrameType.Headers) {
+      // A head and the body right behind it travel together when they fit in one message:
+      // the receiver then has the whole request at once (see Connection's arrived bodies).
+      const group = groupSize(frames, i);
+      if (group <= limit && size + group > limit) flush();
+    }
     for (;;) {
       const room = limit - size - FRAME_HEADER_BYTES;
       if (frame.payload.byteLength <= room) {
@@ -1067,4 +1076,41 @@ function splitFrames(frames: readonly Frame[], limit: number): Frame[][] {
   }
   flush();
   return messages;
+}
+
+/** Bytes of `frames[start]` and the DATA frames of its stream directly behind it. */
+function groupSize(frames: readonly Frame[], start: number): number {
+  const streamId = frames[start].streamId;
+  let size = FRAME_HEADER_BYTES + frames[start].payload.byteLength;
+  for (let i = start + 1; i < frames.length; i++) {
+    const frame = frames[i];
+    if (frame.type !== FrameType.Data || frame.streamId !== streamId) break;
+    size += FRAME_HEADER_BYTES + frame.payload.byteLength;
+  }
+  return size;
+}
+
+/**
+ * Moves each DATA frame right behind its stream's HEADERS when both are in `frames` (control
+ * frames come first, so a batch of requests is all heads, then all bodies). Order within a
+ * stream is kept; frames of different streams may be reordered freely.
+ */
+function dataAfterHeaders(frames: readonly Frame[]): readonly Frame[] {
+  const bodies = new Map<number, Frame[]>();
+  for (const frame of frames) {
+    if (frame.type === FrameType.Headers) bodies.set(frame.streamId, []);
+  }
+  if (bodies.size === 0) return frames;
+  const rest: Frame[] = [];
+  for (const frame of frames) {
+    const body = frame.type === FrameType.Data ? bodies.get(frame.streamId) : undefined;
+    if (body) body.push(frame);
+    else rest.push(frame);
+  }
+  const ordered: Frame[] = [];
+  for (const frame of rest) {
+    ordered.push(frame);
+    if (frame.type === FrameType.Headers) ordered.push(...bodies.get(frame.streamId)!);
+  }
+  return ordered;
 }

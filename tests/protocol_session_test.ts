@@ -1591,3 +1591,73 @@ describe("Session (server) and an oversized HELLO", () => {
     assert.equal(event?.type === "close" && event.code, CloseCode.FrameTooLarge);
   });
 });
+
+describe("Session splitMessages (Deno's client: no messages of 1–64 KiB)", () => {
+  const SPLIT: PairOptions = { client: { splitMessages: true } };
+  const POST = (i: number): RequestHead => ({ method: "POST", url: `/r/${i}`, headers: [] });
+
+  /** Sends `count` requests with `bodyBytes` each from the client in one go; returns the messages. */
+  function burst(pair: SessionPair, count: number, bodyBytes: number): Sent[] {
+    for (let i = 0; i < count; i++) {
+      const id = pair.client.openStream(POST(i), false);
+      pair.client.sendData(id, new Uint8Array(bodyBytes).fill(i), true);
+    }
+    const sent: Sent[] = [];
+    for (let message = pair.step("client"); message; message = pair.step("client")) {
+      sent.push(message);
+    }
+    return sent;
+  }
+
+  it("Session cuts 1–64 KiB of client output into messages of at most 1 KiB, bodies intact", () => {
+    const pair = opened(SPLIT);
+    const sent = burst(pair, 40, 100);
+    assert.ok(sent.length > 1, "the burst was split");
+    for (const message of sent) assert.ok(message.bytes.byteLength <= 1024);
+    const bodies = new Map<number, number[]>();
+    const ended = new Set<number>();
+    for (const event of ofType(pair.events("server"), "data")) {
+      assert.ok(!ended.has(event.streamId), "nothing after END_STREAM");
+      bodies.set(event.streamId, [...bodies.get(event.streamId) ?? [], ...event.chunk]);
+      if (event.end) ended.add(event.streamId);
+    }
+    assert.equal(ended.size, 40);
+    for (const [i, body] of [...bodies.values()].entries()) {
+      assert.deepEqual(body, new Array(100).fill(i));
+    }
+  });
+
+  it("Session keeps each request's HEADERS and its small body in the same message", () => {
+    const pair = opened(SPLIT);
+    const sent = burst(pair, 40, 100);
+    for (const message of sent) {
+      const heads = message.frames.filter((f) => f.type === FrameType.Headers);
+      for (const head of heads) {
+        const body = message.frames.filter((f) =>
+          f.type === FrameType.Data && f.streamId === head.streamId
+        );
+        assert.equal(body.length, 1, `stream ${head.streamId} has its body beside its head`);
+        assert.equal(body[0].flags & FLAG_END_STREAM, FLAG_END_STREAM);
+      }
+    }
+  });
+
+  it("Session cuts a DATA frame that does not fit, END_STREAM on the last piece only", () => {
+    const pair = opened(SPLIT);
+    const sent = burst(pair, 1, 3000);
+    assert.ok(sent.length >= 3);
+    for (const message of sent) assert.ok(message.bytes.byteLength <= 1024);
+    const data = ofType(pair.events("server"), "data");
+    assert.deepEqual(data.map((e) => e.end), data.map((_, i) => i === data.length - 1));
+    assert.equal(data.reduce((n, e) => n + e.chunk.byteLength, 0), 3000);
+  });
+
+  it("Session leaves messages under 1 KiB and of 64 KiB or more whole", () => {
+    const small = opened(SPLIT);
+    assert.equal(burst(small, 3, 100).length, 1);
+    const large = opened(SPLIT);
+    assert.equal(burst(large, 1, 100 * 1024).length, 1);
+    const unsplit = opened();
+    assert.equal(burst(unsplit, 40, 100).length, 1, "without the option nothing is cut");
+  });
+});
