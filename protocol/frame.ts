@@ -95,13 +95,13 @@ export function encodeFrames(frames: readonly Frame[]): Uint8Array {
   let size = 0;
   for (const frame of frames) size += FRAME_HEADER_BYTES + frame.payload.byteLength;
   const out = new Uint8Array(size);
-  const view = new DataView(out.buffer);
   let offset = 0;
+  // Byte by byte rather than a DataView: on Bun a view of a fresh small array allocates its buffer.
   for (const frame of frames) {
-    view.setUint8(offset, frame.type);
-    view.setUint8(offset + 1, frame.flags);
-    view.setUint32(offset + 2, frame.streamId);
-    view.setUint32(offset + 6, frame.payload.byteLength);
+    out[offset] = frame.type;
+    out[offset + 1] = frame.flags;
+    writeUint32(out, offset + 2, frame.streamId);
+    writeUint32(out, offset + 6, frame.payload.byteLength);
     out.set(frame.payload, offset + FRAME_HEADER_BYTES);
     offset += FRAME_HEADER_BYTES + frame.payload.byteLength;
   }
@@ -220,3 +220,10 @@ const MAX_PAYLOAD: Partial<Record<FrameType, number>> = {
   [FrameType.Ack]: 0,
   [FrameType.Noop]: 0,
 };
+
+function writeUint32(out: Uint8Array, offset: number, n: number): void {
+  out[offset] = n >>> 24;
+  out[offset + 1] = (n >>> 16) & 0xff;
+  out[offset + 2] = (n >>> 8) & 0xff;
+  out[offset + 3] = n & 0xff;
+}

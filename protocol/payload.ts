@@ -46,9 +46,25 @@ function varintSize(n: number): number {
   return size;
 }
 
+// Most heads are ASCII: then UTF-16 lengths are byte lengths and the buffer is sized exactly
+// (a small typed array costs ~0.3 µs per 100 bytes on Deno, and a view of a larger one makes
+// Bun allocate its ArrayBuffer).
+function encodeStrings(strings: readonly string[]): Uint8Array {
+  let size = varintSize(strings.length);
+  for (const s of strings) size += varintSize(s.length) + s.length;
+  const out = new Uint8Array(size);
+  let offset = writeVarint(out, 0, strings.length);
+  for (const s of strings) {
+    offset = writeVarint(out, offset, s.length);
+    if (writeAscii(out, offset, s) === undefined) return encodeUtf8Strings(strings);
+    offset += s.length;
+  }
+  return out;
+}
+
 // One buffer per header block, filled with `encodeInto`: a UTF-16 code unit takes at most 3
 // UTF-8 bytes, so each string gets room for that and a length prefix sized for it.
-function encodeStrings(strings: readonly string[]): Uint8Array {
+function encodeUtf8Strings(strings: readonly string[]): Uint8Array {
   let bound = varintSize(strings.length);
   for (const s of strings) bound += varintSize(3 * s.length) + 3 * s.length;
   const out = new Uint8Array(bound);
@@ -75,6 +91,20 @@ function writeAscii(out: Uint8Array, offset: number, s: string): number | undefi
     out[offset + i] = code;
   }
   return s.length;
+}
+
+/** Strings up to this many bytes are read char by char when ASCII: cheaper than a decoder call. */
+const SHORT_STRING = 64;
+
+/** An all-ASCII run of bytes as a string; `undefined` if any byte is not ASCII. */
+function readAscii(bytes: Uint8Array, offset: number, length: number): string | undefined {
+  let s = "";
+  for (let i = offset; i < offset + length; i++) {
+    const code = bytes[i];
+    if (code >= 0x80) return undefined;
+    s += String.fromCharCode(code);
+  }
+  return s;
 }
 
 function writeVarint(out: Uint8Array, offset: number, n: number): number {
@@ -122,7 +152,8 @@ function decodeStrings(bytes: Uint8Array, what: string): string[] {
       );
     }
     try {
-      strings[i] = decoder.decode(bytes.subarray(offset, offset + length));
+      strings[i] = (length <= SHORT_STRING ? readAscii(bytes, offset, length) : undefined) ??
+        decoder.decode(bytes.subarray(offset, offset + length));
     } catch (cause) {
       throw new ProtocolError(`Cannot decode ${what}: invalid UTF-8`, CloseCode.ProtocolError, {
         cause,

@@ -110,6 +110,32 @@ describe("encodeRequestHead() and decodeRequestHead()", () => {
       [4, 3, 0x47, 0x45, 0x54, 1, 0x2f, 1, 0x61, 2, 0xc3, 0xa9],
     );
   });
+
+  it("encodes exactly as the reference block and round-trips across the ASCII fast paths", () => {
+    // ASCII blocks are sized exactly and short ASCII strings are read char by char; a
+    // non-ASCII string anywhere (even the last) must fall back for the whole block.
+    const values = [0, 1, 63, 64, 65, 127, 128, 300].flatMap((n) => {
+      const ascii = "v".repeat(n);
+      return [ascii, ascii + "é", "€" + ascii, ascii + "\u{1F600}"];
+    });
+    for (const last of ["plain", "ünï"]) {
+      const head = {
+        method: "POST",
+        url: "/x",
+        headers: [...values.map((v, i): [string, string] => [`h${i}`, v]), ["z", last]] as [
+          string,
+          string,
+        ][],
+      };
+      const bytes = encodeRequestHead(head);
+      assert.deepEqual(
+        [...bytes],
+        [...block(["POST", "/x", ...head.headers.flat()])],
+        `last header ${last}`,
+      );
+      assert.deepEqual(decodeRequestHead(bytes), head);
+    }
+  });
 });
 
 describe("encodeResponseHead() and decodeResponseHead()", () => {
