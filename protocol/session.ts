@@ -557,17 +557,17 @@ export class Session {
     }
     if (frames.length === 0) return undefined;
     this.#nudgeAt = undefined;
+    // Bodies right behind their heads: the receiver then sees a small body whole at once.
+    const ordered = dataAfterHeaders(frames);
     if (this.#splitMessages) {
       let bytes = 0;
       for (const frame of frames) bytes += FRAME_HEADER_BYTES + frame.payload.byteLength;
       if (bytes > SMALL_MESSAGE_BYTES && bytes < LARGE_MESSAGE_BYTES) {
-        this.#pending = splitFrames(dataAfterHeaders(frames), SMALL_MESSAGE_BYTES).map(
-          encodeFrames,
-        );
+        this.#pending = splitFrames(ordered, SMALL_MESSAGE_BYTES).map(encodeFrames);
         return this.#pending.shift();
       }
     }
-    return encodeFrames(frames);
+    return encodeFrames(ordered);
   }
 
   /**
@@ -1091,9 +1091,10 @@ function groupSize(frames: readonly Frame[], start: number): number {
 }
 
 /**
- * Moves each DATA frame right behind its stream's HEADERS when both are in `frames` (control
- * frames come first, so a batch of requests is all heads, then all bodies). Order within a
- * stream is kept; frames of different streams may be reordered freely.
+ * Moves the DATA of each body that starts and ends in `frames` right behind its HEADERS
+ * (control frames come first, so a batch of small requests is all heads, then all bodies),
+ * so the receiver can hand over the body whole. Bodies that continue past this message keep
+ * their round-robin places. Order within a stream is kept; across streams it is free.
  */
 function dataAfterHeaders(frames: readonly Frame[]): readonly Frame[] {
   const bodies = new Map<number, Frame[]>();
@@ -1101,16 +1102,21 @@ function dataAfterHeaders(frames: readonly Frame[]): readonly Frame[] {
     if (frame.type === FrameType.Headers) bodies.set(frame.streamId, []);
   }
   if (bodies.size === 0) return frames;
-  const rest: Frame[] = [];
+  const whole = new Set<number>();
   for (const frame of frames) {
     const body = frame.type === FrameType.Data ? bodies.get(frame.streamId) : undefined;
-    if (body) body.push(frame);
-    else rest.push(frame);
+    if (!body) continue;
+    body.push(frame);
+    if (frame.flags & FLAG_END_STREAM) whole.add(frame.streamId);
   }
+  if (whole.size === 0) return frames;
   const ordered: Frame[] = [];
-  for (const frame of rest) {
+  for (const frame of frames) {
+    if (frame.type === FrameType.Data && whole.has(frame.streamId)) continue;
     ordered.push(frame);
-    if (frame.type === FrameType.Headers) ordered.push(...bodies.get(frame.streamId)!);
+    if (frame.type === FrameType.Headers && whole.has(frame.streamId)) {
+      ordered.push(...bodies.get(frame.streamId)!);
+    }
   }
   return ordered;
 }
