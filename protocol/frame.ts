@@ -125,7 +125,6 @@ export function encodeFrames(frames: readonly Frame[]): Uint8Array {
  */
 export function decodeFrames(bytes: Uint8Array, maxFrameBytes: number): Frame[] {
   const frames: Frame[] = [];
-  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   let offset = 0;
   if (bytes.byteLength === 0) {
     throw new ProtocolError("Cannot decode frame: empty message", CloseCode.ProtocolError);
@@ -139,10 +138,11 @@ export function decodeFrames(bytes: Uint8Array, maxFrameBytes: number): Frame[] 
         CloseCode.ProtocolError,
       );
     }
-    const type = view.getUint8(offset);
-    const flags = view.getUint8(offset + 1);
-    const streamId = view.getUint32(offset + 2);
-    const length = view.getUint32(offset + 6);
+    // Byte by byte rather than a DataView: on Bun, `.buffer` of a received message allocates.
+    const type = bytes[offset];
+    const flags = bytes[offset + 1];
+    const streamId = readUint32(bytes, offset + 2);
+    const length = readUint32(bytes, offset + 6);
     if (!KNOWN_TYPES.has(type)) {
       throw new ProtocolError(
         `Cannot decode frame: unknown type 0x${type.toString(16)}`,
@@ -226,4 +226,9 @@ function writeUint32(out: Uint8Array, offset: number, n: number): void {
   out[offset + 1] = (n >>> 16) & 0xff;
   out[offset + 2] = (n >>> 8) & 0xff;
   out[offset + 3] = n & 0xff;
+}
+
+function readUint32(bytes: Uint8Array, offset: number): number {
+  return bytes[offset] * 0x100_0000 +
+    ((bytes[offset + 1] << 16) | (bytes[offset + 2] << 8) | bytes[offset + 3]);
 }

@@ -1097,6 +1097,8 @@ function groupSize(frames: readonly Frame[], start: number): number {
  * their round-robin places. Order within a stream is kept; across streams it is free.
  */
 function dataAfterHeaders(frames: readonly Frame[]): readonly Frame[] {
+  // A lone exchange (HEADERS, DATA) is in order already; skip the bookkeeping.
+  if (frames.length < 3) return frames;
   const bodies = new Map<number, Frame[]>();
   for (const frame of frames) {
     if (frame.type === FrameType.Headers) bodies.set(frame.streamId, []);
