@@ -326,6 +326,51 @@ for (const direction of DIRECTIONS) {
     );
 
     it(
+      "Connection.serve() info.completed resolves once the response is sent in full, or the peer cancels",
+      TEST_OPTIONS,
+      async () => {
+        const release = deferred();
+        const completed = new Map<string, ReturnType<typeof deferred<void>>>();
+        const completions: string[] = [];
+        for (const path of ["/quick", "/slow", "/cancelled"]) completed.set(path, deferred());
+        callee.serve((request, info) => {
+          assert.equal(info.connection, callee);
+          const path = new URL(request.url).pathname;
+          assert.equal(info.completed, info.completed, "one promise per exchange");
+          info.completed.then(() => {
+            completions.push(path);
+            completed.get(path)!.resolve();
+          });
+          if (path === "/quick") return new Response("done");
+          // A body that waits: the exchange is not complete until its last byte is sent.
+          return new Response(
+            new ReadableStream({
+              async pull(controller) {
+                controller.enqueue(new TextEncoder().encode("part"));
+                await release.promise;
+                controller.close();
+              },
+            }),
+          );
+        });
+        const quick = await withTimeout(caller.fetch("/quick"), GUARD, "fetch quick");
+        assert.equal(await quick.text(), "done");
+        await withTimeout(completed.get("/quick")!.promise, GUARD, "quick completed");
+        const slow = await withTimeout(caller.fetch("/slow"), GUARD, "fetch slow");
+        const reader = slow.body!.getReader();
+        assert.equal(new TextDecoder().decode((await reader.read()).value), "part");
+        assert.deepEqual(completions, ["/quick"], "the streaming exchange is still running");
+        release.resolve();
+        assert.equal((await withTimeout(reader.read(), GUARD, "end")).done, true);
+        await withTimeout(completed.get("/slow")!.promise, GUARD, "slow completed");
+        const cancelled = await withTimeout(caller.fetch("/cancelled"), GUARD, "fetch cancelled");
+        await cancelled.body!.cancel();
+        await withTimeout(completed.get("/cancelled")!.promise, GUARD, "completed after cancel");
+        assert.deepEqual(completions, ["/quick", "/slow", "/cancelled"]);
+      },
+    );
+
+    it(
       "Connection.fetch() runs 500 concurrent exchanges that finish out of order without cross-talk",
       {
         timeout: 120_000,
