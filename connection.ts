@@ -166,6 +166,7 @@ const SOCKET_HIGH_WATER = 1024 * 1024;
 const DRAIN_POLL_MS = 2;
 const NULL_BODY_STATUS = new Set([204, 205, 304]);
 const EMPTY = new Uint8Array(0);
+const noop = (): void => {};
 const encoder = new TextEncoder();
 
 /**
@@ -381,20 +382,23 @@ export class Connection {
           : new ExchangeRefusedError(String((error as Error).message)),
       );
     }
-    const onAbort = (): void => {
-      const reason = abortReason(signal!);
-      this.#session.reset(streamId, ResetCode.Cancel, "Aborted by the caller");
-      this.#failOutgoing(streamId, reason);
-      this.#schedule();
-    };
-    signal?.addEventListener("abort", onAbort, { once: true });
+    let cleanup = noop;
+    if (signal) {
+      const onAbort = (): void => {
+        this.#session.reset(streamId, ResetCode.Cancel, "Aborted by the caller");
+        this.#failOutgoing(streamId, abortReason(signal));
+        this.#schedule();
+      };
+      signal.addEventListener("abort", onAbort, { once: true });
+      cleanup = () => signal.removeEventListener("abort", onAbort);
+    }
     const exchange: Outgoing = {
       resolve,
       reject,
       responded: false,
       body: undefined,
       head: head.method === "HEAD",
-      cleanup: () => signal?.removeEventListener("abort", onAbort),
+      cleanup,
       cancelPump: undefined,
     };
     this.#outgoing.set(streamId, exchange);
