@@ -192,7 +192,12 @@ export class WebSocketServer {
   readonly #connections = new Map<string, Connection>();
   readonly #handshaking = new Set<Connection>();
   /** Deno sockets whose close handshake has not finished yet (see `#shutdown`). */
-  readonly #openSockets = new Set<Promise<void>>();
+  #openSockets = 0;
+  #allSocketsClosed: (() => void) | undefined;
+  // One listener for every socket: a promise per socket would cost each idle connection.
+  readonly #onSocketClose = (): void => {
+    if (--this.#openSockets === 0) this.#allSocketsClosed?.();
+  };
   #addr: ServerAddr | undefined;
   #stopListening: (() => Promise<void>) | undefined;
   #closing: Promise<void> | undefined;
@@ -305,11 +310,8 @@ export class WebSocketServer {
     const { socket, response } = deno.upgradeWebSocket(request);
     // `close()` waits for this before `Deno.serve`'s shutdown, which would overtake the
     // socket's own close frame with a 1001.
-    const socketClosed = new Promise<void>((resolve) =>
-      socket.addEventListener("close", () => resolve(), { once: true })
-    );
-    this.#openSockets.add(socketClosed);
-    socketClosed.then(() => this.#openSockets.delete(socketClosed));
+    this.#openSockets++;
+    socket.addEventListener("close", this.#onSocketClose, { once: true });
     this.#accept(adaptWebSocket(socket), origin, kept, {
       hostname: remote?.hostname ?? "",
       port: remote?.port ?? 0,
@@ -433,7 +435,10 @@ export class WebSocketServer {
     // (bounded) so that Deno's shutdown does not overtake them with its own 1001.
     let timer: ReturnType<typeof setTimeout> | undefined;
     await Promise.race([
-      Promise.all(this.#openSockets),
+      new Promise<void>((resolve) => {
+        this.#allSocketsClosed = resolve;
+        if (this.#openSockets === 0) resolve();
+      }),
       new Promise((resolve) => timer = setTimeout(resolve, 1_000)),
     ]);
     clearTimeout(timer);
