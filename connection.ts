@@ -140,6 +140,7 @@ const DRAIN_POLL_MS = 2;
 const NULL_BODY_STATUS = new Set([204, 205, 304]);
 const EMPTY = new Uint8Array(0);
 const encoder = new TextEncoder();
+const performanceNow = (): number => performance.now();
 
 /**
  * One WebSocket carrying HTTP exchanges both ways: `serve()` a handler for the
@@ -206,7 +207,7 @@ export class Connection {
     this.#socket = init.socket;
     this.#session = init.session;
     this.#logger = init.logger;
-    this.#clock = init.clock ?? (() => performance.now());
+    this.#clock = init.clock ?? performanceNow;
     this.#hooks = init.hooks ?? {};
     this.#onPing = init.onPing;
     this.#onPong = init.onPong;
