@@ -38,6 +38,63 @@ export const CLIENT_DELAYS_MID_SIZE_MESSAGES: boolean =
 
 const noop = (): void => {};
 
+// The adapters are classes, not object literals full of closures: a server holds one per
+// connection, and most connections are idle (on V8 a literal with a getter also ends up
+// as a slow dictionary object).
+
+/** A {@linkcode Socket} over a standard `WebSocket`; it is its own event listener. */
+class StandardSocket implements Socket {
+  readonly signalsDrain = false;
+  onMessage: (data: Uint8Array | string) => void = noop;
+  onClose: (code: number, reason: string) => void = noop;
+  onDrain: () => void = noop;
+  readonly #ws: WebSocket;
+  #closed = false;
+
+  constructor(ws: WebSocket) {
+    this.#ws = ws;
+    ws.binaryType = "arraybuffer";
+    ws.addEventListener("message", this);
+    ws.addEventListener("close", this);
+  }
+
+  get bufferedAmount(): number {
+    return this.#ws.bufferedAmount;
+  }
+
+  send(data: Uint8Array): void {
+    this.#ws.send(data);
+  }
+
+  close(code: number, reason: string): void {
+    const ws = this.#ws;
+    // Deno's server socket is still CONNECTING when upgradeWebSocket returns, and
+    // there close() is silently ignored: close once it has opened instead.
+    if (ws.readyState === WebSocket.CONNECTING) {
+      ws.addEventListener("open", () => this.close(code, reason), { once: true });
+      return;
+    }
+    try {
+      ws.close(code, reason);
+    } catch {
+      ws.close();
+    }
+  }
+
+  handleEvent(event: Event): void {
+    if (event.type === "message") {
+      const data = (event as MessageEvent).data;
+      this.onMessage(typeof data === "string" ? data : new Uint8Array(data as ArrayBuffer));
+      return;
+    }
+    if (this.#closed) return;
+    this.#closed = true;
+    const { code, reason } = event as CloseEvent;
+    // Deno reports a dropped TCP connection as code 0; RFC 6455 calls that 1006.
+    this.onClose(code || 1006, reason);
+  }
+}
+
 /**
  * Adapts a standard `WebSocket` that is already open (or opening).
  *
@@ -45,44 +102,7 @@ const noop = (): void => {};
  * @returns The adapter.
  */
 export function adaptWebSocket(ws: WebSocket): Socket {
-  ws.binaryType = "arraybuffer";
-  let closed = false;
-  const socket: Socket = {
-    send: (data) => ws.send(data),
-    close: (code, reason) => {
-      // Deno's server socket is still CONNECTING when upgradeWebSocket returns, and
-      // there close() is silently ignored: close once it has opened instead.
-      if (ws.readyState === WebSocket.CONNECTING) {
-        ws.addEventListener("open", () => socket.close(code, reason), { once: true });
-        return;
-      }
-      try {
-        ws.close(code, reason);
-      } catch {
-        ws.close();
-      }
-    },
-    get bufferedAmount() {
-      return ws.bufferedAmount;
-    },
-    signalsDrain: false,
-    onMessage: noop,
-    onClose: noop,
-    onDrain: noop,
-  };
-  ws.addEventListener("message", (event: MessageEvent) => {
-    const data = event.data;
-    socket.onMessage(
-      typeof data === "string" ? data : new Uint8Array(data as ArrayBuffer),
-    );
-  });
-  ws.addEventListener("close", (event: CloseEvent) => {
-    if (closed) return;
-    closed = true;
-    // Deno reports a dropped TCP connection as code 0; RFC 6455 calls that 1006.
-    socket.onClose(event.code || 1006, event.reason);
-  });
-  return socket;
+  return new StandardSocket(ws);
 }
 
 /** The part of Bun's `ServerWebSocket` we use, described structurally. */
@@ -109,6 +129,48 @@ export interface BunSocket extends Socket {
   dispatchDrain(): void;
 }
 
+class BunSocketAdapter implements BunSocket {
+  readonly signalsDrain = true;
+  onMessage: (data: Uint8Array | string) => void = noop;
+  onClose: (code: number, reason: string) => void = noop;
+  onDrain: () => void = noop;
+  readonly #ws: BunServerWebSocket;
+  #closed = false;
+  #pending = 0;
+
+  constructor(ws: BunServerWebSocket) {
+    this.#ws = ws;
+  }
+
+  get bufferedAmount(): number {
+    return this.#ws.getBufferedAmount?.() ?? this.#pending;
+  }
+
+  send(data: Uint8Array): void {
+    // -1: accepted but queued behind backpressure; `drain` follows.
+    if (this.#ws.send(data) === -1) this.#pending += data.byteLength;
+  }
+
+  close(code: number, reason: string): void {
+    this.#ws.close(code, reason);
+  }
+
+  dispatchMessage(data: string | Uint8Array): void {
+    this.onMessage(data);
+  }
+
+  dispatchClose(code: number, reason: string): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.onClose(code, reason);
+  }
+
+  dispatchDrain(): void {
+    this.#pending = 0;
+    this.onDrain();
+  }
+}
+
 /**
  * Adapts Bun's `ServerWebSocket`.
  *
@@ -116,31 +178,5 @@ export interface BunSocket extends Socket {
  * @returns The adapter; wire Bun's `message`, `close` and `drain` callbacks to its `dispatch*`.
  */
 export function adaptBunSocket(ws: BunServerWebSocket): BunSocket {
-  let closed = false;
-  let pending = 0;
-  const socket: BunSocket = {
-    send: (data) => {
-      // -1: accepted but queued behind backpressure; `drain` follows.
-      if (ws.send(data) === -1) pending += data.byteLength;
-    },
-    close: (code, reason) => ws.close(code, reason),
-    get bufferedAmount() {
-      return ws.getBufferedAmount?.() ?? pending;
-    },
-    signalsDrain: true,
-    onMessage: noop,
-    onClose: noop,
-    onDrain: noop,
-    dispatchMessage: (data) => socket.onMessage(data),
-    dispatchClose: (code, reason) => {
-      if (closed) return;
-      closed = true;
-      socket.onClose(code, reason);
-    },
-    dispatchDrain: () => {
-      pending = 0;
-      socket.onDrain();
-    },
-  };
-  return socket;
+  return new BunSocketAdapter(ws);
 }

@@ -4,13 +4,15 @@
  * `Connection` is the I/O shell around the protocol's {@linkcode Session}: it
  * feeds the session socket messages and the clock, turns session events into
  * `Request`s for the handler and `Response`s for `fetch` callers, and drains the
- * session's output into the socket. One timer per connection serves every
- * deadline (handshake, heartbeat); output is flushed once per macrotask so that
+ * session's output into the socket. One deadline per connection serves every
+ * timeout (handshake, heartbeat), on a timer shared by all connections
+ * (`_deadlines.ts`); output is flushed once per macrotask so that
  * everything a handler produces in one go leaves as one WebSocket message.
  *
  * @module
  */
 
+import { Deadline, setDeadline } from "./_deadlines.ts";
 import { appendHeaders, headerList } from "./_header_list.ts";
 import { InboundBody } from "./_inbound_body.ts";
 import { handlerUrl, type RequestParts, requestParts } from "./_request_parts.ts";
@@ -168,6 +170,7 @@ const NULL_BODY_STATUS = new Set([204, 205, 304]);
 const EMPTY = new Uint8Array(0);
 const noop = (): void => {};
 const encoder = new TextEncoder();
+const performanceNow = (): number => performance.now();
 
 /**
  * One WebSocket carrying HTTP exchanges both ways: `serve()` a handler for the
@@ -216,7 +219,8 @@ export class Connection {
   #drainStalledAt: number | undefined;
   /** The last stall outlasted DRAIN_POLL_MS: poll on a timer until the link proves fast. */
   #slowDrain = false;
-  #timer: ReturnType<typeof setTimeout> | undefined;
+  readonly #deadline: Deadline;
+  /** The session deadline `#deadline` stands for, on `#clock`. */
   #timerAt: number | undefined;
   #ended: ConnectionCloseInfo | undefined;
   #closing: { code: number; reason: string; deadline: ReturnType<typeof setTimeout> } | undefined;
@@ -234,7 +238,7 @@ export class Connection {
     this.#socket = init.socket;
     this.#session = init.session;
     this.#logger = init.logger;
-    this.#clock = init.clock ?? (() => performance.now());
+    this.#clock = init.clock ?? performanceNow;
     this.#hooks = init.hooks ?? {};
     this.#onPing = init.onPing;
     this.#onPong = init.onPong;
@@ -242,6 +246,7 @@ export class Connection {
     this.#remoteAddr = init.remoteAddr ?? { hostname: "", port: 0 };
     this.#handlerRemoteAddr = { transport: "tcp", ...this.#remoteAddr };
     this.closed = new Promise((resolve) => this.#resolveClosed = resolve);
+    this.#deadline = new Deadline(this.#flush);
     this.#socket.onMessage = (data) => this.#onMessage(data);
     this.#socket.onClose = (code, reason) => this.#end({ code, reason, ...abnormal(code, reason) });
     this.#socket.onDrain = () => this.#schedule();
@@ -757,16 +762,12 @@ export class Connection {
   #armTimer(): void {
     if (this.#ended) return;
     const at = this.#session.pollTimeout();
-    if (at === this.#timerAt) return;
-    if (this.#timer !== undefined) clearTimeout(this.#timer);
-    this.#timer = undefined;
+    if (at === this.#timerAt && (at === undefined || this.#deadline.pending)) return;
     this.#timerAt = at;
-    if (at === undefined) return;
-    this.#timer = setTimeout(() => {
-      this.#timer = undefined;
-      this.#timerAt = undefined;
-      this.#flush();
-    }, Math.max(0, at - this.#clock()));
+    setDeadline(
+      this.#deadline,
+      at === undefined ? undefined : performance.now() + Math.max(0, at - this.#clock()),
+    );
   }
 
   #processEvents(): void {
@@ -964,10 +965,10 @@ export class Connection {
     if (this.#ended) return;
     this.#ended = info;
     this.#session.close();
-    if (this.#timer !== undefined) clearTimeout(this.#timer);
+    setDeadline(this.#deadline, undefined);
     if (this.#drainTimer !== undefined) clearTimeout(this.#drainTimer);
     if (this.#closing) clearTimeout(this.#closing.deadline);
-    this.#timer = this.#drainTimer = undefined;
+    this.#drainTimer = undefined;
     const error = new ConnectionClosedError(
       `Connection closed: ${info.code}${info.reason ? ` ${info.reason}` : ""}`,
       info.code,

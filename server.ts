@@ -161,7 +161,8 @@ interface BunRuntime {
 }
 
 interface BunSocketData {
-  swaggersocket: { request: Request; remoteAddr: { hostname: string; port: number } };
+  /** Set by `upgrade()`, taken by `open`: Bun keeps `data` as long as the socket. */
+  swaggersocket?: { request: Request; remoteAddr: { hostname: string; port: number } };
   socket?: BunSocket;
 }
 
@@ -191,7 +192,12 @@ export class WebSocketServer {
   readonly #connections = new Map<string, Connection>();
   readonly #handshaking = new Set<Connection>();
   /** Deno sockets whose close handshake has not finished yet (see `#shutdown`). */
-  readonly #openSockets = new Set<Promise<void>>();
+  #openSockets = 0;
+  #allSocketsClosed: (() => void) | undefined;
+  // One listener for every socket: a promise per socket would cost each idle connection.
+  readonly #onSocketClose = (): void => {
+    if (--this.#openSockets === 0) this.#allSocketsClosed?.();
+  };
   #addr: ServerAddr | undefined;
   #stopListening: (() => Promise<void>) | undefined;
   #closing: Promise<void> | undefined;
@@ -244,9 +250,11 @@ export class WebSocketServer {
   readonly websocket: BunWebSocketHandlers = {
     open: (ws) => {
       const data = ws.data as BunSocketData;
+      const { request, remoteAddr } = data.swaggersocket!;
+      data.swaggersocket = undefined;
       const socket = adaptBunSocket(ws);
       data.socket = socket;
-      this.#accept(socket, data.swaggersocket.request, data.swaggersocket.remoteAddr);
+      this.#accept(socket, request.headers.get("origin"), request, remoteAddr);
     },
     message: (ws, message) => (ws.data as BunSocketData).socket?.dispatchMessage(message),
     close: (ws, code, reason) => (ws.data as BunSocketData).socket?.dispatchClose(code, reason),
@@ -293,21 +301,18 @@ export class WebSocketServer {
     }
     // Deno's info.remoteAddr throws once the request has been upgraded: read it first.
     const remote = (context as DenoServeHandlerInfo | undefined)?.remoteAddr;
-    // So do the request's headers once the handler has returned ("Request closed"), and
-    // `authorize` reads them later, after the hello: keep a detached copy.
-    const snapshot = new Request(request.url, {
-      method: request.method,
-      headers: new Headers(request.headers),
-    });
+    // So does the request once upgraded ("Request closed"), and `authorize` reads it later,
+    // after the hello: it gets a detached copy.
+    const origin = request.headers.get("origin");
+    const kept = this.#options.authorize
+      ? new Request(request.url, { method: request.method, headers: new Headers(request.headers) })
+      : undefined;
     const { socket, response } = deno.upgradeWebSocket(request);
     // `close()` waits for this before `Deno.serve`'s shutdown, which would overtake the
     // socket's own close frame with a 1001.
-    const socketClosed = new Promise<void>((resolve) =>
-      socket.addEventListener("close", () => resolve(), { once: true })
-    );
-    this.#openSockets.add(socketClosed);
-    socketClosed.then(() => this.#openSockets.delete(socketClosed));
-    this.#accept(adaptWebSocket(socket), snapshot, {
+    this.#openSockets++;
+    socket.addEventListener("close", this.#onSocketClose, { once: true });
+    this.#accept(adaptWebSocket(socket), origin, kept, {
       hostname: remote?.hostname ?? "",
       port: remote?.port ?? 0,
     });
@@ -430,7 +435,10 @@ export class WebSocketServer {
     // (bounded) so that Deno's shutdown does not overtake them with its own 1001.
     let timer: ReturnType<typeof setTimeout> | undefined;
     await Promise.race([
-      Promise.all(this.#openSockets),
+      new Promise<void>((resolve) => {
+        this.#allSocketsClosed = resolve;
+        if (this.#openSockets === 0) resolve();
+      }),
       new Promise((resolve) => timer = setTimeout(resolve, 1_000)),
     ]);
     clearTimeout(timer);
@@ -482,8 +490,15 @@ export class WebSocketServer {
     return undefined;
   }
 
-  #accept(socket: Socket, request: Request, remoteAddr: { hostname: string; port: number }): void {
+  /** `request` is for `authorize` only, which reads it once: an open connection does not keep it. */
+  #accept(
+    socket: Socket,
+    origin: string | null,
+    request: Request | undefined,
+    remoteAddr: { hostname: string; port: number },
+  ): void {
     const options = this.#options;
+    let upgradeRequest = request;
     const limits = options.limits ?? {};
     // Assigned once below; the session's ping answer needs it before then.
     // deno-lint-ignore prefer-const
@@ -509,7 +524,9 @@ export class WebSocketServer {
       handler: options.handler,
       hooks: {
         onHello: ({ metadata, resume }, answer) => {
-          this.#authorize(request, metadata, connection.remoteAddr).then(async (ok) => {
+          const authorizing = this.#authorize(upgradeRequest, metadata, connection.remoteAddr);
+          upgradeRequest = undefined;
+          authorizing.then(async (ok) => {
             if (!ok) return answer.refuse(CloseCode.Unauthorized, "Unauthorized");
             const store = this.#resume;
             const redeemed = resume !== undefined && !connection.isClosed
@@ -568,7 +585,6 @@ export class WebSocketServer {
     });
     this.#handshaking.add(connection);
     const max = limits.maxConnections;
-    const origin = request.headers.get("origin");
     const allowed = options.allowedOrigins;
     // Refused after the upgrade, with a close code, so the client learns not to retry;
     // an HTTP 403 would look like a network failure to a WebSocket client.
@@ -593,11 +609,16 @@ export class WebSocketServer {
     }
   }
 
-  async #authorize(request: Request, metadata: unknown, remoteAddr: string): Promise<boolean> {
+  async #authorize(
+    request: Request | undefined,
+    metadata: unknown,
+    remoteAddr: string,
+  ): Promise<boolean> {
     const authorize = this.#options.authorize;
     if (!authorize) return true;
     try {
-      return (await authorize({ request, metadata, remoteAddr })) === true;
+      // `upgrade()` keeps the request whenever there is an `authorize`.
+      return (await authorize({ request: request!, metadata, remoteAddr })) === true;
     } catch (error) {
       this.#logger.warn("swaggersocket: authorize threw; refusing", error);
       return false;

@@ -184,9 +184,8 @@ export class Session {
   #peerGoAwayLastId: number | undefined;
 
   #control: Frame[] = [];
+  /** Streams with something to send; `stream.queued` says which, without scanning it. */
   #sendQueue: StreamRecord[] = [];
-  /** The streams in `#sendQueue`: membership without scanning it. */
-  #queued = new Set<StreamRecord>();
   #events: SessionEvent[] = [];
 
   /**
@@ -445,8 +444,8 @@ export class Session {
   close(): void {
     this.#phase = "closed";
     this.#control = [];
+    for (const stream of this.#sendQueue) stream.queued = false;
     this.#sendQueue = [];
-    this.#queued.clear();
     this.#pending = [];
   }
 
@@ -552,7 +551,7 @@ export class Session {
       ) {
         this.#sendQueue.push(stream);
       } else {
-        this.#queued.delete(stream);
+        stream.queued = false;
       }
     }
     if (frames.length === 0) return undefined;
@@ -626,8 +625,8 @@ export class Session {
   // ---- internals ----------------------------------------------------------
 
   #enqueue(stream: StreamRecord): void {
-    if (this.#queued.has(stream)) return;
-    this.#queued.add(stream);
+    if (stream.queued) return;
+    stream.queued = true;
     this.#sendQueue.push(stream);
   }
 
@@ -760,7 +759,8 @@ export class Session {
     else this.#peerOpen--;
     stream.outbox = [];
     stream.outboxBytes = 0;
-    if (this.#queued.delete(stream)) {
+    if (stream.queued) {
+      stream.queued = false;
       const i = this.#sendQueue.indexOf(stream);
       if (i !== -1) this.#sendQueue.splice(i, 1);
     }

@@ -77,6 +77,8 @@ export interface StreamRecord {
   outboxEnd: boolean;
   /** Whether the session has told the application this stream can take more. */
   writableSignalled: boolean;
+  /** Whether the stream waits in the session's send queue. */
+  queued: boolean;
 }
 
 /**
@@ -106,5 +108,6 @@ export function createStream(
     outboxBytes: 0,
     outboxEnd: false,
     writableSignalled: true,
+    queued: false,
   };
 }

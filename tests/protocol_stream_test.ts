@@ -72,6 +72,7 @@ describe("createStream()", () => {
       outboxBytes: 0,
       outboxEnd: false,
       writableSignalled: true,
+      queued: false,
     });
   });
 
