@@ -11,7 +11,10 @@
 
 /** What a connection needs from a WebSocket. */
 export interface Socket {
-  /** Sends one binary message. */
+  /**
+   * Sends one binary message. The bytes are copied before this returns (Deno's `WebSocket`,
+   * Bun's client and `ServerWebSocket` all do), so the caller may reuse the buffer at once.
+   */
   send(data: Uint8Array): void;
   /** Closes with a code and a reason (at most 123 UTF-8 bytes). */
   close(code: number, reason: string): void;

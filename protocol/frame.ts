@@ -81,6 +81,12 @@ const EMPTY = new Uint8Array(0);
 /**
  * Encodes frames into one message.
  *
+ * With `scratch`, a message that fits is written into it and the result is a view of
+ * it, valid until `scratch` is written again: no allocation per message, which is what a
+ * stream of large DATA frames would otherwise cost (a fresh buffer per message, its pages
+ * faulted in by the copy, then garbage). This suits a sender that hands the bytes to a
+ * `WebSocket.send`, which copies them before returning.
+ *
  * @example Usage
  * ```ts
  * import { encodeFrames, FrameType } from "@swaggersocket/swaggersocket/protocol";
@@ -89,13 +95,16 @@ const EMPTY = new Uint8Array(0);
  * ```
  *
  * @param frames The frames, in order.
+ * @param scratch A buffer to reuse; a message larger than it gets a buffer of its own.
  * @returns The message bytes.
  */
-export function encodeFrames(frames: readonly Frame[]): Uint8Array {
+export function encodeFrames(frames: readonly Frame[], scratch?: Uint8Array): Uint8Array {
   let size = 0;
   for (const frame of frames) size += FRAME_HEADER_BYTES + frame.payload.byteLength;
-  const out = new Uint8Array(size);
-  const view = new DataView(out.buffer);
+  const out = scratch !== undefined && size <= scratch.byteLength
+    ? scratch.subarray(0, size)
+    : new Uint8Array(size);
+  const view = new DataView(out.buffer, out.byteOffset, size);
   let offset = 0;
   for (const frame of frames) {
     view.setUint8(offset, frame.type);

@@ -523,9 +523,11 @@ export class Session {
    * The next message to send: every queued control frame and as much body data as
    * windows and the message bound allow.
    *
+   * @param scratch A buffer to encode into (see `encodeFrames`): the message is then a view
+   *   of it, valid until the next call with the same buffer. Without it, a fresh buffer.
    * @returns The message, or `undefined` if there is nothing to send.
    */
-  pollTransmit(): Uint8Array | undefined {
+  pollTransmit(scratch?: Uint8Array): Uint8Array | undefined {
     if (this.#phase === "closed") return undefined;
     if (this.#pending.length > 0) return this.#pending.shift();
     const frames = this.#control;
@@ -561,11 +563,11 @@ export class Session {
       let bytes = 0;
       for (const frame of frames) bytes += FRAME_HEADER_BYTES + frame.payload.byteLength;
       if (bytes > SMALL_MESSAGE_BYTES && bytes < LARGE_MESSAGE_BYTES) {
-        this.#pending = splitFrames(frames, SMALL_MESSAGE_BYTES).map(encodeFrames);
+        this.#pending = splitFrames(frames, SMALL_MESSAGE_BYTES).map((part) => encodeFrames(part));
         return this.#pending.shift();
       }
     }
-    return encodeFrames(frames);
+    return encodeFrames(frames, scratch);
   }
 
   /**
