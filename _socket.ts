@@ -39,7 +39,12 @@ const noop = (): void => {};
  * @returns The adapter.
  */
 export function adaptWebSocket(ws: WebSocket): Socket {
-  ws.binaryType = "arraybuffer";
+  // Bun's client copies each binary message once more to make an ArrayBuffer; as a
+  // "nodebuffer" it does not. Elsewhere that value is refused (Deno keeps the old one,
+  // Node's undici falls back to "blob"), and "arraybuffer" it is.
+  const typed = ws as { binaryType: string };
+  typed.binaryType = "nodebuffer";
+  if (typed.binaryType !== "nodebuffer") typed.binaryType = "arraybuffer";
   let closed = false;
   const socket: Socket = {
     send: (data) => ws.send(data),
@@ -65,9 +70,12 @@ export function adaptWebSocket(ws: WebSocket): Socket {
     onDrain: noop,
   };
   ws.addEventListener("message", (event: MessageEvent) => {
-    const data = event.data;
+    const data = event.data as string | ArrayBuffer | Uint8Array;
     socket.onMessage(
-      typeof data === "string" ? data : new Uint8Array(data as ArrayBuffer),
+      typeof data === "string" ? data : data instanceof ArrayBuffer
+        ? new Uint8Array(data)
+        // A plain view of Bun's Buffer, not a copy: body chunks stay plain Uint8Arrays.
+        : new Uint8Array(data.buffer, data.byteOffset, data.byteLength),
     );
   });
   ws.addEventListener("close", (event: CloseEvent) => {

@@ -51,6 +51,42 @@ function openClient(port: number): Promise<Socket> {
   });
 }
 
+describe("adaptWebSocket()", () => {
+  let server: AppServer | undefined;
+  let client: Socket | undefined;
+  afterEach(async () => {
+    client?.close(1000, "");
+    await server?.close();
+    server = client = undefined;
+  });
+
+  it("adaptWebSocket() hands each binary message over as a plain Uint8Array that stays intact", {
+    timeout: 60_000,
+  }, async () => {
+    const count = 300;
+    const accepted = deferred<Socket>();
+    server = startAdaptedSocketServer((socket) => accepted.resolve(socket));
+    client = await withTimeout(openClient(server.port), GUARD, "connect");
+    const received: (Uint8Array | string)[] = [];
+    const all = deferred();
+    client.onMessage = (data) => {
+      received.push(data);
+      if (received.length === count) all.resolve();
+    };
+    const sender = await withTimeout(accepted.promise, GUARD, "accept");
+    // Sizes from 1 byte to ~300 KiB: small messages may share a runtime's buffer pool.
+    const sizeOf = (i: number): number => 1 + ((i * 997) % 4096) + (i % 50 === 0 ? 300_000 : 0);
+    for (let i = 0; i < count; i++) sender.send(new Uint8Array(sizeOf(i)).fill(i & 0xff));
+    await withTimeout(all.promise, GUARD, "messages");
+    received.forEach((data, i) => {
+      assert.ok(data instanceof Uint8Array, `message ${i} is bytes`);
+      assert.equal(data.constructor, Uint8Array, `message ${i} is a plain Uint8Array`);
+      assert.equal(data.byteLength, sizeOf(i));
+      assert.ok(data.every((b) => b === (i & 0xff)), `message ${i} is intact`);
+    });
+  });
+});
+
 describe("Socket.send()", () => {
   let server: AppServer | undefined;
   let client: Socket | undefined;
