@@ -82,10 +82,9 @@ const EMPTY = new Uint8Array(0);
  * Encodes frames into one message.
  *
  * With `scratch`, a message that fits is written into it and the result is a view of
- * it, valid until `scratch` is written again: no allocation per message, which is what a
- * stream of large DATA frames would otherwise cost (a fresh buffer per message, its pages
- * faulted in by the copy, then garbage). This suits a sender that hands the bytes to a
- * `WebSocket.send`, which copies them before returning.
+ * it, valid until `scratch` is written again. A stream of large DATA frames then costs no
+ * allocation per message (a fresh buffer each time, its pages faulted in by the copy,
+ * then garbage); it suits a sender whose transport copies the bytes before it returns.
  *
  * @example Usage
  * ```ts
