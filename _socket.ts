@@ -11,7 +11,10 @@
 
 /** What a connection needs from a WebSocket. */
 export interface Socket {
-  /** Sends one binary message. */
+  /**
+   * Sends one binary message. The bytes are copied before this returns (Deno's `WebSocket`,
+   * Bun's client and `ServerWebSocket` all do), so the caller may reuse the buffer at once.
+   */
   send(data: Uint8Array): void;
   /** Closes with a code and a reason (at most 123 UTF-8 bytes). */
   close(code: number, reason: string): void;
@@ -53,7 +56,12 @@ class StandardSocket implements Socket {
 
   constructor(ws: WebSocket) {
     this.#ws = ws;
-    ws.binaryType = "arraybuffer";
+    // Bun's client copies each binary message once more to make an ArrayBuffer; as a
+    // "nodebuffer" it does not. Elsewhere that value is refused (Deno keeps the old one,
+    // Node's undici falls back to "blob"), and "arraybuffer" it is.
+    const typed = ws as { binaryType: string };
+    typed.binaryType = "nodebuffer";
+    if (typed.binaryType !== "nodebuffer") typed.binaryType = "arraybuffer";
     ws.addEventListener("message", this);
     ws.addEventListener("close", this);
   }
@@ -83,8 +91,13 @@ class StandardSocket implements Socket {
 
   handleEvent(event: Event): void {
     if (event.type === "message") {
-      const data = (event as MessageEvent).data;
-      this.onMessage(typeof data === "string" ? data : new Uint8Array(data as ArrayBuffer));
+      const data = (event as MessageEvent).data as string | ArrayBuffer | Uint8Array;
+      this.onMessage(
+        typeof data === "string" ? data : data instanceof ArrayBuffer
+          ? new Uint8Array(data)
+          // A plain view of Bun's Buffer, not a copy: body chunks stay plain Uint8Arrays.
+          : new Uint8Array(data.buffer, data.byteOffset, data.byteLength),
+      );
       return;
     }
     if (this.#closed) return;

@@ -522,9 +522,11 @@ export class Session {
    * The next message to send: every queued control frame and as much body data as
    * windows and the message bound allow.
    *
+   * @param scratch A buffer to encode into (see `encodeFrames`): the message is then a view
+   *   of it, valid until the next call with the same buffer. Without it, a fresh buffer.
    * @returns The message, or `undefined` if there is nothing to send.
    */
-  pollTransmit(): Uint8Array | undefined {
+  pollTransmit(scratch?: Uint8Array): Uint8Array | undefined {
     if (this.#phase === "closed") return undefined;
     if (this.#pending.length > 0) return this.#pending.shift();
     const frames = this.#control;
@@ -562,11 +564,12 @@ export class Session {
       let bytes = 0;
       for (const frame of frames) bytes += FRAME_HEADER_BYTES + frame.payload.byteLength;
       if (bytes > SMALL_MESSAGE_BYTES && bytes < LARGE_MESSAGE_BYTES) {
-        this.#pending = splitFrames(ordered, SMALL_MESSAGE_BYTES).map(encodeFrames);
+        // Pending pieces are kept until later calls: each gets its own buffer, not the scratch.
+        this.#pending = splitFrames(ordered, SMALL_MESSAGE_BYTES).map((part) => encodeFrames(part));
         return this.#pending.shift();
       }
     }
-    return encodeFrames(ordered);
+    return encodeFrames(ordered, scratch);
   }
 
   /**

@@ -18,6 +18,13 @@ import {
   WebSocketServer,
   type WebSocketServerOptions,
 } from "../mod.ts";
+import {
+  adaptBunSocket,
+  adaptWebSocket,
+  type BunServerWebSocket,
+  type BunSocket,
+  type Socket,
+} from "../_socket.ts";
 import { IS_BUN, withTimeout } from "./_helpers.ts";
 
 /** How long closing one resource may take before the test fails. */
@@ -185,6 +192,64 @@ export function startSilentWebSocketServer(): AppServer & { upgraded: Promise<vo
   return {
     port: server.addr.port,
     upgraded: upgraded.promise,
+    async close() {
+      await Promise.all(sockets.map((socket) => closeWebSocket(socket)));
+      await server.shutdown();
+    },
+  };
+}
+
+/**
+ * A WebSocket endpoint whose server sockets go through this runtime's adapter
+ * (`adaptBunSocket` on Bun, `adaptWebSocket` over `Deno.upgradeWebSocket` on Deno), as
+ * the library's server uses them.
+ *
+ * @param onSocket Called with each accepted socket once it is open.
+ * @returns The endpoint.
+ */
+export function startAdaptedSocketServer(onSocket: (socket: Socket) => void): AppServer {
+  if (IS_BUN) {
+    const adapted = new Map<BunServerWebSocket, BunSocket>();
+    const server = bunGlobal().serve({
+      hostname: "127.0.0.1",
+      port: 0,
+      fetch: (request, srv) =>
+        srv.upgrade(request) ? undefined : new Response("Upgrade failed", { status: 400 }),
+      websocket: {
+        open(ws) {
+          const socket = adaptBunSocket(ws as BunServerWebSocket);
+          adapted.set(ws as BunServerWebSocket, socket);
+          onSocket(socket);
+        },
+        message: (ws, message) => adapted.get(ws as BunServerWebSocket)?.dispatchMessage(message),
+        close: (ws, code, reason) =>
+          adapted.get(ws as BunServerWebSocket)?.dispatchClose(code, reason),
+        drain: (ws) => adapted.get(ws as BunServerWebSocket)?.dispatchDrain(),
+        maxPayloadLength: 64 * 1024 * 1024,
+      },
+    });
+    return {
+      port: server.port,
+      async close() {
+        for (const ws of adapted.keys()) ws.close();
+        await server.stop(true);
+      },
+    };
+  }
+  const deno = denoGlobal();
+  const sockets: WebSocket[] = [];
+  const server = deno.serve(
+    { hostname: "127.0.0.1", port: 0, onListen() {} },
+    (request) => {
+      const { socket, response } = deno.upgradeWebSocket(request);
+      sockets.push(socket);
+      const adapted = adaptWebSocket(socket);
+      socket.addEventListener("open", () => onSocket(adapted), { once: true });
+      return response;
+    },
+  );
+  return {
+    port: server.addr.port,
     async close() {
       await Promise.all(sockets.map((socket) => closeWebSocket(socket)));
       await server.shutdown();

@@ -112,6 +112,35 @@ describe("encodeFrames() and decodeFrames()", () => {
     );
   });
 
+  it("encodeFrames() writes a message that fits into the scratch buffer, as a view of it", () => {
+    const scratch = new Uint8Array(64).fill(0xee);
+    const frames = [frameOf(FrameType.Data), frameOf(FrameType.Ping)];
+    const encoded = encodeFrames(frames, scratch);
+    assert.equal(encoded.buffer, scratch.buffer);
+    assert.equal(encoded.byteOffset, 0);
+    assert.deepEqual([...encoded], [...encodeFrames(frames)]);
+    assert.equal(scratch[encoded.byteLength], 0xee, "nothing past the message is written");
+  });
+
+  it("encodeFrames() allocates for a message larger than the scratch buffer", () => {
+    const scratch = new Uint8Array(FRAME_HEADER_BYTES);
+    const frame = frameOf(FrameType.Data);
+    const encoded = encodeFrames([frame], scratch);
+    assert.notEqual(encoded.buffer, scratch.buffer);
+    assert.deepEqual([...encoded], [...encodeFrames([frame])]);
+    assert.deepEqual([...scratch], new Array(FRAME_HEADER_BYTES).fill(0));
+  });
+
+  it("encodeFrames() writes into a scratch view at its own offset", () => {
+    const backing = new Uint8Array(100);
+    const scratch = backing.subarray(30);
+    const frame = frameOf(FrameType.Noop);
+    const encoded = encodeFrames([frame], scratch);
+    assert.equal(encoded.byteOffset, 30);
+    assert.deepEqual(plain(decodeFrames(encoded, LIMIT)[0]), plain(frame));
+    assert.deepEqual([...backing.subarray(0, 30)], new Array(30).fill(0));
+  });
+
   it("encodeFrames() of no frames is an empty message", () => {
     assert.equal(encodeFrames([]).byteLength, 0);
   });

@@ -577,6 +577,31 @@ describe("Session exchanges", () => {
     assert.deepEqual(sizes, [131_072, 131_072, 37_856]);
   });
 
+  it("Session.pollTransmit() encodes into a scratch buffer when the message fits", () => {
+    const pair = opened();
+    const id = request(pair);
+    pair.server.sendHeaders(id, OK, false);
+    const body = bytes(100_000);
+    pair.server.sendData(id, body, true);
+    const scratch = new Uint8Array(200_000);
+    const message = pair.server.pollTransmit(scratch)!;
+    assert.equal(message.buffer, scratch.buffer);
+    pair.client.handleMessage(message.slice(), pair.now);
+    pair.collect();
+    assert.deepEqual(concat(ofType(pair.events("client"), "data").map((d) => d.chunk)), body);
+  });
+
+  it("Session.pollTransmit() allocates a message larger than the scratch buffer", () => {
+    const pair = opened();
+    const id = request(pair);
+    pair.server.sendHeaders(id, OK, false);
+    pair.server.sendData(id, bytes(100), true);
+    const scratch = new Uint8Array(16);
+    const message = pair.server.pollTransmit(scratch)!;
+    assert.notEqual(message.buffer, scratch.buffer);
+    assert.ok(message.byteLength > scratch.byteLength);
+  });
+
   it("Session.queuedBytes() counts bytes not yet transmitted", () => {
     const pair = opened();
     const id = request(pair);

@@ -1,0 +1,120 @@
+/**
+ * The runtime adapters' send contract: `Socket.send()` copies the bytes before it returns,
+ * so a caller may reuse its buffer at once (the connection encodes every message into one
+ * shared buffer). Checked on this runtime's server socket and its standard `WebSocket`
+ * client, with enough data queued that writes are still pending when the buffer changes.
+ */
+
+import { afterEach, describe, it } from "node:test";
+import assert from "node:assert/strict";
+import { adaptWebSocket, type Socket } from "../_socket.ts";
+import { withTimeout } from "./_helpers.ts";
+import { type AppServer, deferred, startAdaptedSocketServer } from "./_server_helpers.ts";
+
+const MESSAGES = 64;
+const MESSAGE_BYTES = 256 * 1024;
+const GUARD = 20_000;
+
+/** Sends MESSAGES messages from one buffer, refilled with the message's index after each send. */
+function sendFromOneBuffer(socket: Socket): void {
+  const buffer = new Uint8Array(MESSAGE_BYTES);
+  for (let i = 0; i < MESSAGES; i++) {
+    buffer.fill(i);
+    socket.send(buffer);
+  }
+  buffer.fill(0xff);
+}
+
+/** Resolves with the indexes of the messages that arrived altered, once all have arrived. */
+function collectMismatches(socket: Socket): Promise<number[]> {
+  const done = deferred<number[]>();
+  const mismatches: number[] = [];
+  let count = 0;
+  socket.onMessage = (data) => {
+    const index = count++;
+    if (
+      typeof data === "string" || data.byteLength !== MESSAGE_BYTES || data.some((b) => b !== index)
+    ) {
+      mismatches.push(index);
+    }
+    if (count === MESSAGES) done.resolve(mismatches);
+  };
+  return done.promise;
+}
+
+function openClient(port: number): Promise<Socket> {
+  const ws = new WebSocket(`ws://127.0.0.1:${port}/`);
+  const socket = adaptWebSocket(ws);
+  return new Promise((resolve, reject) => {
+    ws.addEventListener("open", () => resolve(socket), { once: true });
+    ws.addEventListener("error", () => reject(new Error("Cannot connect")), { once: true });
+  });
+}
+
+describe("adaptWebSocket()", () => {
+  let server: AppServer | undefined;
+  let client: Socket | undefined;
+  afterEach(async () => {
+    client?.close(1000, "");
+    await server?.close();
+    server = client = undefined;
+  });
+
+  it("adaptWebSocket() hands each binary message over as a plain Uint8Array that stays intact", {
+    timeout: 60_000,
+  }, async () => {
+    const count = 300;
+    const accepted = deferred<Socket>();
+    server = startAdaptedSocketServer((socket) => accepted.resolve(socket));
+    client = await withTimeout(openClient(server.port), GUARD, "connect");
+    const received: (Uint8Array | string)[] = [];
+    const all = deferred();
+    client.onMessage = (data) => {
+      received.push(data);
+      if (received.length === count) all.resolve();
+    };
+    const sender = await withTimeout(accepted.promise, GUARD, "accept");
+    // Sizes from 1 byte to ~300 KiB: small messages may share a runtime's buffer pool.
+    const sizeOf = (i: number): number => 1 + ((i * 997) % 4096) + (i % 50 === 0 ? 300_000 : 0);
+    for (let i = 0; i < count; i++) sender.send(new Uint8Array(sizeOf(i)).fill(i & 0xff));
+    await withTimeout(all.promise, GUARD, "messages");
+    received.forEach((data, i) => {
+      assert.ok(data instanceof Uint8Array, `message ${i} is bytes`);
+      assert.equal(data.constructor, Uint8Array, `message ${i} is a plain Uint8Array`);
+      assert.equal(data.byteLength, sizeOf(i));
+      assert.ok(data.every((b) => b === (i & 0xff)), `message ${i} is intact`);
+    });
+  });
+});
+
+describe("Socket.send()", () => {
+  let server: AppServer | undefined;
+  let client: Socket | undefined;
+  afterEach(async () => {
+    client?.close(1000, "");
+    await server?.close();
+    server = client = undefined;
+  });
+
+  it("Socket.send() on the server's socket copies the bytes before returning", {
+    timeout: 60_000,
+  }, async () => {
+    const accepted = deferred<Socket>();
+    server = startAdaptedSocketServer((socket) => accepted.resolve(socket));
+    client = await withTimeout(openClient(server.port), GUARD, "connect");
+    const received = collectMismatches(client);
+    sendFromOneBuffer(await withTimeout(accepted.promise, GUARD, "accept"));
+    assert.deepEqual(await withTimeout(received, GUARD, "messages"), []);
+  });
+
+  it("Socket.send() on a standard WebSocket client copies the bytes before returning", {
+    timeout: 60_000,
+  }, async () => {
+    const accepted = deferred<Socket>();
+    server = startAdaptedSocketServer((socket) => accepted.resolve(socket));
+    client = await withTimeout(openClient(server.port), GUARD, "connect");
+    const received = collectMismatches(await withTimeout(accepted.promise, GUARD, "accept"));
+    sendFromOneBuffer(client);
+    assert.deepEqual(await withTimeout(received, GUARD, "messages"), []);
+  });
+});
