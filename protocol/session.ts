@@ -130,8 +130,12 @@ export type SessionEvent =
 /** Largest DATA payload this end produces. */
 export const DATA_CHUNK_BYTES = 64 * 1024;
 
-/** A stream's outbox size at which `sendData` asks the caller to wait for `writable`. */
-export const OUTBOX_HIGH_WATER = 64 * 1024;
+/**
+ * A stream's outbox size at which `sendData` asks the caller to wait for `writable`: a
+ * message's worth, so a body read in small chunks (a file stream's 16–64 KiB) still fills
+ * whole messages instead of sending one chunk per turn.
+ */
+export const OUTBOX_HIGH_WATER = 256 * 1024;
 
 const DEFAULT_MAX_MESSAGE_BYTES = 256 * 1024;
 /** Largest message Deno's `WebSocket` client writes in one piece (fastwebsockets' writev threshold). */
