@@ -51,7 +51,7 @@ function openClient(port: number): Promise<Socket> {
   });
 }
 
-describe("adaptWebSocket()", () => {
+describe("Socket adapters: adaptWebSocket() and Socket.send()", () => {
   let server: AppServer | undefined;
   let client: Socket | undefined;
   afterEach(async () => {
@@ -84,16 +84,6 @@ describe("adaptWebSocket()", () => {
       assert.equal(data.byteLength, sizeOf(i));
       assert.ok(data.every((b) => b === (i & 0xff)), `message ${i} is intact`);
     });
-  });
-});
-
-describe("Socket.send()", () => {
-  let server: AppServer | undefined;
-  let client: Socket | undefined;
-  afterEach(async () => {
-    client?.close(1000, "");
-    await server?.close();
-    server = client = undefined;
   });
 
   it("Socket.send() on the server's socket copies the bytes before returning", {
