@@ -27,9 +27,11 @@
  * The same client writes a message longer than 1 KiB as two writes (WebSocket
  * header, then payload), and the payload waits for the ACK of the header: ~40 ms
  * again, since the peer cannot answer half a message. An end configured with
- * `splitMessages` (the client) therefore never sends a message between 1 KiB and
- * 64 KiB: it cuts such output into messages of at most 1 KiB, splitting DATA
+ * `splitMessages` (a client on Deno) therefore never sends a message between 1 KiB
+ * and 64 KiB: it cuts such output into messages of at most 1 KiB, splitting DATA
  * frames where needed; the peer's nudge answers the first, which releases the rest.
+ * Every message also carries a body that starts and ends in it right behind its
+ * HEADERS, so the receiver can hand a small body over whole.
  *
  * @module
  */
