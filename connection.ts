@@ -162,6 +162,12 @@ class ExchangeInfo implements HandlerInfo {
 /** Body bytes as `Request` and `Response` take them. */
 type BodyBytes = Uint8Array<ArrayBuffer>;
 
+/**
+ * Output of this many frames goes out at once rather than at the end of the macrotask. With
+ * many exchanges in flight a whole batch would otherwise leave as one message, and the two
+ * ends would take turns, each idle while the other works; sent in parts, they overlap.
+ */
+const BATCH_FRAMES = 32;
 /** Above this many buffered bytes the socket gets no more until it drains. */
 const SOCKET_HIGH_WATER = 1024 * 1024;
 /**
@@ -708,7 +714,9 @@ export class Connection {
   }
 
   #schedule(): void {
-    if (this.#flushScheduled || this.#ended) return;
+    if (this.#ended) return;
+    if (this.#session.readyFrames >= BATCH_FRAMES) this.#transmit();
+    if (this.#flushScheduled) return;
     this.#flushScheduled = true;
     nextTask(this.#flush);
   }

@@ -579,6 +579,14 @@ export class Session {
   }
 
   /**
+   * About how many frames `pollTransmit()` would send now: queued control frames plus one
+   * for each stream with body bytes waiting. Lets the caller send a large batch early.
+   */
+  get readyFrames(): number {
+    return this.#control.length + this.#sendQueue.length;
+  }
+
+  /**
    * The next event for the application.
    *
    * @returns The event, or `undefined` if none is waiting.

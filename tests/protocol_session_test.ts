@@ -406,6 +406,20 @@ describe("Session exchanges", () => {
     assert.equal(pair.server.peerStreamCount, 3);
   });
 
+  it("Session.readyFrames counts queued control frames and streams with bytes to send", () => {
+    const pair = opened();
+    assert.equal(pair.client.readyFrames, 0);
+    for (let i = 0; i < 3; i++) {
+      const id = pair.client.openStream({ method: "POST", url: "/x", headers: [] }, false);
+      pair.client.sendData(id, new Uint8Array(10), true);
+    }
+    pair.client.openStream(GET, true);
+    assert.equal(pair.client.readyFrames, 4 + 3, "four HEADERS, three bodies");
+    const sent = pair.take("client")!;
+    assert.equal(sent.frames.length, 7);
+    assert.equal(pair.client.readyFrames, 0);
+  });
+
   it("Session.peekEvent() shows waiting events in order without taking them", () => {
     const pair = opened();
     const id = pair.client.openStream({ method: "POST", url: "/echo", headers: [] }, false);
