@@ -174,7 +174,7 @@ console.log(
   } KiB, outbox high water ${OUTBOX_HIGH_WATER / 1024} KiB), observed ${OBSERVE_MS} ms\n`,
 );
 console.log(
-  `| server | agents | produced MiB | max per stream KiB | bound ${READERS} × (window + 64 KiB) MiB | server RSS growth, peak MiB | after GC MiB | live heap + external growth after GC MiB |`,
+  `| server | agents | produced MiB | max per stream KiB | bound ${READERS} × (window + outbox) MiB | server RSS growth, peak MiB | after GC MiB | live heap + external growth after GC MiB |`,
 );
 console.log("|---|---|---|---|---|---|---|---|");
 for (const r of slows) {
