@@ -154,49 +154,9 @@ export interface AppServer {
  */
 export function startSilentWebSocketServer(): AppServer & { upgraded: Promise<void> } {
   const upgraded = deferred();
-  if (IS_BUN) {
-    const sockets: BunServerWebSocketLike[] = [];
-    const server = bunGlobal().serve({
-      hostname: "127.0.0.1",
-      port: 0,
-      fetch: (request, srv) =>
-        srv.upgrade(request) ? undefined : new Response("Upgrade failed", { status: 400 }),
-      websocket: {
-        open(ws) {
-          sockets.push(ws);
-          upgraded.resolve();
-        },
-        message() {},
-      },
-    });
-    return {
-      port: server.port,
-      upgraded: upgraded.promise,
-      async close() {
-        for (const ws of sockets) ws.close();
-        await server.stop(true);
-      },
-    };
-  }
-  const deno = denoGlobal();
-  const sockets: WebSocket[] = [];
-  const server = deno.serve(
-    { hostname: "127.0.0.1", port: 0, onListen() {} },
-    (request) => {
-      const { socket, response } = deno.upgradeWebSocket(request);
-      sockets.push(socket);
-      socket.addEventListener("open", () => upgraded.resolve());
-      return response;
-    },
-  );
-  return {
-    port: server.addr.port,
-    upgraded: upgraded.promise,
-    async close() {
-      await Promise.all(sockets.map((socket) => closeWebSocket(socket)));
-      await server.shutdown();
-    },
-  };
+  // An adapted socket whose owner never sends: the same endpoint as the library's sockets.
+  const server = startAdaptedSocketServer(() => upgraded.resolve());
+  return { port: server.port, close: () => server.close(), upgraded: upgraded.promise };
 }
 
 /**
