@@ -7,7 +7,8 @@
  * session's output into the socket. One deadline per connection serves every
  * timeout (handshake, heartbeat), on a timer shared by all connections
  * (`_deadlines.ts`); output is flushed once per macrotask so that
- * everything a handler produces in one go leaves as one WebSocket message.
+ * everything a handler produces in one go leaves as one WebSocket message (a batch
+ * of `BATCH_FRAMES` or more goes out as soon as it is queued, in parts).
  *
  * @module
  */
