@@ -1,0 +1,180 @@
+/**
+ * When a connection's output leaves. A request or response queued whole goes out once the
+ * current microtasks have run, before the next macrotask; everything else waits for the
+ * macrotask flush, so that what one handler produces in one go still shares a message.
+ *
+ * Two `Connection`s talk over an in-memory socket pair here, so the test can see exactly
+ * when `send` is called relative to a macrotask it scheduled itself (`setImmediate` runs
+ * its callbacks in order, and the connection's flush is one of them).
+ */
+
+import { describe, it } from "node:test";
+import assert from "node:assert/strict";
+import { setImmediate } from "node:timers";
+import { Connection } from "../connection.ts";
+import type { Socket } from "../_socket.ts";
+import { Session } from "../protocol/mod.ts";
+import { ConnectionType, type Handler } from "../types.ts";
+import { withTimeout } from "./_helpers.ts";
+
+const GUARD = 5_000;
+const ID = "01J0000000000000000000000";
+const quiet = { debug() {}, info() {}, warn() {}, error() {} };
+
+/** One end of an in-memory wire: each message is copied and delivered as a macrotask. */
+class MemorySocket implements Socket {
+  readonly signalsDrain = false;
+  readonly bufferedAmount = 0;
+  onMessage: (data: Uint8Array | string) => void = () => {};
+  onClose: (code: number, reason: string) => void = () => {};
+  onDrain: () => void = () => {};
+  peer: MemorySocket | undefined;
+  /** Every message sent, in order. */
+  readonly sent: Uint8Array[] = [];
+  /** Whether sent messages reach the peer by themselves. */
+  deliver = true;
+  #closed = false;
+
+  send(data: Uint8Array): void {
+    const copy = data.slice();
+    this.sent.push(copy);
+    if (this.deliver) setImmediate(() => this.peer?.onMessage(copy));
+  }
+
+  close(code: number, reason: string): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    setImmediate(() => {
+      this.onClose(code, reason);
+      this.peer?.close(code, reason);
+    });
+  }
+}
+
+/** A client and a server `Connection` over a `MemorySocket` pair, handshake done. */
+async function connectedPair(handler: Handler): Promise<{
+  client: Connection;
+  server: Connection;
+  clientSocket: MemorySocket;
+  serverSocket: MemorySocket;
+}> {
+  const clientSocket = new MemorySocket();
+  const serverSocket = new MemorySocket();
+  clientSocket.peer = serverSocket;
+  serverSocket.peer = clientSocket;
+  const server = new Connection({
+    socket: serverSocket,
+    session: new Session({ role: "server" }, performance.now()),
+    type: ConnectionType.ServerSide,
+    logger: quiet,
+    handler,
+    hooks: { onHello: (_hello, answer) => answer.accept({ id: ID }) },
+  });
+  const clientSession = new Session({ role: "client" }, performance.now());
+  clientSession.hello(null);
+  let opened!: () => void;
+  const open = new Promise<void>((resolve) => opened = resolve);
+  const client = new Connection({
+    socket: clientSocket,
+    session: clientSession,
+    type: ConnectionType.ClientSide,
+    logger: quiet,
+    hooks: { onOpen: () => opened() },
+  });
+  await withTimeout(open, GUARD, "handshake");
+  // The server counts the handshake done when the client's ACK arrives (a macrotask later).
+  await withTimeout(waitFor(() => server.id === ID), GUARD, "server open");
+  return { client, server, clientSocket, serverSocket };
+}
+
+/** Resolves once `condition()` holds, checking after each macrotask. */
+async function waitFor(condition: () => boolean): Promise<void> {
+  while (!condition()) await new Promise((resolve) => setImmediate(resolve));
+}
+
+/** How many messages `socket` has sent by the time a macrotask scheduled now runs. */
+function sentByNextMacrotask(socket: MemorySocket): Promise<number> {
+  return new Promise((resolve) => setImmediate(() => resolve(socket.sent.length)));
+}
+
+async function closeAll(...connections: Connection[]): Promise<void> {
+  await Promise.all(connections.map((c) => withTimeout(c.close({ timeout: 0 }), GUARD, "close")));
+}
+
+describe("Connection output timing", () => {
+  it("Connection.fetch() sends a request with a whole body before the next macrotask", {
+    timeout: GUARD * 2,
+  }, async () => {
+    const { client, server, clientSocket } = await connectedPair(() => new Response("ok"));
+    try {
+      for (const init of [{ method: "POST", body: "ping" }, undefined]) {
+        const before = clientSocket.sent.length;
+        const checked = sentByNextMacrotask(clientSocket);
+        const response = client.fetch("/ping", init);
+        assert.equal(clientSocket.sent.length, before, "nothing leaves synchronously");
+        assert.equal(await checked, before + 1, "one message before the next macrotask");
+        assert.equal(await (await withTimeout(response, GUARD, "response")).text(), "ok");
+      }
+    } finally {
+      await closeAll(client, server);
+    }
+  });
+
+  it("a handler's Response with a body in memory leaves before the next macrotask", {
+    timeout: GUARD * 2,
+  }, async () => {
+    const handler: Handler = (request) =>
+      request.method === "HEAD" ? new Response(null, { status: 204 }) : new Response("pong");
+    const { client, server, clientSocket, serverSocket } = await connectedPair(handler);
+    try {
+      for (const method of ["GET", "HEAD"]) {
+        // Hold the request so the test hands it to the server itself, then watch the answer.
+        clientSocket.deliver = false;
+        const sentBefore = clientSocket.sent.length;
+        const response = client.fetch("/ping", { method });
+        await withTimeout(waitFor(() => clientSocket.sent.length > sentBefore), GUARD, "request");
+        const request = clientSocket.sent.pop()!;
+        clientSocket.deliver = true;
+        const before = serverSocket.sent.length;
+        const checked = sentByNextMacrotask(serverSocket);
+        serverSocket.onMessage(request);
+        assert.equal(await checked, before + 1, `${method}: the answer left before the macrotask`);
+        const answer = await withTimeout(response, GUARD, "response");
+        assert.equal(await answer.text(), method === "GET" ? "pong" : "");
+      }
+    } finally {
+      await closeAll(client, server);
+    }
+  });
+
+  it("a streamed body's chunks wait for the macrotask flush, and its end leaves at once", {
+    timeout: GUARD * 2,
+  }, async () => {
+    let push!: ReadableStreamDefaultController<Uint8Array>;
+    const body = new ReadableStream<Uint8Array>({
+      start: (controller) => void (push = controller),
+    });
+    const { client, server, serverSocket } = await connectedPair(() => new Response(body));
+    try {
+      const response = await withTimeout(client.fetch("/stream"), GUARD, "response");
+      const reader = response.body!.getReader();
+      // A chunk in mid-body: queued, then sent by the macrotask flush (not before it).
+      const before = serverSocket.sent.length;
+      const checked = sentByNextMacrotask(serverSocket);
+      push.enqueue(new TextEncoder().encode("a"));
+      assert.equal(await checked, before, "a mid-body chunk waits for the flush");
+      assert.deepEqual(
+        (await withTimeout(reader.read(), GUARD, "chunk")).value,
+        new Uint8Array([97]),
+      );
+      // The end: the body is complete, so it leaves before the next macrotask.
+      const beforeEnd = serverSocket.sent.length;
+      const checkedEnd = sentByNextMacrotask(serverSocket);
+      push.close();
+      assert.equal(await checkedEnd, beforeEnd + 1, "the end of the body leaves at once");
+      assert.equal((await withTimeout(reader.read(), GUARD, "end")).done, true);
+    } finally {
+      await closeAll(client, server);
+    }
+  });
+});
