@@ -9,7 +9,9 @@
  * (`_deadlines.ts`); output is flushed once per macrotask so that
  * everything a handler produces in one go leaves as one WebSocket message (a batch
  * of `BATCH_FRAMES` or more goes out as soon as it is queued, in parts). A request or
- * response queued whole leaves sooner, once the current microtasks have run.
+ * response queued whole leaves sooner, once the current microtasks have run. A response
+ * waits for its body to end (up to `HOLD_RESPONSE_BYTES`, or until the flush), so a body
+ * already in memory travels with its head and the caller gets bytes, not a stream.
  *
  * @module
  */
@@ -136,6 +138,15 @@ interface Incoming {
   completed: Promise<void> | undefined;
   settle: (() => void) | undefined;
   ended: boolean;
+  /** The response while it is held back with the first chunks of its body (see `#respond`). */
+  held: HeldResponse | undefined;
+}
+
+/** A response head and the body chunks read so far, not yet handed to the session. */
+interface HeldResponse {
+  head: ResponseHead;
+  chunks: Uint8Array[];
+  bytes: number;
 }
 
 /**
@@ -170,6 +181,12 @@ type BodyBytes = Uint8Array<ArrayBuffer>;
  * ends would take turns, each idle while the other works; sent in parts, they overlap.
  */
 const BATCH_FRAMES = 32;
+/**
+ * A response whose body is still being read is held back, head and all, until the body
+ * ends, this many bytes have been read, or the macrotask flush comes: a body already in
+ * memory then leaves in the same message as its head, and the caller gets it whole.
+ */
+const HOLD_RESPONSE_BYTES = 64 * 1024;
 /** Above this many buffered bytes the socket gets no more until it drains. */
 const SOCKET_HIGH_WATER = 1024 * 1024;
 /**
@@ -228,6 +245,8 @@ export class Connection {
   #outgoing = new Map<number, Outgoing>();
   #incoming = new Map<number, Incoming>();
   #writableWaiters = new Map<number, () => void>();
+  /** Streams whose response is held back (`Incoming.held`), released by the next flush. */
+  #heldResponses = new Set<number>();
   #flushScheduled = false;
   #sendSoonScheduled = false;
   #drainTimer: ReturnType<typeof setTimeout> | undefined;
@@ -533,6 +552,7 @@ export class Connection {
       completed: undefined,
       settle: undefined,
       ended: false,
+      held: undefined,
     };
     this.#incoming.set(streamId, exchange);
     const info = new ExchangeInfo(this, this.#handlerRemoteAddr, exchange);
@@ -599,14 +619,29 @@ export class Connection {
     const res = response as Response;
     const body = method === "HEAD" || NULL_BODY_STATUS.has(res.status) ? null : res.body;
     if (body !== res.body) res.body?.cancel().catch(() => {});
+    const head = {
+      status: res.status,
+      statusText: res.statusText,
+      headers: headerList(res.headers),
+    };
+    if (body === null) {
+      if (this.#sendResponseHead(streamId, head, true)) this.#sendSoon();
+      this.#schedule();
+      return;
+    }
+    // Held until the body ends, grows large or the flush comes (`#pushBody`, `#flush`).
+    exchange.held = { head, chunks: [], bytes: 0 };
+    this.#heldResponses.add(streamId);
+    exchange.cancelPump = this.#pump(streamId, body);
+    this.#schedule();
+  }
+
+  /** Queues a response head; if the session refuses it, resets the stream. */
+  #sendResponseHead(streamId: number, head: ResponseHead, end: boolean): boolean {
     try {
-      this.#session.sendHeaders(
-        streamId,
-        { status: res.status, statusText: res.statusText, headers: headerList(res.headers) },
-        body === null,
-      );
+      this.#session.sendHeaders(streamId, head, end);
+      return true;
     } catch (error) {
-      body?.cancel().catch(() => {});
       const tooLarge = error instanceof RangeError;
       this.#logger.error("swaggersocket: cannot send response", error);
       this.#session.reset(
@@ -614,19 +649,52 @@ export class Connection {
         tooLarge ? ResetCode.TooLarge : ResetCode.Internal,
         tooLarge ? "Response headers too large" : "Cannot send response",
       );
+      const cancelPump = this.#incoming.get(streamId)?.cancelPump;
       this.#finishIncoming(streamId);
+      cancelPump?.(error);
       this.#schedule();
-      return;
+      return false;
     }
-    if (body !== null) exchange.cancelPump = this.#pump(streamId, body);
-    this.#schedule();
-    if (body === null) this.#sendSoon();
+  }
+
+  /**
+   * Hands a held response to the session: its head, then the chunks read so far.
+   *
+   * @returns Whether the stream can take more now (as `Session.sendData` says).
+   */
+  #releaseResponse(streamId: number, end: boolean): boolean {
+    const exchange = this.#incoming.get(streamId);
+    const held = exchange?.held;
+    if (!exchange || !held) return true;
+    exchange.held = undefined;
+    this.#heldResponses.delete(streamId);
+    if (!this.#sendResponseHead(streamId, held.head, false)) return false;
+    let more = true;
+    const last = held.chunks.length - 1;
+    for (let i = 0; i <= last; i++) {
+      more = this.#session.sendData(streamId, held.chunks[i], end && i === last);
+    }
+    if (end && last < 0) more = this.#session.sendData(streamId, EMPTY, true);
+    return more;
+  }
+
+  /** Body bytes from a pump: held with their response head, or queued on the stream. */
+  #pushBody(streamId: number, chunk: Uint8Array, end: boolean): boolean {
+    const held = this.#incoming.get(streamId)?.held;
+    if (!held) return this.#session.sendData(streamId, chunk, end);
+    if (chunk.byteLength > 0) {
+      held.chunks.push(chunk);
+      held.bytes += chunk.byteLength;
+    }
+    if (end || held.bytes >= HOLD_RESPONSE_BYTES) return this.#releaseResponse(streamId, end);
+    return true;
   }
 
   #finishIncoming(streamId: number): void {
     const exchange = this.#incoming.get(streamId);
     if (!exchange) return;
     this.#incoming.delete(streamId);
+    this.#heldResponses.delete(streamId);
     exchange.ended = true;
     exchange.settle?.();
     this.#closeIfDrained();
@@ -636,6 +704,7 @@ export class Connection {
     const exchange = this.#incoming.get(streamId);
     if (!exchange) return;
     this.#incoming.delete(streamId);
+    this.#heldResponses.delete(streamId);
     exchange.ended = true;
     exchange.settle?.();
     exchange.controller.abort(error);
@@ -662,13 +731,14 @@ export class Connection {
             return;
           }
           if (done) {
-            this.#session.sendData(streamId, EMPTY, true);
+            this.#pushBody(streamId, EMPTY, true);
             this.#schedule();
             this.#sendSoon();
             return;
           }
-          const more = this.#session.sendData(streamId, toBytes(value), false);
+          const more = this.#pushBody(streamId, toBytes(value), false);
           this.#schedule();
+          if (stopped) return; // The session refused a held head, which cancelled this pump.
           if (!more) {
             await new Promise<void>((resolve) => this.#writableWaiters.set(streamId, resolve));
           }
@@ -676,6 +746,8 @@ export class Connection {
       } catch (error) {
         if (stopped || !this.#session.hasStream(streamId)) return;
         this.#logger.warn("swaggersocket: body stream failed", error);
+        // A held response still goes first: the caller gets its Response, then the error.
+        this.#releaseResponse(streamId, false);
         this.#session.reset(streamId, ResetCode.Internal, "Body stream failed");
         const outgoing = this.#outgoing.get(streamId);
         if (outgoing) this.#failOutgoing(streamId, error);
@@ -750,6 +822,8 @@ export class Connection {
     const now = this.#clock();
     const deadline = this.#session.pollTimeout();
     if (deadline !== undefined && deadline <= now) this.#session.handleTimeout(now);
+    // A body that did not end within the macrotask streams: its head goes now.
+    for (const streamId of this.#heldResponses) this.#releaseResponse(streamId, false);
     this.#transmit();
     this.#processEvents();
     this.#armTimer();

@@ -1,7 +1,9 @@
 /**
- * When a connection's output leaves. A request or response queued whole goes out once the
- * current microtasks have run, before the next macrotask; everything else waits for the
- * macrotask flush, so that what one handler produces in one go still shares a message.
+ * When a connection's output leaves, and with what. A request or response queued whole goes
+ * out once the current microtasks have run, before the next macrotask; everything else waits
+ * for the macrotask flush, so that what one handler produces in one go still shares a
+ * message. A response is held back until its body ends (or the flush comes), so a body in
+ * memory travels in the same message as its head even when many exchanges answer at once.
  *
  * Two `Connection`s talk over an in-memory socket pair here, so the test can see exactly
  * when `send` is called relative to a macrotask it scheduled itself (`setImmediate` runs
@@ -13,7 +15,7 @@ import assert from "node:assert/strict";
 import { setImmediate } from "node:timers";
 import { Connection } from "../connection.ts";
 import type { Socket } from "../_socket.ts";
-import { Session } from "../protocol/mod.ts";
+import { decodeFrames, FLAG_END_STREAM, FrameType, Session } from "../protocol/mod.ts";
 import { ConnectionType, type Handler } from "../types.ts";
 import { withTimeout } from "./_helpers.ts";
 
@@ -101,6 +103,28 @@ async function closeAll(...connections: Connection[]): Promise<void> {
   await Promise.all(connections.map((c) => withTimeout(c.close({ timeout: 0 }), GUARD, "close")));
 }
 
+/** Each message's frames, as (type, stream, end) triples. */
+function framesOf(messages: Uint8Array[]): { type: number; streamId: number; end: boolean }[][] {
+  return messages.map((message) =>
+    decodeFrames(message, 1 << 24).map((frame) => ({
+      type: frame.type,
+      streamId: frame.streamId,
+      end: (frame.flags & FLAG_END_STREAM) !== 0,
+    }))
+  );
+}
+
+/** One message made of several: frames never span messages, so they concatenate. */
+function concat(messages: Uint8Array[]): Uint8Array {
+  const out = new Uint8Array(messages.reduce((n, m) => n + m.byteLength, 0));
+  let offset = 0;
+  for (const message of messages) {
+    out.set(message, offset);
+    offset += message.byteLength;
+  }
+  return out;
+}
+
 describe("Connection output timing", () => {
   it("Connection.fetch() sends a request with a whole body before the next macrotask", {
     timeout: GUARD * 2,
@@ -172,6 +196,100 @@ describe("Connection output timing", () => {
       const checkedEnd = sentByNextMacrotask(serverSocket);
       push.close();
       assert.equal(await checkedEnd, beforeEnd + 1, "the end of the body leaves at once");
+      assert.equal((await withTimeout(reader.read(), GUARD, "end")).done, true);
+    } finally {
+      await closeAll(client, server);
+    }
+  });
+  it("64 responses with bodies in memory each leave in the same message as their head", {
+    timeout: GUARD * 2,
+  }, async () => {
+    const { client, server, clientSocket, serverSocket } = await connectedPair(
+      (request) => new Response(`pong ${new URL(request.url).pathname}`),
+    );
+    try {
+      // All 64 requests reach the server in one message, as from a Bun agent: 64 heads are
+      // ready at once, more than a batch that leaves early (32 frames).
+      clientSocket.deliver = false;
+      const sentBefore = clientSocket.sent.length;
+      const responses = Array.from({ length: 64 }, (_, i) => client.fetch(`/${i}`));
+      await withTimeout(
+        waitFor(() => clientSocket.sent.length > sentBefore),
+        GUARD,
+        "requests",
+      );
+      const requests = clientSocket.sent.splice(sentBefore);
+      clientSocket.deliver = true;
+      const answeredBefore = serverSocket.sent.length;
+      serverSocket.onMessage(concat(requests));
+      const texts = await withTimeout(
+        Promise.all(responses.map(async (response) => await (await response).text())),
+        GUARD,
+        "responses",
+      );
+      assert.deepEqual(texts, Array.from({ length: 64 }, (_, i) => `pong /${i}`));
+      const messages = framesOf(serverSocket.sent.slice(answeredBefore));
+      assert.ok(messages.length > 1, "a batch this large leaves in parts");
+      for (const frames of messages) {
+        for (const frame of frames.filter((f) => f.type === FrameType.Headers)) {
+          assert.ok(
+            frames.some((f) => f.type === FrameType.Data && f.streamId === frame.streamId && f.end),
+            `stream ${frame.streamId}: its head left without the end of its body`,
+          );
+        }
+      }
+    } finally {
+      await closeAll(client, server);
+    }
+  });
+
+  it("a response whose body has not started still sends its head at the macrotask flush", {
+    timeout: GUARD * 2,
+  }, async () => {
+    let push!: ReadableStreamDefaultController<Uint8Array>;
+    const body = new ReadableStream<Uint8Array>({
+      start: (controller) => void (push = controller),
+    });
+    const { client, server } = await connectedPair(() =>
+      new Response(body, { status: 201, headers: { "x-stream": "yes" } })
+    );
+    try {
+      // Nothing is ever enqueued before the caller has the head.
+      const response = await withTimeout(client.fetch("/later"), GUARD, "head");
+      assert.equal(response.status, 201);
+      assert.equal(response.headers.get("x-stream"), "yes");
+      push.enqueue(new TextEncoder().encode("late"));
+      push.close();
+      assert.equal(await withTimeout(response.text(), GUARD, "body"), "late");
+    } finally {
+      await closeAll(client, server);
+    }
+  });
+
+  it("a response body larger than the hold leaves before it ends, head first", {
+    timeout: GUARD * 2,
+  }, async () => {
+    // 16 chunks of 16 KiB enqueued at once, then a body that stays open: 256 KiB must reach
+    // the caller without waiting for the end.
+    let push!: ReadableStreamDefaultController<Uint8Array>;
+    const body = new ReadableStream<Uint8Array>({
+      start: (controller) => {
+        push = controller;
+        for (let i = 0; i < 16; i++) controller.enqueue(new Uint8Array(16 * 1024).fill(i));
+      },
+    });
+    const { client, server } = await connectedPair(() => new Response(body));
+    try {
+      const response = await withTimeout(client.fetch("/big"), GUARD, "head");
+      const reader = response.body!.getReader();
+      let received = 0;
+      while (received < 256 * 1024) {
+        const { value, done } = await withTimeout(reader.read(), GUARD, "chunk");
+        assert.equal(done, false);
+        received += value!.byteLength;
+      }
+      assert.equal(received, 256 * 1024);
+      push.close();
       assert.equal((await withTimeout(reader.read(), GUARD, "end")).done, true);
     } finally {
       await closeAll(client, server);
