@@ -125,7 +125,7 @@ function concat(messages: Uint8Array[]): Uint8Array {
   return out;
 }
 
-describe("Connection output timing", () => {
+describe("Connection output: when it leaves, and what travels together", () => {
   it("Connection.fetch() sends a request with a whole body before the next macrotask", {
     timeout: GUARD * 2,
   }, async () => {
