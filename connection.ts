@@ -245,8 +245,8 @@ export class Connection {
   #outgoing = new Map<number, Outgoing>();
   #incoming = new Map<number, Incoming>();
   #writableWaiters = new Map<number, () => void>();
-  /** Streams whose response is held back (`Incoming.held`), released by the next flush. */
-  #heldResponses = new Set<number>();
+  /** How many incoming exchanges have a response held back (`Incoming.held`). */
+  #heldResponses = 0;
   #flushScheduled = false;
   #sendSoonScheduled = false;
   #drainTimer: ReturnType<typeof setTimeout> | undefined;
@@ -631,7 +631,7 @@ export class Connection {
     }
     // Held until the body ends, grows large or the flush comes (`#pushBody`, `#flush`).
     exchange.held = { head, chunks: [], bytes: 0 };
-    this.#heldResponses.add(streamId);
+    this.#heldResponses++;
     exchange.cancelPump = this.#pump(streamId, body);
     this.#schedule();
   }
@@ -666,8 +666,7 @@ export class Connection {
     const exchange = this.#incoming.get(streamId);
     const held = exchange?.held;
     if (!exchange || !held) return true;
-    exchange.held = undefined;
-    this.#heldResponses.delete(streamId);
+    this.#dropHeld(exchange);
     if (!this.#sendResponseHead(streamId, held.head, false)) return false;
     let more = true;
     const last = held.chunks.length - 1;
@@ -676,6 +675,12 @@ export class Connection {
     }
     if (end && last < 0) more = this.#session.sendData(streamId, EMPTY, true);
     return more;
+  }
+
+  #dropHeld(exchange: Incoming): void {
+    if (!exchange.held) return;
+    exchange.held = undefined;
+    this.#heldResponses--;
   }
 
   /** Body bytes from a pump: held with their response head, or queued on the stream. */
@@ -694,7 +699,7 @@ export class Connection {
     const exchange = this.#incoming.get(streamId);
     if (!exchange) return;
     this.#incoming.delete(streamId);
-    this.#heldResponses.delete(streamId);
+    this.#dropHeld(exchange);
     exchange.ended = true;
     exchange.settle?.();
     this.#closeIfDrained();
@@ -704,7 +709,7 @@ export class Connection {
     const exchange = this.#incoming.get(streamId);
     if (!exchange) return;
     this.#incoming.delete(streamId);
-    this.#heldResponses.delete(streamId);
+    this.#dropHeld(exchange);
     exchange.ended = true;
     exchange.settle?.();
     exchange.controller.abort(error);
@@ -823,7 +828,11 @@ export class Connection {
     const deadline = this.#session.pollTimeout();
     if (deadline !== undefined && deadline <= now) this.#session.handleTimeout(now);
     // A body that did not end within the macrotask streams: its head goes now.
-    for (const streamId of this.#heldResponses) this.#releaseResponse(streamId, false);
+    if (this.#heldResponses > 0) {
+      for (const [streamId, exchange] of this.#incoming) {
+        if (exchange.held) this.#releaseResponse(streamId, false);
+      }
+    }
     this.#transmit();
     this.#processEvents();
     this.#armTimer();
