@@ -636,7 +636,12 @@ export class Connection {
     this.#schedule();
   }
 
-  /** Queues a response head; if the session refuses it, resets the stream. */
+  /**
+   * Queues a response head. If the session refuses it (too large, most often), resets the
+   * stream, ends the exchange and stops its body.
+   *
+   * @returns Whether the head was queued.
+   */
   #sendResponseHead(streamId: number, head: ResponseHead, end: boolean): boolean {
     try {
       this.#session.sendHeaders(streamId, head, end);
