@@ -83,3 +83,14 @@ export function windowUpdateFrame(streamId: number, increment: number): Frame {
 export function message(...frames: Frame[]): Uint8Array {
   return encodeFrames(frames);
 }
+
+/** Byte arrays laid end to end (frames never span messages, so messages concatenate too). */
+export function concatBytes(parts: readonly Uint8Array[]): Uint8Array {
+  const out = new Uint8Array(parts.reduce((n, part) => n + part.byteLength, 0));
+  let offset = 0;
+  for (const part of parts) {
+    out.set(part, offset);
+    offset += part.byteLength;
+  }
+  return out;
+}

@@ -18,6 +18,7 @@ import type { Socket } from "../_socket.ts";
 import { decodeFrames, FLAG_END_STREAM, FrameType, Session } from "../protocol/mod.ts";
 import { ConnectionType, type Handler } from "../types.ts";
 import { withTimeout } from "./_helpers.ts";
+import { concatBytes } from "./_raw_frames.ts";
 
 const GUARD = 5_000;
 const ID = "01J0000000000000000000000";
@@ -112,17 +113,6 @@ function framesOf(messages: Uint8Array[]): { type: number; streamId: number; end
       end: (frame.flags & FLAG_END_STREAM) !== 0,
     }))
   );
-}
-
-/** One message made of several: frames never span messages, so they concatenate. */
-function concat(messages: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(messages.reduce((n, m) => n + m.byteLength, 0));
-  let offset = 0;
-  for (const message of messages) {
-    out.set(message, offset);
-    offset += message.byteLength;
-  }
-  return out;
 }
 
 describe("Connection output: when it leaves, and what travels together", () => {
@@ -221,7 +211,7 @@ describe("Connection output: when it leaves, and what travels together", () => {
       const requests = clientSocket.sent.splice(sentBefore);
       clientSocket.deliver = true;
       const answeredBefore = serverSocket.sent.length;
-      serverSocket.onMessage(concat(requests));
+      serverSocket.onMessage(concatBytes(requests));
       const texts = await withTimeout(
         Promise.all(responses.map(async (response) => await (await response).text())),
         GUARD,

@@ -11,6 +11,7 @@ import {
   MAX_STREAM_ID,
   ProtocolError,
 } from "../protocol/mod.ts";
+import { concatBytes } from "./_raw_frames.ts";
 
 const LIMIT = 1024 * 1024;
 const STREAM_TYPES: ReadonlySet<number> = new Set([
@@ -58,16 +59,6 @@ function header(type: number, flags: number, streamId: number, length: number): 
   view.setUint8(1, flags);
   view.setUint32(2, streamId);
   view.setUint32(6, length);
-  return out;
-}
-
-function concat(...parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.byteLength, 0));
-  let offset = 0;
-  for (const part of parts) {
-    out.set(part, offset);
-    offset += part.byteLength;
-  }
   return out;
 }
 
@@ -220,7 +211,7 @@ describe("decodeFrames() rejects malformed input with ProtocolError", () => {
   }
 
   it("rejects a truncated header after a valid frame", () => {
-    const message = concat(encodeFrames([frameOf(FrameType.Noop)]), new Uint8Array(3));
+    const message = concatBytes([encodeFrames([frameOf(FrameType.Noop)]), new Uint8Array(3)]);
     assertProtocolError(
       () => decodeFrames(message, LIMIT),
       CloseCode.ProtocolError,
@@ -229,16 +220,16 @@ describe("decodeFrames() rejects malformed input with ProtocolError", () => {
   });
 
   it("rejects a payload length past the end of the message", () => {
-    const message = concat(header(FrameType.Data, 0, 1, 5), new Uint8Array(4));
+    const message = concatBytes([header(FrameType.Data, 0, 1, 5), new Uint8Array(4)]);
     assertProtocolError(() => decodeFrames(message, LIMIT), CloseCode.ProtocolError, /exceeds/);
   });
 
   it("rejects a payload length past the end in the second frame", () => {
-    const message = concat(
+    const message = concatBytes([
       encodeFrames([frameOf(FrameType.Data)]),
       header(FrameType.Data, 0, 1, 100),
       new Uint8Array(99),
-    );
+    ]);
     assertProtocolError(() => decodeFrames(message, LIMIT), CloseCode.ProtocolError);
   });
 
@@ -329,7 +320,7 @@ describe("decodeFrames() rejects malformed input with ProtocolError", () => {
   });
 
   it("rejects the whole message when a later frame is malformed", () => {
-    const message = concat(encodeFrames([frameOf(FrameType.Ping)]), header(0x7e, 0, 0, 0));
+    const message = concatBytes([encodeFrames([frameOf(FrameType.Ping)]), header(0x7e, 0, 0, 0)]);
     assertProtocolError(() => decodeFrames(message, LIMIT), CloseCode.ProtocolError);
   });
 });

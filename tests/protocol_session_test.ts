@@ -28,6 +28,7 @@ import {
   Session,
   type SessionEvent,
 } from "../protocol/mod.ts";
+import { concatBytes } from "./_raw_frames.ts";
 import { GET, type PairOptions, type Sent, SessionPair, TEST_ID } from "./_session_pair.ts";
 
 const OK: ResponseHead = { status: 200, statusText: "OK", headers: [] };
@@ -73,16 +74,6 @@ function assertClosedBy(events: SessionEvent[], code: number, message?: RegExp):
 function bytes(length: number, seed = 0): Uint8Array {
   const out = new Uint8Array(length);
   for (let i = 0; i < length; i++) out[i] = (i + seed) & 0xff;
-  return out;
-}
-
-function concat(chunks: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(chunks.reduce((n, c) => n + c.byteLength, 0));
-  let offset = 0;
-  for (const chunk of chunks) {
-    out.set(chunk, offset);
-    offset += chunk.byteLength;
-  }
   return out;
 }
 
@@ -523,7 +514,7 @@ describe("Session exchanges", () => {
     assert.deepEqual(events[0], { type: "request", streamId: id, head: POST, end: false });
     const data = ofType(events, "data");
     assert.deepEqual(data.map((d) => d.end), [false, false, true]);
-    assert.equal(text.decode(concat(data.map((d) => d.chunk))), "hello world");
+    assert.equal(text.decode(concatBytes(data.map((d) => d.chunk))), "hello world");
   });
 
   it("Session.sendData() carries a response body and an empty final chunk ends it", () => {
@@ -543,7 +534,7 @@ describe("Session exchanges", () => {
     const events = pair.events("client");
     assert.deepEqual(types(events), ["response", "data", "data", "data", "finished"]);
     const data = ofType(events, "data");
-    assert.equal(text.decode(concat(data.map((d) => d.chunk))), "part 1, part 2");
+    assert.equal(text.decode(concatBytes(data.map((d) => d.chunk))), "part 1, part 2");
     assert.deepEqual(data.map((d) => d.end), [false, false, true]);
     assert.equal(pair.client.localStreamCount, 0);
     assert.equal(pair.server.peerStreamCount, 0);
@@ -563,7 +554,7 @@ describe("Session exchanges", () => {
       10,
     ]);
     assert.deepEqual(
-      concat(ofType(pair.events("client"), "data").map((d) => d.chunk)),
+      concatBytes(ofType(pair.events("client"), "data").map((d) => d.chunk)),
       body,
     );
   });
@@ -602,7 +593,7 @@ describe("Session exchanges", () => {
     assert.equal(message.buffer, scratch.buffer);
     pair.client.handleMessage(message.slice(), pair.now);
     pair.collect();
-    assert.deepEqual(concat(ofType(pair.events("client"), "data").map((d) => d.chunk)), body);
+    assert.deepEqual(concatBytes(ofType(pair.events("client"), "data").map((d) => d.chunk)), body);
   });
 
   it("Session.pollTransmit() allocates a message larger than the scratch buffer", () => {
@@ -703,7 +694,7 @@ describe("Session flow control", () => {
       assert.ok(sentBytes <= window + granted, `sent ${sentBytes} with ${granted} granted`);
     }
     assert.ok(ended, "the body ended");
-    assert.deepEqual(concat(received), body);
+    assert.deepEqual(concatBytes(received), body);
     assert.equal(pair.server.peerStreamCount, 0);
   });
 
