@@ -2,8 +2,8 @@
  * The benchmark's client process, under Deno or Bun:
  *
  * ```
- * deno run -A bench/client.ts --kind ss|ws|http --scenario NAME --port N [options]
- * bun bench/client.ts --kind ss|ws|http --scenario NAME --port N [options]
+ * deno run -A bench/client.ts --kind ss|ws|web|http --scenario NAME --port N [options]
+ * bun bench/client.ts --kind ss|ws|web|http --scenario NAME --port N [options]
  * ```
  *
  * It runs one scenario against a `bench/server.ts` of the same kind and prints
@@ -98,7 +98,11 @@ async function swaggersocketPeer(): Promise<Peer & { connection: Connection }> {
   };
 }
 
-async function rawPeer(): Promise<Peer> {
+/**
+ * A raw WebSocket peer. With `web`, each answer becomes a `Response` whose body is read, as
+ * a caller of the API is owed (the floor that `bench/server.ts` describes).
+ */
+async function rawPeer(web = false): Promise<Peer> {
   const ws = new WebSocket(`ws://127.0.0.1:${port}/`);
   ws.binaryType = "arraybuffer";
   await new Promise<void>((resolve, reject) => {
@@ -126,7 +130,9 @@ async function rawPeer(): Promise<Peer> {
     async exchange() {
       const answer = next();
       ws.send(PAYLOAD);
-      if ((await answer as ArrayBuffer).byteLength !== PAYLOAD.byteLength) {
+      const data = await answer as ArrayBuffer;
+      const body = web ? await new Response(data).arrayBuffer() : data;
+      if (body.byteLength !== PAYLOAD.byteLength) {
         throw new Error("Bad echo");
       }
     },
@@ -275,8 +281,8 @@ const peer: Peer = scenario === "idle"
   ? undefined!
   : kind === "ss"
   ? await swaggersocketPeer()
-  : kind === "ws"
-  ? await rawPeer()
+  : kind === "ws" || kind === "web"
+  ? await rawPeer(kind === "web")
   : httpPeer();
 
 switch (scenario) {

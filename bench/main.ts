@@ -259,6 +259,7 @@ async function runRepeated(run: number): Promise<void> {
     const servers: Record<string, Proc & { port: number }> = {};
     const needs = [
       want("exchange") || want("concurrent") || want("large") || want("nagle") ? ["ss", "ws"] : [],
+      want("exchange") || want("concurrent") ? ["web"] : [],
       want("concurrent") ? ["http"] : [],
     ].flat();
     try {
@@ -266,7 +267,7 @@ async function runRepeated(run: number): Promise<void> {
       const run = (kind: string, scenario: string, extra: string[] = []) =>
         client(pair.client, servers[kind].port, kind, scenario, extra);
       if (want("exchange")) {
-        for (const kind of ["ss", "ws"]) {
+        for (const kind of ["ss", "ws", "web"]) {
           const r = await run(kind, "exchange", ["--concurrency", "1"]);
           record(pair.key, `exchange.${kind}.rate`, r.rate);
           record(pair.key, `exchange.${kind}.p50`, r.p50);
@@ -274,7 +275,7 @@ async function runRepeated(run: number): Promise<void> {
         }
       }
       if (want("concurrent")) {
-        for (const kind of ["ss", "ws", "http"]) {
+        for (const kind of ["ss", "ws", "web", "http"]) {
           const r = await run(kind, "exchange", ["--concurrency", "64"]);
           record(pair.key, `concurrent.${kind}.rate`, r.rate);
           record(pair.key, `concurrent.${kind}.p50`, r.p50);
@@ -451,10 +452,14 @@ function report(command: string, seconds: number): string {
       "ratio",
       "per run",
       "target ≥ 0.8×",
+      "floor: web objects, no protocol /s",
+      "floor ÷ raw (per run)",
+      "ss ÷ floor (per run)",
     );
     for (const p of pairs) {
       const ss = value(p.key, "exchange.ss.rate");
       const ws = value(p.key, "exchange.ws.rate");
+      const web = value(p.key, "exchange.web.rate");
       out.push(
         `| ${p.name} | ${round(ss)} | ${round(value(p.key, "exchange.ss.p50"))} / ${
           round(value(p.key, "exchange.ss.p99"))
@@ -462,7 +467,11 @@ function report(command: string, seconds: number): string {
           round(value(p.key, "exchange.ws.p99"))
         } | ${(ss / ws).toFixed(2)}× | ${
           ratiosPerRun(p.key, "exchange.ss.rate", p.key, "exchange.ws.rate")
-        } | ${verdict(ss >= 0.8 * ws)} |`,
+        } | ${verdict(ss >= 0.8 * ws)} | ${round(web)} | ${(web / ws).toFixed(2)}× (${
+          ratiosPerRun(p.key, "exchange.web.rate", p.key, "exchange.ws.rate")
+        }) | ${(ss / web).toFixed(2)}× (${
+          ratiosPerRun(p.key, "exchange.ss.rate", p.key, "exchange.web.rate")
+        }) |`,
       );
     }
     out.push("");
@@ -481,10 +490,14 @@ function report(command: string, seconds: number): string {
       "per run",
       "vs Socket.IO (≥ 1.0×)",
       "per run",
+      "floor: web objects, no protocol",
+      "floor vs fetch, vs Socket.IO",
+      "ss ÷ floor (per run)",
     );
     for (const p of pairs) {
       const ss = value(p.key, "concurrent.ss.rate");
       const http = value(p.key, "concurrent.http.rate");
+      const web = value(p.key, "concurrent.web.rate");
       out.push(
         `| ${p.name} | ${round(ss)} (${round(value(p.key, "concurrent.ss.p50"))}) | ${
           round(value(p.key, "concurrent.ws.rate"))
@@ -494,7 +507,11 @@ function report(command: string, seconds: number): string {
           ratiosPerRun(p.key, "concurrent.ss.rate", p.key, "concurrent.http.rate")
         } | ${(ss / sio).toFixed(2)}× ${verdict(ss >= sio)} | ${
           ratiosPerRun(p.key, "concurrent.ss.rate", "node", "concurrent.socketio.rate")
-        } |`,
+        } | ${round(web)} (${round(value(p.key, "concurrent.web.p50"))}) | ${
+          (web / http).toFixed(2)
+        }×, ${(web / sio).toFixed(2)}× | ${(ss / web).toFixed(2)}× (${
+          ratiosPerRun(p.key, "concurrent.ss.rate", p.key, "concurrent.web.rate")
+        }) |`,
       );
     }
     out.push("");

@@ -2,13 +2,14 @@
  * The benchmark's server process, under Deno or Bun:
  *
  * ```
- * deno run -A --v8-flags=--expose-gc bench/server.ts --kind ss|ws|http
- * bun bench/server.ts --kind ss|ws|http
+ * deno run -A --v8-flags=--expose-gc bench/server.ts --kind ss|ws|web|http
+ * bun bench/server.ts --kind ss|ws|web|http
  * ```
  *
  * `ss` is a swaggersocket `WebSocketServer`; `ws` is a raw WebSocket server of the same
- * runtime (`Deno.upgradeWebSocket` / `Bun.serve`'s `websocket`); `http` is the runtime's
- * own HTTP server (`Deno.serve` / `Bun.serve`). It listens on 127.0.0.1, port 0, prints
+ * runtime (`Deno.upgradeWebSocket` / `Bun.serve`'s `websocket`); `web` is that raw server
+ * with the web objects the API promises and no protocol (the floor: see below); `http` is
+ * the runtime's own HTTP server (`Deno.serve` / `Bun.serve`). It listens on 127.0.0.1, port 0, prints
  * `READY <port>`, and answers each `rss` line on stdin with `RSS <bytes> <connections>`
  * (after a garbage collection). It exits when stdin closes or its watchdog fires.
  *
@@ -20,6 +21,13 @@
  * byte is 1 is held until the next message has been echoed (the Nagle scenario); the text
  * `sink:N` makes the next N bytes of binary messages count towards one `done` answer; the
  * text `source:N` makes the server send N bytes as 1 MiB binary messages.
+ *
+ * Web objects, no protocol (web): each binary message is the body of a `POST /echo`. The
+ * server builds the `Request` a handler is owed (with a `signal`), calls the same handler,
+ * reads the `Response` with `arrayBuffer()` and sends its bytes back; the client builds a
+ * `Response` from each answer and reads it. No framing, ids, headers or status travel, and
+ * nothing streams: no implementation of the API can do an exchange for less, so it is a
+ * floor under swaggersocket, measured on the same sockets.
  *
  * @module
  */
@@ -118,6 +126,22 @@ function rawSession(socket: RawSocket): (data: Uint8Array | string) => void {
   };
 }
 
+/** The floor's exchange (web, above): `Request` in, the handler, `Response` bytes out. */
+function webSession(socket: RawSocket): (data: Uint8Array | string) => void {
+  return async (data) => {
+    const controller = new AbortController();
+    const response = await handler(
+      new Request(WEB_ECHO_URL, {
+        method: "POST",
+        body: data as BodyInit,
+        signal: controller.signal,
+      }),
+    );
+    socket.send(new Uint8Array(await response.arrayBuffer()));
+  };
+}
+const WEB_ECHO_URL = "http://localhost/echo";
+
 let connections = 0;
 let countConnections = (): number => connections;
 let port: number;
@@ -164,7 +188,8 @@ if (kind === "ss") {
   } else {
     port = deno!.serve({ hostname: "127.0.0.1", port: 0, onListen: () => {} }, handler).addr.port;
   }
-} else if (kind === "ws") {
+} else if (kind === "ws" || kind === "web") {
+  const session = kind === "ws" ? rawSession : webSession;
   if (bun) {
     port = bun.serve({
       hostname: "127.0.0.1",
@@ -182,7 +207,7 @@ if (kind === "ss") {
             waiting = undefined;
             wake?.();
           };
-          ws.data.onMessage = rawSession({
+          ws.data.onMessage = session({
             // -1: queued behind backpressure (wait for drain); 0: dropped (never past the limit).
             send: (data) => ws.send(data) > 0,
             whenDrained: () => new Promise((resolve) => waiting = resolve),
@@ -201,7 +226,7 @@ if (kind === "ss") {
     port = deno!.serve({ hostname: "127.0.0.1", port: 0, onListen: () => {} }, (request) => {
       const { socket, response } = deno!.upgradeWebSocket(request);
       socket.binaryType = "arraybuffer";
-      const onMessage = rawSession({
+      const onMessage = session({
         send(data) {
           socket.send(data);
           return socket.bufferedAmount < 16 * LARGE_CHUNK_BYTES;
