@@ -9,9 +9,10 @@
  * `ss` is a swaggersocket `WebSocketServer`; `ws` is a raw WebSocket server of the same
  * runtime (`Deno.upgradeWebSocket` / `Bun.serve`'s `websocket`); `web` is that raw server
  * with the web objects the API promises and no protocol (the floor: see below); `http` is
- * the runtime's own HTTP server (`Deno.serve` / `Bun.serve`). It listens on 127.0.0.1, port 0, prints
- * `READY <port>`, and answers each `rss` line on stdin with `RSS <bytes> <connections>`
- * (after a garbage collection). It exits when stdin closes or its watchdog fires.
+ * the runtime's own HTTP server (`Deno.serve` / `Bun.serve`). It listens on 127.0.0.1,
+ * port 0, prints `READY <port>`, and answers each `rss` line on stdin with
+ * `RSS <bytes> <connections>` (after a garbage collection). It exits when stdin closes or
+ * its watchdog fires.
  *
  * Routes (ss, http): `POST /echo` answers the request body; `POST /sink` reads the body and
  * answers its size; `GET /source?bytes=N` streams N bytes; `GET /hold` is answered only
@@ -26,8 +27,9 @@
  * server builds the `Request` a handler is owed (with a `signal`), calls the same handler,
  * reads the `Response` with `arrayBuffer()` and sends its bytes back; the client builds a
  * `Response` from each answer and reads it. No framing, ids, headers or status travel, and
- * nothing streams: no implementation of the API can do an exchange for less, so it is a
- * floor under swaggersocket, measured on the same sockets.
+ * nothing streams (`arrayBuffer()` is cheaper than the reader a streaming implementation
+ * needs): an implementation of the API cannot do an exchange for less, so this is a floor
+ * under swaggersocket, measured on the same sockets.
  *
  * @module
  */
