@@ -413,10 +413,18 @@ export class Session {
    *
    * @param streamId The stream.
    * @param bytes How many bytes were consumed.
+   * @throws {RangeError} If that is more than the stream received and was not yet consumed:
+   *   granting credit for bytes that never came would let the peer overrun the window.
    */
   consume(streamId: number, bytes: number): void {
     const stream = this.#streams.get(streamId);
     if (!stream || stream.recv !== "open" || bytes <= 0) return;
+    const unconsumed = this.#local.initialWindow - stream.recvWindow - stream.recvConsumed;
+    if (bytes > unconsumed) {
+      throw new RangeError(
+        `Cannot consume ${bytes} bytes on stream ${streamId}: ${unconsumed} received and not yet consumed`,
+      );
+    }
     stream.recvConsumed += bytes;
     // Granting in halves keeps WINDOW_UPDATE frames rare without ever stalling a fast reader.
     if (stream.recvConsumed >= this.#local.initialWindow / 2) {

@@ -731,6 +731,33 @@ describe("Session flow control", () => {
     assert.equal(pair.client.pollTransmit(), undefined);
   });
 
+  it("Session.consume() refuses to grant credit for bytes that were not received", () => {
+    const pair = opened({ client: { settings: { initialWindow: 1024 } } });
+    const id = request(pair);
+    pair.server.sendHeaders(id, OK, false);
+    pair.server.sendData(id, bytes(300), false);
+    pair.step("server");
+    pair.events("client");
+    assert.throws(
+      () => pair.client.consume(id, 301),
+      (error: unknown) =>
+        error instanceof RangeError &&
+        error.message ===
+          `Cannot consume 301 bytes on stream ${id}: 300 received and not yet consumed`,
+    );
+    pair.client.consume(id, 200);
+    assert.throws(() => pair.client.consume(id, 101), RangeError);
+    pair.client.consume(id, 100);
+    assert.throws(() => pair.client.consume(id, 1), RangeError);
+    // The refusals changed nothing: the 300 bytes consumed are below half the window.
+    assert.equal(pair.client.pollTransmit(), undefined);
+    pair.server.sendData(id, bytes(300), false);
+    pair.step("server");
+    pair.client.consume(id, 300);
+    const update = pair.step("client")!;
+    assert.equal(decodeWindowUpdate(framesOf(update, FrameType.WindowUpdate)[0].payload), 600);
+  });
+
   it("Session request bodies respect the server's window too", () => {
     const pair = opened({ server: { settings: { initialWindow: 1024 } } });
     const id = pair.client.openStream(POST, false);
