@@ -450,8 +450,8 @@ export class Connection {
     } else if (body !== null) {
       exchange.cancelPump = this.#pump(streamId, body);
     }
-    this.#schedule();
-    if (body === null || body instanceof Uint8Array) this.#sendSoon();
+    if (body === null || body instanceof Uint8Array) this.#sendWhole();
+    else this.#schedule();
   }
 
   #refusal(): Error | undefined {
@@ -625,8 +625,8 @@ export class Connection {
       headers: headerList(res.headers),
     };
     if (body === null) {
-      if (this.#sendResponseHead(streamId, head, true)) this.#sendSoon();
-      this.#schedule();
+      if (this.#sendResponseHead(streamId, head, true)) this.#sendWhole();
+      else this.#schedule();
       return;
     }
     // Held until the body ends, grows large or the flush comes (`#pushBody`, `#flush`).
@@ -742,8 +742,7 @@ export class Connection {
           }
           if (done) {
             this.#pushBody(streamId, EMPTY, true);
-            this.#schedule();
-            this.#sendSoon();
+            this.#sendWhole();
             return;
           }
           const more = this.#pushBody(streamId, toBytes(value), false);
@@ -798,7 +797,14 @@ export class Connection {
     }
     this.#session.handleMessage(data, this.#clock());
     this.#processEvents();
-    this.#schedule();
+    // The macrotask flush costs a few µs to schedule (2.6 µs on Deno): a message that left
+    // nothing for it (a response whose caller runs next, say) goes without.
+    if (
+      this.#session.readyFrames > 0 || this.#heldResponses > 0 ||
+      this.#session.pollTimeout() !== this.#timerAt
+    ) {
+      this.#schedule();
+    }
   }
 
   #schedule(): void {
@@ -821,9 +827,22 @@ export class Connection {
     queueMicrotask(this.#sendQueued);
   }
 
+  /**
+   * A whole request or response was queued: it leaves with `#sendSoon`, and needs no
+   * macrotask flush of its own (a large batch still leaves early, as `#schedule` sends it).
+   */
+  #sendWhole(): void {
+    if (this.#ended) return;
+    if (this.#session.readyFrames >= BATCH_FRAMES) this.#transmit();
+    this.#sendSoon();
+  }
+
   #sendQueued = (): void => {
     this.#sendSoonScheduled = false;
-    if (!this.#ended) this.#transmit();
+    if (this.#ended) return;
+    this.#transmit();
+    // Sending a stream's last frame finishes it.
+    this.#processEvents();
   };
 
   #flush = (): void => {

@@ -371,6 +371,30 @@ for (const direction of DIRECTIONS) {
     );
 
     it(
+      "Connection.serve() info.completed resolves as a late bodiless response is sent, before the caller has it",
+      TEST_OPTIONS,
+      async () => {
+        const entered = deferred();
+        const gate = deferred();
+        const order: string[] = [];
+        callee.serve(async (_request, info) => {
+          info.completed.then(() => order.push("completed"));
+          entered.resolve();
+          await gate.promise;
+          return new Response(null, { status: 204 });
+        });
+        const response = caller.fetch("/later");
+        await withTimeout(entered.promise, GUARD, "handler entered");
+        // Past the request's task, nothing but the response is left to send: no flush follows it.
+        await new Promise((resolve) => setTimeout(resolve, 0));
+        gate.resolve();
+        assert.equal((await withTimeout(response, GUARD, "fetch")).status, 204);
+        order.push("response");
+        assert.deepEqual(order, ["completed", "response"]);
+      },
+    );
+
+    it(
       "Connection.fetch() runs 500 concurrent exchanges that finish out of order without cross-talk",
       {
         timeout: 120_000,
