@@ -41,6 +41,9 @@ export const CLIENT_DELAYS_MID_SIZE_MESSAGES: boolean =
 
 const noop = (): void => {};
 
+/** Bun's client messages up to this size are copied rather than viewed (see `handleEvent`). */
+const COPY_MESSAGES_UP_TO = 4096;
+
 // The adapters are classes, not object literals full of closures: a server holds one per
 // connection, and most connections are idle (on V8 a literal with a getter also ends up
 // as a slow dictionary object).
@@ -95,7 +98,11 @@ class StandardSocket implements Socket {
       this.onMessage(
         typeof data === "string" ? data : data instanceof ArrayBuffer
           ? new Uint8Array(data)
-          // A plain view of Bun's Buffer, not a copy: body chunks stay plain Uint8Arrays.
+          // Body chunks stay plain Uint8Arrays, not Bun's Buffers. Bun's `.buffer` costs 1.5 µs
+          // (it makes the ArrayBuffer); copying a small message costs less (0.3 µs for 100 B,
+          // the same at 4 KiB), a view of a large one far less (16 µs against 184 for 1 MiB).
+          : data.byteLength <= COPY_MESSAGES_UP_TO
+          ? new Uint8Array(data)
           : new Uint8Array(data.buffer, data.byteOffset, data.byteLength),
       );
       return;
