@@ -102,14 +102,33 @@ function withHeaders(first: string[], headers: readonly (readonly [string, strin
 /** Strings up to this many bytes are read char by char when ASCII: cheaper than a decoder call. */
 const SHORT_STRING = 64;
 
+/**
+ * Strings decoded lately, by a hash of their bytes. Heads repeat the same methods, paths,
+ * statuses, header names and values; comparing bytes with a string seen before allocates
+ * nothing, where building it again allocates a string per character. A slot holds the last
+ * string that hashed there, so a collision costs a miss, never a wrong string.
+ */
+const recent: (string | undefined)[] = new Array(256);
+
 /** An all-ASCII run of bytes as a string; `undefined` if any byte is not ASCII. */
 function readAscii(bytes: Uint8Array, offset: number, length: number): string | undefined {
-  let s = "";
-  for (let i = offset; i < offset + length; i++) {
+  const end = offset + length;
+  let hash = length;
+  for (let i = offset; i < end; i++) {
     const code = bytes[i];
     if (code >= 0x80) return undefined;
-    s += String.fromCharCode(code);
+    hash = (hash * 31 + code) | 0;
   }
+  const slot = hash & 0xff;
+  const seen = recent[slot];
+  if (seen !== undefined && seen.length === length) {
+    let i = 0;
+    while (i < length && seen.charCodeAt(i) === bytes[offset + i]) i++;
+    if (i === length) return seen;
+  }
+  let s = "";
+  for (let i = offset; i < end; i++) s += String.fromCharCode(bytes[i]);
+  recent[slot] = s;
   return s;
 }
 

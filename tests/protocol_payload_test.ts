@@ -99,6 +99,32 @@ describe("encodeRequestHead() and decodeRequestHead()", () => {
     assert.deepEqual(decodeRequestHead(encodeRequestHead(head)), head);
   });
 
+  it("decodes each string exactly while it reuses strings seen before, whatever shares a slot", () => {
+    // Short ASCII strings are compared with the last string decoded in their hash slot. Far
+    // more strings than slots, of equal lengths, differing in one character or in order,
+    // decoded again and again in shuffled order: every one must come back as itself.
+    const strings: string[] = [];
+    for (let i = 0; i < 3000; i++) {
+      const n = i % 64;
+      strings.push(
+        (i.toString(36) + "x".repeat(64)).slice(0, n),
+        ("y".repeat(64) + i.toString(36)).slice(-n || 64),
+      );
+    }
+    strings.push("ab", "ba", "", "a", "b", "aa");
+    let seed = 7;
+    const random = (): number => (seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31;
+    for (let round = 0; round < 4; round++) {
+      for (let i = 0; i < strings.length; i += 2) {
+        const j = Math.floor(random() * strings.length);
+        const name = strings[j];
+        const value = strings[(j + 1 + round) % strings.length];
+        const head = { method: "GET", url: "/" + name, headers: [[name || "n", value]] };
+        assert.deepEqual(decodeRequestHead(encodeRequestHead(head as never)), head);
+      }
+    }
+  });
+
   it("accepts every token character in the method", () => {
     const method = "!#$%&'*+-.^_`|~09AZaz";
     assert.equal(decodeRequestHead(block([method, "/"])).method, method);
