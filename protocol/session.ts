@@ -192,7 +192,9 @@ export class Session {
   #control: Frame[] = [];
   /** Streams with something to send; `stream.queued` says which, without scanning it. */
   #sendQueue: StreamRecord[] = [];
-  #events: SessionEvent[] = [];
+  #events: (SessionEvent | undefined)[] = [];
+  /** Where the events not yet polled begin: a queue that `shift()` would copy on each poll. */
+  #eventsHead = 0;
 
   /**
    * Creates a session at the start of its handshake.
@@ -600,7 +602,15 @@ export class Session {
    * @returns The event, or `undefined` if none is waiting.
    */
   pollEvent(): SessionEvent | undefined {
-    return this.#events.shift();
+    const events = this.#events;
+    if (this.#eventsHead === events.length) return undefined;
+    const event = events[this.#eventsHead];
+    events[this.#eventsHead++] = undefined;
+    if (this.#eventsHead === events.length) {
+      events.length = 0;
+      this.#eventsHead = 0;
+    }
+    return event;
   }
 
   /**
@@ -611,7 +621,7 @@ export class Session {
    * @returns The event, or `undefined` if fewer are waiting.
    */
   peekEvent(index = 0): SessionEvent | undefined {
-    return this.#events[index];
+    return this.#events[this.#eventsHead + index];
   }
 
   /**
