@@ -566,7 +566,8 @@ export class Connection {
         // @ts-ignore: `duplex` is required for streaming bodies but missing from some lib.dom versions.
         duplex: "half",
       });
-      appendHeaders(request.headers, head.headers);
+      // Bun makes the Headers object on first access: a request without headers goes without.
+      if (head.headers.length > 0) appendHeaders(request.headers, head.headers);
     } catch (error) {
       this.#logger.debug("swaggersocket: rejecting malformed request", error);
       this.#respond(streamId, head.method, textResponse(400, "Bad Request"));
