@@ -82,7 +82,8 @@ const EMPTY = new Uint8Array(0);
  * Encodes frames into one message.
  *
  * With `scratch`, a message that fits is written into it and the result is a view of
- * it, valid until `scratch` is written again. A stream of large DATA frames then costs no
+ * it, valid until `scratch` is written again. A message carrying large payloads may start a
+ * little way into `scratch` (see `messageStart`). A stream of large DATA frames then costs no
  * allocation per message (a fresh buffer each time, its pages faulted in by the copy,
  * then garbage); it suits a sender whose transport copies the bytes before it returns.
  *
