@@ -193,11 +193,11 @@ const SOCKET_HIGH_WATER = 1024 * 1024;
  * Where outgoing messages are encoded, shared by every connection in the process: each
  * message is handed to `Socket.send`, which copies it before returning (see `_socket.ts`),
  * so one buffer serves them all in turn and a large body makes no garbage per message.
- * Big enough for a full message (256 KiB of DATA plus the chunk that crosses the bound);
+ * Big enough for a full message (1 MiB of DATA plus the chunk that crosses the bound);
  * larger ones, rare, get a buffer of their own.
  */
 let sendScratch: Uint8Array | undefined;
-const SEND_SCRATCH_BYTES = 512 * 1024;
+const SEND_SCRATCH_BYTES = 2 * 1024 * 1024;
 /** Milliseconds a full socket is polled on macrotasks before falling back to a 1 ms timer. */
 const DRAIN_POLL_MS = 2;
 const NULL_BODY_STATUS = new Set([204, 205, 304]);

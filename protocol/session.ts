@@ -106,7 +106,7 @@ export interface SessionOptions {
   maxMetadataBytes?: number;
   /** Answer every message carrying stream frames with a frame (see the module doc). Default: servers. */
   nudge?: boolean;
-  /** Bound on the size of one transmitted message, in bytes. Default 256 KiB. */
+  /** Bound on the size of one transmitted message, in bytes. Default 1 MiB. */
   maxMessageBytes?: number;
   /** Send no message between 1 KiB and 64 KiB: cut them into 1 KiB ones (see the module doc). Default `false`. */
   splitMessages?: boolean;
@@ -139,7 +139,8 @@ export const DATA_CHUNK_BYTES = 64 * 1024;
  */
 export const OUTBOX_HIGH_WATER = 256 * 1024;
 
-const DEFAULT_MAX_MESSAGE_BYTES = 256 * 1024;
+/** Fewer, larger messages cost fewer sends per byte (bench/RESULTS.md, session 6). */
+const DEFAULT_MAX_MESSAGE_BYTES = 1024 * 1024;
 /** Largest message Deno's `WebSocket` client writes in one piece (fastwebsockets' writev threshold). */
 const SMALL_MESSAGE_BYTES = 1024;
 /** Smallest message whose payload write fills a loopback TCP segment, so Nagle does not hold it. */

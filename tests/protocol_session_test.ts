@@ -818,7 +818,8 @@ describe("Session flow control", () => {
     const big = request(pair);
     const small = request(pair);
     pair.server.sendHeaders(big, OK, false);
-    pair.server.sendData(big, bytes(1_000_000), true);
+    // Larger than one message, so its body continues past it and keeps its round-robin places.
+    pair.server.sendData(big, bytes(3_000_000), true);
     pair.server.sendHeaders(small, OK, false);
     pair.server.sendData(small, utf8.encode("tiny"), true);
     const sent = pair.take("server")!;
@@ -865,10 +866,14 @@ describe("Session flow control", () => {
     const b = request(pair);
     for (const id of [a, b]) {
       pair.server.sendHeaders(id, OK, false);
-      pair.server.sendData(id, bytes(DATA_CHUNK_BYTES * 3), true);
+      pair.server.sendData(id, bytes(DATA_CHUNK_BYTES * 12), true);
     }
+    // One message holds 1 MiB of DATA: 16 chunks, taken in turns.
     const data = framesOf(pair.take("server"), FrameType.Data);
-    assert.deepEqual(data.map((f) => f.streamId), [a, b, a, b]);
+    assert.deepEqual(
+      data.map((f) => f.streamId),
+      Array.from({ length: 16 }, (_, i) => i % 2 ? b : a),
+    );
   });
 
   it("Session round robin: a stream blocked on its window does not block another", () => {
