@@ -14,7 +14,8 @@
  * (`deno-deno,bun-bun,deno-bun`: server runtime, then client runtime), `--scenarios`
  * (`exchange,concurrent,large,nagle,idle,slow`), `--markdown FILE` (write the tables),
  * `--json FILE` (raw results), `--profile DIR` (CPU profiles of every bench process),
- * `--spin` (keep every CPU busy at the lowest priority: see `startSpinners`).
+ * `--spin` (keep every CPU busy at the lowest priority: see `startSpinners`), `--pin` (servers
+ * on the first CPU, clients on the last: see `pinned`).
  *
  * @module
  */
@@ -169,14 +170,31 @@ const stopSpinners = (): void => {
   for (const spinner of spinners) spinner.kill("SIGKILL");
 };
 
+/**
+ * `--pin`: a server runs on the first CPU and a client on the last (`taskset`, util-linux).
+ *
+ * Left to the scheduler, the two ends of a large transfer sometimes share a CPU and
+ * sometimes not, and on this VM the same 64 MiB transfer then reads anywhere from 1,000 to
+ * 3,700 MB/s. Pinned, most cells' runs stay within about 25 % of each other (bench/RESULTS.md,
+ * session 6). For A/B comparisons of throughput, like `--spin` for one-at-a-time latency.
+ */
+function pinned(script: string, command: string, argv: string[]): [string, string[]] {
+  if (!args.has("pin")) return [command, argv];
+  const cpu = script.includes("server") ? 0 : cpus().length - 1;
+  return ["taskset", ["-c", String(cpu), command, ...argv]];
+}
+
 function start(runtime: Runtime | "node", script: string, argv: string[]): Proc {
   const label = `${runtime} ${script} ${argv.join(" ")}`;
   const prof = profileDir ? ["--cpu-prof", `--cpu-prof-dir=${profileDir}`] : [];
   const proc = runtime === "deno"
-    ? new Proc(label, DENO, ["run", "-A", "--v8-flags=--expose-gc", ...prof, script, ...argv])
+    ? new Proc(
+      label,
+      ...pinned(script, DENO, ["run", "-A", "--v8-flags=--expose-gc", ...prof, script, ...argv]),
+    )
     : runtime === "bun"
-    ? new Proc(label, BUN, [...prof, script, ...argv])
-    : new Proc(label, process.env.NODE ?? "node", [script, ...argv]);
+    ? new Proc(label, ...pinned(script, BUN, [...prof, script, ...argv]))
+    : new Proc(label, ...pinned(script, process.env.NODE ?? "node", [script, ...argv]));
   live.add(proc);
   proc.exited.then(() => live.delete(proc));
   return proc;
@@ -431,6 +449,7 @@ function machine(): string[] {
     } GiB RAM, ${os}`,
     `${version(DENO)}, Bun ${version(BUN)}, Node ${version(process.env.NODE ?? "node")}, ` +
     `socket.io ${packageVersion("socket.io")}; orchestrator on ${RUNTIME}; ulimit -n ${fdLimit}`,
+    ...(args.has("pin") ? ["servers pinned to the first CPU, clients to the last (`--pin`)"] : []),
     ...(spinners.length > 0
       ? [`${spinners.length} busy loops at nice 19 kept every CPU awake (\`--spin\`)`]
       : []),
