@@ -40,6 +40,14 @@ export function resolveHeartbeat(
   return { interval, timeout };
 }
 
+/**
+ * A server's default `initialWindow`: 2 MiB, twice a client's 1 MiB. A peer's messages carry
+ * at most half the window it was given (PROTOCOL.md §7), so this lets uploads travel in
+ * 1 MiB messages, 1.2–2× faster than 256 KiB ones (bench/RESULTS.md, session 6). Clients keep
+ * 1 MiB: a larger window cost a slow-reading Bun client 3–6 MiB more RSS.
+ */
+export const SERVER_INITIAL_WINDOW = 2 * 1024 * 1024;
+
 /** The settings announced to the peer, from the user's limits; checked here, at construction. */
 export function sessionSettings(limits: Limits): Partial<Settings> {
   checkLimit(limits, "maxFrameBytes", MIN_FRAME_BYTES);

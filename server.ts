@@ -41,6 +41,7 @@ import {
   QUIET_LOGGER,
   resetRateLimit,
   resolveHeartbeat,
+  SERVER_INITIAL_WINDOW,
   sessionSettings,
 } from "./_options.ts";
 
@@ -213,7 +214,12 @@ export class WebSocketServer {
   constructor(options: WebSocketServerOptions = {}) {
     this.#options = options;
     this.#logger = options.logger ?? QUIET_LOGGER;
-    this.#settings = sessionSettings(options.limits ?? {});
+    // Uploads travel in 1 MiB messages, which need a window of twice that to keep flowing
+    // (PROTOCOL.md §7); clients keep the 1 MiB default, which bounds a slow reader's memory.
+    this.#settings = {
+      initialWindow: SERVER_INITIAL_WINDOW,
+      ...sessionSettings(options.limits ?? {}),
+    };
     this.#resetRateLimit = resetRateLimit(options.limits ?? {});
     this.#heartbeat = resolveHeartbeat(options.keepAlive, options.heartbeat);
     const resumeWindow = options.resumeWindow ?? 30_000;

@@ -39,7 +39,7 @@ export const DEFAULT_SETTINGS: Readonly<Settings> = {
   maxFrameBytes: 1024 * 1024,
   maxHeaderBytes: 64 * 1024,
   maxConcurrentStreams: 1024,
-  initialWindow: 2 * 1024 * 1024,
+  initialWindow: 1024 * 1024,
 };
 
 /** The smallest `maxFrameBytes` an end may announce: a frame must carry a useful header block. */

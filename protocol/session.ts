@@ -106,7 +106,10 @@ export interface SessionOptions {
   maxMetadataBytes?: number;
   /** Answer every message carrying stream frames with a frame (see the module doc). Default: servers. */
   nudge?: boolean;
-  /** Bound on the size of one transmitted message, in bytes. Default 1 MiB. */
+  /**
+   * Bound on the DATA in one transmitted message, in bytes. Default: half the peer's
+   * `initialWindow`, at least 256 KiB and at most 1 MiB.
+   */
   maxMessageBytes?: number;
   /** Send no message between 1 KiB and 64 KiB: cut them into 1 KiB ones (see the module doc). Default `false`. */
   splitMessages?: boolean;
@@ -139,8 +142,13 @@ export const DATA_CHUNK_BYTES = 64 * 1024;
  */
 export const OUTBOX_HIGH_WATER = 256 * 1024;
 
-/** Fewer, larger messages cost fewer sends per byte (bench/RESULTS.md, session 6). */
-const DEFAULT_MAX_MESSAGE_BYTES = 1024 * 1024;
+/**
+ * Fewer, larger messages cost fewer sends per byte (bench/RESULTS.md, session 6), but a
+ * message that spends a stream's whole window stalls it until the reader has the message
+ * and grants more; so by default a message holds at most half the peer's window.
+ */
+const MAX_MESSAGE_BYTES = 1024 * 1024;
+const MIN_MESSAGE_BYTES = 256 * 1024;
 /** Largest message Deno's `WebSocket` client writes in one piece (fastwebsockets' writev threshold). */
 const SMALL_MESSAGE_BYTES = 1024;
 /** Smallest message whose payload write fills a loopback TCP segment, so Nagle does not hold it. */
@@ -175,7 +183,7 @@ export class Session {
   readonly #maxMetadataBytes: number;
   readonly #nudge: boolean;
   #nudgeAt: number | undefined;
-  readonly #maxMessageBytes: number;
+  readonly #maxMessageBytes: number | undefined;
   readonly #splitMessages: boolean;
   /** Messages already cut by `splitMessages`, sent before anything new. */
   #pending: Uint8Array[] = [];
@@ -218,7 +226,7 @@ export class Session {
     }, now);
     this.#maxMetadataBytes = options.maxMetadataBytes ?? 16 * 1024;
     this.#nudge = options.nudge ?? options.role === "server";
-    this.#maxMessageBytes = options.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES;
+    this.#maxMessageBytes = options.maxMessageBytes;
     this.#splitMessages = options.splitMessages ?? false;
     this.#random = options.random ?? Math.random;
     this.#nextLocalId = options.role === "client" ? 1 : 2;
@@ -551,9 +559,11 @@ export class Session {
     let size = 0;
     for (const frame of frames) size += frame.payload.byteLength;
     const maxChunk = Math.min(DATA_CHUNK_BYTES, this.#peer.maxFrameBytes);
+    const maxBytes = this.#maxMessageBytes ??
+      Math.min(MAX_MESSAGE_BYTES, Math.max(MIN_MESSAGE_BYTES, this.#peer.initialWindow / 2));
     // Round robin: each turn sends at most one chunk of one stream, then moves it to the back.
     let turns = this.#sendQueue.length;
-    while (turns > 0 && size < this.#maxMessageBytes && this.#sendQueue.length > 0) {
+    while (turns > 0 && size < maxBytes && this.#sendQueue.length > 0) {
       const stream = this.#sendQueue.shift()!;
       const frame = this.#takeData(stream, maxChunk);
       if (frame) {

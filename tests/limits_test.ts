@@ -26,6 +26,7 @@ import {
   decodeReset,
   decodeResponseHead,
   decodeWindowUpdate,
+  DEFAULT_SETTINGS,
   FLAG_END_STREAM,
   type Frame,
   FrameType,
@@ -296,6 +297,21 @@ describe("Limits", () => {
       assert.equal(proxy.accepted, 3, "one reconnect attempt, then none");
       assert.deepEqual(server.connections(), []);
       await events.return?.();
+    },
+  );
+
+  it(
+    "limits.initialWindow: a server announces 2 MiB by default, so that a client's uploads travel in 1 MiB messages",
+    TEST_OPTIONS,
+    async () => {
+      const server = resources.server({ handler: () => new Response("ok") });
+      const welcome = await raw(server).handshake();
+      assert.equal(welcome.settings.initialWindow, 2 * 1024 * 1024);
+      // The other settings keep the protocol's defaults, as a client's do.
+      assert.deepEqual(
+        { ...welcome.settings, initialWindow: DEFAULT_SETTINGS.initialWindow },
+        DEFAULT_SETTINGS,
+      );
     },
   );
 

@@ -868,12 +868,48 @@ describe("Session flow control", () => {
       pair.server.sendHeaders(id, OK, false);
       pair.server.sendData(id, bytes(DATA_CHUNK_BYTES * 12), true);
     }
-    // One message holds 1 MiB of DATA: 16 chunks, taken in turns.
+    // One message holds half the client's 1 MiB window: 8 chunks, taken in turns.
     const data = framesOf(pair.take("server"), FrameType.Data);
     assert.deepEqual(
       data.map((f) => f.streamId),
-      Array.from({ length: 16 }, (_, i) => i % 2 ? b : a),
+      Array.from({ length: 8 }, (_, i) => i % 2 ? b : a),
     );
+  });
+
+  for (
+    const [window, bound] of [
+      [64 * 1024, 256 * 1024],
+      [1024 * 1024, 512 * 1024],
+      [2 * 1024 * 1024, 1024 * 1024],
+      [8 * 1024 * 1024, 1024 * 1024],
+    ]
+  ) {
+    it(`Session puts ${bound / 1024} KiB of DATA in a message towards a ${window / 1024} KiB window`, () => {
+      // Half the peer's window, so that one message never spends a stream's whole window and
+      // stalls it; within 256 KiB – 1 MiB. Many streams, so the windows themselves do not bind.
+      const pair = opened({ client: { settings: { initialWindow: window } } });
+      const ids = Array.from({ length: 40 }, () => request(pair));
+      for (const id of ids) {
+        pair.server.sendHeaders(id, OK, false);
+        pair.server.sendData(id, bytes(DATA_CHUNK_BYTES), true);
+      }
+      const data = framesOf(pair.take("server"), FrameType.Data);
+      const total = data.reduce((sum, f) => sum + f.payload.byteLength, 0);
+      assert.ok(total >= bound, `${total} bytes in the message`);
+      assert.ok(total < bound + DATA_CHUNK_BYTES, `${total} bytes in the message`);
+    });
+  }
+
+  it("Session keeps an explicit maxMessageBytes whatever the peer's window", () => {
+    const pair = opened({
+      client: { settings: { initialWindow: 8 * 1024 * 1024 } },
+      server: { maxMessageBytes: 4096 },
+    });
+    const id = request(pair);
+    pair.server.sendHeaders(id, OK, false);
+    pair.server.sendData(id, bytes(DATA_CHUNK_BYTES * 4), true);
+    const data = framesOf(pair.take("server"), FrameType.Data);
+    assert.equal(data.length, 1);
   });
 
   it("Session round robin: a stream blocked on its window does not block another", () => {

@@ -40,7 +40,7 @@ const READERS = Number(flag(args, "readers", "100"));
 const OBSERVE_MS = Number(flag(args, "observe", "3000"));
 const SEED = Number(flag(args, "seed", "20171"));
 /** The library's default `limits.initialWindow`: the agents' receive window. */
-const WINDOW = 2 * 1024 * 1024;
+const WINDOW = 1024 * 1024;
 const PAIRS = flag(args, "pairs", "deno:deno,bun:bun,deno:bun").split(",").map((pair) =>
   pair.split(":") as [Runtime, Runtime]
 );

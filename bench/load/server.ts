@@ -40,7 +40,7 @@ const args = scriptArgs();
 watchdog(Number(flag(args, "watchdog", "600000")), "load bench server");
 const agents = Number(flag(args, "agents", "1000"));
 /** The agents' receive window: how much a blocked stream may have sent. */
-const peerWindow = Number(flag(args, "peer-window", String(2 * 1024 * 1024)));
+const peerWindow = Number(flag(args, "peer-window", String(1024 * 1024)));
 const RUNTIME = typeof (globalThis as { Bun?: unknown }).Bun !== "undefined" ? "bun" : "deno";
 
 const counter: StreamCounter = { started: 0, produced: [] };
