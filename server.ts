@@ -214,8 +214,6 @@ export class WebSocketServer {
   constructor(options: WebSocketServerOptions = {}) {
     this.#options = options;
     this.#logger = options.logger ?? QUIET_LOGGER;
-    // Uploads travel in 1 MiB messages, which need a window of twice that to keep flowing
-    // (PROTOCOL.md §7); clients keep the 1 MiB default, which bounds a slow reader's memory.
     this.#settings = {
       initialWindow: SERVER_INITIAL_WINDOW,
       ...sessionSettings(options.limits ?? {}),
