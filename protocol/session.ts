@@ -136,9 +136,10 @@ export type SessionEvent =
 export const DATA_CHUNK_BYTES = 64 * 1024;
 
 /**
- * A stream's outbox size at which `sendData` asks the caller to wait for `writable`: a
- * message's worth, so a body read in small chunks (a file stream's 16–64 KiB) still fills
- * whole messages instead of sending one chunk per turn.
+ * A stream's outbox size at which `sendData` asks the caller to wait for `writable`: the
+ * smallest message's worth, so a body read in small chunks (a file stream's 16–64 KiB) still
+ * fills messages instead of sending one chunk per turn. An outbox of 1 MiB, to fill the
+ * largest messages too, bought nothing there (bench/RESULTS.md, session 6).
  */
 export const OUTBOX_HIGH_WATER = 256 * 1024;
 
