@@ -174,7 +174,7 @@ const stopSpinners = (): void => {
  * `--pin`: a server runs on the first CPU and a client on the last (`taskset`, util-linux).
  *
  * Left to the scheduler, the two ends of a large transfer sometimes share a CPU and
- * sometimes not, and on this VM the same 64 MiB transfer then reads anywhere from 1,000 to
+ * sometimes not, and on this VM the same 64 MiB transfer then reads anywhere from 750 to
  * 3,700 MB/s. Pinned, most cells' runs stay within about 25 % of each other (bench/RESULTS.md,
  * session 6). For A/B comparisons of throughput, like `--spin` for one-at-a-time latency.
  */
@@ -187,14 +187,12 @@ function pinned(script: string, command: string, argv: string[]): [string, strin
 function start(runtime: Runtime | "node", script: string, argv: string[]): Proc {
   const label = `${runtime} ${script} ${argv.join(" ")}`;
   const prof = profileDir ? ["--cpu-prof", `--cpu-prof-dir=${profileDir}`] : [];
-  const proc = runtime === "deno"
-    ? new Proc(
-      label,
-      ...pinned(script, DENO, ["run", "-A", "--v8-flags=--expose-gc", ...prof, script, ...argv]),
-    )
+  const [command, commandArgs] = runtime === "deno"
+    ? [DENO, ["run", "-A", "--v8-flags=--expose-gc", ...prof, script, ...argv]]
     : runtime === "bun"
-    ? new Proc(label, ...pinned(script, BUN, [...prof, script, ...argv]))
-    : new Proc(label, ...pinned(script, process.env.NODE ?? "node", [script, ...argv]));
+    ? [BUN, [...prof, script, ...argv]]
+    : [process.env.NODE ?? "node", [script, ...argv]];
+  const proc = new Proc(label, ...pinned(script, command, commandArgs));
   live.add(proc);
   proc.exited.then(() => live.delete(proc));
   return proc;
