@@ -61,6 +61,7 @@ import {
   type Welcome,
 } from "./handshake.ts";
 import { Heartbeat, type HeartbeatOptions } from "./heartbeat.ts";
+import { dataAfterHeaders } from "./_message_order.ts";
 import {
   decodeGoAway,
   decodePing,
@@ -804,7 +805,7 @@ export class Session {
     if (!this.#streams.delete(stream.id)) return false;
     if (stream.local) this.#localOpen--;
     else this.#peerOpen--;
-    stream.outbox = [];
+    if (stream.outbox.length > 0) stream.outbox = [];
     stream.outboxBytes = 0;
     if (stream.queued) {
       stream.queued = false;
@@ -1135,37 +1136,4 @@ function groupSize(frames: readonly Frame[], start: number): number {
     size += FRAME_HEADER_BYTES + frame.payload.byteLength;
   }
   return size;
-}
-
-/**
- * Moves the DATA of each body that starts and ends in `frames` right behind its HEADERS
- * (control frames come first, so a batch of small requests is all heads, then all bodies),
- * so the receiver can hand over the body whole. Bodies that continue past this message keep
- * their round-robin places. Order within a stream is kept; across streams it is free.
- */
-function dataAfterHeaders(frames: readonly Frame[]): readonly Frame[] {
-  // A lone exchange (HEADERS, DATA) is in order already; skip the bookkeeping.
-  if (frames.length < 3) return frames;
-  const bodies = new Map<number, Frame[]>();
-  for (const frame of frames) {
-    if (frame.type === FrameType.Headers) bodies.set(frame.streamId, []);
-  }
-  if (bodies.size === 0) return frames;
-  const whole = new Set<number>();
-  for (const frame of frames) {
-    const body = frame.type === FrameType.Data ? bodies.get(frame.streamId) : undefined;
-    if (!body) continue;
-    body.push(frame);
-    if (frame.flags & FLAG_END_STREAM) whole.add(frame.streamId);
-  }
-  if (whole.size === 0) return frames;
-  const ordered: Frame[] = [];
-  for (const frame of frames) {
-    if (frame.type === FrameType.Data && whole.has(frame.streamId)) continue;
-    ordered.push(frame);
-    if (frame.type === FrameType.Headers && whole.has(frame.streamId)) {
-      ordered.push(...bodies.get(frame.streamId)!);
-    }
-  }
-  return ordered;
 }
