@@ -12,30 +12,23 @@ import assert from "node:assert/strict";
 import { FLAG_END_STREAM, type Frame, FrameType } from "../protocol/mod.ts";
 import { dataAfterHeaders } from "../protocol/_message_order.ts";
 import { caseSeed, Rng } from "./_fuzz.ts";
+import { dataFrame, requestFrame, windowUpdateFrame } from "./_raw_frames.ts";
 
 const SEED = 0x0de4_0bad;
 const CASES = 2000;
 
+const HEAD = { method: "POST", url: "/", headers: [] };
+
 function headers(streamId: number, end = false): Frame {
-  return {
-    type: FrameType.Headers,
-    flags: end ? FLAG_END_STREAM : 0,
-    streamId,
-    payload: new Uint8Array(1),
-  };
+  return requestFrame(streamId, HEAD, end);
 }
 
 function data(streamId: number, end = false, size = 1): Frame {
-  return {
-    type: FrameType.Data,
-    flags: end ? FLAG_END_STREAM : 0,
-    streamId,
-    payload: new Uint8Array(size),
-  };
+  return dataFrame(streamId, new Uint8Array(size), end);
 }
 
 function windowUpdate(streamId: number): Frame {
-  return { type: FrameType.WindowUpdate, flags: 0, streamId, payload: new Uint8Array(4) };
+  return windowUpdateFrame(streamId, 1);
 }
 
 /** The rule, stated plainly: a body whose HEADERS and END_STREAM are both here moves behind its head. */
