@@ -96,7 +96,10 @@ export interface Limits {
   maxMetadataBytes?: number;
   /** Exchanges the peer may have running towards this end at once. Default 1024. */
   maxConcurrentStreams?: number;
-  /** Body bytes the peer may send per exchange before this end's reader catches up. Default 1 MiB; 2 MiB on a server. */
+  /**
+   * Body bytes the peer may send per exchange before this end's reader catches up. Default 1 MiB;
+   * 2 MiB on a server. Unread bytes a peer can make this end hold: up to this × `maxConcurrentStreams`.
+   */
   initialWindow?: number;
   /** Milliseconds a new socket has to complete the handshake. Default 10 000. */
   handshakeTimeout?: number;
