@@ -3,31 +3,66 @@
  *
  * Chunks wait in a queue until the reader asks for them; only then is the session
  * told they were consumed, so the peer's credit (and our memory) is bounded by the
- * flow-control window however slowly the application reads.
+ * flow-control windows however slowly the application reads. Every byte pushed is
+ * reported consumed exactly once: when the reader takes it, or when it is dropped
+ * (the body was cancelled or failed), since the connection's window opens only for
+ * bytes consumed.
+ *
+ * What the queue holds is charged at what it keeps alive, not at what it carries: a chunk
+ * at the bytes it retains (a view keeps its whole message), and small chunks are copied
+ * into shared blocks, so that a peer sending a body one byte per message cannot make a
+ * chunk object per byte. A chunk handed straight to a waiting reader is never charged.
  *
  * @module
  */
 
+/** Chunks smaller than this are copied into a block when they have to wait. */
+const SMALL_CHUNK_BYTES = 4096;
+/** A block's capacity: the first is small, each next one twice the last, up to the most. */
+const MIN_BLOCK_BYTES = 4096;
+const MAX_BLOCK_BYTES = 64 * 1024;
+/** What one waiting chunk costs beyond its bytes: the typed array and its buffer's objects. */
+export const CHUNK_OVERHEAD_BYTES = 256;
+
+interface Waiting {
+  /** The bytes, or for a block, its whole buffer. */
+  bytes: Uint8Array;
+  /** How much of a block is used; `bytes.byteLength` for any other chunk. */
+  used: number;
+  /** What it is charged. */
+  charge: number;
+  /** Whether more small chunks may still be copied into it. */
+  block: boolean;
+}
+
 /** The receiving end of one body. */
 export class InboundBody {
-  #queue: Uint8Array[] = [];
+  #queue: Waiting[] = [];
   #controller!: ReadableStreamDefaultController<Uint8Array>;
   #wanted = false;
   #ended = false;
   #failed: unknown = undefined;
   #done = false;
+  #nextBlock = MIN_BLOCK_BYTES;
   readonly #onConsume: (bytes: number) => void;
   readonly #onCancel: (reason: unknown) => void;
+  readonly #account: (delta: number) => void;
   /** The body for `new Request(...)` / `new Response(...)`. */
   readonly stream: ReadableStream<Uint8Array>;
 
   /**
-   * @param onConsume Called with the size of each chunk the reader takes.
+   * @param onConsume Called with the size of each chunk the reader takes, and of what is dropped.
    * @param onCancel Called if the reader cancels the stream.
+   * @param account Called with each change to what the queue is charged (positive or negative).
    */
-  constructor(onConsume: (bytes: number) => void, onCancel: (reason: unknown) => void) {
+  constructor(
+    onConsume: (bytes: number) => void,
+    onCancel: (reason: unknown) => void,
+    account: (delta: number) => void,
+  ) {
     this.#onConsume = onConsume;
     this.#onCancel = onCancel;
+    this.#account = account;
     this.stream = new ReadableStream<Uint8Array>({
       start: (controller) => {
         this.#controller = controller;
@@ -38,8 +73,8 @@ export class InboundBody {
       },
       cancel: (reason) => {
         this.#done = true;
-        this.#queue = [];
         this.#onCancel(reason);
+        this.#drop();
       },
     }, { highWaterMark: 0 });
   }
@@ -49,10 +84,22 @@ export class InboundBody {
     return this.#done;
   }
 
-  /** Adds a chunk from the peer. */
-  push(chunk: Uint8Array): void {
-    if (this.#done) return;
-    if (chunk.byteLength > 0) this.#queue.push(chunk);
+  /**
+   * Adds a chunk from the peer.
+   *
+   * @param chunk The bytes.
+   * @param retained What the chunk keeps alive (its message, if it is a view into one).
+   */
+  push(chunk: Uint8Array, retained: number): void {
+    if (this.#done) {
+      // Nobody will read it: consumed at once.
+      this.#onConsume(chunk.byteLength);
+      return;
+    }
+    if (chunk.byteLength > 0) {
+      if (this.#wanted && this.#queue.length === 0) this.#hand(chunk);
+      else this.#wait(chunk, retained);
+    }
     this.#deliver();
   }
 
@@ -67,8 +114,8 @@ export class InboundBody {
   error(error: unknown): void {
     if (this.#done) return;
     this.#failed = error;
-    this.#queue = [];
     this.#done = true;
+    this.#drop();
     try {
       this.#controller.error(error);
     } catch {
@@ -76,18 +123,65 @@ export class InboundBody {
     }
   }
 
+  #wait(chunk: Uint8Array, retained: number): void {
+    const queue = this.#queue;
+    if (chunk.byteLength >= SMALL_CHUNK_BYTES) {
+      const charge = retained + CHUNK_OVERHEAD_BYTES;
+      queue.push({ bytes: chunk, used: chunk.byteLength, charge, block: false });
+      this.#account(charge);
+      return;
+    }
+    let tail = queue[queue.length - 1];
+    if (tail?.block !== true || tail.bytes.byteLength - tail.used < chunk.byteLength) {
+      const capacity = this.#nextBlock;
+      this.#nextBlock = Math.min(MAX_BLOCK_BYTES, 2 * capacity);
+      tail = {
+        bytes: new Uint8Array(capacity),
+        used: 0,
+        charge: capacity + CHUNK_OVERHEAD_BYTES,
+        block: true,
+      };
+      queue.push(tail);
+      this.#account(tail.charge);
+    }
+    tail.bytes.set(chunk, tail.used);
+    tail.used += chunk.byteLength;
+  }
+
   #deliver(): void {
     if (this.#done) return;
     while (this.#wanted && this.#queue.length > 0) {
-      const chunk = this.#queue.shift()!;
-      this.#wanted = false;
-      this.#controller.enqueue(chunk);
-      this.#onConsume(chunk.byteLength);
+      const waiting = this.#queue.shift()!;
+      this.#account(-waiting.charge);
+      this.#hand(
+        waiting.used === waiting.bytes.byteLength
+          ? waiting.bytes
+          : waiting.bytes.subarray(0, waiting.used),
+      );
       // With highWaterMark 0 the stream calls pull again when the next read is pending.
     }
     if (this.#ended && this.#queue.length === 0 && this.#failed === undefined) {
       this.#done = true;
       this.#controller.close();
     }
+  }
+
+  #hand(chunk: Uint8Array): void {
+    this.#wanted = false;
+    this.#controller.enqueue(chunk);
+    this.#onConsume(chunk.byteLength);
+  }
+
+  /** Releases every waiting chunk, and reports its bytes consumed. */
+  #drop(): void {
+    let charge = 0;
+    let bytes = 0;
+    for (const waiting of this.#queue) {
+      charge += waiting.charge;
+      bytes += waiting.used;
+    }
+    this.#queue = [];
+    if (charge > 0) this.#account(-charge);
+    if (bytes > 0) this.#onConsume(bytes);
   }
 }

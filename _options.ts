@@ -6,9 +6,10 @@
 
 import type { Connection } from "./connection.ts";
 import type { HeartbeatOptions as CoreHeartbeat } from "./protocol/heartbeat.ts";
-import { MIN_FRAME_BYTES, type Settings } from "./protocol/handshake.ts";
+import { FRAME_HEADER_BYTES } from "./protocol/frame.ts";
+import { DEFAULT_SETTINGS, MIN_FRAME_BYTES, type Settings } from "./protocol/handshake.ts";
 import type { RateLimitOptions } from "./protocol/rate_limit.ts";
-import type { HeartbeatOptions, Limits, Logger, PingHandler } from "./types.ts";
+import type { HeartbeatOptions, Limits, Logger, PingHandler, RateLimit } from "./types.ts";
 
 const noop = (): void => {};
 
@@ -48,54 +49,116 @@ export function resolveHeartbeat(
  */
 export const SERVER_INITIAL_WINDOW = 2 * 1024 * 1024;
 
-/** The settings announced to the peer, from the user's limits; checked here, at construction. */
-export function sessionSettings(limits: Limits): Partial<Settings> {
-  checkLimit(limits, "maxFrameBytes", MIN_FRAME_BYTES);
-  checkLimit(limits, "maxHeaderBytes", 1024);
-  checkLimit(limits, "maxConcurrentStreams", 1);
-  checkLimit(limits, "initialWindow", 1024);
-  checkLimit(limits, "maxMetadataBytes", 0);
-  checkLimit(limits, "handshakeTimeout", 1);
-  checkLimit(limits, "maxConnections", 0);
-  const settings: Partial<Settings> = {};
-  if (limits.maxFrameBytes !== undefined) settings.maxFrameBytes = limits.maxFrameBytes;
-  if (limits.maxHeaderBytes !== undefined) settings.maxHeaderBytes = limits.maxHeaderBytes;
-  if (limits.maxConcurrentStreams !== undefined) {
-    settings.maxConcurrentStreams = limits.maxConcurrentStreams;
-  }
-  if (limits.initialWindow !== undefined) settings.initialWindow = limits.initialWindow;
-  return settings;
+/**
+ * A server's default `maxConcurrentStreams`: 256, as HTTP/2 servers do (nginx 128, Go 250),
+ * against a client's 1024. Every open exchange may hold a chunk of its body being read.
+ */
+export const SERVER_MAX_CONCURRENT_STREAMS = 256;
+
+/** Default `limits.maxBufferedBytes`: a connection's budget. */
+export const DEFAULT_BUFFERED_BYTES = 32 * 1024 * 1024;
+
+/** What a connection's session and shell take from the user's `Limits`, checked once. */
+export interface ConnectionLimits {
+  /** The settings announced to the peer. */
+  settings: Partial<Settings>;
+  /** The rapid-reset bucket; the session fills missing fields with its defaults. */
+  resetRateLimit?: Partial<RateLimitOptions>;
+  /** The ping bucket; the session fills missing fields with its defaults. */
+  pingRateLimit?: Partial<RateLimitOptions>;
+  /** Output bytes waiting at which bodies stop being read (an eighth of the budget). */
+  maxQueuedBytes: number;
 }
 
 /**
- * The session's rapid-reset bucket from `limits.resetRateLimit`, checked; the session fills
- * missing fields with its defaults (a burst of 2 × maxConcurrentStreams, at least 1000; 500/s).
+ * The limits of every connection of a server or client, checked here, at construction.
+ *
+ * @param limits The user's limits.
+ * @param defaults Settings this kind of end announces unless told otherwise.
+ * @throws {RangeError} If a limit is out of range.
  */
-export function resetRateLimit(limits: Limits): Partial<RateLimitOptions> | undefined {
-  const option = limits.resetRateLimit;
+export function connectionLimits(
+  limits: Limits,
+  defaults: Partial<Settings> = {},
+): ConnectionLimits {
+  checkLimit(limits, "maxFrameBytes", MIN_FRAME_BYTES);
+  checkLimit(limits, "maxMessageBytes", MIN_FRAME_BYTES + FRAME_HEADER_BYTES);
+  checkLimit(limits, "maxHeaderBytes", 1024);
+  checkLimit(limits, "maxConcurrentStreams", 1);
+  checkLimit(limits, "initialWindow", 1024);
+  checkLimit(limits, "maxBufferedBytes", 64 * 1024);
+  checkLimit(limits, "maxMetadataBytes", 0);
+  checkLimit(limits, "maxMetadataValues", 0);
+  checkLimit(limits, "handshakeTimeout", 1);
+  checkLimit(limits, "maxConnections", 0);
+  checkLimit(limits, "maxPendingHandshakes", 0);
+  const settings: Partial<Settings> = { ...defaults };
+  for (const name of SETTINGS_FROM_LIMITS) {
+    if (limits[name] !== undefined) settings[name] = limits[name];
+  }
+  const maxFrameBytes = settings.maxFrameBytes ?? DEFAULT_SETTINGS.maxFrameBytes;
+  const maxMessageBytes = settings.maxMessageBytes ?? DEFAULT_SETTINGS.maxMessageBytes;
+  if (maxMessageBytes < maxFrameBytes + FRAME_HEADER_BYTES) {
+    throw new RangeError(
+      `Invalid limits.maxMessageBytes: ${maxMessageBytes} must be at least maxFrameBytes (${maxFrameBytes}) + ${FRAME_HEADER_BYTES}`,
+    );
+  }
+  const budget = limits.maxBufferedBytes ?? DEFAULT_BUFFERED_BYTES;
+  settings.connectionWindow = Math.floor(budget / 4);
+  return {
+    settings,
+    resetRateLimit: rateLimit(limits.resetRateLimit, "limits.resetRateLimit", 1),
+    pingRateLimit: rateLimit(limits.pingRateLimit, "limits.pingRateLimit", 1),
+    maxQueuedBytes: Math.floor(budget / 8),
+  };
+}
+
+const SETTINGS_FROM_LIMITS = [
+  "maxFrameBytes",
+  "maxMessageBytes",
+  "maxHeaderBytes",
+  "maxConcurrentStreams",
+  "initialWindow",
+] as const;
+
+/**
+ * A rate-limit option, checked; missing fields are left for the caller's defaults.
+ *
+ * @param option The user's option.
+ * @param name Its name, for the error.
+ * @param minBurst The smallest burst allowed.
+ * @throws {RangeError} If it is not an object or a field is out of range.
+ */
+export function rateLimit(
+  option: RateLimit | undefined,
+  name: string,
+  minBurst = 1,
+): Partial<RateLimitOptions> | undefined {
   if (option === undefined) return undefined;
   if (typeof option !== "object" || option === null) {
-    throw new RangeError("Invalid limits.resetRateLimit: must be an object");
+    throw new RangeError(`Invalid ${name}: must be an object`);
   }
   const { burst, perSecond } = option;
-  if (burst !== undefined && (!Number.isInteger(burst) || burst < 1 || burst > 0x7fff_ffff)) {
+  if (
+    burst !== undefined && (!Number.isInteger(burst) || burst < minBurst || burst > 0x7fff_ffff)
+  ) {
     throw new RangeError(
-      `Invalid limits.resetRateLimit.burst: ${burst} must be an integer from 1 to 2^31 − 1`,
+      `Invalid ${name}.burst: ${burst} must be an integer from ${minBurst} to 2^31 − 1`,
     );
   }
   if (perSecond !== undefined && !(perSecond >= 0 && perSecond <= 0x7fff_ffff)) {
     throw new RangeError(
-      `Invalid limits.resetRateLimit.perSecond: ${perSecond} must be a number from 0 to 2^31 − 1`,
+      `Invalid ${name}.perSecond: ${perSecond} must be a number from 0 to 2^31 − 1`,
     );
   }
   return option;
 }
 
-function checkLimit(
-  limits: Limits,
-  name: Exclude<keyof Limits, "resetRateLimit">,
-  min: number,
-): void {
+type NumericLimit = {
+  [K in keyof Limits]-?: Required<Limits>[K] extends number ? K : never;
+}[keyof Limits];
+
+function checkLimit(limits: Limits, name: NumericLimit, min: number): void {
   const value = limits[name];
   if (value === undefined) return;
   if (!Number.isInteger(value) || value < min || value > 0x7fff_ffff) {

@@ -10,29 +10,39 @@
  * only picks the entry (ids are not secret).
  *
  * Ended entries live in one `Map` in the order they ended; every entry gets the same
- * window, so the oldest expire first and a sweep from the front on each use removes
- * them in amortised O(1) — no timer at all. The map is bounded: past
- * {@linkcode MAX_RESUMABLE} the oldest entry is dropped.
+ * window, so the oldest expire first and a sweep from the front removes them in
+ * amortised O(1). The sweep runs on each use and on one deadline, at the oldest entry's
+ * expiry, so nothing outlives its window by more than a timer tick even when no client
+ * comes back. The map is bounded twice: past {@linkcode MAX_RESUMABLE} entries or
+ * {@linkcode MAX_RESUMABLE_BYTES} of estimated memory (each entry's metadata counted as
+ * parsed, see `parsedJsonBytes`) the oldest entries are dropped.
  *
  * @module
  */
 
+import { Deadline, setDeadline } from "./_deadlines.ts";
 import type { Connection } from "./connection.ts";
 
 /** Most ended connections kept for resumption at once; the oldest go first. */
 export const MAX_RESUMABLE = 65_536;
+/** Most memory the ended connections kept for resumption may take, by estimate. */
+export const MAX_RESUMABLE_BYTES = 32 * 1024 * 1024;
+/** What one entry costs beyond its metadata: the token, the id, the map's slot. */
+export const RESUMABLE_ENTRY_BYTES = 256;
 
 const SECRET_BYTES = 32;
 
 interface Live {
   secret: string;
   connection: Connection;
+  cost: number;
 }
 
 interface Ended {
   secret: string;
   metadata: unknown;
   expiresAt: number;
+  cost: number;
 }
 
 /** A redeemed token: the id to give back, and what was kept with it. */
@@ -49,16 +59,21 @@ export interface Redeemed {
 export class ResumeStore {
   readonly #window: number;
   readonly #max: number;
+  readonly #maxBytes: number;
   readonly #live = new Map<string, Live>();
   readonly #ended = new Map<string, Ended>();
+  #endedBytes = 0;
+  readonly #sweeper = new Deadline(() => this.#sweep(performance.now()));
 
   /**
    * @param window Milliseconds an ended connection stays resumable.
    * @param max Most ended connections kept.
+   * @param maxBytes Most memory they may take, by estimate.
    */
-  constructor(window: number, max: number = MAX_RESUMABLE) {
+  constructor(window: number, max: number = MAX_RESUMABLE, maxBytes: number = MAX_RESUMABLE_BYTES) {
     this.#window = window;
     this.#max = max;
+    this.#maxBytes = maxBytes;
   }
 
   /** Ended connections currently kept (for tests). */
@@ -66,14 +81,23 @@ export class ResumeStore {
     return this.#ended.size;
   }
 
+  /** Estimated memory of the ended connections kept. */
+  get bytes(): number {
+    return this.#endedBytes;
+  }
+
   /**
    * Issues the token for a connection about to be welcomed with `id`; any earlier
    * token for that id stops working.
+   *
+   * @param id The connection id.
+   * @param connection The connection.
+   * @param metadataCost What its metadata takes in memory, by estimate.
    */
-  issue(id: string, connection: Connection): string {
+  issue(id: string, connection: Connection, metadataCost = 0): string {
     const secret = randomSecret();
-    this.#ended.delete(id);
-    this.#live.set(id, { secret, connection });
+    this.#delete(id);
+    this.#live.set(id, { secret, connection, cost: metadataCost + RESUMABLE_ENTRY_BYTES });
     return `${id}.${secret}`;
   }
 
@@ -91,7 +115,7 @@ export class ResumeStore {
     const live = ended ? undefined : this.#live.get(id);
     const entry = ended ?? live;
     if (!entry || !timingSafeEqual(entry.secret, secret)) return undefined;
-    this.#ended.delete(id);
+    this.#delete(id);
     this.#live.delete(id);
     if (live) return { id, metadata: live.connection.metadata, previous: live.connection };
     return { id, metadata: ended!.metadata };
@@ -107,23 +131,44 @@ export class ResumeStore {
       secret: live.secret,
       metadata: connection.metadata,
       expiresAt: now + this.#window,
+      cost: live.cost,
     });
-    while (this.#ended.size > this.#max) {
-      this.#ended.delete(this.#ended.keys().next().value!);
+    this.#endedBytes += live.cost;
+    while (this.#ended.size > this.#max || this.#endedBytes > this.#maxBytes) {
+      this.#delete(this.#ended.keys().next().value!);
     }
+    this.#arm();
   }
 
   /** Forgets everything (the server closed). */
   clear(): void {
     this.#live.clear();
     this.#ended.clear();
+    this.#endedBytes = 0;
+    setDeadline(this.#sweeper, undefined);
+  }
+
+  #delete(id: string): void {
+    const entry = this.#ended.get(id);
+    if (!entry) return;
+    this.#ended.delete(id);
+    this.#endedBytes -= entry.cost;
   }
 
   #sweep(now: number): void {
     for (const [id, entry] of this.#ended) {
-      if (entry.expiresAt > now) return;
-      this.#ended.delete(id);
+      if (entry.expiresAt > now) break;
+      this.#delete(id);
     }
+    this.#arm();
+  }
+
+  /** The sweeper waits for the oldest entry to expire. */
+  #arm(): void {
+    const oldest = this.#ended.values().next().value;
+    const at = oldest?.expiresAt;
+    if (at === this.#sweeper.at && this.#sweeper.pending) return;
+    setDeadline(this.#sweeper, at);
   }
 }
 

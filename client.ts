@@ -13,17 +13,15 @@ import { adaptWebSocket, CLIENT_DELAYS_MID_SIZE_MESSAGES } from "./_socket.ts";
 import { EventStream } from "./_event_stream.ts";
 import {
   answerPing,
+  type ConnectionLimits,
+  connectionLimits,
   QUIET_LOGGER,
-  resetRateLimit,
   resolveHeartbeat,
-  sessionSettings,
 } from "./_options.ts";
 import { Connection, type ConnectionCloseInfo } from "./connection.ts";
 import { HandshakeError } from "./errors.ts";
 import { CloseCode, TERMINAL_CLOSE_CODES } from "./protocol/close_codes.ts";
 import { Session } from "./protocol/session.ts";
-import type { Settings } from "./protocol/handshake.ts";
-import type { RateLimitOptions } from "./protocol/rate_limit.ts";
 import type { HeartbeatOptions as HeartbeatTiming } from "./protocol/heartbeat.ts";
 import {
   type ConnectionEvent,
@@ -97,8 +95,7 @@ interface WebSocketWithHeaders {
 export class WebSocketClient {
   readonly #options: WebSocketClientOptions;
   readonly #logger: Logger;
-  readonly #settings: Partial<Settings>;
-  readonly #resetRateLimit: Partial<RateLimitOptions> | undefined;
+  readonly #limits: ConnectionLimits;
   readonly #heartbeat: HeartbeatTiming | false;
   readonly #events = new EventStream();
   #metadata: unknown = null;
@@ -125,8 +122,7 @@ export class WebSocketClient {
     this.#options = options;
     this.#logger = options.logger ?? QUIET_LOGGER;
     this.#handler = options.handler;
-    this.#settings = sessionSettings(options.limits ?? {});
-    this.#resetRateLimit = resetRateLimit(options.limits ?? {});
+    this.#limits = connectionLimits(options.limits ?? {});
     this.#heartbeat = resolveHeartbeat(options.keepAlive, options.heartbeat);
   }
 
@@ -275,13 +271,14 @@ export class WebSocketClient {
     let opened = false;
     const session = new Session({
       role: "client",
-      settings: this.#settings,
+      settings: this.#limits.settings,
       handshakeTimeout,
       heartbeat: this.#heartbeat,
       appData: options.appData ?? "",
       answerPing: (data) => answerPing(options.onPing, data, connection, this.#logger),
       splitMessages: CLIENT_DELAYS_MID_SIZE_MESSAGES,
-      resetRateLimit: this.#resetRateLimit,
+      resetRateLimit: this.#limits.resetRateLimit,
+      pingRateLimit: this.#limits.pingRateLimit,
     }, performance.now());
     session.hello(this.#metadata, this.#resumeToken);
     connection = new Connection({
@@ -293,6 +290,7 @@ export class WebSocketClient {
       logger: this.#logger,
       onPong: options.onPong,
       handler: this.#handler,
+      maxQueuedBytes: this.#limits.maxQueuedBytes,
       hooks: {
         onOpen: (open, welcome) => {
           opened = true;

@@ -70,7 +70,7 @@ export interface CloseOptions {
 export interface HandshakeHooks {
   /** Server side: the client said hello. Answer with `accept` or `refuse`. */
   onHello?: (
-    hello: { metadata: unknown; resume?: string },
+    hello: { metadata: unknown; resume?: string; metadataCost: number },
     answer: {
       accept(welcome: Omit<Welcome, "settings" | "heartbeat">): void;
       refuse(code: CloseCode, reason: string): void;
@@ -110,6 +110,11 @@ export interface ConnectionInit {
   handler?: Handler;
   /** Milliseconds since an arbitrary origin; `performance.now` by default. */
   clock?: () => number;
+  /**
+   * Response and request bodies are read from the application only while less than this
+   * many bytes wait to be sent (the outbound share of `limits.maxBufferedBytes`).
+   */
+  maxQueuedBytes?: number;
   /** Handshake wiring. */
   hooks?: HandshakeHooks;
 }
@@ -148,6 +153,9 @@ interface HeldResponse {
   chunks: Uint8Array[];
   bytes: number;
 }
+
+/** Default for `ConnectionInit.maxQueuedBytes`: an eighth of the default 32 MiB budget. */
+const MAX_QUEUED_BYTES = 4 * 1024 * 1024;
 
 /**
  * The handler's second argument. A class rather than an object literal with a getter:
@@ -247,6 +255,16 @@ export class Connection {
   #writableWaiters = new Map<number, () => void>();
   /** How many incoming exchanges have a response held back (`Incoming.held`). */
   #heldResponses = 0;
+  /** Body bytes in held responses. */
+  #heldBytes = 0;
+  /** What the bodies' waiting chunks are charged (see `InboundBody`). */
+  #inboundBytes = 0;
+  readonly #maxQueuedBytes: number;
+  /** Pumps waiting for queued output to drop below `#maxQueuedBytes`. */
+  #queueWaiters: (() => void)[] = [];
+  readonly #account = (delta: number): void => {
+    this.#inboundBytes += delta;
+  };
   #flushScheduled = false;
   #sendSoonScheduled = false;
   #drainTimer: ReturnType<typeof setTimeout> | undefined;
@@ -276,6 +294,7 @@ export class Connection {
     this.#session = init.session;
     this.#logger = init.logger;
     this.#clock = init.clock ?? performanceNow;
+    this.#maxQueuedBytes = init.maxQueuedBytes ?? MAX_QUEUED_BYTES;
     this.#hooks = init.hooks ?? {};
     this.#onPing = init.onPing;
     this.#onPong = init.onPong;
@@ -304,6 +323,17 @@ export class Connection {
   get remoteAddr(): string {
     const { hostname, port } = this.#remoteAddr;
     return hostname.includes(":") ? `[${hostname}]:${port}` : `${hostname}:${port}`;
+  }
+
+  /**
+   * Bytes this connection holds now on its peer's behalf: received body bytes the
+   * application has not read yet (charged at what they keep alive), body bytes and frames
+   * waiting to be sent, and what the socket has not written yet. `limits.maxBufferedBytes`
+   * bounds it, whatever the peer sends.
+   */
+  get bufferedBytes(): number {
+    return this.#inboundBytes + this.#heldBytes + this.#session.bufferedBytes +
+      this.#socket.bufferedAmount;
   }
 
   /** Exchanges running now in both directions. */
@@ -491,6 +521,7 @@ export class Connection {
           this.#finishOutgoing(streamId);
           this.#schedule();
         },
+        this.#account,
       );
     }
     let response: Response;
@@ -545,6 +576,7 @@ export class Connection {
       () => {
         // The handler gave up on the body; the response may still follow.
       },
+      this.#account,
     );
     const exchange: Incoming = {
       controller,
@@ -686,6 +718,7 @@ export class Connection {
 
   #dropHeld(exchange: Incoming): void {
     if (!exchange.held) return;
+    this.#heldBytes -= exchange.held.bytes;
     exchange.held = undefined;
     this.#heldResponses--;
   }
@@ -697,6 +730,7 @@ export class Connection {
     if (chunk.byteLength > 0) {
       held.chunks.push(chunk);
       held.bytes += chunk.byteLength;
+      this.#heldBytes += chunk.byteLength;
     }
     if (end || held.bytes >= HOLD_RESPONSE_BYTES) return this.#releaseResponse(streamId, end);
     return true;
@@ -737,6 +771,11 @@ export class Connection {
         // Inside the try: a body that is locked or already used fails this exchange only.
         reader = body.getReader();
         for (;;) {
+          // A peer that does not read makes output wait; read no more from the application
+          // while the connection's share of it is full.
+          while (this.#queuedBytes >= this.#maxQueuedBytes && !this.#ended && !stopped) {
+            await new Promise<void>((resolve) => this.#queueWaiters.push(resolve));
+          }
           const { done, value } = await reader.read();
           if (stopped || !this.#session.hasStream(streamId)) {
             if (!done) reader.cancel().catch(() => {});
@@ -774,6 +813,20 @@ export class Connection {
     };
   }
 
+  /** Output waiting to be sent: what pumps stop reading at (`#maxQueuedBytes`). */
+  get #queuedBytes(): number {
+    return this.#session.bufferedBytes + this.#heldBytes;
+  }
+
+  /** Wakes the pumps waiting for queued output to drop, once it has. */
+  #wakeQueueWaiters(): void {
+    if (this.#queueWaiters.length === 0) return;
+    if (!this.#ended && this.#queuedBytes >= this.#maxQueuedBytes) return;
+    const waiters = this.#queueWaiters;
+    this.#queueWaiters = [];
+    for (const wake of waiters) wake();
+  }
+
   #wakeWriter(streamId: number): void {
     const wake = this.#writableWaiters.get(streamId);
     if (wake) {
@@ -799,6 +852,8 @@ export class Connection {
     }
     this.#session.handleMessage(data, this.#clock());
     this.#processEvents();
+    // A reset or a finished stream may have freed queued output.
+    this.#wakeQueueWaiters();
     // The macrotask flush costs a few µs to schedule (2.6 µs on Deno): a message that left
     // nothing for it (a response whose caller runs next, say) goes without.
     if (
@@ -877,7 +932,10 @@ export class Connection {
       const message = this.#session.pollTransmit(
         sendScratch ??= new Uint8Array(SEND_SCRATCH_BYTES),
       );
-      if (!message) return;
+      if (!message) {
+        this.#wakeQueueWaiters();
+        return;
+      }
       try {
         this.#socket.send(message);
       } catch (error) {
@@ -885,6 +943,7 @@ export class Connection {
         return;
       }
     }
+    this.#wakeQueueWaiters();
     // The socket is full: wait for it to drain before handing it more.
     if (!this.#socket.signalsDrain) {
       // A fast link drains the buffer in about a millisecond, less than a timer tick (1–2 ms):
@@ -931,7 +990,7 @@ export class Connection {
   #dispatch(event: SessionEvent): void {
     switch (event.type) {
       case "hello":
-        this.#onHello(event.metadata, event.resume);
+        this.#onHello(event.metadata, event.resume, event.metadataCost);
         return;
       case "open":
         this.#id = event.id;
@@ -953,7 +1012,7 @@ export class Connection {
         );
         return;
       case "data":
-        this.#onData(event.streamId, event.chunk, event.end);
+        this.#onData(event.streamId, event.chunk, event.end, event.retained);
         return;
       case "reset":
         this.#onReset(event.streamId, event.code, event.reason, event.byPeer);
@@ -997,7 +1056,10 @@ export class Connection {
       size += event.chunk.byteLength;
       if (event.end) break;
     }
-    // A view of the received message, whose buffer is an ArrayBuffer (never shared).
+    // Handed to the application whole: its connection credit comes back at once.
+    this.#session.consume(streamId, size);
+    // The session's chunk: a copy, or a view that is most of its message (whose buffer
+    // is an ArrayBuffer, never shared).
     if (count === 1) return (this.#session.pollEvent() as { chunk: BodyBytes }).chunk;
     const body = new Uint8Array(size);
     for (let offset = 0; offset < size;) {
@@ -1008,11 +1070,11 @@ export class Connection {
     return body;
   }
 
-  #onHello(metadata: unknown, resume: string | undefined): void {
+  #onHello(metadata: unknown, resume: string | undefined, metadataCost: number): void {
     (this as { metadata: unknown }).metadata = metadata;
     const session = this.#session;
     let answered = false;
-    this.#hooks.onHello?.({ metadata, ...(resume !== undefined ? { resume } : {}) }, {
+    this.#hooks.onHello?.({ metadata, metadataCost, ...(resume !== undefined ? { resume } : {}) }, {
       accept: (welcome) => {
         if (answered || this.#ended) return;
         answered = true;
@@ -1028,7 +1090,7 @@ export class Connection {
     });
   }
 
-  #onData(streamId: number, chunk: Uint8Array, end: boolean): void {
+  #onData(streamId: number, chunk: Uint8Array, end: boolean, retained: number): void {
     const body = this.#outgoing.get(streamId)?.body ?? this.#incoming.get(streamId)?.body;
     if (!body) {
       // Nobody reads it (a HEAD or null-body response); give the credit straight back.
@@ -1036,7 +1098,7 @@ export class Connection {
       if (end) this.#finishOutgoing(streamId);
       return;
     }
-    body.push(chunk);
+    body.push(chunk, retained);
     if (end) {
       body.end();
       this.#finishOutgoing(streamId);
@@ -1129,6 +1191,7 @@ export class Connection {
     for (const streamId of [...this.#incoming.keys()]) this.#failIncoming(streamId, error);
     for (const wake of this.#writableWaiters.values()) wake();
     this.#writableWaiters.clear();
+    this.#wakeQueueWaiters();
     this.#hooks.onEnd?.(this, info);
     this.#resolveClosed(info);
   }

@@ -47,6 +47,7 @@ export type { CloseOptions, ConnectionCloseInfo, FetchFunction } from "./connect
 export type { BunServerWebSocket } from "./_socket.ts";
 export { ConnectionType, EventType } from "./types.ts";
 export type {
+  AddressRateLimits,
   ConnectionEvent,
   Handler,
   HandlerInfo,
@@ -55,6 +56,7 @@ export type {
   Logger,
   PingHandler,
   PongHandler,
+  RateLimit,
 } from "./types.ts";
 export {
   ConnectionClosedError,

@@ -18,14 +18,15 @@ import {
   type Socket,
 } from "./_socket.ts";
 import { EventStream } from "./_event_stream.ts";
+import { ADDRESS_RATES, AddressLimits, type AddressRates } from "./_address_limits.ts";
 import { ResumeStore } from "./_resume.ts";
 import { Connection } from "./connection.ts";
 import { CloseCode } from "./protocol/close_codes.ts";
 import { Session } from "./protocol/session.ts";
-import type { Settings } from "./protocol/handshake.ts";
-import type { RateLimitOptions } from "./protocol/rate_limit.ts";
+import { DEFAULT_SETTINGS } from "./protocol/handshake.ts";
 import type { HeartbeatOptions as HeartbeatTiming } from "./protocol/heartbeat.ts";
 import {
+  type AddressRateLimits,
   type ConnectionEvent,
   ConnectionType,
   EventType,
@@ -38,12 +39,19 @@ import {
 } from "./types.ts";
 import {
   answerPing,
+  type ConnectionLimits,
+  connectionLimits,
   QUIET_LOGGER,
-  resetRateLimit,
+  rateLimit,
   resolveHeartbeat,
   SERVER_INITIAL_WINDOW,
-  sessionSettings,
+  SERVER_MAX_CONCURRENT_STREAMS,
 } from "./_options.ts";
+
+/** Default `limits.maxConnections`. */
+const MAX_CONNECTIONS = 10_000;
+/** Default `limits.maxPendingHandshakes`. */
+const MAX_PENDING_HANDSHAKES = 1024;
 
 /** What `authorize` gets to decide with. */
 export interface AuthorizeContext {
@@ -80,7 +88,7 @@ export interface WebSocketServerOptions {
    * refuse: the client gets close code 4003 and a `HandshakeError`, and does not retry.
    */
   authorize?: (context: AuthorizeContext) => boolean | Promise<boolean>;
-  /** Limits enforced on every connection. */
+  /** Limits enforced on every connection; the defaults are safe on the internet. */
   limits?: Limits;
   /** Origins allowed to connect (browsers send `Origin`). Default: any, including none. */
   allowedOrigins?: string[];
@@ -133,7 +141,7 @@ export interface BunWebSocketHandlers {
   close(ws: BunServerWebSocket, code: number, reason: string): void;
   /** A full send buffer drained. */
   drain(ws: BunServerWebSocket): void;
-  /** Largest message Bun accepts. */
+  /** Largest message Bun accepts: the server's `limits.maxMessageBytes`. */
   maxPayloadLength: number;
 }
 
@@ -186,8 +194,8 @@ interface BunSocketData {
 export class WebSocketServer {
   readonly #options: WebSocketServerOptions;
   readonly #logger: Logger;
-  readonly #settings: Partial<Settings>;
-  readonly #resetRateLimit: Partial<RateLimitOptions> | undefined;
+  readonly #limits: ConnectionLimits;
+  readonly #addressLimits: AddressLimits | undefined;
   readonly #heartbeat: HeartbeatTiming | false;
   readonly #events = new EventStream();
   readonly #connections = new Map<string, Connection>();
@@ -214,12 +222,32 @@ export class WebSocketServer {
   constructor(options: WebSocketServerOptions = {}) {
     this.#options = options;
     this.#logger = options.logger ?? QUIET_LOGGER;
-    this.#settings = {
+    const limits = options.limits ?? {};
+    this.#limits = connectionLimits(limits, {
       initialWindow: SERVER_INITIAL_WINDOW,
-      ...sessionSettings(options.limits ?? {}),
-    };
-    this.#resetRateLimit = resetRateLimit(options.limits ?? {});
+      maxConcurrentStreams: SERVER_MAX_CONCURRENT_STREAMS,
+    });
+    this.#addressLimits = limits.addressRateLimits === false
+      ? undefined
+      : new AddressLimits(addressRates(limits.addressRateLimits ?? {}));
     this.#heartbeat = resolveHeartbeat(options.keepAlive, options.heartbeat);
+    const maxMessageBytes = this.#limits.settings.maxMessageBytes ??
+      DEFAULT_SETTINGS.maxMessageBytes;
+    this.websocket = {
+      open: (ws) => {
+        const data = ws.data as BunSocketData;
+        const { request, remoteAddr } = data.swaggersocket!;
+        data.swaggersocket = undefined;
+        const socket = adaptBunSocket(ws);
+        data.socket = socket;
+        this.#accept(socket, request.headers.get("origin"), request, remoteAddr);
+      },
+      message: (ws, message) => (ws.data as BunSocketData).socket?.dispatchMessage(message),
+      close: (ws, code, reason) => (ws.data as BunSocketData).socket?.dispatchClose(code, reason),
+      drain: (ws) => (ws.data as BunSocketData).socket?.dispatchDrain(),
+      // Bun refuses a larger message itself (1009) before buffering it whole.
+      maxPayloadLength: maxMessageBytes,
+    };
     const resumeWindow = options.resumeWindow ?? 30_000;
     if (!(resumeWindow >= 0) || !Number.isFinite(resumeWindow)) {
       throw new RangeError(
@@ -251,20 +279,7 @@ export class WebSocketServer {
    * });
    * ```
    */
-  readonly websocket: BunWebSocketHandlers = {
-    open: (ws) => {
-      const data = ws.data as BunSocketData;
-      const { request, remoteAddr } = data.swaggersocket!;
-      data.swaggersocket = undefined;
-      const socket = adaptBunSocket(ws);
-      data.socket = socket;
-      this.#accept(socket, request.headers.get("origin"), request, remoteAddr);
-    },
-    message: (ws, message) => (ws.data as BunSocketData).socket?.dispatchMessage(message),
-    close: (ws, code, reason) => (ws.data as BunSocketData).socket?.dispatchClose(code, reason),
-    drain: (ws) => (ws.data as BunSocketData).socket?.dispatchDrain(),
-    maxPayloadLength: 64 * 1024 * 1024,
-  };
+  readonly websocket: BunWebSocketHandlers;
 
   /**
    * Upgrades an HTTP request to a swaggersocket connection. Use it to mount the server
@@ -504,20 +519,27 @@ export class WebSocketServer {
     const options = this.#options;
     let upgradeRequest = request;
     const limits = options.limits ?? {};
+    const address = remoteAddr.hostname;
+    const addressLimits = this.#addressLimits;
     // Assigned once below; the session's ping answer needs it before then.
     // deno-lint-ignore prefer-const
     let connection!: Connection;
     let resumed = false;
+    let metadataCost = 0;
+    const now = performance.now();
     const session = new Session({
       role: "server",
-      settings: this.#settings,
+      settings: this.#limits.settings,
       handshakeTimeout: limits.handshakeTimeout,
       heartbeat: this.#heartbeat,
       appData: options.appData ?? "",
       answerPing: (data) => answerPing(options.onPing, data, connection, this.#logger),
       maxMetadataBytes: limits.maxMetadataBytes,
-      resetRateLimit: this.#resetRateLimit,
-    }, performance.now());
+      maxMetadataValues: limits.maxMetadataValues,
+      resetRateLimit: this.#limits.resetRateLimit,
+      pingRateLimit: this.#limits.pingRateLimit,
+      sharedPingLimit: addressLimits?.pings(address, now),
+    }, now);
     connection = new Connection({
       socket,
       session,
@@ -526,16 +548,25 @@ export class WebSocketServer {
       logger: this.#logger,
       onPong: options.onPong,
       handler: options.handler,
+      maxQueuedBytes: this.#limits.maxQueuedBytes,
       hooks: {
-        onHello: ({ metadata, resume }, answer) => {
+        onHello: ({ metadata, resume, metadataCost: cost }, answer) => {
+          metadataCost = cost;
           const authorizing = this.#authorize(upgradeRequest, metadata, connection.remoteAddr);
           upgradeRequest = undefined;
           authorizing.then(async (ok) => {
             if (!ok) return answer.refuse(CloseCode.Unauthorized, "Unauthorized");
             const store = this.#resume;
-            const redeemed = resume !== undefined && !connection.isClosed
-              ? store?.redeem(resume, performance.now())
+            const now = performance.now();
+            // Past its rate of failures, an address's tokens are not looked at: guessing
+            // costs the guesser, and a wrong token only ever meant a fresh id.
+            const redeemed = resume !== undefined && !connection.isClosed &&
+                addressLimits?.mayResume(address, now) !== false
+              ? store?.redeem(resume, now)
               : undefined;
+            if (resume !== undefined && store && !redeemed) {
+              addressLimits?.failedResume(address, now);
+            }
             if (redeemed?.previous && !redeemed.previous.isClosed) {
               // A half-open socket the server has not noticed yet: the resumer owns the id now.
               await redeemed.previous.close({
@@ -550,7 +581,7 @@ export class WebSocketServer {
               (connection as { metadata: unknown }).metadata = redeemed.metadata;
             }
             resumed = redeemed !== undefined;
-            const resumeToken = store?.issue(id, connection);
+            const resumeToken = store?.issue(id, connection, metadataCost);
             answer.accept({
               id,
               ...(resumeToken ? { resumeToken } : {}),
@@ -587,30 +618,26 @@ export class WebSocketServer {
         },
       },
     });
-    this.#handshaking.add(connection);
-    const max = limits.maxConnections;
     const allowed = options.allowedOrigins;
-    // Refused after the upgrade, with a close code, so the client learns not to retry;
-    // an HTTP 403 would look like a network failure to a WebSocket client.
-    if (allowed && origin !== null && !allowed.includes(origin)) {
-      connection.close({
-        timeout: 0,
-        code: CloseCode.OriginNotAllowed,
-        reason: "Origin not allowed",
-      });
-    } else if (this.#closing) {
-      connection.close({
-        timeout: 0,
-        code: CloseCode.GoingAway,
-        reason: "Server is shutting down",
-      });
-    } else if (max !== undefined && this.#connections.size + this.#handshaking.size > max) {
-      connection.close({
-        timeout: 0,
-        code: CloseCode.TooManyConnections,
-        reason: "Too many connections",
-      });
+    // Refused after the upgrade, with a close code, so the client learns why; an HTTP 403
+    // would look like a network failure to a WebSocket client.
+    const refusal = allowed && origin !== null && !allowed.includes(origin)
+      ? { code: CloseCode.OriginNotAllowed, reason: "Origin not allowed" }
+      : this.#closing
+      ? { code: CloseCode.GoingAway, reason: "Server is shutting down" }
+      : addressLimits?.handshake(address, now) === false
+      ? { code: CloseCode.RateLimited, reason: "Too many handshakes from this address" }
+      : this.#connections.size + this.#handshaking.size >=
+          (limits.maxConnections ?? MAX_CONNECTIONS)
+      ? { code: CloseCode.TooManyConnections, reason: "Too many connections" }
+      : this.#handshaking.size >= (limits.maxPendingHandshakes ?? MAX_PENDING_HANDSHAKES)
+      ? { code: CloseCode.TooManyConnections, reason: "Too many handshakes in progress" }
+      : undefined;
+    if (refusal) {
+      connection.close({ timeout: 0, ...refusal });
+      return;
     }
+    this.#handshaking.add(connection);
   }
 
   async #authorize(
@@ -628,6 +655,19 @@ export class WebSocketServer {
       return false;
     }
   }
+}
+
+/** `limits.addressRateLimits` with its defaults filled in, checked. */
+function addressRates(option: AddressRateLimits): AddressRates {
+  if (typeof option !== "object" || option === null) {
+    throw new RangeError("Invalid limits.addressRateLimits: must be an object or false");
+  }
+  const rates = { ...ADDRESS_RATES };
+  for (const name of ["handshakes", "failedResumes", "pings"] as const) {
+    const given = rateLimit(option[name], `limits.addressRateLimits.${name}`);
+    if (given) rates[name] = { ...rates[name], ...given };
+  }
+  return rates;
 }
 
 function jsonEqual(a: unknown, b: unknown): boolean {

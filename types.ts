@@ -86,25 +86,59 @@ export interface HeartbeatOptions {
   timeout?: number;
 }
 
-/** Limits this end enforces; each is also announced to the peer where it matters. */
+/** A rate: so many at once, refilled at so many per second (a token bucket). */
+export interface RateLimit {
+  /** How many at once. */
+  burst?: number;
+  /** How many per second, sustained. */
+  perSecond?: number;
+}
+
+/**
+ * Limits this end enforces; each is also announced to the peer where it matters. The
+ * defaults are safe for a server facing the internet: raise them for trusted peers, there
+ * is no need to lower them.
+ */
 export interface Limits {
   /** Largest frame payload accepted, bytes. Default 1 MiB; at least 16 KiB. */
   maxFrameBytes?: number;
+  /**
+   * Largest WebSocket message accepted, bytes; at least `maxFrameBytes` + 10. A larger one
+   * closes the connection with 4010 before any of it is decoded (on a Bun server the
+   * runtime itself refuses it, with 1009). Default 2 MiB.
+   */
+  maxMessageBytes?: number;
   /** Largest request or response head accepted, bytes. Default 64 KiB. */
   maxHeaderBytes?: number;
-  /** Largest client metadata accepted (server), as JSON bytes. Default 16 KiB. */
+  /** Largest client metadata accepted (server), as compact JSON bytes. Default 16 KiB. */
   maxMetadataBytes?: number;
-  /** Exchanges the peer may have running towards this end at once. Default 1024. */
+  /**
+   * Most JSON values in client metadata (server): objects, arrays, strings, numbers,
+   * literals and object keys, counted before parsing. Default 1024.
+   */
+  maxMetadataValues?: number;
+  /** Exchanges the peer may have running towards this end at once. Default 1024; 256 on a server. */
   maxConcurrentStreams?: number;
   /**
    * Body bytes the peer may send per exchange before this end's reader catches up. Default 1 MiB;
-   * 2 MiB on a server. Unread bytes a peer can make this end hold: up to this × `maxConcurrentStreams`.
+   * 2 MiB on a server. The connection as a whole is bounded by `maxBufferedBytes`.
    */
   initialWindow?: number;
+  /**
+   * The connection's budget: the most bytes it holds on its peer's behalf, whatever the
+   * peer sends — received body bytes not read yet (a quarter of this is the connection
+   * window announced to the peer; each byte is charged at most twice, for what it keeps
+   * alive), body bytes waiting to be sent (bodies are read from the application only while
+   * less than an eighth of this waits), and replies and messages the socket has not
+   * written. `connection.bufferedBytes` says where it stands. Default 32 MiB.
+   */
+  maxBufferedBytes?: number;
   /** Milliseconds a new socket has to complete the handshake. Default 10 000. */
   handshakeTimeout?: number;
-  /** Connections the server holds at once (server). Default unlimited. */
+  /** Connections the server holds at once, handshaking or open (server); more get 4009. Default 10 000. */
   maxConnections?: number;
+  /** Sockets the server lets handshake at once (server); more get 4009. Default 1024. */
+  maxPendingHandshakes?: number;
   /**
    * Stream resets and refusals the peer may cause (the HTTP/2 "Rapid Reset" defence,
    * CVE-2023-44487); a peer over the limit is closed with 4008. Default: a burst of
@@ -116,6 +150,26 @@ export interface Limits {
     /** Resets and refusals allowed per second, sustained. Default 500. */
     perSecond?: number;
   };
+  /** Pings the peer may send (the HTTP/2 ping flood); more close with 4008. Default 100 at once, 50 per second. */
+  pingRateLimit?: RateLimit;
+  /**
+   * Rates per remote address, shared by every connection from it (server); `false` turns
+   * them off (behind a proxy, where every peer has the proxy's address).
+   */
+  addressRateLimits?: false | AddressRateLimits;
+}
+
+/** Rates per remote address (see `Limits.addressRateLimits`). */
+export interface AddressRateLimits {
+  /** New sockets; more are closed with 4008 right after the upgrade. Default 128 at once, 32 per second. */
+  handshakes?: RateLimit;
+  /**
+   * Resume tokens that did not redeem; past the rate, tokens from the address are not
+   * looked at (the client gets a fresh id, as for any failed resume). Default 32 at once, 1 per second.
+   */
+  failedResumes?: RateLimit;
+  /** Pings, all connections together; more close the pinging connection with 4008. Default 1000 at once, 500 per second. */
+  pings?: RateLimit;
 }
 
 /** The ping hook: gets the ping's data, may return the data the pong carries. */

@@ -5,7 +5,14 @@
  * @module
  */
 
-import { FLAG_END_STREAM, type Frame, FrameType } from "./frame.ts";
+import { FLAG_END_STREAM, FrameType } from "./frame.ts";
+
+/** What ordering needs of a frame; its payload is not looked at. */
+interface FrameHead {
+  type: number;
+  flags: number;
+  streamId: number;
+}
 
 /**
  * Moves the DATA of each body that starts and ends in `frames` right behind its HEADERS
@@ -16,7 +23,7 @@ import { FLAG_END_STREAM, type Frame, FrameType } from "./frame.ts";
  * @param frames One message's frames, in the order they were taken.
  * @returns The same frames, reordered; `frames` itself if no move is needed.
  */
-export function dataAfterHeaders(frames: readonly Frame[]): readonly Frame[] {
+export function dataAfterHeaders<F extends FrameHead>(frames: readonly F[]): readonly F[] {
   // A lone exchange (HEADERS, DATA) is in order already; skip the bookkeeping.
   if (frames.length < 3) return frames;
   return pairedInOrder(frames) ?? regrouped(frames);
@@ -28,7 +35,7 @@ export function dataAfterHeaders(frames: readonly Frame[]): readonly Frame[] {
  * frame) for each HEADERS that leaves its half open. Anything else is `undefined`, and
  * `regrouped` handles it; where both apply they agree.
  */
-function pairedInOrder(frames: readonly Frame[]): Frame[] | undefined {
+function pairedInOrder<F extends FrameHead>(frames: readonly F[]): F[] | undefined {
   const count = frames.length;
   let firstData = 0;
   while (firstData < count && frames[firstData].type !== FrameType.Data) firstData++;
@@ -47,7 +54,7 @@ function pairedInOrder(frames: readonly Frame[]): Frame[] | undefined {
     next++;
   }
   if (next !== count) return undefined;
-  const ordered: Frame[] = [];
+  const ordered: F[] = [];
   next = firstData;
   for (let i = 0; i < firstData; i++) {
     const frame = frames[i];
@@ -60,8 +67,8 @@ function pairedInOrder(frames: readonly Frame[]): Frame[] | undefined {
 }
 
 /** Any layout: group each stream's DATA, then place the whole bodies behind their heads. */
-function regrouped(frames: readonly Frame[]): readonly Frame[] {
-  const bodies = new Map<number, Frame[]>();
+function regrouped<F extends FrameHead>(frames: readonly F[]): readonly F[] {
+  const bodies = new Map<number, F[]>();
   for (const frame of frames) {
     if (frame.type === FrameType.Headers) bodies.set(frame.streamId, []);
   }
@@ -74,7 +81,7 @@ function regrouped(frames: readonly Frame[]): readonly Frame[] {
     if (frame.flags & FLAG_END_STREAM) whole.add(frame.streamId);
   }
   if (whole.size === 0) return frames;
-  const ordered: Frame[] = [];
+  const ordered: F[] = [];
   for (const frame of frames) {
     if (frame.type === FrameType.Data && whole.has(frame.streamId)) continue;
     ordered.push(frame);

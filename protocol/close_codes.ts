@@ -28,16 +28,24 @@ export const CloseCode = {
   GoingAway: 4006,
   /** The peer sent more body bytes than its flow-control window allowed. */
   FlowControlError: 4007,
-  /** The peer reset or opened refused streams faster than allowed (Rapid Reset). */
+  /**
+   * The peer went over a rate limit: stream resets and refusals (Rapid Reset), pings, or
+   * handshakes from its address.
+   */
   RateLimited: 4008,
   /** The server has reached its connection limit. */
   TooManyConnections: 4009,
-  /** A frame exceeded the receiver's `maxFrameBytes`. */
+  /** A frame exceeded the receiver's `maxFrameBytes`, or a message its `maxMessageBytes`. */
   FrameTooLarge: 4010,
   /** The upgrade request came from an origin that is not allowed. */
   OriginNotAllowed: 4011,
   /** The connection id was resumed by another socket. */
   Replaced: 4012,
+  /**
+   * The peer does not read what it makes this end send: its unread replies (PONG,
+   * WINDOW_UPDATE, RESET) went over the cap. Named after HTTP/2's ENHANCE_YOUR_CALM.
+   */
+  EnhanceYourCalm: 4013,
 } as const;
 
 /** A close code from {@linkcode CloseCode}. */

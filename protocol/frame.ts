@@ -11,7 +11,8 @@
  *
  * Decoding checks the header only (type, flags, stream id, length, fixed payload
  * sizes); what a payload means is checked by the session. Decoded payloads are
- * views into the message, not copies.
+ * views into the message, not copies. Encoding takes a payload whole or in parts, so a
+ * body queued in several chunks leaves as one frame without being copied twice.
  *
  * @module
  */
@@ -33,7 +34,7 @@ export const FrameType = {
   Data: 0x11,
   /** Ends a stream early, with a reset code and a reason. */
   Reset: 0x12,
-  /** Grants the peer more send credit on one stream. */
+  /** Grants the peer more send credit on one stream, or (stream 0) on the connection. */
   WindowUpdate: 0x13,
   /** Heartbeat request: send time and application data. */
   Ping: 0x20,
@@ -69,11 +70,45 @@ export interface Frame {
   payload: Uint8Array;
 }
 
+/**
+ * A frame to encode: a {@linkcode Frame} whose payload may also be given in parts, which
+ * are written back to back as one payload.
+ */
+export interface OutgoingFrame {
+  /** What the frame is. */
+  type: FrameType;
+  /** Flag bits; only {@linkcode FLAG_END_STREAM} is defined. */
+  flags: number;
+  /** The stream the frame belongs to; 0 for connection-level frames. */
+  streamId: number;
+  /** The payload, whole or in parts. */
+  payload: Uint8Array | readonly Uint8Array[];
+}
+
+/**
+ * The length of a payload given whole or in parts.
+ *
+ * @example Usage
+ * ```ts
+ * import { payloadLength } from "@swaggersocket/swaggersocket/protocol";
+ * payloadLength([new Uint8Array(3), new Uint8Array(4)]); // 7
+ * ```
+ *
+ * @param payload The payload.
+ * @returns Its length in bytes.
+ */
+export function payloadLength(payload: Uint8Array | readonly Uint8Array[]): number {
+  if (payload instanceof Uint8Array) return payload.byteLength;
+  let length = 0;
+  for (const part of payload) length += part.byteLength;
+  return length;
+}
+
+/** Frames that must name a stream; WINDOW_UPDATE may name one or, for the connection, 0. */
 const STREAM_FRAMES: ReadonlySet<number> = new Set([
   FrameType.Headers,
   FrameType.Data,
   FrameType.Reset,
-  FrameType.WindowUpdate,
 ]);
 const KNOWN_TYPES: ReadonlySet<number> = new Set(Object.values(FrameType));
 const EMPTY = new Uint8Array(0);
@@ -94,16 +129,28 @@ const EMPTY = new Uint8Array(0);
  * bytes.byteLength; // 10
  * ```
  *
- * @param frames The frames, in order.
+ * @param frames The frames, in order; a payload may be given in parts.
  * @param scratch A buffer to reuse; a message larger than it gets a buffer of its own.
  * @returns The message bytes.
  */
-export function encodeFrames(frames: readonly Frame[], scratch?: Uint8Array): Uint8Array {
+export function encodeFrames(
+  frames: readonly (Frame | OutgoingFrame)[],
+  scratch?: Uint8Array,
+): Uint8Array {
   let size = 0;
   let large = false;
   for (const frame of frames) {
-    size += FRAME_HEADER_BYTES + frame.payload.byteLength;
-    if (frame.payload.byteLength >= LARGE_COPY_BYTES) large = true;
+    const payload = frame.payload;
+    if (payload instanceof Uint8Array) {
+      size += FRAME_HEADER_BYTES + payload.byteLength;
+      if (payload.byteLength >= LARGE_COPY_BYTES) large = true;
+    } else {
+      size += FRAME_HEADER_BYTES;
+      for (const part of payload) {
+        size += part.byteLength;
+        if (part.byteLength >= LARGE_COPY_BYTES) large = true;
+      }
+    }
   }
   let out: Uint8Array;
   if (scratch !== undefined && size <= scratch.byteLength) {
@@ -116,12 +163,23 @@ export function encodeFrames(frames: readonly Frame[], scratch?: Uint8Array): Ui
   let offset = 0;
   // Byte by byte rather than a DataView: on Bun a view of a fresh small array allocates its buffer.
   for (const frame of frames) {
+    const payload = frame.payload;
     out[offset] = frame.type;
     out[offset + 1] = frame.flags;
     writeUint32(out, offset + 2, frame.streamId);
-    writeUint32(out, offset + 6, frame.payload.byteLength);
-    out.set(frame.payload, offset + FRAME_HEADER_BYTES);
-    offset += FRAME_HEADER_BYTES + frame.payload.byteLength;
+    offset += FRAME_HEADER_BYTES;
+    if (payload instanceof Uint8Array) {
+      writeUint32(out, offset - 4, payload.byteLength);
+      out.set(payload, offset);
+      offset += payload.byteLength;
+    } else {
+      const start = offset;
+      for (const part of payload) {
+        out.set(part, offset);
+        offset += part.byteLength;
+      }
+      writeUint32(out, start - 4, offset - start);
+    }
   }
   return out;
 }
@@ -143,21 +201,24 @@ const ALIASED_BYTES = 31;
  * if the message starts on one too. This assumes the payloads' buffers and the scratch begin
  * alike within a page, as large buffers do; where they do not, any start is as good as another.
  */
-function messageStart(frames: readonly Frame[], scratchOffset: number): number {
+function messageStart(frames: readonly (Frame | OutgoingFrame)[], scratchOffset: number): number {
   for (let start = 0; start < PAGE_BYTES; start += ALIASED_BYTES + 1) {
     let position = scratchOffset + start;
     let clear = true;
     for (const frame of frames) {
       position += FRAME_HEADER_BYTES;
-      const payload = frame.payload;
-      if (payload.byteLength >= LARGE_COPY_BYTES) {
-        const ahead = (position - payload.byteOffset) & (PAGE_BYTES - 1);
-        if (ahead >= 1 && ahead <= ALIASED_BYTES) {
-          clear = false;
-          break;
+      const parts = frame.payload instanceof Uint8Array ? [frame.payload] : frame.payload;
+      for (const payload of parts) {
+        if (payload.byteLength >= LARGE_COPY_BYTES) {
+          const ahead = (position - payload.byteOffset) & (PAGE_BYTES - 1);
+          if (ahead >= 1 && ahead <= ALIASED_BYTES) {
+            clear = false;
+            break;
+          }
         }
+        position += payload.byteLength;
       }
-      position += payload.byteLength;
+      if (!clear) break;
     }
     if (clear) return start;
   }
@@ -180,54 +241,107 @@ function messageStart(frames: readonly Frame[], scratchOffset: number): number {
  * @throws {ProtocolError} If the message is not a valid sequence of frames.
  */
 export function decodeFrames(bytes: Uint8Array, maxFrameBytes: number): Frame[] {
+  checkFrames(bytes, maxFrameBytes);
   const frames: Frame[] = [];
-  let offset = 0;
+  for (let offset = 0; offset < bytes.byteLength;) {
+    const frame = frameAt(bytes, offset);
+    frames.push(frame);
+    offset += FRAME_HEADER_BYTES + frame.payload.byteLength;
+  }
+  return frames;
+}
+
+/**
+ * Checks the header of every frame in a message, allocating nothing: a receiver calls it
+ * before acting on any frame, so that a malformed message takes no effect at all, and a
+ * message of millions of tiny frames costs no object per frame.
+ *
+ * @example Usage
+ * ```ts
+ * import { checkFrames, encodeFrames, FrameType } from "@swaggersocket/swaggersocket/protocol";
+ * const noop = { type: FrameType.Noop, flags: 0, streamId: 0, payload: new Uint8Array() };
+ * checkFrames(encodeFrames([noop, noop]), 1024); // 2
+ * ```
+ *
+ * @param bytes One message.
+ * @param maxFrameBytes The largest payload accepted.
+ * @returns The number of frames.
+ * @throws {ProtocolError} If the message is not a valid sequence of frames.
+ */
+export function checkFrames(bytes: Uint8Array, maxFrameBytes: number): number {
   if (bytes.byteLength === 0) {
     throw new ProtocolError("Cannot decode frame: empty message", CloseCode.ProtocolError);
   }
-  while (offset < bytes.byteLength) {
-    if (bytes.byteLength - offset < FRAME_HEADER_BYTES) {
-      throw new ProtocolError(
-        `Cannot decode frame: ${
-          bytes.byteLength - offset
-        } bytes left, header needs ${FRAME_HEADER_BYTES}`,
-        CloseCode.ProtocolError,
-      );
-    }
-    // Byte by byte rather than a DataView: on Bun, `.buffer` of a received message allocates.
-    const type = bytes[offset];
-    const flags = bytes[offset + 1];
-    const streamId = readUint32(bytes, offset + 2);
-    const length = readUint32(bytes, offset + 6);
-    if (!KNOWN_TYPES.has(type)) {
-      throw new ProtocolError(
-        `Cannot decode frame: unknown type 0x${type.toString(16)}`,
-        CloseCode.ProtocolError,
-      );
-    }
-    if (length > maxFrameBytes) {
-      throw new ProtocolError(
-        `Cannot decode frame: length ${length} exceeds limit ${maxFrameBytes}`,
-        CloseCode.FrameTooLarge,
-      );
-    }
-    const start = offset + FRAME_HEADER_BYTES;
-    if (bytes.byteLength - start < length) {
-      throw new ProtocolError(
-        `Cannot decode frame: length ${length} exceeds the ${bytes.byteLength - start} bytes left`,
-        CloseCode.ProtocolError,
-      );
-    }
-    checkHeader(type as FrameType, flags, streamId, length);
-    frames.push({
-      type: type as FrameType,
-      flags,
-      streamId,
-      payload: length === 0 ? EMPTY : bytes.subarray(start, start + length),
-    });
-    offset = start + length;
+  let count = 0;
+  for (let offset = 0; offset < bytes.byteLength; count++) {
+    offset += FRAME_HEADER_BYTES + checkFrameAt(bytes, offset, maxFrameBytes);
   }
-  return frames;
+  return count;
+}
+
+/**
+ * Checks the header of the frame at `offset`.
+ *
+ * @returns Its payload length.
+ */
+function checkFrameAt(bytes: Uint8Array, offset: number, maxFrameBytes: number): number {
+  if (bytes.byteLength - offset < FRAME_HEADER_BYTES) {
+    throw new ProtocolError(
+      `Cannot decode frame: ${
+        bytes.byteLength - offset
+      } bytes left, header needs ${FRAME_HEADER_BYTES}`,
+      CloseCode.ProtocolError,
+    );
+  }
+  // Byte by byte rather than a DataView: on Bun, `.buffer` of a received message allocates.
+  const type = bytes[offset];
+  const length = readUint32(bytes, offset + 6);
+  if (!KNOWN_TYPES.has(type)) {
+    throw new ProtocolError(
+      `Cannot decode frame: unknown type 0x${type.toString(16)}`,
+      CloseCode.ProtocolError,
+    );
+  }
+  if (length > maxFrameBytes) {
+    throw new ProtocolError(
+      `Cannot decode frame: length ${length} exceeds limit ${maxFrameBytes}`,
+      CloseCode.FrameTooLarge,
+    );
+  }
+  const start = offset + FRAME_HEADER_BYTES;
+  if (bytes.byteLength - start < length) {
+    throw new ProtocolError(
+      `Cannot decode frame: length ${length} exceeds the ${bytes.byteLength - start} bytes left`,
+      CloseCode.ProtocolError,
+    );
+  }
+  checkHeader(type as FrameType, bytes[offset + 1], readUint32(bytes, offset + 2), length);
+  return length;
+}
+
+/**
+ * The frame at `offset` of a message that {@linkcode checkFrames} accepted.
+ *
+ * @example Usage
+ * ```ts
+ * import { encodeFrames, frameAt, FrameType } from "@swaggersocket/swaggersocket/protocol";
+ * const bytes = encodeFrames([{ type: FrameType.Ack, flags: 0, streamId: 0, payload: new Uint8Array() }]);
+ * frameAt(bytes, 0).type === FrameType.Ack; // true
+ * ```
+ *
+ * @param bytes The message.
+ * @param offset Where the frame's header starts.
+ * @returns The frame; its payload is a view into `bytes`.
+ */
+export function frameAt(bytes: Uint8Array, offset: number): Frame {
+  const length = readUint32(bytes, offset + 6);
+  const start = offset + FRAME_HEADER_BYTES;
+  return {
+    type: bytes[offset] as FrameType,
+    flags: bytes[offset + 1],
+    streamId: readUint32(bytes, offset + 2),
+    payload: length === 0 ? EMPTY : bytes.subarray(start, start + length),
+  };
 }
 
 function checkHeader(type: FrameType, flags: number, streamId: number, length: number): void {
@@ -238,7 +352,7 @@ function checkHeader(type: FrameType, flags: number, streamId: number, length: n
       CloseCode.ProtocolError,
     );
   }
-  if (!onStream && streamId !== 0) {
+  if (!onStream && streamId !== 0 && type !== FrameType.WindowUpdate) {
     throw new ProtocolError(
       `Cannot decode frame: type 0x${type.toString(16)} must use stream 0`,
       CloseCode.ProtocolError,

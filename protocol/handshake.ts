@@ -17,10 +17,15 @@
 
 import { CloseCode } from "./close_codes.ts";
 import { ProtocolError } from "./errors.ts";
+import { FRAME_HEADER_BYTES } from "./frame.ts";
 import { decodeJson, encodeJson } from "./payload.ts";
 
-/** The protocol version this implementation speaks. */
-export const PROTOCOL_VERSION = 1;
+/**
+ * The protocol version this implementation speaks. Version 2 added the connection window
+ * (`connectionWindow`, WINDOW_UPDATE on stream 0), `maxMessageBytes`, and the rule that a
+ * stranger's first message is a lone HELLO.
+ */
+export const PROTOCOL_VERSION = 2;
 
 /** What each end tells the other it accepts. */
 export interface Settings {
@@ -32,6 +37,10 @@ export interface Settings {
   maxConcurrentStreams: number;
   /** Body bytes the peer may send on a stream before this end grants more. */
   initialWindow: number;
+  /** Body bytes the peer may send on all streams together before this end grants more. */
+  connectionWindow: number;
+  /** Largest WebSocket message this end accepts, in bytes; at least `maxFrameBytes` + 10. */
+  maxMessageBytes: number;
 }
 
 /** Defaults for {@linkcode Settings}. */
@@ -40,6 +49,8 @@ export const DEFAULT_SETTINGS: Readonly<Settings> = {
   maxHeaderBytes: 64 * 1024,
   maxConcurrentStreams: 1024,
   initialWindow: 1024 * 1024,
+  connectionWindow: 8 * 1024 * 1024,
+  maxMessageBytes: 2 * 1024 * 1024,
 };
 
 /** The smallest `maxFrameBytes` an end may announce: a frame must carry a useful header block. */
@@ -52,24 +63,96 @@ export const MIN_FRAME_BYTES = 16 * 1024;
  */
 export const MAX_HELLO_DEPTH = 64;
 
-/** Whether UTF-8 JSON nests objects and arrays deeper than `max` (strings skipped). */
-function nestedDeeperThan(bytes: Uint8Array, max: number): boolean {
+/**
+ * Most JSON values a HELLO may hold beyond its metadata's: the envelope (version, settings,
+ * resume) and room for fields a later version adds.
+ */
+export const HELLO_ENVELOPE_VALUES = 64;
+
+/** Default for the most JSON values in a client's metadata. */
+export const MAX_METADATA_VALUES = 1024;
+
+/** How a JSON text is shaped: how deep it nests and how many values it holds. */
+export interface JsonShape {
+  /** Deepest nesting of objects and arrays. */
+  depth: number;
+  /** Values: objects, arrays, strings (object keys included), numbers, `true`, `false`, `null`. */
+  values: number;
+}
+
+/**
+ * Measures the shape of UTF-8 JSON in one pass, without parsing it, so that a HELLO whose
+ * metadata would cost far more parsed than its bytes (`[[],[],…]`) is refused before
+ * `JSON.parse` builds it. Malformed JSON gets a shape too; parsing rejects it later.
+ *
+ * @example Usage
+ * ```ts
+ * import { jsonShape } from "@swaggersocket/swaggersocket/protocol";
+ * jsonShape(new TextEncoder().encode('{"a":[1,2]}')); // { depth: 2, values: 5 }
+ * ```
+ *
+ * @param bytes UTF-8 JSON.
+ * @returns Its depth and number of values.
+ */
+export function jsonShape(bytes: Uint8Array): JsonShape {
   let depth = 0;
+  let deepest = 0;
+  let values = 0;
   let inString = false;
+  // A number or literal starts a value only where a value may start: not inside another one.
+  let valueMayStart = true;
   for (let i = 0; i < bytes.byteLength; i++) {
     const b = bytes[i];
     if (inString) {
       if (b === 0x5c) i++; // a backslash escapes the next byte
       else if (b === 0x22) inString = false;
-    } else if (b === 0x22) {
-      inString = true;
-    } else if (b === 0x5b || b === 0x7b) {
-      if (++depth > max) return true;
-    } else if (b === 0x5d || b === 0x7d) {
-      depth--;
+      continue;
+    }
+    switch (b) {
+      case 0x22: // "
+        inString = true;
+        values++;
+        valueMayStart = false;
+        break;
+      case 0x5b: // [
+      case 0x7b: // {
+        values++;
+        if (++depth > deepest) deepest = depth;
+        valueMayStart = true;
+        break;
+      case 0x5d: // ]
+      case 0x7d: // }
+        depth--;
+        valueMayStart = false;
+        break;
+      case 0x2c: // ,
+      case 0x3a: // :
+        valueMayStart = true;
+        break;
+      case 0x20:
+      case 0x09:
+      case 0x0a:
+      case 0x0d:
+        break;
+      default:
+        if (valueMayStart) values++;
+        valueMayStart = false;
     }
   }
-  return false;
+  return { depth: deepest, values };
+}
+
+/**
+ * About how many bytes a parsed JSON value of this size and shape holds: two per byte of
+ * text (strings are UTF-16) and 64 per value (each object, array, string or number has a
+ * header). What a server keeps per connection for resumption is bounded by this estimate.
+ *
+ * @param jsonBytes The value's size as compact UTF-8 JSON.
+ * @param values Its number of values.
+ * @returns The estimate in bytes.
+ */
+export function parsedJsonBytes(jsonBytes: number, values: number): number {
+  return 2 * jsonBytes + 64 * values;
 }
 
 /** The client's first message. */
@@ -82,6 +165,14 @@ export interface Hello {
   settings: Settings;
   /** A resume token from an earlier WELCOME, to get the same connection id back. */
   resume?: string;
+}
+
+/** A HELLO as the server received it, with what its metadata costs to keep. */
+export interface ReceivedHello extends Hello {
+  /** The metadata's size as compact UTF-8 JSON. */
+  metadataBytes: number;
+  /** The metadata's number of JSON values, at most: counted in the whole HELLO, before parsing. */
+  metadataValues: number;
 }
 
 /** The server's answer. */
@@ -172,12 +263,22 @@ export function parseSettings(value: unknown, what: string): Settings {
     }
     return n;
   };
-  return {
+  const settings: Settings = {
     maxFrameBytes: field("maxFrameBytes", MIN_FRAME_BYTES),
     maxHeaderBytes: field("maxHeaderBytes", 1024),
     maxConcurrentStreams: field("maxConcurrentStreams", 1),
     initialWindow: field("initialWindow", 1024),
+    connectionWindow: field("connectionWindow", 1024),
+    maxMessageBytes: field("maxMessageBytes", MIN_FRAME_BYTES + FRAME_HEADER_BYTES),
   };
+  // A frame never spans two messages, so a message must hold the largest frame.
+  if (settings.maxMessageBytes < settings.maxFrameBytes + FRAME_HEADER_BYTES) {
+    throw new ProtocolError(
+      `Invalid ${what}: settings.maxMessageBytes must be at least maxFrameBytes + ${FRAME_HEADER_BYTES}`,
+      CloseCode.ProtocolError,
+    );
+  }
+  return settings;
 }
 
 /**
@@ -195,21 +296,33 @@ export function encodeHello(hello: Hello): Uint8Array {
  *
  * @example Usage
  * ```ts
- * import { DEFAULT_SETTINGS, decodeHello, encodeHello } from "@swaggersocket/swaggersocket/protocol";
- * const bytes = encodeHello({ version: 1, metadata: { name: "a" }, settings: { ...DEFAULT_SETTINGS } });
+ * import { DEFAULT_SETTINGS, decodeHello, encodeHello, PROTOCOL_VERSION } from "@swaggersocket/swaggersocket/protocol";
+ * const bytes = encodeHello({ version: PROTOCOL_VERSION, metadata: { name: "a" }, settings: { ...DEFAULT_SETTINGS } });
  * decodeHello(bytes, 1024).metadata; // { name: "a" }
  * ```
  *
  * @param bytes The payload.
- * @param maxMetadataBytes The largest metadata accepted, measured as JSON.
- * @returns The hello.
+ * @param maxMetadataBytes The largest metadata accepted, measured as compact JSON.
+ * @param maxMetadataValues The most JSON values the metadata may hold.
+ * @returns The hello, with its metadata's size and number of values.
  * @throws {ProtocolError} With `UnsupportedVersion`, `InvalidMetadata` or `ProtocolError` codes.
  */
-export function decodeHello(bytes: Uint8Array, maxMetadataBytes: number): Hello {
-  // Checked before parsing: the nesting itself is the cost (see MAX_HELLO_DEPTH).
-  if (nestedDeeperThan(bytes, MAX_HELLO_DEPTH)) {
+export function decodeHello(
+  bytes: Uint8Array,
+  maxMetadataBytes: number,
+  maxMetadataValues: number = MAX_METADATA_VALUES,
+): ReceivedHello {
+  // Measured before parsing: the parsed shape itself is the cost (see jsonShape).
+  const shape = jsonShape(bytes);
+  if (shape.depth > MAX_HELLO_DEPTH) {
     throw new ProtocolError(
       `Invalid metadata: nested deeper than ${MAX_HELLO_DEPTH} levels`,
+      CloseCode.InvalidMetadata,
+    );
+  }
+  if (shape.values > maxMetadataValues + HELLO_ENVELOPE_VALUES) {
+    throw new ProtocolError(
+      `Invalid metadata: more than ${maxMetadataValues} JSON values`,
       CloseCode.InvalidMetadata,
     );
   }
@@ -255,6 +368,8 @@ export function decodeHello(bytes: Uint8Array, maxMetadataBytes: number): Hello 
     metadata,
     settings: parseSettings(value.settings, "hello"),
     ...(value.resume !== undefined ? { resume: value.resume as string } : {}),
+    metadataBytes,
+    metadataValues: shape.values,
   };
 }
 

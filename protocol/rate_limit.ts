@@ -59,12 +59,22 @@ export class TokenBucket {
    * @returns Whether a token was available.
    */
   take(now: number): boolean {
+    if (!this.peek(now)) return false;
+    this.#tokens -= 1;
+    return true;
+  }
+
+  /**
+   * Whether a token is available, without taking it.
+   *
+   * @param now The current time in milliseconds.
+   * @returns Whether `take(now)` would succeed.
+   */
+  peek(now: number): boolean {
     if (now > this.#at) {
       this.#tokens = Math.min(this.#burst, this.#tokens + (now - this.#at) * this.#perMs);
       this.#at = now;
     }
-    if (this.#tokens < 1) return false;
-    this.#tokens -= 1;
-    return true;
+    return this.#tokens >= 1;
   }
 }

@@ -17,9 +17,23 @@
  * that the session ignores input. Local misuse (sending on a stream that is not
  * ours to send on) throws `TypeError` or `RangeError` at once.
  *
- * Two details exist for the wire, not for the model. Body bytes are sent from a
- * per-stream outbox in round-robin turns of at most one chunk, so a large body
- * never starves a small exchange. And an end configured with `nudge` (the server)
+ * **What a peer can make this end hold is bounded.** Until the handshake has made the
+ * peer known, its first message must be one lone HELLO (or WELCOME) of bounded size,
+ * checked before anything in it is decoded. After that every message is checked against
+ * `maxMessageBytes` before its frames are, and every frame header before any frame is
+ * acted on. Body bytes are bounded by two windows, each stream's and the connection's
+ * (HTTP/2's model): the peer may send only what this end granted, and this end grants
+ * again only as the application reads. What a received body chunk keeps alive is known:
+ * each message hands each stream one chunk, the payload of its only DATA frame when that
+ * is most of the message (a view keeps the whole message alive), else a copy; the
+ * `data` event says how many bytes the chunk retains. Replies the peer causes but does
+ * not read (PONG, RESET refusals) are capped, and pings and resets are rate limited.
+ *
+ * Two details exist for the wire, not for the model. Body bytes go out fairly: each
+ * message gives every stream with bytes to send one DATA frame at most, small sends
+ * first, then the large ones share what room is left (so a large body leaves as one frame
+ * per message, which the receiver keeps without copying it, and never starves a small
+ * exchange). And an end configured with `nudge` (the server)
  * answers every message that carried stream frames with at least one frame,
  * because Deno's `WebSocket` client leaves Nagle's algorithm on: its second small
  * write would otherwise wait ~40 ms for our delayed ACK. The nudge is a deadline
@@ -39,13 +53,16 @@
 import { CloseCode, fitCloseReason, ResetCode } from "./close_codes.ts";
 import { ProtocolError } from "./errors.ts";
 import {
-  decodeFrames,
+  checkFrames,
   encodeFrames,
   FLAG_END_STREAM,
   type Frame,
   FRAME_HEADER_BYTES,
+  frameAt,
   FrameType,
   MAX_STREAM_ID,
+  type OutgoingFrame,
+  payloadLength,
 } from "./frame.ts";
 import {
   decodeHello,
@@ -55,7 +72,9 @@ import {
   encodeWelcome,
   type HandshakeEvent,
   type HandshakeState,
+  MAX_METADATA_VALUES,
   nextHandshakeState,
+  parsedJsonBytes,
   PROTOCOL_VERSION,
   type Settings,
   type Welcome,
@@ -103,15 +122,30 @@ export interface SessionOptions {
   answerPing?: (data: string) => string;
   /** Resets and refusals the peer may cause. Default: 2 × maxConcurrentStreams (at least 1000) at once, 500 per second. */
   resetRateLimit?: Partial<RateLimitOptions>;
+  /** Pings the peer may send. Default: {@linkcode PING_RATE_LIMIT}. */
+  pingRateLimit?: Partial<RateLimitOptions>;
+  /**
+   * A bucket that the peer's pings also take from, shared with other sessions: a server
+   * gives every connection from one address the same one.
+   */
+  sharedPingLimit?: TokenBucket;
+  /**
+   * Most bytes of replies the peer has caused (PONG, RESET refusals) that may wait unsent
+   * because the peer is not reading; past it the session closes with `EnhanceYourCalm`.
+   * Default: twice `maxFrameBytes`, at least {@linkcode MIN_UNREAD_REPLY_BYTES}.
+   */
+  maxUnreadReplyBytes?: number;
   /** Largest client metadata accepted (servers), as JSON bytes. Default 16 KiB. */
   maxMetadataBytes?: number;
+  /** Most JSON values in client metadata (servers). Default {@linkcode MAX_METADATA_VALUES}. */
+  maxMetadataValues?: number;
   /** Answer every message carrying stream frames with a frame (see the module doc). Default: servers. */
   nudge?: boolean;
   /**
    * Bound on the DATA in one transmitted message, in bytes. Default: half the peer's
    * `initialWindow`, at least 256 KiB and at most 1 MiB.
    */
-  maxMessageBytes?: number;
+  messageDataBytes?: number;
   /** Send no message between 1 KiB and 64 KiB: cut them into 1 KiB ones (see the module doc). Default `false`. */
   splitMessages?: boolean;
   /** Source of numbers in [0, 1) for heartbeat jitter. Default `Math.random`. */
@@ -120,11 +154,18 @@ export interface SessionOptions {
 
 /** What the session tells the layer above. */
 export type SessionEvent =
-  | { type: "hello"; metadata: unknown; resume?: string }
+  | { type: "hello"; metadata: unknown; resume?: string; metadataCost: number }
   | { type: "open"; id: string; welcome?: Welcome }
   | { type: "request"; streamId: number; head: RequestHead; end: boolean }
   | { type: "response"; streamId: number; head: ResponseHead; end: boolean }
-  | { type: "data"; streamId: number; chunk: Uint8Array; end: boolean }
+  | {
+    type: "data";
+    streamId: number;
+    chunk: Uint8Array;
+    end: boolean;
+    /** Bytes the chunk keeps alive: its message's length if it is a view into it, else its own. */
+    retained: number;
+  }
   | { type: "reset"; streamId: number; code: number; reason: string; byPeer: boolean }
   | { type: "writable"; streamId: number }
   | { type: "finished"; streamId: number }
@@ -133,8 +174,11 @@ export type SessionEvent =
   | { type: "goaway"; lastStreamId: number; code: number; reason: string }
   | { type: "close"; code: number; reason: string; error?: ProtocolError };
 
-/** Largest DATA payload this end produces. */
-export const DATA_CHUNK_BYTES = 64 * 1024;
+/**
+ * A stream that has this much or less to send in a message sends it first, in one frame
+ * (a small body, or the tail of a large one); streams with more share the room left.
+ */
+export const SMALL_DATA_BYTES = 64 * 1024;
 
 /**
  * A stream's outbox size at which `sendData` asks the caller to wait for `writable`: the
@@ -144,18 +188,31 @@ export const DATA_CHUNK_BYTES = 64 * 1024;
  */
 export const OUTBOX_HIGH_WATER = 256 * 1024;
 
+/** Pings a peer may send by default: 100 at once, 50 per second (a heartbeat every 20 ms). */
+export const PING_RATE_LIMIT: Readonly<RateLimitOptions> = { burst: 100, perSecond: 50 };
+
+/** The least `maxUnreadReplyBytes` by default. */
+export const MIN_UNREAD_REPLY_BYTES = 256 * 1024;
+
+/** Room around the metadata in a HELLO: the version, the settings, a resume token. */
+export const HELLO_OVERHEAD_BYTES = 4096;
+
+/** Largest WELCOME message a client accepts as the server's first message. */
+export const MAX_WELCOME_BYTES = 64 * 1024;
+
 /**
  * Fewer, larger messages cost fewer sends per byte (bench/RESULTS.md, session 6), but a
  * message that spends a stream's whole window stalls it until the reader has the message
  * and grants more; so by default a message holds at most half the peer's window.
  */
-const MAX_MESSAGE_BYTES = 1024 * 1024;
-const MIN_MESSAGE_BYTES = 256 * 1024;
+const MAX_MESSAGE_DATA = 1024 * 1024;
+const MIN_MESSAGE_DATA = 256 * 1024;
 /** Largest message Deno's `WebSocket` client writes in one piece (fastwebsockets' writev threshold). */
 const SMALL_MESSAGE_BYTES = 1024;
 /** Smallest message whose payload write fills a loopback TCP segment, so Nagle does not hold it. */
 const LARGE_MESSAGE_BYTES = 64 * 1024;
 const MAX_WINDOW = 0x7fff_ffff;
+const EMPTY = new Uint8Array(0);
 
 /**
  * One connection's protocol state machine. See the module doc for the model.
@@ -167,7 +224,7 @@ const MAX_WINDOW = 0x7fff_ffff;
  * const server = new Session({ role: "server" }, 0);
  * client.hello({ name: "agent-1" });
  * server.handleMessage(client.pollTransmit()!, 1);
- * server.pollEvent(); // { type: "hello", metadata: { name: "agent-1" } }
+ * server.pollEvent(); // { type: "hello", metadata: { name: "agent-1" }, metadataCost: … }
  * ```
  */
 export class Session {
@@ -182,12 +239,16 @@ export class Session {
   readonly #appData: string;
   readonly #answerPing: (data: string) => string;
   readonly #resets: TokenBucket;
+  readonly #pings: TokenBucket;
+  readonly #sharedPings: TokenBucket | undefined;
+  readonly #maxUnreadReplyBytes: number;
   readonly #maxMetadataBytes: number;
+  readonly #maxMetadataValues: number;
   readonly #nudge: boolean;
   #nudgeAt: number | undefined;
-  readonly #maxMessageBytes: number | undefined;
+  readonly #messageDataBytes: number | undefined;
   readonly #splitMessages: boolean;
-  /** Messages already cut by `splitMessages`, sent before anything new. */
+  /** Messages already cut (by `splitMessages` or the peer's `maxMessageBytes`), sent first. */
   #pending: Uint8Array[] = [];
   readonly #random: () => number;
   #id: string | undefined;
@@ -200,7 +261,28 @@ export class Session {
   #peerOpen = 0;
   #peerGoAwayLastId: number | undefined;
 
-  #control: Frame[] = [];
+  /** Connection credit this end may still spend on DATA. */
+  #connSendWindow: number;
+  /** Connection credit the peer still has. */
+  #connRecvWindow: number;
+  /** Body bytes received on open streams that the application has not consumed yet. */
+  #connUnread = 0;
+  /** Body bytes consumed (or ignored) and not yet granted back to the peer. */
+  #connConsumed = 0;
+  /** Streams with bytes to send that wait for connection credit. */
+  #connBlocked: StreamRecord[] = [];
+  /** Streams that received DATA in the message being handled. */
+  #arrivals: StreamRecord[] = [];
+  /** The length of the message being handled. */
+  #messageBytes = 0;
+
+  #control: OutgoingFrame[] = [];
+  /** Encoded bytes of `#control`. */
+  #controlBytes = 0;
+  /** Encoded bytes of the replies in `#control` (see `maxUnreadReplyBytes`). */
+  #replyBytes = 0;
+  /** Body bytes in every stream's outbox. */
+  #outboxBytes = 0;
   /** Streams with something to send; `stream.queued` says which, without scanning it. */
   #sendQueue: StreamRecord[] = [];
   #events: (SessionEvent | undefined)[] = [];
@@ -226,12 +308,19 @@ export class Session {
       burst: options.resetRateLimit?.burst ?? burst,
       perSecond: options.resetRateLimit?.perSecond ?? 500,
     }, now);
+    this.#pings = new TokenBucket({ ...PING_RATE_LIMIT, ...options.pingRateLimit }, now);
+    this.#sharedPings = options.sharedPingLimit;
+    this.#maxUnreadReplyBytes = options.maxUnreadReplyBytes ??
+      Math.max(MIN_UNREAD_REPLY_BYTES, 2 * this.#local.maxFrameBytes);
     this.#maxMetadataBytes = options.maxMetadataBytes ?? 16 * 1024;
+    this.#maxMetadataValues = options.maxMetadataValues ?? MAX_METADATA_VALUES;
     this.#nudge = options.nudge ?? options.role === "server";
-    this.#maxMessageBytes = options.maxMessageBytes;
+    this.#messageDataBytes = options.messageDataBytes;
     this.#splitMessages = options.splitMessages ?? false;
     this.#random = options.random ?? Math.random;
     this.#nextLocalId = options.role === "client" ? 1 : 2;
+    this.#connSendWindow = this.#peer.connectionWindow;
+    this.#connRecvWindow = this.#local.connectionWindow;
   }
 
   /** The current phase. */
@@ -273,6 +362,21 @@ export class Session {
   get canOpenStream(): boolean {
     return this.#phase === "open" && this.#localOpen < this.#peer.maxConcurrentStreams &&
       this.#nextLocalId <= MAX_STREAM_ID;
+  }
+
+  /**
+   * Bytes waiting to be sent: body bytes in the streams' outboxes, queued control frames,
+   * and messages already cut. What the layer above has taken is no longer counted.
+   */
+  get bufferedBytes(): number {
+    let bytes = this.#outboxBytes + this.#controlBytes;
+    for (const message of this.#pending) bytes += message.byteLength;
+    return bytes;
+  }
+
+  /** Body bytes received and not yet consumed by the application, on every stream. */
+  get unreadBytes(): number {
+    return this.#connUnread;
   }
 
   // ---- handshake commands -------------------------------------------------
@@ -382,7 +486,7 @@ export class Session {
   }
 
   /**
-   * Queues body bytes on a stream. They go out as the peer's window and fairness allow.
+   * Queues body bytes on a stream. They go out as the peer's windows and fairness allow.
    *
    * @param streamId The stream.
    * @param chunk The bytes (kept, not copied, until transmitted).
@@ -398,6 +502,7 @@ export class Session {
     if (chunk.byteLength > 0) {
       stream.outbox.push(chunk);
       stream.outboxBytes += chunk.byteLength;
+      this.#outboxBytes += chunk.byteLength;
     }
     if (end) stream.outboxEnd = true;
     this.#enqueue(stream);
@@ -421,31 +526,45 @@ export class Session {
   }
 
   /**
-   * Tells the session that the application consumed body bytes of a stream, so that
-   * the peer can be granted more.
+   * Tells the session that the application consumed (read, or dropped) body bytes of a
+   * stream, so that the peer can be granted more. Every body byte a `data` event carried
+   * must be consumed once, even after its stream finished or was reset: the connection's
+   * window only opens again for bytes consumed.
    *
    * @param streamId The stream.
    * @param bytes How many bytes were consumed.
-   * @throws {RangeError} If that is more than the stream received and was not yet consumed:
-   *   granting credit for bytes that never came would let the peer overrun the window.
+   * @throws {RangeError} If that is more than was received and not yet consumed: granting
+   *   credit for bytes that never came would let the peer overrun the window.
    */
   consume(streamId: number, bytes: number): void {
+    if (bytes <= 0) return;
     const stream = this.#streams.get(streamId);
-    if (!stream || stream.recv !== "open" || bytes <= 0) return;
-    const unconsumed = this.#local.initialWindow - stream.recvWindow - stream.recvConsumed;
-    if (bytes > unconsumed) {
+    const open = stream?.recv === "open";
+    if (open) {
+      const unconsumed = this.#local.initialWindow - stream.recvWindow - stream.recvConsumed;
+      if (bytes > unconsumed) {
+        throw new RangeError(
+          `Cannot consume ${bytes} bytes on stream ${streamId}: ${unconsumed} received and not yet consumed`,
+        );
+      }
+    }
+    if (bytes > this.#connUnread) {
       throw new RangeError(
-        `Cannot consume ${bytes} bytes on stream ${streamId}: ${unconsumed} received and not yet consumed`,
+        `Cannot consume ${bytes} bytes: ${this.#connUnread} received and not yet consumed`,
       );
     }
-    stream.recvConsumed += bytes;
-    // Granting in halves keeps WINDOW_UPDATE frames rare without ever stalling a fast reader.
-    if (stream.recvConsumed >= this.#local.initialWindow / 2) {
-      const increment = stream.recvConsumed;
-      stream.recvConsumed = 0;
-      stream.recvWindow += increment;
-      this.#queue(FrameType.WindowUpdate, 0, streamId, encodeWindowUpdate(increment));
+    if (open) {
+      stream.recvConsumed += bytes;
+      // Granting in halves keeps WINDOW_UPDATE frames rare without ever stalling a fast reader.
+      if (stream.recvConsumed >= this.#local.initialWindow / 2) {
+        const increment = stream.recvConsumed;
+        stream.recvConsumed = 0;
+        stream.recvWindow += increment;
+        this.#queue(FrameType.WindowUpdate, 0, streamId, encodeWindowUpdate(increment));
+      }
     }
+    this.#connUnread -= bytes;
+    this.#grantConnection(bytes);
   }
 
   /**
@@ -471,8 +590,13 @@ export class Session {
   close(): void {
     this.#phase = "closed";
     this.#control = [];
+    this.#controlBytes = 0;
+    this.#replyBytes = 0;
     for (const stream of this.#sendQueue) stream.queued = false;
     this.#sendQueue = [];
+    this.#connBlocked = [];
+    for (const stream of this.#arrivals) stream.arriving = undefined;
+    this.#arrivals = [];
     this.#pending = [];
   }
 
@@ -481,6 +605,10 @@ export class Session {
   /**
    * Handles one WebSocket message from the peer.
    *
+   * The message must own its buffer (not be a view into a larger one, as no runtime's
+   * message is): a DATA payload that is most of the message is handed on as a view of it,
+   * and the `data` event charges it for the whole message.
+   *
    * @param bytes The message.
    * @param now The current time.
    */
@@ -488,26 +616,33 @@ export class Session {
     if (this.#phase === "closed") return;
     this.#heartbeat?.handleReceive(now);
     try {
-      for (const frame of decodeFrames(bytes, this.#local.maxFrameBytes)) {
+      if (this.#handshake === "start" || this.#handshake === "hello_sent") {
+        this.#handleFirstMessage(bytes, now);
+        return;
+      }
+      if (this.#handshake === "hello_received") {
+        throw new ProtocolError(
+          "Unexpected message while the hello is being answered",
+          CloseCode.ProtocolError,
+        );
+      }
+      if (bytes.byteLength > this.#local.maxMessageBytes) {
+        throw new ProtocolError(
+          `Message of ${bytes.byteLength} bytes exceeds limit ${this.#local.maxMessageBytes}`,
+          CloseCode.FrameTooLarge,
+        );
+      }
+      checkFrames(bytes, this.#local.maxFrameBytes);
+      this.#messageBytes = bytes.byteLength;
+      for (let offset = 0; offset < bytes.byteLength;) {
+        const frame = frameAt(bytes, offset);
+        offset += FRAME_HEADER_BYTES + frame.payload.byteLength;
         this.#handleFrame(frame, now);
         if ((this.#phase as SessionPhase) === "closed") return;
       }
+      this.#handArrivals();
     } catch (error) {
       if (!(error instanceof ProtocolError)) throw error;
-      // A first message over the frame limit is a HELLO whose metadata is too large: say so
-      // with the terminal 4004, or the client would keep retrying after a retryable 4010.
-      if (
-        error.code === CloseCode.FrameTooLarge && this.#role === "server" &&
-        this.#handshake === "start" && bytes[0] === FrameType.Hello
-      ) {
-        const invalid = new ProtocolError(
-          `Invalid metadata: hello exceeds the frame limit ${this.#local.maxFrameBytes}`,
-          CloseCode.InvalidMetadata,
-          { cause: error },
-        );
-        this.#close(invalid.code, invalid.message, invalid);
-        return;
-      }
       this.#close(error.code, error.message, error);
     }
   }
@@ -527,12 +662,13 @@ export class Session {
     }
     if (this.#nudgeAt !== undefined && now >= this.#nudgeAt) {
       this.#nudgeAt = undefined;
-      // Anything already queued carries the ACK just as well; data blocked on its window does not.
+      // Anything already queued carries the ACK just as well; data blocked on a window does not.
       const sendable = this.#sendQueue.some((s) =>
-        s.outboxBytes > 0 ? s.sendWindow > 0 : s.outboxEnd && s.send === "open"
+        s.outboxBytes > 0 ? s.sendWindow > 0 && this.#connSendWindow > 0 : s.outboxEnd &&
+          s.send === "open"
       );
       if (this.#control.length === 0 && !sendable) {
-        this.#queue(FrameType.Noop, 0, 0, new Uint8Array(0));
+        this.#queue(FrameType.Noop, 0, 0, EMPTY);
       }
     }
     const action = this.#heartbeat?.handleTimeout(now);
@@ -557,46 +693,29 @@ export class Session {
     if (this.#phase === "closed") return undefined;
     if (this.#pending.length > 0) return this.#pending.shift();
     const frames = this.#control;
+    let size = this.#controlBytes;
     this.#control = [];
-    let size = 0;
-    for (const frame of frames) size += frame.payload.byteLength;
-    const maxChunk = Math.min(DATA_CHUNK_BYTES, this.#peer.maxFrameBytes);
-    const maxBytes = this.#maxMessageBytes ??
-      Math.min(MAX_MESSAGE_BYTES, Math.max(MIN_MESSAGE_BYTES, this.#peer.initialWindow / 2));
-    // Round robin: each turn sends at most one chunk of one stream, then moves it to the back.
-    let turns = this.#sendQueue.length;
-    while (turns > 0 && size < maxBytes && this.#sendQueue.length > 0) {
-      const stream = this.#sendQueue.shift()!;
-      const frame = this.#takeData(stream, maxChunk);
-      if (frame) {
-        frames.push(frame);
-        size += frame.payload.byteLength;
-        turns = this.#sendQueue.length + 1;
-      } else {
-        turns--;
-      }
-      if (
-        (stream.outboxBytes > 0 || (stream.outboxEnd && stream.send === "open")) &&
-        // Blocked streams come back when a WINDOW_UPDATE arrives.
-        (stream.sendWindow > 0 || stream.outboxBytes === 0)
-      ) {
-        this.#sendQueue.push(stream);
-      } else {
-        stream.queued = false;
-      }
-    }
+    this.#controlBytes = 0;
+    this.#replyBytes = 0;
+    const maxMessage = this.#peer.maxMessageBytes;
+    const dataBound = this.#messageDataBytes ??
+      Math.min(MAX_MESSAGE_DATA, Math.max(MIN_MESSAGE_DATA, this.#peer.initialWindow / 2));
+    this.#takeData(frames, Math.min(dataBound, maxMessage - size));
     if (frames.length === 0) return undefined;
     this.#nudgeAt = undefined;
     // Bodies right behind their heads: the receiver then sees a small body whole at once.
     const ordered = dataAfterHeaders(frames);
-    if (this.#splitMessages) {
-      let bytes = 0;
-      for (const frame of frames) bytes += FRAME_HEADER_BYTES + frame.payload.byteLength;
-      if (bytes > SMALL_MESSAGE_BYTES && bytes < LARGE_MESSAGE_BYTES) {
-        // Pending pieces are kept until later calls: each gets its own buffer, not the scratch.
-        this.#pending = splitFrames(ordered, SMALL_MESSAGE_BYTES).map((part) => encodeFrames(part));
-        return this.#pending.shift();
-      }
+    size = 0;
+    for (const frame of frames) size += FRAME_HEADER_BYTES + payloadLength(frame.payload);
+    const split = this.#splitMessages && size > SMALL_MESSAGE_BYTES && size < LARGE_MESSAGE_BYTES
+      ? SMALL_MESSAGE_BYTES
+      : size > maxMessage
+      ? maxMessage
+      : undefined;
+    if (split !== undefined) {
+      // Pending pieces are kept until later calls: each gets its own buffer, not the scratch.
+      this.#pending = splitFrames(ordered, split).map((part) => encodeFrames(part));
+      return this.#pending.shift();
     }
     return encodeFrames(ordered, scratch);
   }
@@ -670,7 +789,12 @@ export class Session {
     return this.#streams.get(streamId)?.outboxBytes ?? 0;
   }
 
-  // ---- internals ----------------------------------------------------------
+  /** The last stream id the peer said it will serve, if it sent GOAWAY. */
+  get peerGoAwayLastId(): number | undefined {
+    return this.#peerGoAwayLastId;
+  }
+
+  // ---- internals: sending -------------------------------------------------
 
   #enqueue(stream: StreamRecord): void {
     if (stream.queued) return;
@@ -680,7 +804,525 @@ export class Session {
 
   #queue(type: FrameType, flags: number, streamId: number, payload: Uint8Array): void {
     this.#control.push({ type, flags, streamId, payload });
+    this.#controlBytes += FRAME_HEADER_BYTES + payload.byteLength;
   }
+
+  /**
+   * Queues a reply the peer's frame calls for. The peer reads replies or stops causing
+   * them: those waiting unsent beyond `maxUnreadReplyBytes` close the connection.
+   */
+  #reply(type: FrameType, streamId: number, payload: Uint8Array): void {
+    this.#replyBytes += FRAME_HEADER_BYTES + payload.byteLength;
+    if (this.#replyBytes > this.#maxUnreadReplyBytes) {
+      throw new ProtocolError(
+        `Peer is not reading: ${this.#replyBytes} bytes of replies unsent, limit ${this.#maxUnreadReplyBytes}`,
+        CloseCode.EnhanceYourCalm,
+      );
+    }
+    this.#queue(type, 0, streamId, payload);
+  }
+
+  /**
+   * Adds DATA frames to `frames`, at most `room` payload bytes and one frame per stream.
+   * Streams with {@linkcode SMALL_DATA_BYTES} or less to send go first and send it all; the
+   * others then take the room left in queue order, each as one frame (a receiver keeps a
+   * frame that is most of its message without copying it). Streams that sent go to the
+   * back of the queue, those that did not stay in front; streams out of credit leave it
+   * until a WINDOW_UPDATE brings them back.
+   */
+  #takeData(frames: OutgoingFrame[], room: number): void {
+    const queue = this.#sendQueue;
+    if (queue.length === 0) return;
+    this.#sendQueue = [];
+    const maxFrame = this.#peer.maxFrameBytes;
+    // Each frame costs a header too: keep the message within the peer's limit.
+    let left = room;
+    const waiting: StreamRecord[] = [];
+    const sent: StreamRecord[] = [];
+    const large: StreamRecord[] = [];
+    for (const stream of queue) {
+      const sendable = this.#sendable(stream, maxFrame);
+      if (sendable === undefined) continue;
+      if (sendable > SMALL_DATA_BYTES) large.push(stream);
+      else if (sendable + FRAME_HEADER_BYTES <= left || sendable === 0) {
+        frames.push(this.#dataFrame(stream, sendable));
+        left -= sendable + FRAME_HEADER_BYTES;
+        sent.push(stream);
+      } else waiting.push(stream);
+    }
+    for (const stream of large) {
+      if (left <= FRAME_HEADER_BYTES) {
+        waiting.push(stream);
+        continue;
+      }
+      // Earlier frames may have spent the connection's credit: then it leaves the queue.
+      const sendable = this.#sendable(stream, maxFrame);
+      if (sendable === undefined) continue;
+      const n = Math.min(sendable, left - FRAME_HEADER_BYTES);
+      frames.push(this.#dataFrame(stream, n));
+      left -= n + FRAME_HEADER_BYTES;
+      sent.push(stream);
+    }
+    for (const stream of waiting) this.#requeue(stream);
+    for (const stream of sent) this.#requeue(stream);
+  }
+
+  /**
+   * How many body bytes a stream can send now (0: only END_STREAM), or `undefined` if it
+   * cannot send at all; then it leaves the send queue, to wait for credit if it needs it.
+   */
+  #sendable(stream: StreamRecord, maxFrame: number): number | undefined {
+    if (stream.outboxBytes === 0) {
+      if (stream.outboxEnd && stream.send === "open") return 0;
+      stream.queued = false;
+      return undefined;
+    }
+    if (stream.sendWindow <= 0) {
+      // Back when the stream's WINDOW_UPDATE arrives.
+      stream.queued = false;
+      return undefined;
+    }
+    if (this.#connSendWindow <= 0) {
+      stream.queued = false;
+      this.#connBlocked.push(stream);
+      return undefined;
+    }
+    return Math.min(stream.outboxBytes, stream.sendWindow, this.#connSendWindow, maxFrame);
+  }
+
+  #requeue(stream: StreamRecord): void {
+    if (
+      this.#streams.get(stream.id) === stream &&
+      (stream.outboxBytes > 0 || (stream.outboxEnd && stream.send === "open"))
+    ) {
+      this.#sendQueue.push(stream);
+    } else {
+      stream.queued = false;
+    }
+  }
+
+  /** Takes `n` bytes off a stream's outbox as one DATA frame (its payload in parts if need be). */
+  #dataFrame(stream: StreamRecord, n: number): OutgoingFrame {
+    const parts: Uint8Array[] = [];
+    for (let left = n; left > 0;) {
+      const first = stream.outbox[0];
+      if (first.byteLength <= left) {
+        parts.push(first);
+        stream.outbox.shift();
+        left -= first.byteLength;
+      } else {
+        parts.push(first.subarray(0, left));
+        stream.outbox[0] = first.subarray(left);
+        left = 0;
+      }
+    }
+    stream.outboxBytes -= n;
+    this.#outboxBytes -= n;
+    stream.sendWindow -= n;
+    this.#connSendWindow -= n;
+    const end = stream.outboxBytes === 0 && stream.outboxEnd;
+    if (end) stream.send = "closed";
+    if (!stream.writableSignalled && stream.outboxBytes < OUTBOX_HIGH_WATER && !stream.outboxEnd) {
+      stream.writableSignalled = true;
+      this.#events.push({ type: "writable", streamId: stream.id });
+    }
+    if (end) this.#maybeFinish(stream);
+    return {
+      type: FrameType.Data,
+      flags: end ? FLAG_END_STREAM : 0,
+      streamId: stream.id,
+      payload: parts.length === 1 ? parts[0] : parts.length === 0 ? EMPTY : parts,
+    };
+  }
+
+  // ---- internals: receiving -----------------------------------------------
+
+  /**
+   * A stranger's first message: one HELLO (to a server) or one WELCOME (to a client), of
+   * bounded size, and nothing else; judged by its length and first header before any of it
+   * is decoded.
+   */
+  #handleFirstMessage(bytes: Uint8Array, now: number): void {
+    const server = this.#role === "server";
+    const expected = server ? FrameType.Hello : FrameType.Welcome;
+    const limit = server ? this.#maxMetadataBytes + HELLO_OVERHEAD_BYTES : MAX_WELCOME_BYTES;
+    const name = server ? "hello" : "welcome";
+    if (bytes.byteLength > limit) {
+      // An oversized HELLO is metadata that is too large: the terminal 4004, so the client
+      // does not retry.
+      throw new ProtocolError(
+        `${
+          server && bytes[0] === expected ? "Invalid metadata" : "Invalid first message"
+        }: ${bytes.byteLength} bytes exceeds the ${name} limit ${limit}`,
+        server && bytes[0] === expected ? CloseCode.InvalidMetadata : CloseCode.ProtocolError,
+      );
+    }
+    if (checkFrames(bytes, limit) !== 1 || bytes[0] !== expected) {
+      throw new ProtocolError(
+        `Invalid first message: must be a lone ${name.toUpperCase()}`,
+        CloseCode.ProtocolError,
+      );
+    }
+    this.#handleFrame(frameAt(bytes, 0), now);
+  }
+
+  #handleFrame(frame: Frame, now: number): void {
+    switch (frame.type) {
+      case FrameType.Hello: {
+        if (this.#role !== "server") {
+          throw new ProtocolError(
+            "Unexpected hello: only clients send it",
+            CloseCode.ProtocolError,
+          );
+        }
+        this.#handshakeStep("recv_hello");
+        const hello = decodeHello(frame.payload, this.#maxMetadataBytes, this.#maxMetadataValues);
+        this.#learnPeer(hello.settings);
+        this.#events.push({
+          type: "hello",
+          metadata: hello.metadata,
+          ...(hello.resume !== undefined ? { resume: hello.resume } : {}),
+          metadataCost: parsedJsonBytes(hello.metadataBytes, hello.metadataValues),
+        });
+        return;
+      }
+      case FrameType.Welcome: {
+        if (this.#role !== "client") {
+          throw new ProtocolError(
+            "Unexpected welcome: only servers send it",
+            CloseCode.ProtocolError,
+          );
+        }
+        this.#handshakeStep("recv_welcome");
+        const welcome = decodeWelcome(frame.payload);
+        this.#learnPeer(welcome.settings);
+        this.#id = welcome.id;
+        this.#handshakeStep("send_ack");
+        this.#queue(FrameType.Ack, 0, 0, EMPTY);
+        this.#opened(now);
+        this.#events.push({ type: "open", id: welcome.id, welcome });
+        return;
+      }
+      case FrameType.Ack:
+        if (this.#role !== "server") {
+          throw new ProtocolError("Unexpected ack: only clients send it", CloseCode.ProtocolError);
+        }
+        this.#handshakeStep("recv_ack");
+        this.#opened(now);
+        // The ack is the client's second small write; answer it, or its first request
+        // waits for our delayed ACK (Nagle, see the module doc).
+        if (this.#nudge) this.#nudgeAt = now;
+        this.#events.push({ type: "open", id: this.#id! });
+        return;
+      case FrameType.Noop:
+        return;
+    }
+    if (this.#phase === "handshake") {
+      throw new ProtocolError(
+        `Unexpected frame 0x${frame.type.toString(16)} before the handshake completed`,
+        CloseCode.ProtocolError,
+      );
+    }
+    // Every stream frame is answered (see the module doc): a RESET or WINDOW_UPDATE too.
+    if (this.#nudge && (frame.streamId !== 0 || frame.type === FrameType.WindowUpdate)) {
+      this.#nudgeAt = now;
+    }
+    switch (frame.type) {
+      case FrameType.Headers:
+        return this.#handleHeaders(frame, now);
+      case FrameType.Data:
+        return this.#handleData(frame);
+      case FrameType.Reset:
+        return this.#handleReset(frame, now);
+      case FrameType.WindowUpdate:
+        return this.#handleWindowUpdate(frame);
+      case FrameType.Ping: {
+        // The peer's own bucket first: a flood from one connection does not drain the shared one.
+        if (!this.#pings.take(now) || this.#sharedPings?.take(now) === false) {
+          throw new ProtocolError("Too many pings", CloseCode.RateLimited);
+        }
+        const { sentAt, data } = decodePing(frame.payload);
+        this.#reply(FrameType.Pong, 0, this.#pingPayload(sentAt, this.#answerPing(data)));
+        this.#events.push({ type: "ping", data });
+        return;
+      }
+      case FrameType.Pong: {
+        const { sentAt, data } = decodePing(frame.payload);
+        const rtt = this.#heartbeat?.handlePong(sentAt, now);
+        if (rtt !== undefined) this.#rtt = rtt;
+        this.#events.push({ type: "pong", data, rtt });
+        return;
+      }
+      case FrameType.GoAway:
+        // A closing peer writes its close frame right behind GOAWAY: answer it, or Nagle
+        // holds that close frame for our delayed ACK (~40 ms, see the module doc).
+        if (this.#nudge) this.#nudgeAt = now;
+        return this.#handleGoAway(frame);
+    }
+  }
+
+  #learnPeer(settings: Settings): void {
+    this.#peer = settings;
+    this.#connSendWindow = settings.connectionWindow;
+  }
+
+  #handleHeaders(frame: Frame, now: number): void {
+    const end = (frame.flags & FLAG_END_STREAM) !== 0;
+    const id = frame.streamId;
+    const existing = this.#streams.get(id);
+    if (existing) {
+      if (!existing.local) {
+        throw new ProtocolError(
+          `Unexpected headers on stream ${id}: request already received`,
+          CloseCode.ProtocolError,
+        );
+      }
+      if (frame.payload.byteLength > this.#local.maxHeaderBytes) {
+        this.reset(id, ResetCode.TooLarge, "Response headers too large");
+        this.#events.push({
+          type: "reset",
+          streamId: id,
+          code: ResetCode.TooLarge,
+          reason:
+            `Response headers: ${frame.payload.byteLength} bytes exceeds limit ${this.#local.maxHeaderBytes}`,
+          byPeer: false,
+        });
+        return;
+      }
+      const head = decodeResponseHead(frame.payload);
+      this.#recvTransition(existing, end ? "headers_end" : "headers");
+      this.#events.push({ type: "response", streamId: id, head, end });
+      this.#maybeFinish(existing);
+      return;
+    }
+    if (!this.#isPeerId(id)) {
+      if (id < this.#nextLocalId) return; // a response to a stream this end already reset
+      throw new ProtocolError(
+        `Unexpected headers on stream ${id}: not opened by this end`,
+        CloseCode.ProtocolError,
+      );
+    }
+    if (id <= this.#lastPeerId) {
+      throw new ProtocolError(
+        `Unexpected headers on stream ${id}: id reused or out of order`,
+        CloseCode.ProtocolError,
+      );
+    }
+    this.#lastPeerId = id;
+    if (this.#phase !== "open") {
+      return this.#refuse(id, ResetCode.Refused, "Going away", now);
+    }
+    if (this.#peerOpen >= this.#local.maxConcurrentStreams) {
+      return this.#refuse(
+        id,
+        ResetCode.Refused,
+        `Too many concurrent streams: limit ${this.#local.maxConcurrentStreams}`,
+        now,
+      );
+    }
+    if (frame.payload.byteLength > this.#local.maxHeaderBytes) {
+      return this.#refuse(
+        id,
+        ResetCode.TooLarge,
+        `Request headers: ${frame.payload.byteLength} bytes exceeds limit ${this.#local.maxHeaderBytes}`,
+        now,
+      );
+    }
+    const head = decodeRequestHead(frame.payload);
+    const stream = createStream(id, false, this.#peer.initialWindow, this.#local.initialWindow);
+    stream.recv = nextHalfState("idle", end ? "headers_end" : "headers")!;
+    this.#streams.set(id, stream);
+    this.#peerOpen++;
+    this.#events.push({ type: "request", streamId: id, head, end });
+  }
+
+  /**
+   * DATA is gathered per stream until the message ends (or the body does), so that each
+   * message hands each stream one chunk whatever the peer's framing: a thousand 1-byte
+   * frames cost one copy, not a thousand chunks.
+   */
+  #handleData(frame: Frame): void {
+    const end = (frame.flags & FLAG_END_STREAM) !== 0;
+    const length = frame.payload.byteLength;
+    if (length > this.#connRecvWindow) {
+      throw new ProtocolError(
+        `Flow control: ${length} bytes exceeds the connection window ${this.#connRecvWindow}`,
+        CloseCode.FlowControlError,
+      );
+    }
+    const stream = this.#streams.get(frame.streamId);
+    if (!stream) {
+      if (this.#wasClosed(frame.streamId)) {
+        // Late DATA still spends connection credit (as in HTTP/2); nobody reads it, so it
+        // is granted straight back.
+        this.#connRecvWindow -= length;
+        this.#grantConnection(length);
+        return;
+      }
+      throw new ProtocolError(
+        `Unexpected data on stream ${frame.streamId}: never opened`,
+        CloseCode.ProtocolError,
+      );
+    }
+    if (length > stream.recvWindow) {
+      throw new ProtocolError(
+        `Flow control: ${length} bytes on stream ${stream.id} exceeds window ${stream.recvWindow}`,
+        CloseCode.FlowControlError,
+      );
+    }
+    this.#recvTransition(stream, end ? "data_end" : "data");
+    stream.recvWindow -= length;
+    this.#connRecvWindow -= length;
+    this.#connUnread += length;
+    if (length > 0) this.#gather(stream, frame.payload);
+    if (end) {
+      this.#handOn(stream, true);
+      this.#maybeFinish(stream);
+    }
+  }
+
+  #gather(stream: StreamRecord, payload: Uint8Array): void {
+    const arriving = stream.arriving;
+    if (arriving === undefined) {
+      stream.arriving = { first: payload, copy: undefined, bytes: payload.byteLength };
+      this.#arrivals.push(stream);
+      return;
+    }
+    const bytes = arriving.bytes + payload.byteLength;
+    let copy = arriving.copy;
+    if (copy === undefined || copy.byteLength < bytes) {
+      const grown = new Uint8Array(Math.max(bytes, 2 * (copy?.byteLength ?? 0), 256));
+      grown.set(copy === undefined ? arriving.first : copy.subarray(0, arriving.bytes));
+      copy = arriving.copy = grown;
+    }
+    copy.set(payload, arriving.bytes);
+    arriving.bytes = bytes;
+  }
+
+  /** The message is handled: each stream's gathered DATA goes on as one chunk. */
+  #handArrivals(): void {
+    const arrivals = this.#arrivals;
+    if (arrivals.length === 0) return;
+    this.#arrivals = [];
+    for (const stream of arrivals) {
+      if (stream.arriving !== undefined) this.#handOn(stream, false);
+    }
+  }
+
+  /**
+   * Emits a stream's gathered DATA as one `data` event. A lone payload that is at least
+   * half of its message stays a view (charged for the whole message); anything smaller is
+   * copied out, so that it does not keep a large message alive.
+   */
+  #handOn(stream: StreamRecord, end: boolean): void {
+    const messageBytes = this.#messageBytes;
+    const arriving = stream.arriving;
+    stream.arriving = undefined;
+    let chunk: Uint8Array = EMPTY;
+    let retained = 0;
+    if (arriving !== undefined) {
+      if (arriving.copy !== undefined) {
+        chunk = arriving.copy.subarray(0, arriving.bytes);
+        retained = arriving.copy.byteLength;
+      } else if (2 * arriving.first.byteLength >= messageBytes) {
+        chunk = arriving.first;
+        retained = messageBytes;
+      } else {
+        chunk = arriving.first.slice();
+        retained = chunk.byteLength;
+      }
+    }
+    this.#events.push({ type: "data", streamId: stream.id, chunk, end, retained });
+  }
+
+  #handleReset(frame: Frame, now: number): void {
+    this.#countReset(now);
+    const stream = this.#streams.get(frame.streamId);
+    if (!stream) {
+      if (this.#wasClosed(frame.streamId)) return;
+      throw new ProtocolError(
+        `Unexpected reset on stream ${frame.streamId}: never opened`,
+        CloseCode.ProtocolError,
+      );
+    }
+    const { code, reason } = decodeReset(frame.payload);
+    this.#forget(stream);
+    this.#events.push({ type: "reset", streamId: stream.id, code, reason, byPeer: true });
+  }
+
+  #handleWindowUpdate(frame: Frame): void {
+    const increment = decodeWindowUpdate(frame.payload);
+    if (frame.streamId === 0) {
+      if (increment === 0 || this.#connSendWindow + increment > MAX_WINDOW) {
+        throw new ProtocolError(
+          `Flow control: bad connection window increment ${increment}`,
+          CloseCode.FlowControlError,
+        );
+      }
+      const wasBlocked = this.#connSendWindow <= 0;
+      this.#connSendWindow += increment;
+      if (wasBlocked) {
+        const blocked = this.#connBlocked;
+        this.#connBlocked = [];
+        for (const stream of blocked) {
+          if (this.#streams.get(stream.id) === stream && stream.outboxBytes > 0) {
+            this.#enqueue(stream);
+          }
+        }
+      }
+      return;
+    }
+    const stream = this.#streams.get(frame.streamId);
+    if (!stream) {
+      if (this.#wasClosed(frame.streamId)) return;
+      throw new ProtocolError(
+        `Unexpected window update on stream ${frame.streamId}: never opened`,
+        CloseCode.ProtocolError,
+      );
+    }
+    if (increment === 0 || stream.sendWindow + increment > MAX_WINDOW) {
+      throw new ProtocolError(
+        `Flow control: bad window increment ${increment}`,
+        CloseCode.FlowControlError,
+      );
+    }
+    const wasBlocked = stream.sendWindow <= 0;
+    stream.sendWindow += increment;
+    if (wasBlocked && stream.outboxBytes > 0) this.#enqueue(stream);
+  }
+
+  #handleGoAway(frame: Frame): void {
+    const { lastStreamId, code, reason } = decodeGoAway(frame.payload);
+    this.#peerGoAwayLastId = lastStreamId;
+    if (this.#phase === "open") this.#phase = "draining";
+    // Streams this end started past the peer's last id were never seen there: safe to retry.
+    for (const stream of [...this.#streams.values()]) {
+      if (stream.local && stream.id > lastStreamId) {
+        this.#forget(stream);
+        this.#events.push({
+          type: "reset",
+          streamId: stream.id,
+          code: ResetCode.Refused,
+          reason: "Peer is going away",
+          byPeer: true,
+        });
+      }
+    }
+    this.#events.push({ type: "goaway", lastStreamId, code, reason });
+  }
+
+  /** Body bytes no longer held: once half the connection window is spent, grant it back. */
+  #grantConnection(bytes: number): void {
+    this.#connConsumed += bytes;
+    if (this.#connConsumed >= this.#local.connectionWindow / 2) {
+      const increment = this.#connConsumed;
+      this.#connConsumed = 0;
+      this.#connRecvWindow += increment;
+      this.#queue(FrameType.WindowUpdate, 0, 0, encodeWindowUpdate(increment));
+    }
+  }
+
+  // ---- internals: state -----------------------------------------------------
 
   #close(code: number, reason: string, error?: ProtocolError): void {
     if (this.#phase === "closed") return;
@@ -764,53 +1406,33 @@ export class Session {
     stream.recv = next;
   }
 
-  #takeData(stream: StreamRecord, maxChunk: number): Frame | undefined {
-    if (stream.outboxBytes === 0) {
-      if (!stream.outboxEnd || stream.send !== "open") return undefined;
-      stream.send = "closed";
-      const frame = {
-        type: FrameType.Data,
-        flags: FLAG_END_STREAM,
-        streamId: stream.id,
-        payload: new Uint8Array(0),
-      };
-      this.#maybeFinish(stream);
-      return frame;
-    }
-    if (stream.sendWindow <= 0) return undefined;
-    const first = stream.outbox[0];
-    const n = Math.min(first.byteLength, stream.sendWindow, maxChunk);
-    const payload = n === first.byteLength ? first : first.subarray(0, n);
-    if (n === first.byteLength) stream.outbox.shift();
-    else stream.outbox[0] = first.subarray(n);
-    stream.outboxBytes -= n;
-    stream.sendWindow -= n;
-    const end = stream.outboxBytes === 0 && stream.outboxEnd;
-    if (end) stream.send = "closed";
-    if (!stream.writableSignalled && stream.outboxBytes < OUTBOX_HIGH_WATER && !stream.outboxEnd) {
-      stream.writableSignalled = true;
-      this.#events.push({ type: "writable", streamId: stream.id });
-    }
-    if (end) this.#maybeFinish(stream);
-    return { type: FrameType.Data, flags: end ? FLAG_END_STREAM : 0, streamId: stream.id, payload };
-  }
-
   #maybeFinish(stream: StreamRecord): void {
     if (stream.send === "closed" && stream.recv === "closed" && stream.outboxBytes === 0) {
       if (this.#forget(stream)) this.#events.push({ type: "finished", streamId: stream.id });
     }
   }
 
+  /**
+   * Drops a stream. DATA it gathered from the message being handled never reaches the
+   * application, so its connection credit comes straight back.
+   */
   #forget(stream: StreamRecord): boolean {
     if (!this.#streams.delete(stream.id)) return false;
     if (stream.local) this.#localOpen--;
     else this.#peerOpen--;
     if (stream.outbox.length > 0) stream.outbox = [];
+    this.#outboxBytes -= stream.outboxBytes;
     stream.outboxBytes = 0;
     if (stream.queued) {
       stream.queued = false;
       const i = this.#sendQueue.indexOf(stream);
       if (i !== -1) this.#sendQueue.splice(i, 1);
+    }
+    const arriving = stream.arriving;
+    if (arriving !== undefined) {
+      stream.arriving = undefined;
+      this.#connUnread -= arriving.bytes;
+      this.#grantConnection(arriving.bytes);
     }
     return true;
   }
@@ -825,7 +1447,7 @@ export class Session {
   }
 
   #refuse(streamId: number, code: number, reason: string, now: number): void {
-    this.#queue(FrameType.Reset, 0, streamId, encodeReset(code, reason));
+    this.#reply(FrameType.Reset, streamId, encodeReset(code, reason));
     this.#countReset(now);
   }
 
@@ -834,248 +1456,6 @@ export class Session {
       throw new ProtocolError("Too many stream resets and refusals", CloseCode.RateLimited);
     }
   }
-
-  #handleFrame(frame: Frame, now: number): void {
-    switch (frame.type) {
-      case FrameType.Hello: {
-        if (this.#role !== "server") {
-          throw new ProtocolError(
-            "Unexpected hello: only clients send it",
-            CloseCode.ProtocolError,
-          );
-        }
-        this.#handshakeStep("recv_hello");
-        const hello = decodeHello(frame.payload, this.#maxMetadataBytes);
-        this.#peer = hello.settings;
-        this.#events.push({
-          type: "hello",
-          metadata: hello.metadata,
-          ...(hello.resume !== undefined ? { resume: hello.resume } : {}),
-        });
-        return;
-      }
-      case FrameType.Welcome: {
-        if (this.#role !== "client") {
-          throw new ProtocolError(
-            "Unexpected welcome: only servers send it",
-            CloseCode.ProtocolError,
-          );
-        }
-        this.#handshakeStep("recv_welcome");
-        const welcome = decodeWelcome(frame.payload);
-        this.#peer = welcome.settings;
-        this.#id = welcome.id;
-        this.#handshakeStep("send_ack");
-        this.#queue(FrameType.Ack, 0, 0, new Uint8Array(0));
-        this.#opened(now);
-        this.#events.push({ type: "open", id: welcome.id, welcome });
-        return;
-      }
-      case FrameType.Ack:
-        if (this.#role !== "server") {
-          throw new ProtocolError("Unexpected ack: only clients send it", CloseCode.ProtocolError);
-        }
-        this.#handshakeStep("recv_ack");
-        this.#opened(now);
-        // The ack is the client's second small write; answer it, or its first request
-        // waits for our delayed ACK (Nagle, see the module doc).
-        if (this.#nudge) this.#nudgeAt = now;
-        this.#events.push({ type: "open", id: this.#id! });
-        return;
-      case FrameType.Noop:
-        return;
-    }
-    if (this.#phase === "handshake") {
-      throw new ProtocolError(
-        `Unexpected frame 0x${frame.type.toString(16)} before the handshake completed`,
-        CloseCode.ProtocolError,
-      );
-    }
-    // Every stream frame is answered (see the module doc): a RESET or WINDOW_UPDATE too.
-    if (this.#nudge && frame.streamId !== 0) this.#nudgeAt = now;
-    switch (frame.type) {
-      case FrameType.Headers:
-        return this.#handleHeaders(frame, now);
-      case FrameType.Data:
-        return this.#handleData(frame);
-      case FrameType.Reset:
-        return this.#handleReset(frame, now);
-      case FrameType.WindowUpdate:
-        return this.#handleWindowUpdate(frame);
-      case FrameType.Ping: {
-        const { sentAt, data } = decodePing(frame.payload);
-        this.#queue(FrameType.Pong, 0, 0, this.#pingPayload(sentAt, this.#answerPing(data)));
-        this.#events.push({ type: "ping", data });
-        return;
-      }
-      case FrameType.Pong: {
-        const { sentAt, data } = decodePing(frame.payload);
-        const rtt = this.#heartbeat?.handlePong(sentAt, now);
-        if (rtt !== undefined) this.#rtt = rtt;
-        this.#events.push({ type: "pong", data, rtt });
-        return;
-      }
-      case FrameType.GoAway:
-        // A closing peer writes its close frame right behind GOAWAY: answer it, or Nagle
-        // holds that close frame for our delayed ACK (~40 ms, see the module doc).
-        if (this.#nudge) this.#nudgeAt = now;
-        return this.#handleGoAway(frame);
-    }
-  }
-
-  #handleHeaders(frame: Frame, now: number): void {
-    const end = (frame.flags & FLAG_END_STREAM) !== 0;
-    const id = frame.streamId;
-    const existing = this.#streams.get(id);
-    if (existing) {
-      if (!existing.local) {
-        throw new ProtocolError(
-          `Unexpected headers on stream ${id}: request already received`,
-          CloseCode.ProtocolError,
-        );
-      }
-      if (frame.payload.byteLength > this.#local.maxHeaderBytes) {
-        this.reset(id, ResetCode.TooLarge, "Response headers too large");
-        this.#events.push({
-          type: "reset",
-          streamId: id,
-          code: ResetCode.TooLarge,
-          reason:
-            `Response headers: ${frame.payload.byteLength} bytes exceeds limit ${this.#local.maxHeaderBytes}`,
-          byPeer: false,
-        });
-        return;
-      }
-      const head = decodeResponseHead(frame.payload);
-      this.#recvTransition(existing, end ? "headers_end" : "headers");
-      this.#events.push({ type: "response", streamId: id, head, end });
-      this.#maybeFinish(existing);
-      return;
-    }
-    if (!this.#isPeerId(id)) {
-      if (id < this.#nextLocalId) return; // a response to a stream this end already reset
-      throw new ProtocolError(
-        `Unexpected headers on stream ${id}: not opened by this end`,
-        CloseCode.ProtocolError,
-      );
-    }
-    if (id <= this.#lastPeerId) {
-      throw new ProtocolError(
-        `Unexpected headers on stream ${id}: id reused or out of order`,
-        CloseCode.ProtocolError,
-      );
-    }
-    this.#lastPeerId = id;
-    if (this.#phase !== "open") {
-      return this.#refuse(id, ResetCode.Refused, "Going away", now);
-    }
-    if (this.#peerOpen >= this.#local.maxConcurrentStreams) {
-      return this.#refuse(
-        id,
-        ResetCode.Refused,
-        `Too many concurrent streams: limit ${this.#local.maxConcurrentStreams}`,
-        now,
-      );
-    }
-    if (frame.payload.byteLength > this.#local.maxHeaderBytes) {
-      return this.#refuse(
-        id,
-        ResetCode.TooLarge,
-        `Request headers: ${frame.payload.byteLength} bytes exceeds limit ${this.#local.maxHeaderBytes}`,
-        now,
-      );
-    }
-    const head = decodeRequestHead(frame.payload);
-    const stream = createStream(id, false, this.#peer.initialWindow, this.#local.initialWindow);
-    stream.recv = nextHalfState("idle", end ? "headers_end" : "headers")!;
-    this.#streams.set(id, stream);
-    this.#peerOpen++;
-    this.#events.push({ type: "request", streamId: id, head, end });
-  }
-
-  #handleData(frame: Frame): void {
-    const end = (frame.flags & FLAG_END_STREAM) !== 0;
-    const stream = this.#streams.get(frame.streamId);
-    if (!stream) {
-      if (this.#wasClosed(frame.streamId)) return;
-      throw new ProtocolError(
-        `Unexpected data on stream ${frame.streamId}: never opened`,
-        CloseCode.ProtocolError,
-      );
-    }
-    const length = frame.payload.byteLength;
-    if (length > stream.recvWindow) {
-      throw new ProtocolError(
-        `Flow control: ${length} bytes on stream ${stream.id} exceeds window ${stream.recvWindow}`,
-        CloseCode.FlowControlError,
-      );
-    }
-    this.#recvTransition(stream, end ? "data_end" : "data");
-    stream.recvWindow -= length;
-    this.#events.push({ type: "data", streamId: stream.id, chunk: frame.payload, end });
-    this.#maybeFinish(stream);
-  }
-
-  #handleReset(frame: Frame, now: number): void {
-    this.#countReset(now);
-    const stream = this.#streams.get(frame.streamId);
-    if (!stream) {
-      if (this.#wasClosed(frame.streamId)) return;
-      throw new ProtocolError(
-        `Unexpected reset on stream ${frame.streamId}: never opened`,
-        CloseCode.ProtocolError,
-      );
-    }
-    const { code, reason } = decodeReset(frame.payload);
-    this.#forget(stream);
-    this.#events.push({ type: "reset", streamId: stream.id, code, reason, byPeer: true });
-  }
-
-  #handleWindowUpdate(frame: Frame): void {
-    const increment = decodeWindowUpdate(frame.payload);
-    const stream = this.#streams.get(frame.streamId);
-    if (!stream) {
-      if (this.#wasClosed(frame.streamId)) return;
-      throw new ProtocolError(
-        `Unexpected window update on stream ${frame.streamId}: never opened`,
-        CloseCode.ProtocolError,
-      );
-    }
-    if (increment === 0 || stream.sendWindow + increment > MAX_WINDOW) {
-      throw new ProtocolError(
-        `Flow control: bad window increment ${increment}`,
-        CloseCode.FlowControlError,
-      );
-    }
-    const wasBlocked = stream.sendWindow <= 0;
-    stream.sendWindow += increment;
-    if (wasBlocked && stream.outboxBytes > 0) this.#enqueue(stream);
-  }
-
-  #handleGoAway(frame: Frame): void {
-    const { lastStreamId, code, reason } = decodeGoAway(frame.payload);
-    this.#peerGoAwayLastId = lastStreamId;
-    if (this.#phase === "open") this.#phase = "draining";
-    // Streams this end started past the peer's last id were never seen there: safe to retry.
-    for (const stream of [...this.#streams.values()]) {
-      if (stream.local && stream.id > lastStreamId) {
-        this.#forget(stream);
-        this.#events.push({
-          type: "reset",
-          streamId: stream.id,
-          code: ResetCode.Refused,
-          reason: "Peer is going away",
-          byPeer: true,
-        });
-      }
-    }
-    this.#events.push({ type: "goaway", lastStreamId, code, reason });
-  }
-
-  /** The last stream id the peer said it will serve, if it sent GOAWAY. */
-  get peerGoAwayLastId(): number | undefined {
-    return this.#peerGoAwayLastId;
-  }
 }
 
 /**
@@ -1083,9 +1463,9 @@ export class Session {
  * where they cross a boundary (only the last piece keeps END_STREAM). Other frames are
  * never cut: one longer than `limit` travels in a message of its own.
  */
-function splitFrames(frames: readonly Frame[], limit: number): Frame[][] {
-  const messages: Frame[][] = [];
-  let current: Frame[] = [];
+function splitFrames(frames: readonly OutgoingFrame[], limit: number): OutgoingFrame[][] {
+  const messages: OutgoingFrame[][] = [];
+  let current: OutgoingFrame[] = [];
   let size = 0;
   const flush = (): void => {
     if (current.length > 0) messages.push(current);
@@ -1102,18 +1482,20 @@ function splitFrames(frames: readonly Frame[], limit: number): Frame[][] {
     }
     for (;;) {
       const room = limit - size - FRAME_HEADER_BYTES;
-      if (frame.payload.byteLength <= room) {
+      const length = payloadLength(frame.payload);
+      if (length <= room) {
         current.push(frame);
-        size += FRAME_HEADER_BYTES + frame.payload.byteLength;
+        size += FRAME_HEADER_BYTES + length;
         break;
       }
       if (frame.type === FrameType.Data && room > 0) {
+        const payload = wholePayload(frame.payload);
         current.push({
           ...frame,
           flags: frame.flags & ~FLAG_END_STREAM,
-          payload: frame.payload.subarray(0, room),
+          payload: payload.subarray(0, room),
         });
-        frame = { ...frame, payload: frame.payload.subarray(room) };
+        frame = { ...frame, payload: payload.subarray(room) };
       } else if (current.length === 0) {
         current.push(frame);
         flush();
@@ -1126,14 +1508,26 @@ function splitFrames(frames: readonly Frame[], limit: number): Frame[][] {
   return messages;
 }
 
+/** A payload given in parts, as one array (a copy): only for cutting it. */
+function wholePayload(payload: Uint8Array | readonly Uint8Array[]): Uint8Array {
+  if (payload instanceof Uint8Array) return payload;
+  const whole = new Uint8Array(payloadLength(payload));
+  let offset = 0;
+  for (const part of payload) {
+    whole.set(part, offset);
+    offset += part.byteLength;
+  }
+  return whole;
+}
+
 /** Bytes of `frames[start]` and the DATA frames of its stream directly behind it. */
-function groupSize(frames: readonly Frame[], start: number): number {
+function groupSize(frames: readonly OutgoingFrame[], start: number): number {
   const streamId = frames[start].streamId;
-  let size = FRAME_HEADER_BYTES + frames[start].payload.byteLength;
+  let size = FRAME_HEADER_BYTES + payloadLength(frames[start].payload);
   for (let i = start + 1; i < frames.length; i++) {
     const frame = frames[i];
     if (frame.type !== FrameType.Data || frame.streamId !== streamId) break;
-    size += FRAME_HEADER_BYTES + frame.payload.byteLength;
+    size += FRAME_HEADER_BYTES + payloadLength(frame.payload);
   }
   return size;
 }

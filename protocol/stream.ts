@@ -14,8 +14,8 @@
  *
  * DATA is legal only on an open half; HEADERS only on an idle one. A stream is
  * finished when both halves are closed. Flow control is per stream and per
- * direction: the receiver grants credit (its window) and the sender spends it on
- * DATA payload bytes.
+ * direction, inside a window for the whole connection: the receiver grants credit
+ * and the sender spends it on DATA payload bytes.
  *
  * @module
  */
@@ -79,6 +79,21 @@ export interface StreamRecord {
   writableSignalled: boolean;
   /** Whether the stream waits in the session's send queue. */
   queued: boolean;
+  /** DATA received for this stream in the message being handled, not yet handed on. */
+  arriving: Arrival | undefined;
+}
+
+/**
+ * A stream's body bytes from one message, gathered so that the message hands each stream
+ * one chunk: the payload of its only DATA frame, or a copy of several.
+ */
+export interface Arrival {
+  /** The first payload (a view into the message). */
+  first: Uint8Array;
+  /** Once a second payload arrives: a buffer holding every payload so far. */
+  copy: Uint8Array | undefined;
+  /** Payload bytes gathered. */
+  bytes: number;
 }
 
 /**
@@ -109,5 +124,6 @@ export function createStream(
     outboxEnd: false,
     writableSignalled: true,
     queued: false,
+    arriving: undefined,
   };
 }

@@ -152,11 +152,14 @@ const INTERESTING_U32 = [
 ];
 
 function randomSettings(rng: Rng): Settings {
+  const maxFrameBytes = rng.pick([16 * 1024, 64 * 1024, 1024 * 1024]);
   return {
-    maxFrameBytes: rng.pick([16 * 1024, 64 * 1024, 1024 * 1024]),
+    maxFrameBytes,
     maxHeaderBytes: rng.pick([1024, 4096, 64 * 1024]),
     maxConcurrentStreams: rng.pick([1, 2, 4, 1024]),
     initialWindow: rng.pick([1024, 4096, 65_535, 1024 * 1024]),
+    connectionWindow: rng.pick([1024, 4096, 65_535, 8 * 1024 * 1024]),
+    maxMessageBytes: maxFrameBytes + rng.pick([10, 4096, 1024 * 1024]),
   };
 }
 
@@ -590,7 +593,7 @@ function sessionOptions(rng: Rng): Omit<SessionOptions, "role"> {
     ...(rng.chance(0.3) ? { resetRateLimit: { burst: rng.pick([1, 5, 50]), perSecond: 1 } } : {}),
     maxMetadataBytes: rng.pick([0, 64, 16 * 1024]),
     splitMessages: rng.chance(0.3),
-    maxMessageBytes: rng.pick([4096, 256 * 1024]),
+    messageDataBytes: rng.pick([4096, 256 * 1024]),
     random: () => 0.5,
   };
 }

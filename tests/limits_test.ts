@@ -301,15 +301,22 @@ describe("Limits", () => {
   );
 
   it(
-    "limits.initialWindow: a server announces 2 MiB by default, so that a client's uploads travel in 1 MiB messages",
+    "limits: a server announces a 2 MiB initialWindow (uploads in 1 MiB messages), 256 streams and an 8 MiB connection window by default",
     TEST_OPTIONS,
     async () => {
       const server = resources.server({ handler: () => new Response("ok") });
       const welcome = await raw(server).handshake();
       assert.equal(welcome.settings.initialWindow, 2 * 1024 * 1024);
+      assert.equal(welcome.settings.maxConcurrentStreams, 256);
+      // A quarter of the default 32 MiB budget (limits.maxBufferedBytes).
+      assert.equal(welcome.settings.connectionWindow, 8 * 1024 * 1024);
       // The other settings keep the protocol's defaults, as a client's do.
       assert.deepEqual(
-        { ...welcome.settings, initialWindow: DEFAULT_SETTINGS.initialWindow },
+        {
+          ...welcome.settings,
+          initialWindow: DEFAULT_SETTINGS.initialWindow,
+          maxConcurrentStreams: DEFAULT_SETTINGS.maxConcurrentStreams,
+        },
         DEFAULT_SETTINGS,
       );
     },

@@ -76,7 +76,7 @@ function runCase(rng: Rng): void {
       const exchange = exchanges.get(event.streamId)!;
       const part = side === "server" ? exchange.request : exchange.response;
       assert.ok(!part.ended, `stream ${event.streamId}: DATA after END_STREAM`);
-      part.received.push(...event.chunk);
+      for (const byte of event.chunk) part.received.push(byte);
       if (event.end) part.ended = true;
       pair.end(side).consume(event.streamId, event.chunk.byteLength);
     } else if (event.type === "reset" || event.type === "close") {

@@ -315,7 +315,15 @@ describe("decodeFrames() rejects malformed input with ProtocolError", () => {
     }
   }
 
+  it("accepts WINDOW_UPDATE on stream 0 (the connection's credit) and on any stream", () => {
+    for (const streamId of [0, 1, 2, MAX_STREAM_ID]) {
+      const frame = { ...frameOf(FrameType.WindowUpdate), streamId };
+      assert.deepEqual(decodeFrames(encodeFrames([frame]), LIMIT), [frame]);
+    }
+  });
+
   for (const [name, type] of Object.entries(FrameType)) {
+    if (type === FrameType.WindowUpdate) continue;
     if (STREAM_TYPES.has(type)) {
       it(`rejects ${name} on stream 0`, () => {
         const message = encodeFrames([{ ...frameOf(type), streamId: 0 }]);

@@ -120,6 +120,8 @@ describe("encodeHello() and decodeHello()", () => {
       maxHeaderBytes: 1024,
       maxConcurrentStreams: 1,
       initialWindow: 1024,
+      connectionWindow: 1024,
+      maxMessageBytes: MIN_FRAME_BYTES + 10,
     };
     const hello = {
       version: PROTOCOL_VERSION,
@@ -127,7 +129,10 @@ describe("encodeHello() and decodeHello()", () => {
       settings,
       resume: "token-1",
     };
-    assert.deepEqual(decodeHello(encodeHello(hello), 1024), hello);
+    const { metadataBytes, metadataValues, ...decoded } = decodeHello(encodeHello(hello), 1024);
+    assert.deepEqual(decoded, hello);
+    assert.equal(metadataBytes, JSON.stringify(hello.metadata).length + 1, "ü is two bytes");
+    assert.ok(metadataValues >= 5, `${metadataValues} values`);
   });
 
   it("omits resume when the hello has none", () => {
@@ -141,7 +146,7 @@ describe("encodeHello() and decodeHello()", () => {
     assert.equal(decodeHello(bytes, 1024).metadata, null);
   });
 
-  for (const version of [0, 2, PROTOCOL_VERSION + 1, "1", null, undefined]) {
+  for (const version of [0, 1, PROTOCOL_VERSION + 1, "2", null, undefined]) {
     it(`rejects version ${JSON.stringify(version)} with CloseCode.UnsupportedVersion`, () => {
       assertProtocolError(
         () => decodeHello(helloBytes({ version }), 1024),
@@ -237,6 +242,8 @@ describe("parseSettings()", () => {
     maxHeaderBytes: 1024,
     maxConcurrentStreams: 1,
     initialWindow: 1024,
+    connectionWindow: 1024,
+    maxMessageBytes: MIN_FRAME_BYTES + 10,
   };
 
   it("accepts the defaults", () => {
@@ -246,12 +253,26 @@ describe("parseSettings()", () => {
   it("accepts every field at its minimum and at 2^31 − 1", () => {
     assert.deepEqual(parseSettings({ ...minimum }, "hello"), minimum);
     const max = {
-      maxFrameBytes: 0x7fff_ffff,
+      maxFrameBytes: 0x7fff_ffff - 10,
       maxHeaderBytes: 0x7fff_ffff,
       maxConcurrentStreams: 0x7fff_ffff,
       initialWindow: 0x7fff_ffff,
+      connectionWindow: 0x7fff_ffff,
+      maxMessageBytes: 0x7fff_ffff,
     };
     assert.deepEqual(parseSettings(max, "hello"), max);
+  });
+
+  it("rejects a maxMessageBytes that cannot hold the largest frame", () => {
+    assertProtocolError(
+      () =>
+        parseSettings(
+          { ...DEFAULT_SETTINGS, maxFrameBytes: 65536, maxMessageBytes: 65545 },
+          "hello",
+        ),
+      CloseCode.ProtocolError,
+      /settings\.maxMessageBytes must be at least maxFrameBytes \+ 10/,
+    );
   });
 
   it("drops unknown fields", () => {

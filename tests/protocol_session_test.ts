@@ -2,7 +2,6 @@ import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import {
   CloseCode,
-  DATA_CHUNK_BYTES,
   decodeGoAway,
   decodePing,
   decodeReset,
@@ -18,15 +17,20 @@ import {
   encodeWindowUpdate,
   FLAG_END_STREAM,
   type Frame,
+  FRAME_HEADER_BYTES,
   FrameType,
+  HELLO_OVERHEAD_BYTES,
+  MAX_WELCOME_BYTES,
   MIN_FRAME_BYTES,
   OUTBOX_HIGH_WATER,
+  PROTOCOL_VERSION,
   ProtocolError,
   type RequestHead,
   ResetCode,
   type ResponseHead,
   Session,
   type SessionEvent,
+  SMALL_DATA_BYTES,
 } from "../protocol/mod.ts";
 import { concatBytes } from "./_raw_frames.ts";
 import { GET, type PairOptions, type Sent, SessionPair, TEST_ID } from "./_session_pair.ts";
@@ -55,6 +59,14 @@ function ofType<T extends SessionEvent["type"]>(events: SessionEvent[], type: T)
 
 function types(events: SessionEvent[]): string[] {
   return events.map((e) => e.type);
+}
+
+/** A hello event without its metadata cost (an estimate, tested where it matters). */
+function withoutCost(event: SessionEvent): SessionEvent | Record<string, unknown> {
+  if (event.type !== "hello") return event;
+  const { metadataCost, ...rest } = event;
+  assert.ok(metadataCost > 0, "a hello event says what its metadata costs");
+  return rest;
 }
 
 function closeOf(events: SessionEvent[]): EventOf<"close"> {
@@ -111,7 +123,10 @@ describe("Session handshake", () => {
     assert.equal(pair.client.phase, "handshake");
     assert.equal(pair.server.phase, "handshake");
     const { client, server } = pair.handshake({ name: "agent-1", tags: ["a"] }, TEST_ID);
-    assert.deepEqual(server[0], { type: "hello", metadata: { name: "agent-1", tags: ["a"] } });
+    assert.deepEqual(withoutCost(server[0]), {
+      type: "hello",
+      metadata: { name: "agent-1", tags: ["a"] },
+    });
     assert.deepEqual(types(server), ["hello", "open"]);
     assert.deepEqual(server[1], { type: "open", id: TEST_ID });
     assert.deepEqual(types(client), ["open"]);
@@ -174,7 +189,7 @@ describe("Session handshake", () => {
     const pair = new SessionPair({ server: { heartbeat: { interval: 5000, timeout: 15000 } } });
     pair.client.hello(null, "resume-token-0");
     pair.step("client");
-    assert.deepEqual(pair.events("server"), [
+    assert.deepEqual(pair.events("server").map(withoutCost), [
       { type: "hello", metadata: null, resume: "resume-token-0" },
     ]);
     pair.server.accept({ id: "abc", resumeToken: "resume-token-1", resumed: true });
@@ -193,7 +208,7 @@ describe("Session handshake", () => {
     const pair = new SessionPair();
     pair.client.hello(undefined);
     pair.step("client");
-    assert.deepEqual(pair.events("server"), [{ type: "hello", metadata: null }]);
+    assert.deepEqual(pair.events("server").map(withoutCost), [{ type: "hello", metadata: null }]);
   });
 
   it("Session.pollTimeout() is the handshake deadline until open", () => {
@@ -261,9 +276,13 @@ describe("Session handshake", () => {
 
   it("Session closes with UnsupportedVersion on a HELLO of another version", () => {
     const pair = new SessionPair();
-    const hello = encodeJson({ version: 2, metadata: null, settings: DEFAULT_SETTINGS });
+    const hello = encodeJson({ version: 1, metadata: null, settings: DEFAULT_SETTINGS });
     pair.inject("server", [frame(FrameType.Hello, 0, hello)]);
-    assertClosedBy(pair.events("server"), CloseCode.UnsupportedVersion, /version: 2/);
+    assertClosedBy(
+      pair.events("server"),
+      CloseCode.UnsupportedVersion,
+      /Unsupported protocol version: 1, server speaks 2/,
+    );
   });
 
   it("Session closes with InvalidMetadata when metadata exceeds maxMetadataBytes", () => {
@@ -280,13 +299,13 @@ describe("Session handshake", () => {
     });
     pair.client.hello(metadata);
     pair.step("client");
-    assert.deepEqual(pair.events("server"), [{ type: "hello", metadata }]);
+    assert.deepEqual(pair.events("server").map(withoutCost), [{ type: "hello", metadata }]);
   });
 
   it("Session closes with ProtocolError on a HELLO with bad settings", () => {
     const pair = new SessionPair();
     const hello = encodeHello({
-      version: 1,
+      version: PROTOCOL_VERSION,
       metadata: null,
       settings: { ...DEFAULT_SETTINGS, initialWindow: 0 },
     });
@@ -421,15 +440,15 @@ describe("Session exchanges", () => {
     const first = pair.server.peekEvent();
     assert.equal(first?.type, "request");
     assert.equal(pair.server.peekEvent(0), first, "index 0 is the next event");
-    const data = [pair.server.peekEvent(1), pair.server.peekEvent(2)];
+    // The body's two chunks left as one frame, and arrive as one chunk.
+    const data = pair.server.peekEvent(1);
     assert.deepEqual(
-      data.map((event) => event?.type === "data" && [event.streamId, [...event.chunk], event.end]),
-      [[id, [1, 2], false], [id, [3], true]],
+      data?.type === "data" && [data.streamId, [...data.chunk], data.end],
+      [id, [1, 2, 3], true],
     );
-    assert.equal(pair.server.peekEvent(3), undefined);
+    assert.equal(pair.server.peekEvent(2), undefined);
     assert.equal(pair.server.pollEvent(), first, "peeking took nothing");
-    assert.equal(pair.server.pollEvent(), data[0]);
-    assert.equal(pair.server.pollEvent(), data[1]);
+    assert.equal(pair.server.pollEvent(), data);
     assert.equal(pair.server.peekEvent(), undefined);
   });
 
@@ -497,7 +516,7 @@ describe("Session exchanges", () => {
     assert.equal(ofType(pair.events("server"), "response")[0].streamId, fromServer);
   });
 
-  it("Session.sendData() carries a request body in chunks, ending on the last", () => {
+  it("Session.sendData() chunks queued together leave as one DATA frame, ending the body", () => {
     const pair = opened();
     const id = pair.client.openStream(POST, false);
     assert.equal(pair.client.sendData(id, utf8.encode("hel"), false), true);
@@ -506,15 +525,31 @@ describe("Session exchanges", () => {
     const sent = pair.step("client")!;
     assert.deepEqual(sent.frames.map((f) => [f.type, f.flags]), [
       [FrameType.Headers, 0],
-      [FrameType.Data, 0],
-      [FrameType.Data, 0],
       [FrameType.Data, FLAG_END_STREAM],
     ]);
     const events = pair.events("server");
     assert.deepEqual(events[0], { type: "request", streamId: id, head: POST, end: false });
     const data = ofType(events, "data");
-    assert.deepEqual(data.map((d) => d.end), [false, false, true]);
+    assert.deepEqual(data.map((d) => d.end), [true]);
     assert.equal(text.decode(concatBytes(data.map((d) => d.chunk))), "hello world");
+  });
+
+  it("Session.sendData() chunks queued across messages leave in a frame per message", () => {
+    const pair = opened();
+    const id = pair.client.openStream(POST, false);
+    pair.client.sendData(id, utf8.encode("hel"), false);
+    pair.step("client");
+    pair.client.sendData(id, utf8.encode("lo"), true);
+    const last = pair.step("client")!;
+    assert.deepEqual(last.frames.map((f) => [f.type, f.flags]), [[
+      FrameType.Data,
+      FLAG_END_STREAM,
+    ]]);
+    const data = ofType(pair.events("server"), "data");
+    assert.deepEqual(data.map((d) => [text.decode(d.chunk), d.end]), [["hel", false], [
+      "lo",
+      true,
+    ]]);
   });
 
   it("Session.sendData() carries a response body and an empty final chunk ends it", () => {
@@ -540,37 +575,34 @@ describe("Session exchanges", () => {
     assert.equal(pair.server.peerStreamCount, 0);
   });
 
-  it("Session.sendData() splits a chunk larger than DATA_CHUNK_BYTES", () => {
+  it("Session.sendData() sends a large body as one DATA frame per message, kept as a view", () => {
     const pair = opened();
     const id = request(pair);
     pair.server.sendHeaders(id, OK, false);
-    const body = bytes(DATA_CHUNK_BYTES * 2 + 10);
+    const body = bytes(SMALL_DATA_BYTES * 2 + 10);
     pair.server.sendData(id, body, true);
     const sent = pair.step("server")!;
     const data = framesOf(sent, FrameType.Data);
-    assert.deepEqual(data.map((f) => f.payload.byteLength), [
-      DATA_CHUNK_BYTES,
-      DATA_CHUNK_BYTES,
-      10,
-    ]);
-    assert.deepEqual(
-      concatBytes(ofType(pair.events("client"), "data").map((d) => d.chunk)),
-      body,
-    );
+    assert.deepEqual(data.map((f) => f.payload.byteLength), [SMALL_DATA_BYTES * 2 + 10]);
+    const [event] = ofType(pair.events("client"), "data");
+    assert.deepEqual(event.chunk, body);
+    assert.equal(event.chunk.buffer, sent.bytes.buffer, "most of its message: not copied");
+    assert.equal(event.retained, sent.bytes.byteLength, "charged for the whole message");
   });
 
-  it("Session.pollTransmit() cuts DATA to the peer's maxFrameBytes", () => {
+  it("Session.pollTransmit() cuts DATA to the peer's maxFrameBytes, one frame per message", () => {
     const pair = opened({ client: { settings: { maxFrameBytes: MIN_FRAME_BYTES } } });
     const id = request(pair);
     pair.server.sendHeaders(id, OK, false);
     pair.server.sendData(id, bytes(MIN_FRAME_BYTES + 1), true);
-    const data = framesOf(pair.step("server"), FrameType.Data);
-    assert.deepEqual(data.map((f) => f.payload.byteLength), [MIN_FRAME_BYTES, 1]);
+    const first = framesOf(pair.step("server"), FrameType.Data);
+    const second = framesOf(pair.step("server"), FrameType.Data);
+    assert.deepEqual([...first, ...second].map((f) => f.payload.byteLength), [MIN_FRAME_BYTES, 1]);
     assert.equal(pair.client.phase, "open");
   });
 
-  it("Session.pollTransmit() bounds a message by maxMessageBytes and sends the rest next", () => {
-    const pair = opened({ server: { maxMessageBytes: 100_000 } });
+  it("Session.pollTransmit() bounds a message by messageDataBytes and sends the rest next", () => {
+    const pair = opened({ server: { messageDataBytes: 100_000 } });
     const id = request(pair);
     pair.server.sendHeaders(id, OK, false);
     pair.server.sendData(id, bytes(300_000), true);
@@ -578,8 +610,31 @@ describe("Session exchanges", () => {
     for (let sent = pair.step("server"); sent; sent = pair.step("server")) {
       sizes.push(dataBytes(sent.frames));
     }
-    // Each message stops once it holds 100 000 bytes or more: two 64 KiB chunks.
-    assert.deepEqual(sizes, [131_072, 131_072, 37_856]);
+    // The bound counts each frame's 10-byte header: 99 990 bytes of body per message.
+    assert.deepEqual(sizes, [99_990, 99_990, 99_990, 30]);
+  });
+
+  it("Session.pollTransmit() keeps a message within the peer's maxMessageBytes", () => {
+    const maxMessageBytes = MIN_FRAME_BYTES + 10;
+    const pair = opened({
+      client: { settings: { maxFrameBytes: MIN_FRAME_BYTES, maxMessageBytes } },
+    });
+    const ids = Array.from({ length: 3 }, () => request(pair, GET, true));
+    for (const id of ids) {
+      pair.server.sendHeaders(id, OK, false);
+      pair.server.sendData(id, bytes(20_000), true);
+    }
+    const sizes: number[] = [];
+    for (let sent = pair.step("server"); sent; sent = pair.step("server")) {
+      sizes.push(sent.bytes.byteLength);
+    }
+    assert.ok(sizes.every((size) => size <= maxMessageBytes), `messages of ${sizes}`);
+    const data = ofType(pair.events("client"), "data");
+    for (const id of ids) {
+      const body = concatBytes(data.filter((d) => d.streamId === id).map((d) => d.chunk));
+      assert.deepEqual(body, bytes(20_000));
+    }
+    assert.equal(pair.client.phase, "open");
   });
 
   it("Session.pollTransmit() encodes into a scratch buffer when the message fits", () => {
@@ -720,15 +775,16 @@ describe("Session flow control", () => {
     assert.equal(dataBytes(framesOf(pair.step("server"))), 512);
   });
 
-  it("Session.consume() ignores unknown streams and finished halves", () => {
-    const pair = opened({ client: { settings: { initialWindow: 1024 } } });
+  it("Session.consume() of a finished stream grants no stream credit, only the connection's", () => {
+    const pair = opened({ client: { settings: { initialWindow: 1024, connectionWindow: 1024 } } });
     const id = request(pair);
     pair.server.sendHeaders(id, OK, false);
     pair.server.sendData(id, bytes(600), true);
     pair.step("server");
     pair.client.consume(id, 600);
-    pair.client.consume(12345, 600);
-    assert.equal(pair.client.pollTransmit(), undefined);
+    const update = pair.step("client")!;
+    assert.deepEqual(update.frames.map((f) => [f.type, f.streamId]), [[FrameType.WindowUpdate, 0]]);
+    assert.equal(decodeWindowUpdate(update.frames[0].payload), 600);
   });
 
   it("Session.consume() refuses to grant credit for bytes that were not received", () => {
@@ -749,6 +805,13 @@ describe("Session flow control", () => {
     assert.throws(() => pair.client.consume(id, 101), RangeError);
     pair.client.consume(id, 100);
     assert.throws(() => pair.client.consume(id, 1), RangeError);
+    assert.throws(
+      () => pair.client.consume(12345, 1),
+      (error: unknown) =>
+        error instanceof RangeError &&
+        error.message === "Cannot consume 1 bytes: 0 received and not yet consumed",
+      "nor for bytes on a stream that never was",
+    );
     // The refusals changed nothing: the 300 bytes consumed are below half the window.
     assert.equal(pair.client.pollTransmit(), undefined);
     pair.server.sendData(id, bytes(300), false);
@@ -824,11 +887,9 @@ describe("Session flow control", () => {
     pair.server.sendData(small, utf8.encode("tiny"), true);
     const sent = pair.take("server")!;
     const data = framesOf(sent, FrameType.Data);
-    const smallAt = data.findIndex((f) => f.streamId === small);
-    const bigAt = data.flatMap((f, i) => f.streamId === big ? [i] : []);
-    assert.ok(bigAt.length >= 2);
-    assert.ok(smallAt < bigAt[1], "the small body is not queued behind the big one's chunks");
-    assert.equal(data[smallAt].flags, FLAG_END_STREAM);
+    // Small sends go first, whole; the big body takes the room left, as one frame.
+    assert.deepEqual(data.map((f) => [f.streamId, f.flags]), [[small, FLAG_END_STREAM], [big, 0]]);
+    assert.ok(data[1].payload.byteLength > 500_000, "the big body fills the half-window message");
   });
 
   it("Session puts a whole small body right behind its HEADERS, other DATA where it was", () => {
@@ -866,14 +927,15 @@ describe("Session flow control", () => {
     const b = request(pair);
     for (const id of [a, b]) {
       pair.server.sendHeaders(id, OK, false);
-      pair.server.sendData(id, bytes(DATA_CHUNK_BYTES * 12), true);
+      pair.server.sendData(id, bytes(SMALL_DATA_BYTES * 12), true);
     }
-    // One message holds half the client's 1 MiB window: 8 chunks, taken in turns.
-    const data = framesOf(pair.take("server"), FrameType.Data);
-    assert.deepEqual(
-      data.map((f) => f.streamId),
-      Array.from({ length: 8 }, (_, i) => i % 2 ? b : a),
-    );
+    // One message holds half the client's 1 MiB window, as one frame; the bodies take turns,
+    // and share a message once one of them has less left than the room.
+    const turns: number[][] = [];
+    for (let sent = pair.take("server"); sent; sent = pair.take("server")) {
+      turns.push(framesOf(sent, FrameType.Data).map((f) => f.streamId));
+    }
+    assert.deepEqual(turns, [[a], [b], [a, b], [b]]);
   });
 
   for (
@@ -891,23 +953,24 @@ describe("Session flow control", () => {
       const ids = Array.from({ length: 40 }, () => request(pair));
       for (const id of ids) {
         pair.server.sendHeaders(id, OK, false);
-        pair.server.sendData(id, bytes(DATA_CHUNK_BYTES), true);
+        pair.server.sendData(id, bytes(SMALL_DATA_BYTES), true);
       }
       const data = framesOf(pair.take("server"), FrameType.Data);
-      const total = data.reduce((sum, f) => sum + f.payload.byteLength, 0);
-      assert.ok(total >= bound, `${total} bytes in the message`);
-      assert.ok(total < bound + DATA_CHUNK_BYTES, `${total} bytes in the message`);
+      // The bound counts frame headers too; a small body that does not fit whole waits.
+      const total = data.reduce((sum, f) => sum + 10 + f.payload.byteLength, 0);
+      assert.ok(total <= bound, `${total} bytes in the message`);
+      assert.ok(total > bound - SMALL_DATA_BYTES - 10, `${total} bytes in the message`);
     });
   }
 
   it("Session keeps an explicit maxMessageBytes whatever the peer's window", () => {
     const pair = opened({
       client: { settings: { initialWindow: 8 * 1024 * 1024 } },
-      server: { maxMessageBytes: 4096 },
+      server: { messageDataBytes: 4096 },
     });
     const id = request(pair);
     pair.server.sendHeaders(id, OK, false);
-    pair.server.sendData(id, bytes(DATA_CHUNK_BYTES * 4), true);
+    pair.server.sendData(id, bytes(SMALL_DATA_BYTES * 4), true);
     const data = framesOf(pair.take("server"), FrameType.Data);
     assert.equal(data.length, 1);
   });
@@ -1691,32 +1754,126 @@ describe("Session local misuse", () => {
   });
 });
 
-describe("Session (server) and an oversized HELLO", () => {
-  it("Session.handleMessage() closes with InvalidMetadata when a HELLO exceeds maxFrameBytes", () => {
-    const server = new Session({ role: "server", settings: { maxFrameBytes: MIN_FRAME_BYTES } }, 0);
-    const hello = encodeHello({
-      version: 1,
-      metadata: { blob: "x".repeat(MIN_FRAME_BYTES) },
-      settings: { ...DEFAULT_SETTINGS },
-    });
-    server.handleMessage(
-      encodeFrames([{ type: FrameType.Hello, flags: 0, streamId: 0, payload: hello }]),
-      0,
-    );
-    const event = server.pollEvent();
-    assert.equal(event?.type, "close");
-    assert.equal(event.type === "close" && event.code, CloseCode.InvalidMetadata);
+describe("Session and a stranger's first message", () => {
+  const LIMIT = 16 * 1024 + HELLO_OVERHEAD_BYTES;
+  const server = (): Session => new Session({ role: "server" }, 0);
+  const closeCode = (session: Session): number | false => {
+    const event = session.pollEvent();
+    return event?.type === "close" && event.code;
+  };
+  const helloFrame = (payload: Uint8Array): Frame => frame(FrameType.Hello, 0, payload);
+
+  it("Session (server) closes with InvalidMetadata on a HELLO over maxMetadataBytes + overhead, without decoding it", () => {
+    const session = server();
+    // Not JSON at all: decoding it would close with 4000, so 4004 shows it was never decoded.
+    session.handleMessage(encodeFrames([helloFrame(new Uint8Array(LIMIT))]), 0);
+    assert.equal(closeCode(session), CloseCode.InvalidMetadata);
   });
 
-  it("Session.handleMessage() keeps FrameTooLarge for an oversized first frame that is not a HELLO", () => {
-    const server = new Session({ role: "server", settings: { maxFrameBytes: MIN_FRAME_BYTES } }, 0);
-    const payload = new Uint8Array(MIN_FRAME_BYTES + 1);
-    server.handleMessage(
-      encodeFrames([{ type: FrameType.Ping, flags: 0, streamId: 0, payload }]),
+  it("Session (server) accepts a HELLO of exactly the limit", () => {
+    const session = server();
+    // Metadata at its own limit, and the sender's whitespace filling the message to the byte.
+    const metadata = "x".repeat(16 * 1024 - 2);
+    const text = JSON.stringify({
+      version: PROTOCOL_VERSION,
+      metadata,
+      settings: DEFAULT_SETTINGS,
+    });
+    const pad = " ".repeat(LIMIT - FRAME_HEADER_BYTES - utf8.encode(text).byteLength);
+    const message = encodeFrames([helloFrame(utf8.encode(`{${pad}${text.slice(1)}`))]);
+    assert.equal(message.byteLength, LIMIT);
+    session.handleMessage(message, 0);
+    const event = session.pollEvent();
+    assert.equal(event?.type === "hello" && event.metadata, metadata);
+  });
+
+  for (
+    const [label, frames] of [
+      ["a NOOP before the HELLO", [frame(FrameType.Noop, 0, new Uint8Array(0))]],
+      ["a PING", [frame(FrameType.Ping, 0, new Uint8Array(8))]],
+      ["an oversized PING", [frame(FrameType.Ping, 0, new Uint8Array(LIMIT))]],
+      ["a request", [requestFrame(1)]],
+    ] as [string, Frame[]][]
+  ) {
+    it(`Session (server) closes with ProtocolError when the first message is ${label}`, () => {
+      const session = server();
+      const hello = encodeHello({
+        version: PROTOCOL_VERSION,
+        metadata: null,
+        settings: DEFAULT_SETTINGS,
+      });
+      session.handleMessage(encodeFrames([...frames, helloFrame(hello)]), 0);
+      assert.equal(closeCode(session), CloseCode.ProtocolError);
+    });
+  }
+
+  it("Session (server) closes with ProtocolError when the HELLO shares its message", () => {
+    const session = server();
+    const hello = encodeHello({
+      version: PROTOCOL_VERSION,
+      metadata: null,
+      settings: DEFAULT_SETTINGS,
+    });
+    session.handleMessage(
+      encodeFrames([helloFrame(hello), frame(FrameType.Noop, 0, new Uint8Array(0))]),
       0,
     );
-    const event = server.pollEvent();
-    assert.equal(event?.type === "close" && event.code, CloseCode.FrameTooLarge);
+    assert.equal(closeCode(session), CloseCode.ProtocolError);
+  });
+
+  it("Session (server) closes with ProtocolError on any message while the hello is being answered", () => {
+    const pair = new SessionPair();
+    pair.client.hello({});
+    pair.step("client");
+    assert.equal(pair.events("server")[0].type, "hello");
+    pair.inject("server", [frame(FrameType.Noop, 0, new Uint8Array(0))]);
+    assertClosedBy(pair.events("server"), CloseCode.ProtocolError, /being answered/);
+  });
+
+  it("Session (client) closes with ProtocolError when the server's first message is not a lone WELCOME", () => {
+    for (
+      const frames of [[frame(FrameType.Noop, 0, new Uint8Array(0))], [
+        frame(FrameType.Ping, 0, new Uint8Array(8)),
+      ]]
+    ) {
+      const client = new Session({ role: "client" }, 0);
+      client.hello({});
+      client.pollTransmit();
+      client.handleMessage(encodeFrames(frames), 0);
+      assert.equal(closeCode(client), CloseCode.ProtocolError);
+    }
+  });
+
+  it("Session (client) closes with ProtocolError on a first message over MAX_WELCOME_BYTES", () => {
+    const client = new Session({ role: "client" }, 0);
+    client.hello({});
+    client.pollTransmit();
+    client.handleMessage(
+      encodeFrames([frame(FrameType.Welcome, 0, new Uint8Array(MAX_WELCOME_BYTES))]),
+      0,
+    );
+    assert.equal(closeCode(client), CloseCode.ProtocolError);
+  });
+});
+
+describe("Session and maxMessageBytes", () => {
+  it("Session closes with FrameTooLarge on a message over its maxMessageBytes, before decoding it", () => {
+    const maxMessageBytes = MIN_FRAME_BYTES + 10;
+    const pair = opened({
+      server: { settings: { maxFrameBytes: MIN_FRAME_BYTES, maxMessageBytes } },
+    });
+    // Garbage that would close with 4000 if it were decoded.
+    pair.server.handleMessage(new Uint8Array(maxMessageBytes + 1).fill(0xee), pair.now);
+    assertClosedBy(pair.events("server"), CloseCode.FrameTooLarge, /exceeds limit 16394/);
+  });
+
+  it("Session accepts a message of exactly its maxMessageBytes", () => {
+    const maxMessageBytes = MIN_FRAME_BYTES + 10;
+    const pair = opened({
+      server: { settings: { maxFrameBytes: MIN_FRAME_BYTES, maxMessageBytes } },
+    });
+    pair.inject("server", [frame(FrameType.Ping, 0, new Uint8Array(MIN_FRAME_BYTES))]);
+    assert.deepEqual(types(pair.events("server")), ["ping"]);
   });
 });
 

@@ -73,6 +73,7 @@ describe("createStream()", () => {
       outboxEnd: false,
       writableSignalled: true,
       queued: false,
+      arriving: undefined,
     });
   });
 
