@@ -51,6 +51,8 @@ export interface Redeemed {
   id: string;
   /** The metadata the connection had. */
   metadata: unknown;
+  /** What that metadata takes in memory, by estimate. */
+  metadataCost: number;
   /** The connection that still holds the id, if it has not ended yet. */
   previous?: Connection;
 }
@@ -117,8 +119,11 @@ export class ResumeStore {
     if (!entry || !timingSafeEqual(entry.secret, secret)) return undefined;
     this.#delete(id);
     this.#live.delete(id);
-    if (live) return { id, metadata: live.connection.metadata, previous: live.connection };
-    return { id, metadata: ended!.metadata };
+    const metadataCost = entry.cost - RESUMABLE_ENTRY_BYTES;
+    if (live) {
+      return { id, metadata: live.connection.metadata, metadataCost, previous: live.connection };
+    }
+    return { id, metadata: ended!.metadata, metadataCost };
   }
 
   /** A connection ended: keep its token for the window, if it still holds one. */

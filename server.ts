@@ -579,6 +579,7 @@ export class WebSocketServer {
             const id = redeemed?.id ?? ulid();
             if (redeemed && metadata === null) {
               (connection as { metadata: unknown }).metadata = redeemed.metadata;
+              metadataCost = redeemed.metadataCost;
             }
             resumed = redeemed !== undefined;
             const resumeToken = store?.issue(id, connection, metadataCost);

@@ -414,7 +414,11 @@ describe("ResumeStore", () => {
       const b = fake("B", { n: 2 });
       const tokenB = store.issue("B", b);
       store.release(b, 7_000);
-      assert.deepEqual(store.redeem(tokenB, 7_999), { id: "B", metadata: { n: 2 } });
+      assert.deepEqual(store.redeem(tokenB, 7_999), {
+        id: "B",
+        metadata: { n: 2 },
+        metadataCost: 0,
+      });
       assert.equal(store.redeem(tokenB, 7_999), undefined, "single-use");
     },
   );
