@@ -62,6 +62,26 @@ export async function nextEvent(
   );
 }
 
+/** Waits for the first event that matches `predicate`, failing after `ms` (a guard). */
+export async function eventWhere(
+  events: AsyncIterableIterator<ConnectionEvent>,
+  predicate: (event: ConnectionEvent) => boolean,
+  what: string,
+  ms = 15_000,
+): Promise<ConnectionEvent> {
+  return await withTimeout(
+    (async () => {
+      for (;;) {
+        const { value, done } = await events.next();
+        if (done) throw new Error(`Event stream ended before ${what}`);
+        if (predicate(value)) return value;
+      }
+    })(),
+    ms,
+    what,
+  );
+}
+
 /** Waits for the next event of `type` about connection `id`, skipping events about others. */
 export async function eventFor(
   events: AsyncIterableIterator<ConnectionEvent>,

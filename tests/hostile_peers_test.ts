@@ -36,7 +36,7 @@ import {
   FrameType,
   PROTOCOL_VERSION,
 } from "../protocol/mod.ts";
-import { IS_BUN, withTimeout } from "./_helpers.ts";
+import { eventWhere, IS_BUN, withTimeout } from "./_helpers.ts";
 import { dataFrame, message, requestFrame } from "./_raw_frames.ts";
 import { frameMessage } from "./_raw_peer.ts";
 import { deferred, Resources, urlOf } from "./_server_helpers.ts";
@@ -52,25 +52,6 @@ const CONNECTION_WINDOW = 8 * MIB;
 const GUARD = 30_000;
 const TEST_OPTIONS = { timeout: 120_000 };
 
-/** Waits for the first event that matches `predicate` (bounded). */
-async function eventWhere(
-  events: AsyncIterableIterator<ConnectionEvent>,
-  predicate: (event: ConnectionEvent) => boolean,
-  what: string,
-): Promise<ConnectionEvent> {
-  return await withTimeout(
-    (async () => {
-      for (;;) {
-        const { value, done } = await events.next();
-        if (done) throw new Error(`Event stream ended before ${what}`);
-        if (predicate(value)) return value;
-      }
-    })(),
-    GUARD,
-    what,
-  );
-}
-
 const named = (name: string) => (event: ConnectionEvent): boolean =>
   event.type === EventType.ConnectionReceived &&
   (event.connection?.metadata as { name?: string } | null)?.name === name;
@@ -84,6 +65,7 @@ async function failureCode(
     events,
     (e) => e.type === EventType.ConnectionFailure && e.connection === connection,
     "the hostile connection to fail",
+    GUARD,
   );
   return (failure.error as ProtocolError | undefined)?.code;
 }
@@ -161,7 +143,7 @@ describe("Hostile peers against a server with default limits", () => {
       GUARD,
       "the honest agent to connect",
     );
-    await eventWhere(events, named("honest"), "the honest agent's ConnectionReceived");
+    await eventWhere(events, named("honest"), "the honest agent's ConnectionReceived", GUARD);
     const stillServed = async (): Promise<void> => {
       const response = await withTimeout(agent.fetch("/ping"), GUARD, "the honest fetch");
       assert.equal(response.status, 200);
@@ -178,7 +160,12 @@ describe("Hostile peers against a server with default limits", () => {
     const peer = await connectTcp(server.addr.port);
     peers.push(peer);
     await peer.handshake({ name });
-    const received = await eventWhere(events, named(name), `${name}'s ConnectionReceived`);
+    const received = await eventWhere(
+      events,
+      named(name),
+      `${name}'s ConnectionReceived`,
+      GUARD,
+    );
     return { peer, connection: received.connection! };
   }
 

@@ -14,7 +14,6 @@ import { afterEach, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import {
   CloseCode,
-  type ConnectionEvent,
   EventType,
   ExchangeTooLargeError,
   HandshakeError,
@@ -32,7 +31,7 @@ import {
   FrameType,
   ResetCode,
 } from "../protocol/mod.ts";
-import { nextEvent, startPair, withTimeout } from "./_helpers.ts";
+import { eventWhere, nextEvent, startPair, withTimeout } from "./_helpers.ts";
 import { checkPattern, patternByte, patternStream, streamInit } from "./_exchange_helpers.ts";
 import { connectRaw, type RawPeer } from "./_raw_peer.ts";
 import { dataFrame, FrameReader, message, requestFrame, resetFrame } from "./_raw_frames.ts";
@@ -42,25 +41,6 @@ import { Resources, urlOf } from "./_server_helpers.ts";
 const GUARD = 15_000;
 /** Bun's runner stops a test after 5 s unless told otherwise; the machine may be loaded. */
 const TEST_OPTIONS = { timeout: 60_000 };
-
-/** Waits for the first event that matches `predicate` (bounded). */
-async function eventWhere(
-  events: AsyncIterableIterator<ConnectionEvent>,
-  predicate: (event: ConnectionEvent) => boolean,
-  what: string,
-): Promise<ConnectionEvent> {
-  return await withTimeout(
-    (async () => {
-      for (;;) {
-        const { value, done } = await events.next();
-        if (done) throw new Error(`Event stream ended before ${what}`);
-        if (predicate(value)) return value;
-      }
-    })(),
-    GUARD,
-    what,
-  );
-}
 
 const isStream = (type: number, streamId: number) => (frame: Frame): boolean =>
   frame.type === type && frame.streamId === streamId;

@@ -223,9 +223,17 @@ describe("Session DATA per message", () => {
 });
 
 describe("Session pings and unread replies", () => {
+  const ping: Frame = { type: FrameType.Ping, flags: 0, streamId: 0, payload: encodePing(1, "") };
+  /** A ping whose pong echoes 30 KB. */
+  const bigPing: Frame = {
+    type: FrameType.Ping,
+    flags: 0,
+    streamId: 0,
+    payload: encodePing(1, "x".repeat(30_000)),
+  };
+
   it(`Session closes with RateLimited past ${PING_RATE_LIMIT.burst} pings at once`, () => {
     const pair = opened();
-    const ping = { type: FrameType.Ping, flags: 0, streamId: 0, payload: encodePing(1, "") };
     pair.inject("server", Array.from({ length: PING_RATE_LIMIT.burst }, () => ping));
     assert.equal(pair.server.phase, "open");
     pair.inject("server", [ping]);
@@ -234,7 +242,6 @@ describe("Session pings and unread replies", () => {
 
   it("Session ping limit refills with time", () => {
     const pair = opened({ server: { pingRateLimit: { burst: 2, perSecond: 1 } } });
-    const ping = { type: FrameType.Ping, flags: 0, streamId: 0, payload: encodePing(1, "") };
     pair.inject("server", [ping, ping]);
     pair.setTime(pair.now + 1000);
     pair.inject("server", [ping]);
@@ -247,7 +254,6 @@ describe("Session pings and unread replies", () => {
     const shared = new TokenBucket({ burst: 3, perSecond: 0 }, 0);
     const first = opened({ server: { sharedPingLimit: shared } });
     const second = opened({ server: { sharedPingLimit: shared } });
-    const ping = { type: FrameType.Ping, flags: 0, streamId: 0, payload: encodePing(1, "") };
     first.inject("server", [ping, ping]);
     second.inject("server", [ping]);
     assert.equal(second.server.phase, "open");
@@ -259,30 +265,18 @@ describe("Session pings and unread replies", () => {
   it("Session closes with EnhanceYourCalm when the replies it has not sent pass the cap", () => {
     const pair = opened({ server: { maxUnreadReplyBytes: 100_000 } });
     // Pongs echo their ping's data; nobody takes the server's output (the peer is not reading).
-    const ping = {
-      type: FrameType.Ping,
-      flags: 0,
-      streamId: 0,
-      payload: encodePing(1, "x".repeat(30_000)),
-    };
-    pair.inject("server", [ping, ping, ping]);
+    pair.inject("server", [bigPing, bigPing, bigPing]);
     assert.equal(pair.server.phase, "open");
     assert.ok(pair.server.bufferedBytes > 90_000, "the pongs wait in the session");
-    pair.inject("server", [ping]);
+    pair.inject("server", [bigPing]);
     assertClosedBy(pair.events("server"), CloseCode.EnhanceYourCalm, /not reading/);
     assert.equal(pair.server.bufferedBytes, 0, "closing drops what waited");
   });
 
   it("Session forgets unread replies once the layer above takes them", () => {
     const pair = opened({ server: { maxUnreadReplyBytes: 100_000 } });
-    const ping = {
-      type: FrameType.Ping,
-      flags: 0,
-      streamId: 0,
-      payload: encodePing(1, "x".repeat(30_000)),
-    };
     for (let i = 0; i < 10; i++) {
-      pair.inject("server", [ping, ping]);
+      pair.inject("server", [bigPing, bigPing]);
       pair.take("server");
     }
     assert.equal(pair.server.phase, "open");
