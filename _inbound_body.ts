@@ -13,6 +13,10 @@
  * into shared blocks, so that a peer sending a body one byte per message cannot make a
  * chunk object per byte. A chunk handed straight to a waiting reader is never charged.
  *
+ * A body nobody reads would keep the connection's credit for good. `discardUnread()`
+ * drains a body nobody has started to read (a request body whose response is out, as HTTP
+ * servers do; a response whose `Response` was garbage-collected unread, as undici does).
+ *
  * @module
  */
 
@@ -43,6 +47,8 @@ export class InboundBody {
   #ended = false;
   #failed: unknown = undefined;
   #done = false;
+  /** Whether the reader ever asked for a chunk. */
+  #pulled = false;
   #nextBlock = MIN_BLOCK_BYTES;
   readonly #onConsume: (bytes: number) => void;
   readonly #onCancel: (reason: unknown) => void;
@@ -69,6 +75,7 @@ export class InboundBody {
       },
       pull: () => {
         this.#wanted = true;
+        this.#pulled = true;
         this.#deliver();
       },
       cancel: (reason) => {
@@ -108,6 +115,19 @@ export class InboundBody {
     if (this.#done) return;
     this.#ended = true;
     this.#deliver();
+  }
+
+  /**
+   * Nobody will want the body: if nobody has started reading it, it is cancelled as if its
+   * reader had (`onCancel` runs), what waits is dropped, and what still arrives is consumed
+   * at once; a late reader gets an `AbortError`. A body being read is left to its reader.
+   *
+   * @param why What a late reader is told.
+   */
+  discardUnread(why: string): void {
+    if (this.#pulled || this.#done) return;
+    this.#onCancel(why);
+    this.error(new DOMException(why, "AbortError"));
   }
 
   /** The body cannot complete: the reader sees `error` after any queued chunks are dropped. */

@@ -156,6 +156,20 @@ interface HeldResponse {
 
 /** Default for `ConnectionInit.maxQueuedBytes`: an eighth of the default 32 MiB budget. */
 const MAX_QUEUED_BYTES = 4 * 1024 * 1024;
+/**
+ * A body whose stream has less than this waiting may always read its next chunk, however
+ * much waits in all: otherwise streams the peer does not read (their windows spent) could
+ * hold the whole share and starve a stream the peer is waiting for.
+ */
+const MIN_STREAM_QUEUED_BYTES = 16 * 1024;
+
+/**
+ * A response dropped by its caller with its body unread gives the body up (see
+ * `InboundBody.discardUnread`), or it would hold the connection's credit for good.
+ */
+const droppedResponses = new FinalizationRegistry<InboundBody>((body) =>
+  body.discardUnread("The response was garbage-collected before its body was read")
+);
 
 /**
  * The handler's second argument. A class rather than an object literal with a getter:
@@ -544,8 +558,14 @@ export class Connection {
       this.#schedule();
       return;
     }
-    if (!exchange.body) this.#finishOutgoing(streamId);
-    exchange.resolve(response);
+    if (exchange.body) droppedResponses.register(response, exchange.body);
+    else this.#finishOutgoing(streamId);
+    const resolve = exchange.resolve;
+    // The fetch promise holds the response: let go of it, so that a caller who drops the
+    // response lets it be collected (see droppedResponses).
+    exchange.resolve = noop;
+    exchange.reject = noop;
+    resolve(response);
   }
 
   #finishOutgoing(streamId: number): void {
@@ -659,8 +679,10 @@ export class Connection {
       headers: headerList(res.headers),
     };
     if (body === null) {
-      if (this.#sendResponseHead(streamId, head, true)) this.#sendWhole();
-      else this.#schedule();
+      if (this.#sendResponseHead(streamId, head, true)) {
+        this.#responseComplete(exchange);
+        this.#sendWhole();
+      } else this.#schedule();
       return;
     }
     // Held until the body ends, grows large or the flush comes (`#pushBody`, `#flush`).
@@ -723,9 +745,19 @@ export class Connection {
     this.#heldResponses--;
   }
 
+  /**
+   * A response is complete: a request body its handler never started reading is drained,
+   * or it would hold the connection's credit for good (and stall the peer's upload).
+   */
+  #responseComplete(exchange: Incoming | undefined): void {
+    exchange?.body?.discardUnread("The request body was not read before the response was complete");
+  }
+
   /** Body bytes from a pump: held with their response head, or queued on the stream. */
   #pushBody(streamId: number, chunk: Uint8Array, end: boolean): boolean {
-    const held = this.#incoming.get(streamId)?.held;
+    const exchange = this.#incoming.get(streamId);
+    if (end) this.#responseComplete(exchange);
+    const held = exchange?.held;
     if (!held) return this.#session.sendData(streamId, chunk, end);
     if (chunk.byteLength > 0) {
       held.chunks.push(chunk);
@@ -772,8 +804,8 @@ export class Connection {
         reader = body.getReader();
         for (;;) {
           // A peer that does not read makes output wait; read no more from the application
-          // while the connection's share of it is full.
-          while (this.#queuedBytes >= this.#maxQueuedBytes && !this.#ended && !stopped) {
+          // while the connection's share of it is full (but see MIN_STREAM_QUEUED_BYTES).
+          while (this.#mustWait(streamId) && !this.#ended && !stopped) {
             await new Promise<void>((resolve) => this.#queueWaiters.push(resolve));
           }
           const { done, value } = await reader.read();
@@ -818,10 +850,16 @@ export class Connection {
     return this.#session.bufferedBytes + this.#heldBytes;
   }
 
-  /** Wakes the pumps waiting for queued output to drop, once it has. */
+  /** Whether a stream's body must wait before its next chunk is read. */
+  #mustWait(streamId: number): boolean {
+    if (this.#queuedBytes < this.#maxQueuedBytes) return false;
+    const held = this.#incoming.get(streamId)?.held?.bytes ?? 0;
+    return this.#session.queuedBytes(streamId) + held >= MIN_STREAM_QUEUED_BYTES;
+  }
+
+  /** Output went out or was dropped: the waiting pumps look again. */
   #wakeQueueWaiters(): void {
     if (this.#queueWaiters.length === 0) return;
-    if (!this.#ended && this.#queuedBytes >= this.#maxQueuedBytes) return;
     const waiters = this.#queueWaiters;
     this.#queueWaiters = [];
     for (const wake of waiters) wake();
