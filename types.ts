@@ -129,7 +129,8 @@ export interface Limits {
    * peer sends — received body bytes not read yet (a quarter of this is the connection
    * window announced to the peer; each byte is charged at most twice, for what it keeps
    * alive), body bytes waiting to be sent (bodies are read from the application only while
-   * less than an eighth of this waits), and replies and messages the socket has not
+   * less than an eighth of this waits, or their own exchange has less than 16 KiB waiting),
+   * and replies and messages the socket has not
    * written. `connection.bufferedBytes` says where it stands. Default 32 MiB.
    */
   maxBufferedBytes?: number;
