@@ -146,8 +146,12 @@ export class InboundBody {
   #wait(chunk: Uint8Array, retained: number): void {
     const queue = this.#queue;
     if (chunk.byteLength >= SMALL_CHUNK_BYTES) {
-      const charge = retained + CHUNK_OVERHEAD_BYTES;
-      queue.push({ bytes: chunk, used: chunk.byteLength, charge, block: false });
+      // A view that is less than half of what it keeps alive (a chunk of a small message,
+      // which the session hands on as a view) waits as a copy: no waiting byte costs more
+      // than two.
+      const kept = retained > 2 * chunk.byteLength ? chunk.slice() : chunk;
+      const charge = (kept === chunk ? retained : kept.byteLength) + CHUNK_OVERHEAD_BYTES;
+      queue.push({ bytes: kept, used: kept.byteLength, charge, block: false });
       this.#account(charge);
       return;
     }

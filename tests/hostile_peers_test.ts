@@ -32,6 +32,7 @@ import {
   encodeFrames,
   encodeHello,
   encodePing,
+  FLAG_END_STREAM,
   type Frame,
   FrameType,
   PROTOCOL_VERSION,
@@ -100,6 +101,18 @@ async function roundTrip(peer: TcpPeer, credit?: Credit): Promise<void> {
       credit?.see(frame);
       if (frame.type === FrameType.Pong) return;
     }
+  }
+}
+
+/**
+ * Opens stream 1 with a GET and reads until its response has come: the stream is finished,
+ * and any DATA on it is ignored (no stream's window pays for it), the padding of an attack.
+ */
+async function finishStreamOne(peer: TcpPeer): Promise<void> {
+  peer.send(message(requestFrame(1, { method: "GET", url: "/done", headers: [] })));
+  for (;;) {
+    const frames = await nextFrames(peer, GUARD);
+    if (frames.some((f) => f.streamId === 1 && (f.flags & FLAG_END_STREAM))) return;
   }
 }
 
@@ -193,7 +206,7 @@ describe("Hostile peers against a server with default limits", () => {
       const { peer, connection } = await hostile(server, events);
       const credit = new Credit(CONNECTION_WINDOW, peer);
       // Stream 1 finishes at once; its id then takes any DATA, ignored, as padding.
-      peer.send(message(requestFrame(1, { method: "GET", url: "/done", headers: [] })));
+      await finishStreamOne(peer);
       const STREAMS = 48;
       const ids = Array.from({ length: STREAMS }, (_, i) => 3 + 2 * i);
       peer.send(
@@ -226,6 +239,39 @@ describe("Hostile peers against a server with default limits", () => {
       for (const id of ids) {
         assert.deepEqual(firstChunks.get(`/hold/${id}`), Array(CHUNK).fill(id & 0xff));
       }
+      await stillServed();
+    },
+  );
+
+  it(
+    "pinning in small messages: 4 KiB chunks padded to 16 KiB messages wait as copies, at most twice their bytes",
+    TEST_OPTIONS,
+    async () => {
+      const { handler } = holdingHandler();
+      const { server, events, stillServed } = await serverWithAgent(handler);
+      const { peer, connection } = await hostile(server, events);
+      await finishStreamOne(peer);
+      const ids = [3, 5, 7, 9];
+      peer.send(
+        message(
+          ...ids.map((id) =>
+            requestFrame(id, { method: "POST", url: `/hold/${id}`, headers: [] }, false)
+          ),
+        ),
+      );
+      const CHUNK = 4096;
+      const pad = new Uint8Array(16 * 1024 - CHUNK - 2 * 10);
+      let sent = 0;
+      for (let round = 0; sent < MIB; round++) {
+        for (const id of ids) {
+          peer.send(message(dataFrame(id, new Uint8Array(CHUNK)), dataFrame(1, pad)));
+          sent += CHUNK;
+        }
+      }
+      await roundTrip(peer);
+      const held = connection.bufferedBytes;
+      assert.ok(held >= sent, `holds ${held}`);
+      assert.ok(held <= 2 * sent + (sent / CHUNK) * 256, `holds ${held} for ${sent} unread`);
       await stillServed();
     },
   );
