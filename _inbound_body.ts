@@ -149,7 +149,7 @@ export class InboundBody {
       // A view that is less than half of what it keeps alive (a chunk of a small message,
       // which the session hands on as a view) waits as a copy: no waiting byte costs more
       // than two.
-      const kept = retained > 2 * chunk.byteLength ? chunk.slice() : chunk;
+      const kept = retained > 2 * chunk.byteLength ? new Uint8Array(chunk) : chunk;
       const charge = (kept === chunk ? retained : kept.byteLength) + CHUNK_OVERHEAD_BYTES;
       queue.push({ bytes: kept, used: kept.byteLength, charge, block: false });
       this.#account(charge);

@@ -1275,7 +1275,8 @@ export class Session {
     const messageBytes = this.#messageBytes;
     const view = 2 * payload.byteLength >= messageBytes ||
       messageBytes <= SMALL_VIEW_MESSAGE_BYTES || payload.byteLength === 0;
-    const chunk = view ? payload : payload.slice();
+    // Not `slice()`: on a Node `Buffer` (Bun's messages) that is a view, not a copy.
+    const chunk = view ? payload : new Uint8Array(payload);
     this.#events.push({
       type: "data",
       streamId: stream.id,

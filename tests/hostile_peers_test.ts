@@ -186,22 +186,25 @@ describe("Hostile peers against a server with default limits", () => {
   function holdingHandler() {
     const release = deferred();
     const firstChunks = new Map<string, number[]>();
+    const bufferSizes = new Map<string, number>();
     const handler = async (request: Request): Promise<Response> => {
       const path = new URL(request.url).pathname;
       if (!path.startsWith("/hold")) return new Response("ok");
       await release.promise;
       const { value } = await request.body!.getReader().read();
       firstChunks.set(path, [...(value ?? [])]);
+      // What the application gets keeps nothing else alive: not the message it came in.
+      bufferSizes.set(path, value?.buffer.byteLength ?? 0);
       return new Response("read");
     };
-    return { handler, release, firstChunks };
+    return { handler, release, firstChunks, bufferSizes };
   }
 
   it(
     "pinning: 8 KiB body chunks in 2 MiB messages padded with DATA for a finished stream are copied out",
     TEST_OPTIONS,
     async () => {
-      const { handler, release, firstChunks } = holdingHandler();
+      const { handler, release, firstChunks, bufferSizes } = holdingHandler();
       const { server, events, stillServed } = await serverWithAgent(handler);
       const { peer, connection } = await hostile(server, events);
       const credit = new Credit(CONNECTION_WINDOW, peer);
@@ -238,6 +241,7 @@ describe("Hostile peers against a server with default limits", () => {
       );
       for (const id of ids) {
         assert.deepEqual(firstChunks.get(`/hold/${id}`), Array(CHUNK).fill(id & 0xff));
+        assert.equal(bufferSizes.get(`/hold/${id}`), CHUNK, "a chunk of its own, not a view");
       }
       await stillServed();
     },

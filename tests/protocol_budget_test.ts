@@ -13,6 +13,7 @@ import {
   CloseCode,
   decodeWindowUpdate,
   DEFAULT_SETTINGS,
+  encodeFrames,
   encodeHello,
   encodePing,
   FLAG_END_STREAM,
@@ -187,6 +188,27 @@ describe("Session DATA per message", () => {
     const size = 2 * FRAME_HEADER_BYTES + 1 + 500_000;
     assert.equal(large.chunk.buffer.byteLength, size, "a view: most of the message");
     assert.equal(large.retained, size, "charged for the whole message");
+  });
+
+  it("Session copies a small chunk out of a message whose slice() is a view (Bun's Buffer)", () => {
+    /** Like Node's Buffer: `slice()` returns a view, not a copy. */
+    class ViewSlicing extends Uint8Array<ArrayBuffer> {
+      override slice(start?: number, end?: number): Uint8Array<ArrayBuffer> {
+        return this.subarray(start, end);
+      }
+    }
+    const pair = opened();
+    const [a, b] = openUploads(pair, 2);
+    const bytes = encodeFrames([
+      dataFrame(a, new Uint8Array([7])),
+      dataFrame(b, new Uint8Array(500_000)),
+    ]);
+    const message = new ViewSlicing(new ArrayBuffer(bytes.byteLength));
+    message.set(bytes);
+    pair.injectBytes("server", message);
+    const small = ofType(pair.events("server"), "data").find((e) => e.streamId === a)!;
+    assert.equal(small.chunk.buffer.byteLength, 1, "a copy of its own, not a view of the message");
+    assert.deepEqual([...small.chunk], [7]);
   });
 
   it("Session interleaved frames of several streams make one event per stream", () => {
