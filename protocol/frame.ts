@@ -17,6 +17,7 @@
  * @module
  */
 
+import { readUint32, writeUint32 } from "./_bytes.ts";
 import { CloseCode } from "./close_codes.ts";
 import { ProtocolError } from "./errors.ts";
 
@@ -161,7 +162,6 @@ export function encodeFrames(
     out = new Uint8Array(size);
   }
   let offset = 0;
-  // Byte by byte rather than a DataView: on Bun a view of a fresh small array allocates its buffer.
   for (const frame of frames) {
     const payload = frame.payload;
     out[offset] = frame.type;
@@ -293,7 +293,6 @@ function checkFrameAt(bytes: Uint8Array, offset: number, maxFrameBytes: number):
       CloseCode.ProtocolError,
     );
   }
-  // Byte by byte rather than a DataView: on Bun, `.buffer` of a received message allocates.
   const type = bytes[offset];
   const length = readUint32(bytes, offset + 6);
   if (!KNOWN_TYPES.has(type)) {
@@ -390,15 +389,3 @@ const MAX_PAYLOAD: Partial<Record<FrameType, number>> = {
   [FrameType.Ack]: 0,
   [FrameType.Noop]: 0,
 };
-
-function writeUint32(out: Uint8Array, offset: number, n: number): void {
-  out[offset] = n >>> 24;
-  out[offset + 1] = (n >>> 16) & 0xff;
-  out[offset + 2] = (n >>> 8) & 0xff;
-  out[offset + 3] = n & 0xff;
-}
-
-function readUint32(bytes: Uint8Array, offset: number): number {
-  return bytes[offset] * 0x100_0000 +
-    ((bytes[offset + 1] << 16) | (bytes[offset + 2] << 8) | bytes[offset + 3]);
-}

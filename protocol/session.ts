@@ -50,6 +50,7 @@
  * @module
  */
 
+import { readUint32 } from "./_bytes.ts";
 import { CloseCode, fitCloseReason, ResetCode } from "./close_codes.ts";
 import { ProtocolError } from "./errors.ts";
 import {
@@ -216,6 +217,8 @@ const SMALL_MESSAGE_BYTES = 1024;
 const LARGE_MESSAGE_BYTES = 64 * 1024;
 const MAX_WINDOW = 0x7fff_ffff;
 const EMPTY = new Uint8Array(0);
+/** Payloads up to this size are copied byte by byte, with no view made for them. */
+const SMALL_COPY_BYTES = 32;
 
 /**
  * One connection's protocol state machine. See the module doc for the model.
@@ -638,10 +641,17 @@ export class Session {
       checkFrames(bytes, this.#local.maxFrameBytes);
       this.#messageBytes = bytes.byteLength;
       for (let offset = 0; offset < bytes.byteLength;) {
-        const frame = frameAt(bytes, offset);
-        offset += FRAME_HEADER_BYTES + frame.payload.byteLength;
-        this.#handleFrame(frame, now);
+        const start = offset + FRAME_HEADER_BYTES;
+        const length = readUint32(bytes, offset + 6);
+        // DATA, the frame a peer can send most of, is handled without a frame object.
+        if (bytes[offset] === FrameType.Data && this.#phase !== "handshake") {
+          if (this.#nudge) this.#nudgeAt = now;
+          this.#handleData(bytes, start, length, bytes[offset + 1], readUint32(bytes, offset + 2));
+        } else {
+          this.#handleFrame(frameAt(bytes, offset), now);
+        }
         if ((this.#phase as SessionPhase) === "closed") return;
+        offset = start + length;
       }
       this.#handArrivals();
     } catch (error) {
@@ -1063,8 +1073,6 @@ export class Session {
     switch (frame.type) {
       case FrameType.Headers:
         return this.#handleHeaders(frame, now);
-      case FrameType.Data:
-        return this.#handleData(frame);
       case FrameType.Reset:
         return this.#handleReset(frame, now);
       case FrameType.WindowUpdate:
@@ -1172,20 +1180,25 @@ export class Session {
   /**
    * DATA is gathered per stream until the message ends (or the body does), so that each
    * message hands each stream one chunk whatever the peer's framing: a thousand 1-byte
-   * frames cost one copy, not a thousand chunks.
+   * frames cost one copy, not a thousand chunks. Its payload is `bytes[start…start+length)`.
    */
-  #handleData(frame: Frame): void {
-    const end = (frame.flags & FLAG_END_STREAM) !== 0;
-    const length = frame.payload.byteLength;
+  #handleData(
+    bytes: Uint8Array,
+    start: number,
+    length: number,
+    flags: number,
+    streamId: number,
+  ): void {
+    const end = (flags & FLAG_END_STREAM) !== 0;
     if (length > this.#connRecvWindow) {
       throw new ProtocolError(
         `Flow control: ${length} bytes exceeds the connection window ${this.#connRecvWindow}`,
         CloseCode.FlowControlError,
       );
     }
-    const stream = this.#streams.get(frame.streamId);
+    const stream = this.#streams.get(streamId);
     if (!stream) {
-      if (this.#wasClosed(frame.streamId)) {
+      if (this.#wasClosed(streamId)) {
         // Late DATA still spends connection credit (as in HTTP/2); nobody reads it, so it
         // is granted straight back.
         this.#connRecvWindow -= length;
@@ -1193,7 +1206,7 @@ export class Session {
         return;
       }
       throw new ProtocolError(
-        `Unexpected data on stream ${frame.streamId}: never opened`,
+        `Unexpected data on stream ${streamId}: never opened`,
         CloseCode.ProtocolError,
       );
     }
@@ -1209,33 +1222,44 @@ export class Session {
     this.#connUnread += length;
     if (end) {
       // A body that ends here: its chunk goes on now, before the stream's finished event.
-      if (stream.arriving === undefined) this.#handOnPayload(stream, frame.payload, true);
-      else {
-        if (length > 0) this.#gather(stream, frame.payload);
+      if (stream.arriving === undefined) {
+        this.#handOnPayload(stream, bytes.subarray(start, start + length), true);
+      } else {
+        if (length > 0) this.#gather(stream, bytes, start, length);
         this.#handOn(stream, true);
       }
       this.#maybeFinish(stream);
     } else if (length > 0) {
-      this.#gather(stream, frame.payload);
+      this.#gather(stream, bytes, start, length);
     }
   }
 
-  #gather(stream: StreamRecord, payload: Uint8Array): void {
+  /** Adds `bytes[start…start+length)` to what the stream received in this message. */
+  #gather(stream: StreamRecord, bytes: Uint8Array, start: number, length: number): void {
     const arriving = stream.arriving;
     if (arriving === undefined) {
-      stream.arriving = { first: payload, copy: undefined, bytes: payload.byteLength };
+      stream.arriving = {
+        first: bytes.subarray(start, start + length),
+        copy: undefined,
+        bytes: length,
+      };
       this.#arrivals.push(stream);
       return;
     }
-    const bytes = arriving.bytes + payload.byteLength;
+    const total = arriving.bytes + length;
     let copy = arriving.copy;
-    if (copy === undefined || copy.byteLength < bytes) {
-      const grown = new Uint8Array(Math.max(bytes, 2 * (copy?.byteLength ?? 0), 256));
+    if (copy === undefined || copy.byteLength < total) {
+      const grown = new Uint8Array(Math.max(total, 2 * (copy?.byteLength ?? 0), 256));
       grown.set(copy === undefined ? arriving.first : copy.subarray(0, arriving.bytes));
       copy = arriving.copy = grown;
     }
-    copy.set(payload, arriving.bytes);
-    arriving.bytes = bytes;
+    if (length <= SMALL_COPY_BYTES) {
+      // A tiny payload (the 1-byte frame flood) is cheaper copied by hand than by a view.
+      for (let i = 0; i < length; i++) copy[arriving.bytes + i] = bytes[start + i];
+    } else {
+      copy.set(bytes.subarray(start, start + length), arriving.bytes);
+    }
+    arriving.bytes = total;
   }
 
   /** The message is handled: each stream's gathered DATA goes on as one chunk. */
