@@ -121,15 +121,23 @@ if (want("bun")) {
   }
 }
 
-// Every benchmark scenario for 0.2 s on tiny sizes: proves the suite still runs (not timed).
+// Every benchmark scenario for 0.2 s on tiny sizes, and every hostile-peer attack for 1 s:
+// proves the benchmarks still run (not timed, and no figure is judged).
 if (want("bench")) {
-  const result = await run("bench-smoke", bin("deno"), ["run", "-A", "bench/main.ts", "--smoke"], {
-    timeout: 3 * 60_000,
-  });
-  if (result.ok) passed++;
-  else {
-    failed++;
-    failures.push("bench-smoke");
+  for (
+    const [label, script] of [["bench-smoke", "bench/main.ts"], [
+      "bench-hostile-smoke",
+      "bench/hostile.ts",
+    ]]
+  ) {
+    const result = await run(label, bin("deno"), ["run", "-A", script, "--smoke"], {
+      timeout: 3 * 60_000,
+    });
+    if (result.ok) passed++;
+    else {
+      failed++;
+      failures.push(label);
+    }
   }
 }
 
