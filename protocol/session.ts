@@ -713,7 +713,7 @@ export class Session {
     const maxMessage = this.#peer.maxMessageBytes;
     const dataBound = this.#messageDataBytes ??
       Math.min(MAX_MESSAGE_DATA, Math.max(MIN_MESSAGE_DATA, this.#peer.initialWindow / 2));
-    this.#takeData(frames, Math.min(dataBound, maxMessage - size));
+    this.#takeData(frames, dataBound, maxMessage - size);
     if (frames.length === 0) return undefined;
     this.#nudgeAt = undefined;
     // Bodies right behind their heads: the receiver then sees a small body whole at once.
@@ -836,14 +836,16 @@ export class Session {
   }
 
   /**
-   * Adds DATA frames to `frames`, at most `room` payload bytes and one frame per stream.
-   * Streams with {@linkcode SMALL_DATA_BYTES} or less to send go first and send it all; the
-   * others then take the room left in queue order, each as one frame (a receiver keeps a
-   * frame that is most of its message without copying it). Streams that sent go to the
-   * back of the queue, those that did not stay in front; streams out of credit leave it
-   * until a WINDOW_UPDATE brings them back.
+   * Adds DATA frames to `frames`, one per stream at most: `room` payload bytes (the bound
+   * counts payload only, so that a frame of half the peer's window is exactly the half its
+   * reader grants back at) within `bytes` bytes of message, headers included. Streams with
+   * {@linkcode SMALL_DATA_BYTES} or less to send go first and send it all; the others then
+   * take the room left in queue order, each as one frame (a receiver keeps a frame that is
+   * most of its message without copying it). Streams that sent go to the back of the queue,
+   * those that did not stay in front; streams out of credit leave it until a WINDOW_UPDATE
+   * brings them back.
    */
-  #takeData(frames: OutgoingFrame[], room: number): void {
+  #takeData(frames: OutgoingFrame[], room: number, bytes: number): void {
     const queue = this.#sendQueue;
     if (queue.length === 0) return;
     const maxFrame = this.#peer.maxFrameBytes;
@@ -855,7 +857,7 @@ export class Session {
         queue.length = 0;
         return;
       }
-      const n = Math.max(0, Math.min(sendable, room - FRAME_HEADER_BYTES));
+      const n = Math.max(0, Math.min(sendable, room, bytes - FRAME_HEADER_BYTES));
       if (n > 0 || sendable === 0) {
         frames.push(this.#dataFrame(stream, n));
         if (!this.#stillSending(stream)) queue.length = 0;
@@ -863,8 +865,9 @@ export class Session {
       return;
     }
     this.#sendQueue = [];
-    // Each frame costs a header too: keep the message within the peer's limit.
     let left = room;
+    // Each frame costs a header too: keep the message within the peer's limit.
+    let bytesLeft = bytes - FRAME_HEADER_BYTES;
     const waiting: StreamRecord[] = [];
     const sent: StreamRecord[] = [];
     const large: StreamRecord[] = [];
@@ -872,23 +875,25 @@ export class Session {
       const sendable = this.#sendable(stream, maxFrame);
       if (sendable === undefined) continue;
       if (sendable > SMALL_DATA_BYTES) large.push(stream);
-      else if (sendable + FRAME_HEADER_BYTES <= left || sendable === 0) {
+      else if ((sendable <= left && sendable <= bytesLeft) || sendable === 0) {
         frames.push(this.#dataFrame(stream, sendable));
-        left -= sendable + FRAME_HEADER_BYTES;
+        left -= sendable;
+        bytesLeft -= sendable + FRAME_HEADER_BYTES;
         sent.push(stream);
       } else waiting.push(stream);
     }
     for (const stream of large) {
-      if (left <= FRAME_HEADER_BYTES) {
+      if (left <= 0 || bytesLeft <= 0) {
         waiting.push(stream);
         continue;
       }
       // Earlier frames may have spent the connection's credit: then it leaves the queue.
       const sendable = this.#sendable(stream, maxFrame);
       if (sendable === undefined) continue;
-      const n = Math.min(sendable, left - FRAME_HEADER_BYTES);
+      const n = Math.min(sendable, left, bytesLeft);
       frames.push(this.#dataFrame(stream, n));
-      left -= n + FRAME_HEADER_BYTES;
+      left -= n;
+      bytesLeft -= n + FRAME_HEADER_BYTES;
       sent.push(stream);
     }
     for (const stream of waiting) this.#requeue(stream);
