@@ -274,11 +274,10 @@ export class Connection {
   /** What the bodies' waiting chunks are charged (see `InboundBody`). */
   #inboundBytes = 0;
   readonly #maxQueuedBytes: number;
-  /** Pumps waiting for queued output to drop below `#maxQueuedBytes`. */
-  #queueWaiters: (() => void)[] = [];
-  readonly #account = (delta: number): void => {
-    this.#inboundBytes += delta;
-  };
+  /** Pumps waiting for queued output to drop below `#maxQueuedBytes` (made when needed). */
+  #queueWaiters: (() => void)[] | undefined;
+  /** What bodies charge their waiting chunks to; made with the first body, as idle connections have none. */
+  #accountFn: ((delta: number) => void) | undefined;
   #flushScheduled = false;
   #sendSoonScheduled = false;
   #drainTimer: ReturnType<typeof setTimeout> | undefined;
@@ -806,7 +805,7 @@ export class Connection {
           // A peer that does not read makes output wait; read no more from the application
           // while the connection's share of it is full (but see MIN_STREAM_QUEUED_BYTES).
           while (this.#mustWait(streamId) && !this.#ended && !stopped) {
-            await new Promise<void>((resolve) => this.#queueWaiters.push(resolve));
+            await new Promise<void>((resolve) => (this.#queueWaiters ??= []).push(resolve));
           }
           const { done, value } = await reader.read();
           if (stopped || !this.#session.hasStream(streamId)) {
@@ -859,10 +858,16 @@ export class Connection {
 
   /** Output went out or was dropped: the waiting pumps look again. */
   #wakeQueueWaiters(): void {
-    if (this.#queueWaiters.length === 0) return;
     const waiters = this.#queueWaiters;
-    this.#queueWaiters = [];
+    if (waiters === undefined) return;
+    this.#queueWaiters = undefined;
     for (const wake of waiters) wake();
+  }
+
+  get #account(): (delta: number) => void {
+    return this.#accountFn ??= (delta) => {
+      this.#inboundBytes += delta;
+    };
   }
 
   #wakeWriter(streamId: number): void {

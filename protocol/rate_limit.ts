@@ -17,6 +17,25 @@ export interface RateLimitOptions {
 }
 
 /**
+ * Checks a bucket's options, as {@linkcode TokenBucket} does when it is made: for a caller
+ * that makes its bucket later, and wants misuse to throw now.
+ *
+ * @example Usage
+ * ```ts
+ * import { checkRateLimit } from "@swaggersocket/swaggersocket/protocol";
+ * checkRateLimit({ burst: 10, perSecond: 5 }); // fine
+ * ```
+ *
+ * @param options Burst and rate.
+ * @throws {RangeError} If burst or rate is negative.
+ */
+export function checkRateLimit(options: RateLimitOptions): void {
+  if (!(options.burst >= 0) || !(options.perSecond >= 0)) {
+    throw new RangeError("Rate limit burst and perSecond must be non-negative numbers");
+  }
+}
+
+/**
  * A token bucket driven by the caller's clock.
  *
  * @example Usage
@@ -43,9 +62,7 @@ export class TokenBucket {
    * @throws {RangeError} If burst or rate is negative.
    */
   constructor(options: RateLimitOptions, now: number) {
-    if (!(options.burst >= 0) || !(options.perSecond >= 0)) {
-      throw new RangeError("Rate limit burst and perSecond must be non-negative numbers");
-    }
+    checkRateLimit(options);
     this.#burst = options.burst;
     this.#perMs = options.perSecond / 1000;
     this.#tokens = options.burst;

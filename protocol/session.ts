@@ -98,7 +98,7 @@ import {
   type RequestHead,
   type ResponseHead,
 } from "./payload.ts";
-import { type RateLimitOptions, TokenBucket } from "./rate_limit.ts";
+import { checkRateLimit, type RateLimitOptions, TokenBucket } from "./rate_limit.ts";
 import { createStream, type HalfEvent, nextHalfState, type StreamRecord } from "./stream.ts";
 
 /** Which end of the WebSocket this session is. */
@@ -245,7 +245,9 @@ export class Session {
   readonly #appData: string;
   readonly #answerPing: (data: string) => string;
   readonly #resets: TokenBucket;
-  readonly #pings: TokenBucket;
+  /** Made at the first ping (full then, as it would have been since creation). */
+  #pings: TokenBucket | undefined;
+  readonly #pingRate: RateLimitOptions;
   readonly #sharedPings: TokenBucket | undefined;
   readonly #maxUnreadReplyBytes: number;
   readonly #maxMetadataBytes: number;
@@ -314,7 +316,10 @@ export class Session {
       burst: options.resetRateLimit?.burst ?? burst,
       perSecond: options.resetRateLimit?.perSecond ?? 500,
     }, now);
-    this.#pings = new TokenBucket({ ...PING_RATE_LIMIT, ...options.pingRateLimit }, now);
+    this.#pingRate = options.pingRateLimit
+      ? { ...PING_RATE_LIMIT, ...options.pingRateLimit }
+      : PING_RATE_LIMIT;
+    checkRateLimit(this.#pingRate);
     this.#sharedPings = options.sharedPingLimit;
     this.#maxUnreadReplyBytes = options.maxUnreadReplyBytes ??
       Math.max(MIN_UNREAD_REPLY_BYTES, 2 * this.#local.maxFrameBytes);
@@ -850,17 +855,18 @@ export class Session {
     if (queue.length === 0) return;
     const maxFrame = this.#peer.maxFrameBytes;
     if (queue.length === 1) {
-      // One stream (a lone exchange, a single transfer): it takes what room there is.
+      // One stream (a lone exchange, a single transfer): it takes what room there is. It is
+      // out of the queue meanwhile, so that finishing it does not search the queue for it.
       const stream = queue[0];
+      queue.length = 0;
+      stream.queued = false;
       const sendable = this.#sendable(stream, maxFrame);
-      if (sendable === undefined) {
-        queue.length = 0;
-        return;
-      }
+      if (sendable === undefined) return;
       const n = Math.max(0, Math.min(sendable, room, bytes - FRAME_HEADER_BYTES));
-      if (n > 0 || sendable === 0) {
-        frames.push(this.#dataFrame(stream, n));
-        if (!this.#stillSending(stream)) queue.length = 0;
+      if (n > 0 || sendable === 0) frames.push(this.#dataFrame(stream, n));
+      if (this.#stillSending(stream)) {
+        stream.queued = true;
+        queue.push(stream);
       }
       return;
     }
@@ -1084,6 +1090,7 @@ export class Session {
         return this.#handleWindowUpdate(frame);
       case FrameType.Ping: {
         // The peer's own bucket first: a flood from one connection does not drain the shared one.
+        this.#pings ??= new TokenBucket(this.#pingRate, now);
         if (!this.#pings.take(now) || this.#sharedPings?.take(now) === false) {
           throw new ProtocolError("Too many pings", CloseCode.RateLimited);
         }
@@ -1271,10 +1278,10 @@ export class Session {
   #handArrivals(): void {
     const arrivals = this.#arrivals;
     if (arrivals.length === 0) return;
-    this.#arrivals = [];
     for (const stream of arrivals) {
       if (stream.arriving !== undefined) this.#handOn(stream, false);
     }
+    arrivals.length = 0;
   }
 
   /**
