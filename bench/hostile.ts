@@ -32,15 +32,9 @@
 
 import process from "node:process";
 import { writeFileSync } from "node:fs";
-import {
-  decodeWindowUpdate,
-  encodeFrames,
-  encodePing,
-  FrameType,
-  type Welcome,
-} from "../protocol/mod.ts";
-import { connectTcp, nextFrames, type TcpPeer } from "../tests/_tcp_peer.ts";
-import { dataFrame, message, requestFrame } from "../tests/_raw_frames.ts";
+import { encodeFrames, encodePing, FrameType, type Welcome } from "../protocol/mod.ts";
+import { connectTcp, Credit, type TcpPeer } from "../tests/_tcp_peer.ts";
+import { dataFrame, message, requestFrame, tinyFrames } from "../tests/_raw_frames.ts";
 import { BUN_BIN, DENO_BIN, type LineProcess, spawnLines, withTimeout } from "../tests/_helpers.ts";
 import { numberArg, RESULT, scriptArgs, sleep, watchdog } from "./_common.ts";
 
@@ -165,23 +159,6 @@ async function parallel(
   }));
 }
 
-/** The connection credit a raw peer has, kept from the WINDOW_UPDATEs it reads. */
-class Credit {
-  constructor(public left: number, readonly peer: TcpPeer) {}
-
-  /** Waits (reading) until `bytes` of credit are there, then spends them. */
-  async spend(bytes: number): Promise<void> {
-    while (this.left < bytes) {
-      for (const frame of await nextFrames(this.peer, GUARD_MS)) {
-        if (frame.type === FrameType.WindowUpdate && frame.streamId === 0) {
-          this.left += decodeWindowUpdate(frame.payload);
-        }
-      }
-    }
-    this.left -= bytes;
-  }
-}
-
 /** HEADERS opening `ids`, one message; bodies left open unless `end`. */
 function openStreams(
   ids: readonly number[],
@@ -195,20 +172,6 @@ function openStreams(
 /** Stream ids `first`, `first + 2`, …: `count` of them. */
 const streamIds = (first: number, count: number): number[] =>
   Array.from({ length: count }, (_, i) => first + 2 * i);
-
-/** One message of `count` one-byte DATA frames on `ids` in turn (as `tests/hostile_peers_test.ts`). */
-function tinyFrames(ids: readonly number[], count: number): Uint8Array {
-  const bytes = new Uint8Array(11 * count);
-  const view = new DataView(bytes.buffer);
-  for (let i = 0; i < count; i++) {
-    const at = 11 * i;
-    bytes[at] = FrameType.Data;
-    view.setUint32(at + 2, ids[i % ids.length]);
-    view.setUint32(at + 6, 1);
-    bytes[at + 10] = i & 0xff;
-  }
-  return bytes;
-}
 
 /** Handshakes again whenever the server closes, until time is up. */
 async function reconnecting(
@@ -240,7 +203,7 @@ export const ATTACKS: Record<string, (attack: Attack) => Promise<void>> = {
       const peer = await attack.connect();
       const welcome = peer && await attack.handshake(peer);
       if (!peer || !welcome) return;
-      const credit = new Credit(welcome.settings.connectionWindow, peer);
+      const credit = new Credit(welcome.settings.connectionWindow, peer, GUARD_MS);
       peer.send(openStreams([1], "GET", "/ping", true));
       const ids = streamIds(3, size(48, 4));
       peer.send(openStreams(ids, "POST", "/hold", false));

@@ -13,6 +13,7 @@ import net from "node:net";
 import {
   decodeFrames,
   decodeWelcome,
+  decodeWindowUpdate,
   type Frame,
   FrameType,
   type Welcome,
@@ -144,6 +145,35 @@ export async function connectTcp(port: number, path = "/"): Promise<TcpPeer> {
 /** The frames of the server's next message (while reading). */
 export async function nextFrames(peer: TcpPeer, ms?: number): Promise<Frame[]> {
   return decodeFrames(await peer.nextMessage(ms), Infinity);
+}
+
+/**
+ * The connection credit a raw peer has: what the server's WELCOME announced, plus the
+ * WINDOW_UPDATEs on stream 0 it reads. An attacker that respects it is closed for nothing
+ * but what it is testing.
+ */
+export class Credit {
+  /**
+   * @param left The credit to start with (the server's `connectionWindow`).
+   * @param peer The peer, read while waiting for more.
+   * @param ms How long one read may wait.
+   */
+  constructor(public left: number, readonly peer: TcpPeer, readonly ms = 30_000) {}
+
+  /** Counts a frame the peer read: a connection WINDOW_UPDATE adds credit. */
+  see(frame: Frame): void {
+    if (frame.type === FrameType.WindowUpdate && frame.streamId === 0) {
+      this.left += decodeWindowUpdate(frame.payload);
+    }
+  }
+
+  /** Waits (reading) until `bytes` of credit are there, then spends them. */
+  async spend(bytes: number): Promise<void> {
+    while (this.left < bytes) {
+      for (const frame of await nextFrames(this.peer, this.ms)) this.see(frame);
+    }
+    this.left -= bytes;
+  }
 }
 
 /** A masked (zero-key) binary frame header for a payload of `length` bytes. */

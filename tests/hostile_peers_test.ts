@@ -27,21 +27,19 @@ import {
   type WebSocketServerOptions,
 } from "../mod.ts";
 import {
-  decodeWindowUpdate,
   DEFAULT_SETTINGS,
   encodeFrames,
   encodeHello,
   encodePing,
   FLAG_END_STREAM,
-  type Frame,
   FrameType,
   PROTOCOL_VERSION,
 } from "../protocol/mod.ts";
 import { eventWhere, IS_BUN, withTimeout } from "./_helpers.ts";
-import { dataFrame, message, requestFrame } from "./_raw_frames.ts";
+import { dataFrame, message, requestFrame, tinyFrames } from "./_raw_frames.ts";
 import { frameMessage } from "./_raw_peer.ts";
 import { deferred, Resources, urlOf } from "./_server_helpers.ts";
-import { connectTcp, nextFrames, type TcpPeer } from "./_tcp_peer.ts";
+import { connectTcp, Credit, nextFrames, type TcpPeer } from "./_tcp_peer.ts";
 import { countedStream, type StreamCounter } from "./fixtures/_load.ts";
 import { ResumeStore } from "../_resume.ts";
 
@@ -113,25 +111,6 @@ async function finishStreamOne(peer: TcpPeer): Promise<void> {
   for (;;) {
     const frames = await nextFrames(peer, GUARD);
     if (frames.some((f) => f.streamId === 1 && (f.flags & FLAG_END_STREAM))) return;
-  }
-}
-
-/** The connection credit a raw peer has, kept from the WINDOW_UPDATEs it reads. */
-class Credit {
-  constructor(public left: number, readonly peer: TcpPeer) {}
-
-  see(frame: Frame): void {
-    if (frame.type === FrameType.WindowUpdate && frame.streamId === 0) {
-      this.left += decodeWindowUpdate(frame.payload);
-    }
-  }
-
-  /** Waits (reading) until `bytes` of credit are there, then spends them. */
-  async spend(bytes: number): Promise<void> {
-    while (this.left < bytes) {
-      for (const frame of await nextFrames(this.peer, GUARD)) this.see(frame);
-    }
-    this.left -= bytes;
   }
 }
 
@@ -607,17 +586,3 @@ describe("Hostile peers against a server with default limits", () => {
 
 /** A server's default `maxConcurrentStreams`. */
 const DEFAULT_SERVER_STREAMS = 256;
-
-/** One message of `count` one-byte DATA frames, on `ids` in turn; byte values from `start`. */
-function tinyFrames(ids: readonly number[], count: number, start: number): Uint8Array {
-  const bytes = new Uint8Array(11 * count);
-  const view = new DataView(bytes.buffer);
-  for (let i = 0; i < count; i++) {
-    const at = 11 * i;
-    bytes[at] = FrameType.Data;
-    view.setUint32(at + 2, ids[i % ids.length]);
-    view.setUint32(at + 6, 1);
-    bytes[at + 10] = (start + i) & 0xff;
-  }
-  return bytes;
-}
