@@ -18,8 +18,11 @@ import { Resources, urlOf } from "./_server_helpers.ts";
 
 const GUARD = 20_000;
 const TEST_OPTIONS = { timeout: 60_000 };
-/** The default bucket (PROTOCOL.md §11) for the default maxConcurrentStreams of 1024. */
-const BURST = 2048;
+/**
+ * The default bucket (PROTOCOL.md §11) of a server: twice its maxConcurrentStreams (256), but
+ * at least 1000.
+ */
+const BURST = 1000;
 const PER_SECOND = 500;
 /** Streams the attacker opens per message; it resets them in the next message. */
 const BATCH = 32;
