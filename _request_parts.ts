@@ -161,3 +161,14 @@ export function handlerUrl(target: string): string | URL {
     ? PLACEHOLDER_BASE + target
     : new URL(target, PLACEHOLDER_BASE);
 }
+
+/**
+ * The absolute URL of a request whose wire target is `target`: as it is if absolute, else
+ * resolved against {@linkcode PLACEHOLDER_BASE} by joining (the target is already a path).
+ *
+ * @param target The request head's URL.
+ * @returns The URL a `fetch` response reports as its `url`.
+ */
+export function targetUrl(target: string): string {
+  return HAS_SCHEME.test(target) ? target : PLACEHOLDER_BASE + target;
+}

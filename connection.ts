@@ -19,7 +19,7 @@
 import { Deadline, setDeadline } from "./_deadlines.ts";
 import { appendHeaders, headerList } from "./_header_list.ts";
 import { InboundBody } from "./_inbound_body.ts";
-import { handlerUrl, type RequestParts, requestParts } from "./_request_parts.ts";
+import { handlerUrl, type RequestParts, requestParts, targetUrl } from "./_request_parts.ts";
 import { nextTask } from "./_schedule.ts";
 import type { Socket } from "./_socket.ts";
 import {
@@ -131,6 +131,8 @@ interface Outgoing {
   responded: boolean;
   body: InboundBody | undefined;
   head: boolean;
+  /** The request's URL as the target went on the wire (see `ExchangeResponse.url`). */
+  target: string;
   cleanup: () => void;
   cancelPump: ((reason: unknown) => void) | undefined;
 }
@@ -191,6 +193,34 @@ class ExchangeInfo implements HandlerInfo {
     const exchange = this.#exchange;
     if (exchange.ended) return Promise.resolve();
     return exchange.completed ??= new Promise((resolve) => exchange.settle = resolve);
+  }
+}
+
+/**
+ * A response from `connection.fetch()`: a standard `Response` whose `url` is the request's,
+ * as a `fetch` response's is. A relative request's URL is resolved against
+ * `http://localhost`, as the peer's handler sees it. A subclass rather than a property
+ * defined on each response: that costs Deno 0.3–0.4 µs per exchange, the subclass nothing.
+ */
+class ExchangeResponse extends Response {
+  readonly #target: string;
+
+  constructor(body: BodyInit | null | undefined, target: string, init?: ResponseInit) {
+    super(body, init);
+    this.#target = target;
+  }
+
+  override get url(): string {
+    return targetUrl(this.#target);
+  }
+
+  override clone(): Response {
+    const copy = super.clone();
+    return new ExchangeResponse(copy.body, this.#target, {
+      status: copy.status,
+      statusText: copy.statusText,
+      headers: copy.headers,
+    });
   }
 }
 
@@ -483,6 +513,7 @@ export class Connection {
       responded: false,
       body: undefined,
       head: head.method === "HEAD",
+      target: head.url,
       cleanup,
       cancelPump: undefined,
     };
@@ -542,8 +573,11 @@ export class Connection {
       const body = noBody ? null : exchange.body?.stream ?? arrived;
       // The init's webidl conversion costs microseconds on Deno; a plain 200 needs none.
       response = head.status === 200 && head.statusText === ""
-        ? new Response(body)
-        : new Response(body, { status: head.status, statusText: head.statusText });
+        ? new ExchangeResponse(body, exchange.target)
+        : new ExchangeResponse(body, exchange.target, {
+          status: head.status,
+          statusText: head.statusText,
+        });
       if (head.headers.length > 0) appendHeaders(response.headers, head.headers);
     } catch (error) {
       this.#session.reset(streamId, ResetCode.StreamError, "Invalid response head");

@@ -25,6 +25,7 @@
  * | Status | `error` | When |
  * |---|---|---|
  * | 404 | `not_found` / `agent_not_found` | no such route / no agent with that id or name |
+ * | 501 | `method_not_supported` | `CONNECT`, `TRACE` or `TRACK`, which web `Request`s cannot carry |
  * | 502 | `agent_unavailable` | the agent went away (or reset the exchange) before answering |
  * | 504 | `agent_timeout` | no response head within `timeout` (default 30 s); bodies may stream for longer |
  *
@@ -166,6 +167,9 @@ export interface Gateway {
   /** Same as `close()`; for `await using`. */
   [Symbol.asyncDispose](): Promise<void>;
 }
+
+/** Methods that web `Request`s refuse (the Fetch standard's forbidden methods). */
+const UNCARRIED_METHODS = new Set(["CONNECT", "TRACE", "TRACK"]);
 
 /** Request headers that only concern one hop (RFC 9110 §7.6.1), never forwarded. */
 const HOP_BY_HOP = new Set([
@@ -424,6 +428,14 @@ export function startGateway(options: GatewayOptions = {}): Gateway {
       });
     }
     const route = pathname.match(/^\/agents\/([^/]+)(\/.*)?$/);
+    if (route && UNCARRIED_METHODS.has(request.method.toUpperCase())) {
+      // `Request` refuses these on both ends: say so, rather than blame the agent with a 502.
+      return errorResponse(
+        501,
+        "method_not_supported",
+        `The gateway cannot carry ${request.method} requests to agents`,
+      );
+    }
     if (route) {
       let key: string;
       try {

@@ -178,6 +178,33 @@ for (const direction of DIRECTIONS) {
       assert.equal(seen.method, "GET");
     });
 
+    it(
+      "Connection.fetch() responses carry the request's URL, as a fetch response does",
+      TEST_OPTIONS,
+      async () => {
+        callee.serve((request) =>
+          new URL(request.url).pathname === "/big"
+            ? new Response(new Uint8Array(200_000), { status: 201 })
+            : new Response("ok")
+        );
+        const relative = await withTimeout(caller.fetch("/pets/1?x=2"), GUARD, "fetch");
+        assert.equal(relative.url, "http://localhost/pets/1?x=2", "resolved as the handler saw it");
+        const absolute = await withTimeout(caller.fetch("http://agent/pets"), GUARD, "fetch");
+        assert.equal(absolute.url, "http://agent/pets");
+        // Streamed, with a status: the same, and a clone keeps it.
+        const big = await withTimeout(caller.fetch("/big"), GUARD, "fetch");
+        assert.equal(big.status, 201);
+        assert.equal(big.url, "http://localhost/big");
+        const copy = big.clone();
+        assert.equal(copy.url, "http://localhost/big");
+        assert.equal((await copy.arrayBuffer()).byteLength, 200_000);
+        assert.equal((await big.arrayBuffer()).byteLength, 200_000);
+        assert.ok(big instanceof Response);
+        await relative.text();
+        await absolute.text();
+      },
+    );
+
     it("Connection.fetch() accepts a relative URL and a URL object", TEST_OPTIONS, async () => {
       callee.serve(async (request) => Response.json(await see(request)));
       const relative = await (await withTimeout(caller.fetch("/pets/1?x=2"), GUARD, "fetch"))

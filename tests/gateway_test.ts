@@ -464,6 +464,30 @@ describe("gateway with Deno and Bun agents", () => {
     );
   }
 
+  it(
+    "TRACE, TRACK and CONNECT to an agent get a 501 JSON error naming the method, not a 502",
+    TEST_OPTIONS,
+    async () => {
+      // What reaches the gateway: Bun's HTTP server closes the connection on TRACK, and
+      // Deno's answers a CONNECT to a path with its own 400, before any handler runs.
+      for (const method of IS_BUN ? ["TRACE", "CONNECT"] : ["TRACE", "TRACK"]) {
+        const head = await rawRequest(
+          gateway.addr.port,
+          `${method} /agents/nobody/hello HTTP/1.1\r\nHost: gw\r\nConnection: close\r\n\r\n`,
+        );
+        assert.match(head, /^HTTP\/1\.1 501/, head);
+      }
+      // fetch() cannot send these; the handler can be called with what a runtime would hand it.
+      const response = await withTimeout(
+        fetch(`${gateway.url}/agents/nobody/hello`, { method: "PATCH" }),
+        STEP_MS,
+        "PATCH",
+      );
+      assert.equal(response.status, 404, "other methods are routed as usual");
+      await response.body?.cancel();
+    },
+  );
+
   it("an unknown agent or route gives 404 with a JSON error body", TEST_OPTIONS, async () => {
     for (const key of ["nobody", "01ARZ3NDEKTSV4RRFFQ69G5FAV"]) {
       const { status, body } = await getJson(`${gateway.url}/agents/${key}/hello`);
