@@ -6,6 +6,7 @@
  *
  * | Route | What it does |
  * |---|---|
+ * | `GET /healthz` | `ok` (no token needed) |
  * | `GET /agents` | JSON list of agents: `id`, `name`, `metadata` (without `token`), `remoteAddr`, `connectedAt`, `rtt`, `inFlight` |
  * | `ANY /agents/{id-or-name}/{rest...}` | forwards the request to that agent as `/{rest...}?{query}`, streaming both ways |
  * | `GET /agents/connect` (WebSocket upgrade) | where agents dial in (option `path`) |
@@ -24,6 +25,7 @@
  *
  * | Status | `error` | When |
  * |---|---|---|
+ * | 401 | `unauthorized` | with `apiToken`, a request without `Authorization` (or `Proxy-Authorization`) `Bearer <apiToken>` |
  * | 404 | `not_found` / `agent_not_found` | no such route / no agent with that id or name |
  * | 501 | `method_not_supported` | `CONNECT`, `TRACE` or `TRACK`, which web `Request`s cannot carry |
  * | 502 | `agent_unavailable` | the agent went away (or reset the exchange) before answering |
@@ -32,6 +34,9 @@
  * With `token` set, an agent must present it in its metadata (`{ name, token }`); others
  * are refused during the handshake (close code 4003: the agent gets a `HandshakeError`
  * that is not retryable, so it does not hammer the gateway). The token is never listed.
+ * With `apiToken` set, every HTTP caller must present that one (`GET /healthz` aside, which
+ * answers `ok` to anyone), as a bearer token in `Authorization` or `Proxy-Authorization`;
+ * the gateway removes it before forwarding.
  *
  * Run it as a script, under Deno or Bun:
  *
@@ -122,6 +127,13 @@ export interface GatewayOptions {
   path?: string;
   /** Shared secret agents must send as `token` in their metadata. Default: none required. */
   token?: string;
+  /**
+   * Secret every HTTP caller must present, as `Authorization: Bearer <apiToken>` or, so that
+   * callers keep `Authorization` for the agent's API, `Proxy-Authorization: Bearer
+   * <apiToken>`; else 401. `GET /healthz` needs none. The gateway consumes it: it is not
+   * forwarded to agents. Default: none required.
+   */
+  apiToken?: string;
   /** Milliseconds an agent has to send a response head before the caller gets 504. Default 30 000. */
   timeout?: number;
   /** Heartbeat timing on agents' connections. */
@@ -308,7 +320,11 @@ export function startGateway(options: GatewayOptions = {}): Gateway {
   const timeout = options.timeout ?? DEFAULT_AGENT_TIMEOUT;
   const closeTimeout = options.closeTimeout ?? 5_000;
   const token = options.token;
+  const apiToken = options.apiToken;
   const logger = options.logger;
+  if (apiToken !== undefined && apiToken.length === 0) {
+    throw new TypeError("Invalid apiToken: must not be empty");
+  }
   if (!path.startsWith("/")) throw new TypeError(`Invalid agents path: ${path} must start with /`);
   if (!(timeout > 0)) throw new RangeError(`Invalid timeout: ${timeout} must be positive`);
 
@@ -344,12 +360,14 @@ export function startGateway(options: GatewayOptions = {}): Gateway {
     rest: string,
     url: URL,
     clientAddr: string,
+    credentialHeader: string,
   ): Promise<Response> {
     const agent = findAgent(agentKey);
     if (!agent) {
       return errorResponse(404, "agent_not_found", `No agent with id or name "${agentKey}"`);
     }
     const headers = withoutHopByHop(request.headers);
+    if (credentialHeader) headers.delete(credentialHeader);
     const prior = headers.get("x-forwarded-for");
     if (clientAddr) headers.set("x-forwarded-for", prior ? `${prior}, ${clientAddr}` : clientAddr);
     if (!headers.has("x-forwarded-host")) headers.set("x-forwarded-host", url.host);
@@ -416,9 +434,39 @@ export function startGateway(options: GatewayOptions = {}): Gateway {
     });
   }
 
+  /**
+   * Whether the caller presented the API token: the name of the header that carried it
+   * (which is not forwarded, so that it never reaches an agent), `""` when none is needed,
+   * or `undefined` when the caller did not.
+   */
+  function credential(request: Request): string | undefined {
+    if (apiToken === undefined) return "";
+    for (const name of ["proxy-authorization", "authorization"]) {
+      const value = request.headers.get(name);
+      if (value === null || !/^bearer /i.test(value)) continue;
+      if (sameSecret(value.slice(7).trim(), apiToken)) return name;
+    }
+    return undefined;
+  }
+
   async function handle(request: Request, clientAddr: string): Promise<Response> {
     const url = new URL(request.url);
     const pathname = url.pathname;
+    if (pathname === "/healthz") {
+      return new Response("ok\n", {
+        headers: { "content-type": "text/plain; charset=utf-8", "cache-control": "no-store" },
+      });
+    }
+    const consumed = credential(request);
+    if (consumed === undefined) {
+      const response = errorResponse(
+        401,
+        "unauthorized",
+        "This gateway needs its API token: Authorization: Bearer <token>",
+      );
+      response.headers.set("www-authenticate", 'Bearer realm="swaggersocket gateway"');
+      return response;
+    }
     if (pathname === "/agents" || pathname === "/agents/") {
       if (request.method !== "GET" && request.method !== "HEAD") {
         return errorResponse(405, "method_not_allowed", "Use GET /agents");
@@ -443,7 +491,7 @@ export function startGateway(options: GatewayOptions = {}): Gateway {
       } catch {
         return errorResponse(400, "bad_request", `Malformed agent id or name: ${route[1]}`);
       }
-      return await forward(request, key, route[2] ?? "/", url, clientAddr);
+      return await forward(request, key, route[2] ?? "/", url, clientAddr, consumed);
     }
     if (pathname === "/") {
       return Response.json({
@@ -562,12 +610,17 @@ async function main(): Promise<void> {
   const runtime = scriptRuntime();
   const { args } = runtime;
   const from = (name: string): string | undefined =>
-    option(args, name, runtime.env(`SWAGGERSOCKET_GATEWAY_${name.toUpperCase()}`));
+    option(
+      args,
+      name,
+      runtime.env(`SWAGGERSOCKET_GATEWAY_${name.toUpperCase().replaceAll("-", "_")}`),
+    );
   if (args.includes("--help") || args.includes("-h")) {
     console.log(
       "usage: gateway.ts [--hostname 127.0.0.1] [--port 8080] [--path /agents/connect]\n" +
-        "                  [--token SECRET] [--timeout MS] [--demo] [--exit-after MS]\n" +
-        "env: SWAGGERSOCKET_GATEWAY_{HOSTNAME,PORT,PATH,TOKEN,TIMEOUT}",
+        "                  [--token SECRET] [--api-token SECRET] [--timeout MS] [--demo]\n" +
+        "                  [--exit-after MS]\n" +
+        "env: SWAGGERSOCKET_GATEWAY_{HOSTNAME,PORT,PATH,TOKEN,API_TOKEN,TIMEOUT}",
     );
     return;
   }
@@ -578,6 +631,7 @@ async function main(): Promise<void> {
     port: portText === undefined ? undefined : Number(portText),
     path: from("path"),
     token: from("token"),
+    apiToken: from("api-token"),
     timeout: timeoutText === undefined ? undefined : Number(timeoutText),
   });
   console.log(`gateway listening on ${gateway.url}`);
@@ -624,19 +678,22 @@ async function main(): Promise<void> {
       }
     }
     await events.return?.();
+    // The demo's lines carry the API token so that they work as printed.
+    const apiToken = from("api-token");
+    const curl = apiToken === undefined ? "curl" : `curl -H 'Authorization: Bearer ${apiToken}'`;
     const base = gateway.url;
     console.log(`demo agent connected ${connection.id}`);
     console.log("");
     console.log("Try:");
     for (
       const line of [
-        `curl ${base}/agents`,
-        `curl ${base}/agents/demo/hello`,
-        `curl ${base}/agents/demo/time`,
-        `curl -X POST --data-binary 'hello, agent' ${base}/agents/demo/echo`,
-        `curl -N ${base}/agents/demo/events`,
-        `curl -s '${base}/agents/demo/bytes?n=1048576' | wc -c`,
-        `curl ${base}/agents/${connection.id}/hello`,
+        `${curl} ${base}/agents`,
+        `${curl} ${base}/agents/demo/hello`,
+        `${curl} ${base}/agents/demo/time`,
+        `${curl} -X POST --data-binary 'hello, agent' ${base}/agents/demo/echo`,
+        `${curl} -N ${base}/agents/demo/events`,
+        `${curl} -s '${base}/agents/demo/bytes?n=1048576' | wc -c`,
+        `${curl} ${base}/agents/${connection.id}/hello`,
       ]
     ) {
       console.log(`  ${line}`);

@@ -579,3 +579,79 @@ describe("gateway timeout", () => {
     },
   );
 });
+
+describe("gateway apiToken", () => {
+  it(
+    "every route but /healthz needs the API token, as Authorization or Proxy-Authorization, and it is not forwarded",
+    TEST_OPTIONS,
+    async () => {
+      const API_TOKEN = "caller-secret";
+      const gateway = startGateway({ port: 0, apiToken: API_TOKEN });
+      const events = gateway.server.events();
+      const agent = startAgent({
+        url: gateway.agentsUrl,
+        name: "echo",
+        handler: (request) => Response.json(Object.fromEntries(request.headers)),
+      });
+      try {
+        await nextEvent(events, EventType.ConnectionReceived, STEP_MS);
+        await events.return?.();
+        await withTimeout(agent.ready, STEP_MS, "agent.ready");
+
+        const health = await withTimeout(fetch(`${gateway.url}/healthz`), STEP_MS, "healthz");
+        assert.equal(health.status, 200);
+        assert.equal(await health.text(), "ok\n");
+
+        for (const authorization of [undefined, "Bearer wrong", `Basic ${API_TOKEN}`, API_TOKEN]) {
+          const headers: Record<string, string> = authorization ? { authorization } : {};
+          for (const path of ["/agents", "/agents/echo/x", "/", "/nowhere"]) {
+            const response = await withTimeout(
+              fetch(`${gateway.url}${path}`, { headers }),
+              STEP_MS,
+              path,
+            );
+            assert.equal(response.status, 401, `${path} with ${authorization}`);
+            assert.match(response.headers.get("www-authenticate") ?? "", /^Bearer /);
+            const body = await response.json() as JsonBody;
+            assert.equal(body.error, "unauthorized");
+            assert.equal(JSON.stringify(body).includes(API_TOKEN), false, "never echoed");
+          }
+        }
+
+        const listed = await getJson<AgentInfo[]>(`${gateway.url}/agents`, {
+          headers: { authorization: `Bearer ${API_TOKEN}` },
+        });
+        assert.equal(listed.status, 200);
+        assert.deepEqual(listed.body.map((a) => a.name), ["echo"]);
+
+        // As Authorization: consumed. As Proxy-Authorization: consumed, and the caller's own
+        // Authorization goes on to the agent's API.
+        const viaAuthorization = await getJson<Record<string, string>>(
+          `${gateway.url}/agents/echo/headers`,
+          { headers: { authorization: `bearer ${API_TOKEN}` } },
+        );
+        assert.equal(viaAuthorization.status, 200);
+        assert.equal(viaAuthorization.body.authorization, undefined);
+        const viaProxy = await getJson<Record<string, string>>(
+          `${gateway.url}/agents/echo/headers`,
+          {
+            headers: {
+              "proxy-authorization": `Bearer ${API_TOKEN}`,
+              authorization: "Basic dXNlcjpwYXNz",
+            },
+          },
+        );
+        assert.equal(viaProxy.status, 200);
+        assert.equal(viaProxy.body.authorization, "Basic dXNlcjpwYXNz");
+        assert.equal(viaProxy.body["proxy-authorization"], undefined);
+      } finally {
+        await withTimeout(agent.close(), 20_000, "agent.close()");
+        await withTimeout(gateway.close(), 20_000, "gateway.close()");
+      }
+    },
+  );
+
+  it("an empty apiToken is refused at once", () => {
+    assert.throws(() => startGateway({ port: 0, apiToken: "" }), TypeError);
+  });
+});
