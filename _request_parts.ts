@@ -79,6 +79,59 @@ export function requestParts(input: string | URL | Request, init?: RequestInit):
   };
 }
 
+/** A request sent exactly as given: see `Connection.forward`. */
+export interface ForwardRequest {
+  /** The method, sent as given (any token but `CONNECT`, `TRACE` and `TRACK`). */
+  method: string;
+  /**
+   * The request target as it goes on the wire: a path and query (`/a/../b//c?`), or an
+   * absolute URL. Not parsed, resolved or re-encoded; it must not contain spaces or control
+   * characters, which no HTTP request line can carry.
+   */
+  target: string;
+  /** The headers, sent as given (the receiver's `Request` may still refuse a bad one). */
+  headers?: HeadersInit;
+  /** The body: bytes, a stream, or none. A `GET` or `HEAD` cannot have one. */
+  body?: Uint8Array | ReadableStream<Uint8Array> | null;
+  /** Aborts the exchange, as `RequestInit.signal` does. */
+  signal?: AbortSignal | null;
+}
+
+/** What no request line can carry: spaces and control characters. */
+// deno-lint-ignore no-control-regex
+const UNSENDABLE_TARGET = /[\x00-\x20\x7f]/;
+
+/**
+ * What `connection.forward()` sends: the target and headers as given, checked only where
+ * the wire or the peer's `Request` would fail on them.
+ *
+ * @param request The method, target, headers, body and signal.
+ * @returns The head, the body and the signal.
+ * @throws {TypeError} For a bad method, an empty or unsendable target, or a GET/HEAD body.
+ */
+export function forwardParts(request: ForwardRequest): RequestParts {
+  const method = checkMethod(request.method);
+  const target = request.target;
+  if (
+    target.length === 0 || UNSENDABLE_TARGET.test(target) ||
+    (target.charCodeAt(0) !== 0x2f && !HAS_SCHEME.test(target))
+  ) {
+    throw new TypeError(`Invalid target: ${JSON.stringify(target)}`);
+  }
+  const body = request.body ?? null;
+  if (body !== null && (method === "GET" || method === "HEAD")) {
+    throw new TypeError(`Request with ${method} method cannot have body`);
+  }
+  const headers = request.headers === undefined ? [] : headerList(
+    request.headers instanceof Headers ? request.headers : new Headers(request.headers),
+  );
+  return {
+    head: { method, url: target, headers },
+    body: body instanceof Uint8Array ? body.slice() : body,
+    signal: request.signal,
+  };
+}
+
 function checkMethod(method: string): string {
   if (!TOKEN.test(method)) throw new TypeError(`Invalid method: ${JSON.stringify(method)}`);
   if (FORBIDDEN.has(method.toUpperCase())) {
@@ -148,16 +201,16 @@ function fastParts(
 }
 
 /**
- * The handler's `Request` URL. The wire carries path and query for relative requests;
- * joining strings spares a second URL parse. `//host` and `/\\host` would name a host
- * when resolved, so they (and absolute URLs) take the resolving path.
+ * The handler's `Request` URL, made as `Deno.serve` makes its: a path target is joined to the
+ * base, so `//host/x` stays a path (resolved against the base it would name a host, and a
+ * gateway's `/agents/a//host/x` would reach agent `a` as `/x`); the URL parser still
+ * resolves dot segments and `\`. Anything else (an absolute URL, `*`) is resolved.
  *
  * @param target The request head's URL.
  * @returns What to give `new Request()`.
  */
 export function handlerUrl(target: string): string | URL {
-  const second = target.charCodeAt(1);
-  return target.charCodeAt(0) === 0x2f && second !== 0x2f && second !== 0x5c
+  return target.charCodeAt(0) === 0x2f
     ? PLACEHOLDER_BASE + target
     : new URL(target, PLACEHOLDER_BASE);
 }

@@ -11,10 +11,14 @@ export interface ScriptRuntime {
   args: string[];
   /** Reads an environment variable. */
   env(name: string): string | undefined;
-  /** Calls `listener` on the signal. */
-  onSignal(signal: "SIGINT" | "SIGTERM", listener: () => void): void;
+  /** Calls `listener` on the signal (SIGHUP: Unix only). */
+  onSignal(signal: "SIGINT" | "SIGTERM" | "SIGHUP", listener: () => void): void;
+  /** Reads standard input to its end, as UTF-8 text. */
+  readStdin(): Promise<string>;
   /** Exits the process. */
   exit(code: number): never;
+  /** Reads a UTF-8 text file (a certificate, a key). */
+  readTextFile(path: string): Promise<string>;
 }
 
 interface ScriptGlobals {
@@ -23,8 +27,15 @@ interface ScriptGlobals {
     env: { get(name: string): string | undefined };
     addSignalListener(signal: string, listener: () => void): void;
     exit(code: number): never;
+    readTextFile(path: string): Promise<string>;
+    stdin: { readable: ReadableStream<Uint8Array> };
   };
-  Bun?: { argv: string[]; env: Record<string, string | undefined> };
+  Bun?: {
+    argv: string[];
+    env: Record<string, string | undefined>;
+    file(path: string): { text(): Promise<string> };
+    stdin: { text(): Promise<string> };
+  };
   process?: { on(signal: string, listener: () => void): void; exit(code: number): never };
 }
 
@@ -33,12 +44,15 @@ export function scriptRuntime(): ScriptRuntime {
   const g = globalThis as ScriptGlobals;
   if (g.Bun && g.process) {
     const process = g.process;
-    const env = g.Bun.env;
+    const bun = g.Bun;
+    const env = bun.env;
     return {
-      args: g.Bun.argv.slice(2),
+      args: bun.argv.slice(2),
       env: (name) => env[name],
       onSignal: (signal, listener) => process.on(signal, listener),
+      readStdin: () => bun.stdin.text(),
       exit: (code) => process.exit(code),
+      readTextFile: (path) => bun.file(path).text(),
     };
   }
   const deno = g.Deno;
@@ -47,7 +61,9 @@ export function scriptRuntime(): ScriptRuntime {
     args: deno.args,
     env: (name) => deno.env.get(name),
     onSignal: (signal, listener) => deno.addSignalListener(signal, listener),
+    readStdin: () => new Response(deno.stdin.readable).text(),
     exit: (code) => deno.exit(code),
+    readTextFile: (path) => deno.readTextFile(path),
   };
 }
 

@@ -4,7 +4,9 @@
  * Each runtime hands us a different WebSocket: the standard `WebSocket` (Deno's
  * `Deno.upgradeWebSocket`, and every client) or Bun's `ServerWebSocket`, whose
  * events arrive as callbacks on the server. An adapter turns each into a
- * {@linkcode Socket}; nothing above the adapters asks which runtime it runs on.
+ * {@linkcode Socket}; nothing above the adapters asks which runtime it runs on. The same
+ * goes for opening a client socket with headers and extra CA certificates
+ * ({@linkcode openWebSocket}).
  *
  * @module
  */
@@ -210,4 +212,86 @@ class BunSocketAdapter implements BunSocket {
  */
 export function adaptBunSocket(ws: BunServerWebSocket): BunSocket {
   return new BunSocketAdapter(ws);
+}
+
+/** What {@linkcode openWebSocket} needs besides the URL. */
+export interface OpenWebSocketOptions {
+  /** Headers for the upgrade request (Deno and Bun). */
+  headers?: HeadersInit;
+  /** PEM certificates trusted for `wss:`, besides the runtime's default roots. */
+  caCerts?: string[];
+}
+
+interface WebSocketWithOptions {
+  new (url: string | URL, options?: Record<string, unknown>): WebSocket;
+}
+
+interface TlsGlobals {
+  Bun?: unknown;
+  Deno?: { createHttpClient?(options: { caCerts: string[] }): { close(): void } };
+  process?: { getBuiltinModule?(name: string): unknown };
+}
+
+let bunDefaultRoots: readonly string[] | undefined;
+
+/**
+ * Opens a client `WebSocket`: the one place that knows how each runtime takes the upgrade's
+ * headers and extra CA certificates.
+ *
+ * - Deno: `new WebSocket(url, { headers, client })`, the `client` from
+ *   `Deno.createHttpClient({ caCerts })`, which adds them to the default roots. It is closed
+ *   once the socket has opened or failed: only the TLS handshake needs it.
+ * - Bun: `new WebSocket(url, { headers, tls: { ca } })`. Bun's `ca` replaces the default
+ *   roots, so `node:tls`'s `rootCertificates` go in too and both runtimes mean the same.
+ * - Elsewhere, `caCerts` throws a `TypeError` (headers are passed on, as ever).
+ *
+ * @param url The `ws:`, `wss:`, `http:` or `https:` URL.
+ * @param options Upgrade headers and extra CA certificates.
+ * @returns The socket, connecting.
+ * @throws {TypeError} From the constructor, or if `caCerts` cannot be honoured here.
+ */
+export function openWebSocket(url: string | URL, options: OpenWebSocketOptions = {}): WebSocket {
+  const { headers, caCerts } = options;
+  const trust = caCerts !== undefined && caCerts.length > 0;
+  if (headers === undefined && !trust) return new WebSocket(url);
+  const init: Record<string, unknown> = headers === undefined ? {} : { headers };
+  const g = globalThis as TlsGlobals;
+  let client: { close(): void } | undefined;
+  if (trust && g.Bun !== undefined) {
+    if (bunDefaultRoots === undefined) {
+      const tls = g.process?.getBuiltinModule?.("node:tls") as
+        | { rootCertificates?: readonly string[] }
+        | undefined;
+      bunDefaultRoots = tls?.rootCertificates ?? [];
+    }
+    init.tls = { ca: [...bunDefaultRoots, ...caCerts] };
+  } else if (trust && typeof g.Deno?.createHttpClient === "function") {
+    client = g.Deno.createHttpClient({ caCerts });
+    init.client = client;
+  } else if (trust) {
+    throw new TypeError("Cannot trust caCerts here: only Deno's and Bun's WebSocket take them");
+  }
+  let ws: WebSocket;
+  try {
+    ws = new (WebSocket as unknown as WebSocketWithOptions)(url, init);
+  } catch (error) {
+    client?.close();
+    throw error;
+  }
+  if (client) {
+    const used = client;
+    let released = false;
+    const release = (): void => {
+      if (released) return;
+      released = true;
+      try {
+        used.close();
+      } catch {
+        // Already closed.
+      }
+    };
+    ws.addEventListener("open", release, { once: true });
+    ws.addEventListener("close", release, { once: true });
+  }
+  return ws;
 }

@@ -9,7 +9,8 @@
  * @module
  */
 
-import { adaptWebSocket, CLIENT_DELAYS_MID_SIZE_MESSAGES } from "./_socket.ts";
+import { adaptWebSocket, CLIENT_DELAYS_MID_SIZE_MESSAGES, openWebSocket } from "./_socket.ts";
+import { checkCaCerts } from "./_tls.ts";
 import { EventStream } from "./_event_stream.ts";
 import {
   answerPing,
@@ -69,14 +70,26 @@ export interface WebSocketClientOptions {
   reconnect?: ReconnectOptions;
   /** Headers for the upgrade request (Deno and Bun; browsers cannot send them). */
   headers?: HeadersInit;
+  /**
+   * CA certificates (PEM text, not file names) to trust for a `wss://` server, besides the
+   * runtime's default roots: for a server whose certificate is self-signed or comes from a
+   * private CA. Each entry may hold several certificates. Deno and Bun only (on Deno through
+   * `Deno.createHttpClient`, on Bun through the `WebSocket`'s `tls.ca`); elsewhere dialing
+   * fails. Default: the default roots only.
+   *
+   * @example Trusting a private CA
+   * ```ts ignore
+   * const client = new WebSocketClient({
+   *   url: "wss://gateway.internal:8443/agents/connect",
+   *   caCerts: [await Deno.readTextFile("ca.pem")],
+   * });
+   * ```
+   */
+  caCerts?: string[];
   /** Limits enforced on the connection; `handshakeTimeout` also bounds each dial. */
   limits?: Limits;
   /** Serves the server's requests from the first connection on (same as `connection.serve`). */
   handler?: Handler;
-}
-
-interface WebSocketWithHeaders {
-  new (url: string | URL, options?: { headers?: HeadersInit }): WebSocket;
 }
 
 /**
@@ -111,7 +124,8 @@ export class WebSocketClient {
    * Creates a client; nothing is dialed until `connect()`.
    *
    * @param options Where to dial and how.
-   * @throws {TypeError} If `url` is not a ws:, wss:, http: or https: URL.
+   * @throws {TypeError} If `url` is not a ws:, wss:, http: or https: URL, or `caCerts` is
+   *   not an array of PEM certificates.
    * @throws {RangeError} If a limit or the heartbeat timing is out of range.
    */
   constructor(options: WebSocketClientOptions) {
@@ -119,6 +133,7 @@ export class WebSocketClient {
     if (!["ws:", "wss:", "http:", "https:"].includes(url.protocol)) {
       throw new TypeError(`Cannot dial ${url.protocol} URLs: use ws: or wss:`);
     }
+    if (options.caCerts !== undefined) checkCaCerts(options.caCerts, "caCerts");
     this.#options = options;
     this.#logger = options.logger ?? QUIET_LOGGER;
     this.#handler = options.handler;
@@ -192,10 +207,7 @@ export class WebSocketClient {
     return new Promise<Connection>((resolve, reject) => {
       let ws: WebSocket;
       try {
-        const Ctor = WebSocket as unknown as WebSocketWithHeaders;
-        ws = options.headers === undefined
-          ? new WebSocket(options.url)
-          : new Ctor(options.url, { headers: options.headers });
+        ws = openWebSocket(options.url, { headers: options.headers, caCerts: options.caCerts });
       } catch (error) {
         reject(
           new HandshakeError(`Cannot connect: ${(error as Error).message}`, 1006, false, {
@@ -222,17 +234,27 @@ export class WebSocketClient {
         );
         ws.close();
       }, handshakeTimeout);
+      // The runtime's reason for a failed dial (refused, a certificate it does not trust)
+      // comes in the error event; the close event that follows says only 1006.
+      let failure = "";
+      const onEarlyError = (event: Event): void => {
+        failure = (event as ErrorEvent).message ?? "";
+      };
       const onEarlyClose = (event: CloseEvent): void => {
         fail(
           new HandshakeError(
-            `Cannot connect to ${options.url}: ${describeClose(event.code, event.reason)}`,
+            `Cannot connect to ${options.url}: ${
+              describeDialFailure(event.code, event.reason, failure, options.caCerts)
+            }`,
             event.code || 1006,
             true,
           ),
         );
       };
+      ws.addEventListener("error", onEarlyError);
       ws.addEventListener("close", onEarlyClose);
       ws.addEventListener("open", () => {
+        ws.removeEventListener("error", onEarlyError);
         ws.removeEventListener("close", onEarlyClose);
         clearTimeout(timer);
         if (settled) {
@@ -389,6 +411,36 @@ export class WebSocketClient {
 function describeClose(code: number, reason: string): string {
   if (code === 1006 || code === 0) return "connection failed (1006)";
   return reason ? `${code} ${reason}` : String(code);
+}
+
+/**
+ * Why a dial failed, from its close event and the runtime's error message, with a hint when
+ * the server's certificate was not trusted.
+ */
+function describeDialFailure(
+  code: number,
+  reason: string,
+  message: string,
+  caCerts: string[] | undefined,
+): string {
+  // Bun: "WebSocket connection to '<url>' failed: …"; Deno: "NetworkError: failed to connect
+  // to WebSocket: …". The URL is said already.
+  const detail = message
+    .replace(/^WebSocket connection to '[^']*' failed: /, "")
+    .replace(/^NetworkError: failed to connect to WebSocket: /, "");
+  if (!detail || (code !== 1006 && code !== 0)) return describeClose(code, reason);
+  // An issuer it does not trust (not a wrong name or an expired certificate, which a CA
+  // would not fix). Deno: "UnknownIssuer"; Bun: "unable to verify the first certificate",
+  // "self signed certificate (in certificate chain)", "unable to get local issuer …".
+  const untrusted = /UnknownIssuer|unable to verify|self[- ]signed|unable to get .*issuer/i
+    .test(detail);
+  const hint = !untrusted
+    ? ""
+    : caCerts?.length
+    ? "; the server's certificate is not signed by the given caCerts"
+    : "; if the server's certificate is self-signed or from a private CA, pass that CA in " +
+      "caCerts (agent.ts: --ca FILE)";
+  return `${detail} (1006)${hint}`;
 }
 
 function remoteOf(url: string | URL): { hostname: string; port: number } {

@@ -19,7 +19,14 @@
 import { Deadline, setDeadline } from "./_deadlines.ts";
 import { appendHeaders, headerList } from "./_header_list.ts";
 import { InboundBody } from "./_inbound_body.ts";
-import { handlerUrl, type RequestParts, requestParts, targetUrl } from "./_request_parts.ts";
+import {
+  forwardParts,
+  type ForwardRequest,
+  handlerUrl,
+  type RequestParts,
+  requestParts,
+  targetUrl,
+} from "./_request_parts.ts";
 import { nextTask } from "./_schedule.ts";
 import type { Socket } from "./_socket.ts";
 import {
@@ -119,6 +126,8 @@ export interface ConnectionInit {
   hooks?: HandshakeHooks;
 }
 
+export type { ForwardRequest } from "./_request_parts.ts";
+
 /** Signature of {@linkcode Connection.fetch}: the standard `fetch`. */
 export type FetchFunction = (
   input: string | URL | Request,
@@ -183,6 +192,7 @@ class ExchangeInfo implements HandlerInfo {
   constructor(
     readonly connection: Connection,
     readonly remoteAddr: HandlerInfo["remoteAddr"],
+    readonly target: string,
     exchange: Incoming,
   ) {
     this.#exchange = exchange;
@@ -431,8 +441,51 @@ export class Connection {
    * @returns The peer's response; its body streams as the peer produces it.
    */
   readonly fetch: FetchFunction = (input, init) => {
-    return new Promise<Response>((resolve, reject) => this.#fetch(input, init, resolve, reject));
+    return new Promise<Response>((resolve, reject) => {
+      let parts: RequestParts;
+      try {
+        parts = requestParts(input, init);
+      } catch (error) {
+        return reject(error);
+      }
+      this.#send(parts, resolve, reject);
+    });
   };
+
+  /**
+   * Sends a request exactly as given, for proxies: the target goes on the wire as it is
+   * (`/a/../b//c?` is not resolved, re-encoded or trimmed: the peer's handler finds it in
+   * `info.target`), the headers as listed, any method that is a token. Otherwise it is
+   * {@linkcode fetch}: same response, errors and abort.
+   *
+   * @example Forwarding what a `Deno.serve` handler received
+   * ```ts ignore
+   * Deno.serve((request) => {
+   *   const url = request.url; // Deno keeps the raw target: "http://host/a/../b"
+   *   return connection.forward({
+   *     method: request.method,
+   *     target: url.slice(url.indexOf("/", url.indexOf("//") + 2)),
+   *     headers: request.headers,
+   *     body: request.body,
+   *     signal: request.signal,
+   *   });
+   * });
+   * ```
+   *
+   * @param request The method, target, headers, body and signal.
+   * @returns The peer's response; its body streams as the peer produces it.
+   */
+  forward(request: ForwardRequest): Promise<Response> {
+    return new Promise<Response>((resolve, reject) => {
+      let parts: RequestParts;
+      try {
+        parts = forwardParts(request);
+      } catch (error) {
+        return reject(error);
+      }
+      this.#send(parts, resolve, reject);
+    });
+  }
 
   /**
    * Closes gracefully: no new exchanges either way, in-flight ones get `timeout`
@@ -471,18 +524,11 @@ export class Connection {
 
   // ---- fetch ---------------------------------------------------------------
 
-  #fetch(
-    input: string | URL | Request,
-    init: RequestInit | undefined,
+  #send(
+    parts: RequestParts,
     resolve: (response: Response) => void,
     reject: (error: unknown) => void,
   ): void {
-    let parts: RequestParts;
-    try {
-      parts = requestParts(input, init);
-    } catch (error) {
-      return reject(error);
-    }
     const { head, body, signal } = parts;
     if (signal?.aborted) return reject(abortReason(signal));
     const refusal = this.#refusal();
@@ -641,7 +687,7 @@ export class Connection {
       held: undefined,
     };
     this.#incoming.set(streamId, exchange);
-    const info = new ExchangeInfo(this, this.#handlerRemoteAddr, exchange);
+    const info = new ExchangeInfo(this, this.#handlerRemoteAddr, head.url, exchange);
     let request: Request;
     try {
       request = new Request(handlerUrl(head.url), {

@@ -6,6 +6,8 @@
  * @module
  */
 
+import { TERMINAL_CLOSE_CODES } from "./protocol/close_codes.ts";
+
 export { ProtocolError } from "./protocol/errors.ts";
 
 /**
@@ -74,6 +76,55 @@ export class HandshakeError extends Error {
     this.name = "HandshakeError";
     this.code = code;
     this.retryable = retryable;
+  }
+}
+
+/**
+ * Thrown by a server's `authorize` hook to refuse a client with a specific close code
+ * instead of the default 4003 `Unauthorized`. The client's `connect()` then rejects with a
+ * `HandshakeError` carrying that code, retryable unless the code is terminal (see
+ * `TERMINAL_CLOSE_CODES`): a terminal code stops the client for good, any other makes it
+ * retry with backoff.
+ *
+ * @example Usage
+ * ```ts ignore
+ * import { ClientRefusedError, CloseCode, WebSocketServer } from "@swaggersocket/swaggersocket";
+ *
+ * const server = new WebSocketServer({
+ *   authorize: ({ metadata }) => {
+ *     const name = (metadata as { name?: unknown } | null)?.name;
+ *     if (typeof name !== "string") throw new ClientRefusedError(CloseCode.InvalidMetadata, "No name");
+ *     if (busy.has(name)) throw new ClientRefusedError(CloseCode.NameInUse, "Name in use");
+ *     return true;
+ *   },
+ * });
+ * ```
+ */
+export class ClientRefusedError extends Error {
+  /** The close code sent to the client: 4000–4999. */
+  readonly code: number;
+  /** The close reason sent to the client (cut to 123 UTF-8 bytes when sent). */
+  readonly reason: string;
+  /** Whether the refused client will try again by itself: `false` for the terminal codes. */
+  readonly retryable: boolean;
+
+  /**
+   * Creates the error.
+   *
+   * @param code The close code: an application code, 4000–4999, such as `CloseCode.NameInUse`.
+   * @param reason Why, for people; the client sees it.
+   * @param options The usual error options, such as `cause`.
+   * @throws {RangeError} If `code` is not an integer from 4000 to 4999.
+   */
+  constructor(code: number, reason: string, options?: ErrorOptions) {
+    if (!Number.isInteger(code) || code < 4000 || code > 4999) {
+      throw new RangeError(`Invalid close code: ${code} must be an integer from 4000 to 4999`);
+    }
+    super(`Refused: ${code}${reason ? ` ${reason}` : ""}`, options);
+    this.name = "ClientRefusedError";
+    this.code = code;
+    this.reason = reason;
+    this.retryable = !TERMINAL_CLOSE_CODES.has(code);
   }
 }
 

@@ -43,8 +43,14 @@ export type {
 export { WebSocketClient } from "./client.ts";
 export type { ReconnectOptions, WebSocketClientOptions } from "./client.ts";
 export { Connection } from "./connection.ts";
-export type { CloseOptions, ConnectionCloseInfo, FetchFunction } from "./connection.ts";
+export type {
+  CloseOptions,
+  ConnectionCloseInfo,
+  FetchFunction,
+  ForwardRequest,
+} from "./connection.ts";
 export type { BunServerWebSocket } from "./_socket.ts";
+export type { TlsOptions } from "./_tls.ts";
 export { ConnectionType, EventType } from "./types.ts";
 export type {
   AddressRateLimits,
@@ -59,6 +65,7 @@ export type {
   RateLimit,
 } from "./types.ts";
 export {
+  ClientRefusedError,
   ConnectionClosedError,
   ExchangeRefusedError,
   ExchangeResetError,

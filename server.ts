@@ -1,7 +1,7 @@
 /**
  * The server: accepts agents' WebSockets and keeps track of their connections.
  *
- * It listens by itself (`Deno.serve` on Deno, `Bun.serve` on Bun) or, with
+ * It listens by itself (`Deno.serve` on Deno, `Bun.serve` on Bun; `wss` with `tls`) or, with
  * `noServer: true`, is mounted on an app the user already runs: `upgrade()` takes
  * the upgrade request and the runtime's per-request object, and on Bun the
  * `websocket` handlers go into `Bun.serve`.
@@ -20,7 +20,9 @@ import {
 import { EventStream } from "./_event_stream.ts";
 import { ADDRESS_RATES, AddressLimits, type AddressRates } from "./_address_limits.ts";
 import { ResumeStore } from "./_resume.ts";
+import { checkTls, type TlsOptions } from "./_tls.ts";
 import { Connection } from "./connection.ts";
+import { ClientRefusedError } from "./errors.ts";
 import { CloseCode } from "./protocol/close_codes.ts";
 import { Session } from "./protocol/session.ts";
 import { DEFAULT_SETTINGS } from "./protocol/handshake.ts";
@@ -61,6 +63,13 @@ export interface AuthorizeContext {
   metadata: unknown;
   /** The client's address as `"host:port"`. */
   remoteAddr: string;
+  /**
+   * The connection being decided on. It is not open yet (its `id` is `""` until the
+   * handshake completes, and `fetch` fails), but it is the object that `connections()` and
+   * events will hold once it opens, and its `closed` resolves when it ends, opened or not:
+   * tie whatever `authorize` reserves for it (a name, a slot) to that.
+   */
+  connection: Connection;
 }
 
 /** Options for {@linkcode WebSocketServer}. */
@@ -86,6 +95,8 @@ export interface WebSocketServerOptions {
   /**
    * Decides whether a client may connect, after its hello. Return `false` (or throw) to
    * refuse: the client gets close code 4003 and a `HandshakeError`, and does not retry.
+   * Throw a {@linkcode ClientRefusedError} to refuse with another close code and reason
+   * (the client retries unless that code is terminal).
    */
   authorize?: (context: AuthorizeContext) => boolean | Promise<boolean>;
   /** Limits enforced on every connection; the defaults are safe on the internet. */
@@ -107,6 +118,21 @@ export interface WebSocketServerOptions {
   resumeWindow?: number;
   /** Do not listen: mount on an existing `Deno.serve` / `Bun.serve` app with `upgrade()`. */
   noServer?: boolean;
+  /**
+   * Serve `wss` (and `https`) directly with this certificate and key, both PEM text (not file
+   * names), on Deno and on Bun. Clients then dial `wss://`; one whose runtime does not trust
+   * the certificate's issuer gives it as `caCerts`. Not with `noServer` (there the app that
+   * listens serves TLS). Default: plain `ws`.
+   *
+   * @example Usage
+   * ```ts ignore
+   * const server = new WebSocketServer({
+   *   port: 8443,
+   *   tls: { cert: await Deno.readTextFile("cert.pem"), key: await Deno.readTextFile("key.pem") },
+   * });
+   * ```
+   */
+  tls?: TlsOptions;
 }
 
 /** Where the server listens. */
@@ -147,7 +173,13 @@ export interface BunWebSocketHandlers {
 
 interface DenoRuntime {
   serve(
-    options: { hostname?: string; port?: number; onListen?: (addr: unknown) => void },
+    options: {
+      hostname?: string;
+      port?: number;
+      onListen?: (addr: unknown) => void;
+      cert?: string;
+      key?: string;
+    },
     handler: (request: Request, info: DenoServeHandlerInfo) => Response | Promise<Response>,
   ): { addr: { hostname: string; port: number }; shutdown(): Promise<void> };
   upgradeWebSocket(request: Request): { socket: WebSocket; response: Response };
@@ -157,6 +189,7 @@ interface BunRuntime {
   serve(options: {
     hostname?: string;
     port?: number;
+    tls?: { cert: string; key: string };
     fetch: (
       request: Request,
       server: BunServerLike,
@@ -216,7 +249,8 @@ export class WebSocketServer {
    * Creates the server and, unless `noServer` is set, starts listening at once.
    *
    * @param options Where to listen and how to treat connections.
-   * @throws {TypeError} If it must listen and neither `Deno.serve` nor `Bun.serve` exists.
+   * @throws {TypeError} If it must listen and neither `Deno.serve` nor `Bun.serve` exists, or
+   *   `tls` is not PEM text or comes with `noServer`.
    * @throws {RangeError} If a limit, the heartbeat timing or `resumeWindow` is out of range.
    */
   constructor(options: WebSocketServerOptions = {}) {
@@ -255,6 +289,12 @@ export class WebSocketServer {
       );
     }
     this.#resume = resumeWindow > 0 ? new ResumeStore(resumeWindow) : undefined;
+    if (options.tls !== undefined) {
+      if (options.noServer) {
+        throw new TypeError("Cannot use tls with noServer: the app that listens serves TLS");
+      }
+      checkTls(options.tls, "tls");
+    }
     if (!options.noServer) this.#listen();
   }
 
@@ -469,12 +509,14 @@ export class WebSocketServer {
   #listen(): void {
     const hostname = this.#options.hostname ?? "0.0.0.0";
     const port = this.#options.port ?? 0;
+    const tls = this.#options.tls;
     const bun = (globalThis as { Bun?: BunRuntime }).Bun;
     const deno = (globalThis as { Deno?: DenoRuntime }).Deno;
     if (bun) {
       const server = bun.serve({
         hostname,
         port,
+        ...(tls ? { tls: { cert: tls.cert, key: tls.key } } : {}),
         fetch: (request, bunServer) => this.upgrade(request, bunServer),
         websocket: this.websocket,
       });
@@ -484,7 +526,7 @@ export class WebSocketServer {
       };
     } else if (deno) {
       const server = deno.serve(
-        { hostname, port, onListen: () => {} },
+        { hostname, port, onListen: () => {}, ...(tls ? { cert: tls.cert, key: tls.key } : {}) },
         (request, info) => this.upgrade(request, info)!,
       );
       this.#addr = { hostname: server.addr.hostname, port: server.addr.port };
@@ -552,10 +594,10 @@ export class WebSocketServer {
       hooks: {
         onHello: ({ metadata, resume, metadataCost: cost }, answer) => {
           metadataCost = cost;
-          const authorizing = this.#authorize(upgradeRequest, metadata, connection.remoteAddr);
+          const authorizing = this.#authorize(upgradeRequest, metadata, connection);
           upgradeRequest = undefined;
-          authorizing.then(async (ok) => {
-            if (!ok) return answer.refuse(CloseCode.Unauthorized, "Unauthorized");
+          authorizing.then(async (refusal) => {
+            if (refusal) return answer.refuse(refusal.code as CloseCode, refusal.reason);
             const store = this.#resume;
             const now = performance.now();
             // Past its rate of failures, an address's tokens are not looked at: guessing
@@ -641,19 +683,27 @@ export class WebSocketServer {
     this.#handshaking.add(connection);
   }
 
+  /** `undefined` to accept the client, else the close code and reason that refuse it. */
   async #authorize(
     request: Request | undefined,
     metadata: unknown,
-    remoteAddr: string,
-  ): Promise<boolean> {
+    connection: Connection,
+  ): Promise<{ code: number; reason: string } | undefined> {
     const authorize = this.#options.authorize;
-    if (!authorize) return true;
+    if (!authorize) return undefined;
+    const unauthorized = { code: CloseCode.Unauthorized, reason: "Unauthorized" };
     try {
       // `upgrade()` keeps the request whenever there is an `authorize`.
-      return (await authorize({ request: request!, metadata, remoteAddr })) === true;
+      const remoteAddr = connection.remoteAddr;
+      const context = { request: request!, metadata, remoteAddr, connection };
+      return (await authorize(context)) === true ? undefined : unauthorized;
     } catch (error) {
+      if (error instanceof ClientRefusedError) {
+        this.#logger.debug("swaggersocket: authorize refused a client", error.code, error.reason);
+        return { code: error.code, reason: error.reason };
+      }
       this.#logger.warn("swaggersocket: authorize threw; refusing", error);
-      return false;
+      return unauthorized;
     }
   }
 }

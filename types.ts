@@ -63,6 +63,12 @@ export interface HandlerInfo {
   /** The peer's address, shaped like `Deno.ServeHandlerInfo`'s. */
   remoteAddr: { transport: "tcp"; hostname: string; port: number };
   /**
+   * The request target exactly as the peer sent it: for a relative request the path and
+   * query, dot segments, `//`, `\` and encodings untouched, where `request.url` holds
+   * what the URL parser made of it. A proxy forwards this (see `Connection.forward`).
+   */
+  readonly target: string;
+  /**
    * Resolves when the exchange has ended: the response was sent in full, or the peer
    * cancelled, or the connection was lost. Never rejects. (`Deno.ServeHandlerInfo` has it too.)
    */

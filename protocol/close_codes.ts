@@ -46,6 +46,18 @@ export const CloseCode = {
    * WINDOW_UPDATE, RESET) went over the cap. Named after HTTP/2's ENHANCE_YOUR_CALM.
    */
   EnhanceYourCalm: 4013,
+  /**
+   * The identity the client claims (the gateway: its agent name) is held by another open
+   * connection. Not terminal: the holder may be a half-open connection that the heartbeat is
+   * about to end, so the client retries with backoff.
+   */
+  NameInUse: 4014,
+  /**
+   * A newer connection presenting the same identity and credentials took this one's place
+   * (the gateway: the same agent restarted or reconnected). Terminal: reconnecting would take
+   * the place back, and two processes sharing one credential would displace each other forever.
+   */
+  Superseded: 4015,
 } as const;
 
 /** A close code from {@linkcode CloseCode}. */
@@ -57,6 +69,7 @@ export const TERMINAL_CLOSE_CODES: ReadonlySet<number> = new Set([
   CloseCode.Unauthorized,
   CloseCode.InvalidMetadata,
   CloseCode.OriginNotAllowed,
+  CloseCode.Superseded,
 ]);
 
 /** Codes carried by a RESET frame: why one exchange ended early. */

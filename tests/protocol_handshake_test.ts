@@ -444,10 +444,13 @@ describe("TERMINAL_CLOSE_CODES", () => {
         CloseCode.Unauthorized,
         CloseCode.InvalidMetadata,
         CloseCode.OriginNotAllowed,
+        CloseCode.Superseded,
       ].sort(),
     );
     assert.equal(TERMINAL_CLOSE_CODES.has(CloseCode.HeartbeatTimeout), false);
     assert.equal(TERMINAL_CLOSE_CODES.has(CloseCode.GoingAway), false);
+    // The holder of a name may be a half-open connection about to time out: retry.
+    assert.equal(TERMINAL_CLOSE_CODES.has(CloseCode.NameInUse), false);
   });
 
   it("uses only application close codes 4000–4999 besides Normal", () => {

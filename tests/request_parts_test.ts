@@ -93,12 +93,23 @@ describe("requestParts()", () => {
 
   it("handlerUrl() gives the handler the URL new URL() would resolve, even for odd wire targets", () => {
     for (const target of [...TARGETS, "http://agent/p?q", "*", "a/b"]) {
-      assert.equal(
-        new Request(handlerUrl(target)).url,
-        new URL(target, PLACEHOLDER_BASE).href,
-        target,
-      );
+      // A path target is joined to the base, as Deno.serve does: `//host` stays a path.
+      const expected = target.startsWith("/")
+        ? new URL(PLACEHOLDER_BASE + target).href
+        : new URL(target, PLACEHOLDER_BASE).href;
+      assert.equal(new Request(handlerUrl(target)).url, expected, target);
     }
+  });
+
+  it("handlerUrl() keeps `//host/x` and `/\\host/x` paths, never reading them as an authority", () => {
+    assert.equal(
+      new Request(handlerUrl("//evil.example/admin")).url,
+      `${PLACEHOLDER_BASE}//evil.example/admin`,
+    );
+    assert.equal(
+      new Request(handlerUrl("/\\evil.example/admin")).url,
+      `${PLACEHOLDER_BASE}//evil.example/admin`,
+    );
   });
 
   it("requestParts() sends a relative URL as path and query", () => {

@@ -1,0 +1,229 @@
+/**
+ * `connection.forward()`: a request sent exactly as given, for proxies, and `info.target`,
+ * where the peer's handler finds the target as it was sent. Over a real loopback socket,
+ * both directions.
+ */
+
+import { after, before, describe, it } from "node:test";
+import assert from "node:assert/strict";
+import type { Connection, HandlerInfo } from "../mod.ts";
+import { type Pair, startPair, withTimeout } from "./_helpers.ts";
+import { deferred } from "./_exchange_helpers.ts";
+
+const TEST_OPTIONS = { timeout: 60_000 };
+const GUARD = 15_000;
+
+/** What the handler saw of one request. */
+interface Seen {
+  method: string;
+  url: string;
+  target: string;
+  headers: [string, string][];
+  body: string | null;
+}
+
+async function see(request: Request, info: HandlerInfo): Promise<Response> {
+  const seen: Seen = {
+    method: request.method,
+    url: request.url,
+    target: info.target,
+    headers: [...request.headers],
+    body: request.body === null ? null : await request.text(),
+  };
+  return Response.json(seen);
+}
+
+for (
+  const [name, caller, callee] of [
+    ["server→agent", (p: Pair) => p.serverSide, (p: Pair) => p.clientSide],
+    ["agent→server", (p: Pair) => p.clientSide, (p: Pair) => p.serverSide],
+  ] as const
+) {
+  describe(`Connection.forward() ${name}`, () => {
+    let pair: Pair;
+    let from: Connection;
+
+    before(async () => {
+      pair = await startPair();
+      from = caller(pair);
+      callee(pair).serve(see);
+    });
+    after(() => pair.close());
+
+    async function forward(
+      target: string,
+      init: {
+        method?: string;
+        headers?: HeadersInit;
+        body?: Uint8Array | ReadableStream<Uint8Array>;
+      } = {},
+    ): Promise<Seen> {
+      const response = await withTimeout(
+        from.forward({
+          method: init.method ?? "GET",
+          target,
+          headers: init.headers,
+          body: init.body,
+        }),
+        GUARD,
+        `forward ${target}`,
+      );
+      assert.equal(response.status, 200);
+      return await response.json() as Seen;
+    }
+
+    it(
+      "sends the target untouched: dot segments, `//`, `\\`, encodings, an empty query",
+      TEST_OPTIONS,
+      async () => {
+        for (
+          const target of [
+            "/a/../b/./c/%2e%2e/d",
+            "//evil.example/admin",
+            "/a\\b",
+            "/x?",
+            "/caf\u00e9\"<>'`{}|",
+            "/%2F..%2Fb?q=%20&r",
+            "/..",
+          ]
+        ) {
+          const seen = await forward(target);
+          assert.equal(seen.target, target);
+        }
+      },
+    );
+
+    it(
+      "gives the handler a Request whose path keeps `//` (never read as a host)",
+      TEST_OPTIONS,
+      async () => {
+        const seen = await forward("//evil.example/admin?x=1");
+        assert.equal(seen.url, "http://localhost//evil.example/admin?x=1");
+        const url = new URL(seen.url);
+        assert.equal(url.host, "localhost");
+        assert.equal(url.pathname, "//evil.example/admin");
+      },
+    );
+
+    it("sends headers as given, host and content-length included", TEST_OPTIONS, async () => {
+      const seen = await forward("/h", {
+        method: "POST",
+        headers: [["Host", "upstream:3000"], ["content-length", "3"], ["x-a", "1"], ["X-A", "2"]],
+        body: new TextEncoder().encode("abc"),
+      });
+      assert.deepEqual(seen.headers, [
+        ["content-length", "3"],
+        ["host", "upstream:3000"],
+        ["x-a", "1, 2"],
+      ]);
+      assert.equal(seen.body, "abc");
+    });
+
+    it(
+      "carries bodies on DELETE and OPTIONS, and no body when none is given",
+      TEST_OPTIONS,
+      async () => {
+        for (const method of ["DELETE", "OPTIONS", "PROPFIND"]) {
+          const seen = await forward("/b", { method, body: new TextEncoder().encode(method) });
+          assert.equal(seen.method, method);
+          assert.equal(seen.body, method);
+        }
+        const bodyless = await forward("/b", { method: "DELETE" });
+        assert.equal(bodyless.body, null);
+        assert.deepEqual(bodyless.headers, []);
+      },
+    );
+
+    it("streams a body", TEST_OPTIONS, async () => {
+      const chunks = ["one ", "two ", "three"];
+      const body = new ReadableStream<Uint8Array>({
+        pull(controller) {
+          const next = chunks.shift();
+          if (next === undefined) controller.close();
+          else controller.enqueue(new TextEncoder().encode(next));
+        },
+      });
+      const seen = await forward("/s", { method: "PUT", body });
+      assert.equal(seen.body, "one two three");
+    });
+
+    it(
+      "refuses what no request line or Request can carry, before sending",
+      TEST_OPTIONS,
+      async () => {
+        for (const target of ["", "a/b", "/a b", "/a\r\nx: y", "/a\u0000"]) {
+          await assert.rejects(
+            from.forward({ method: "GET", target }),
+            TypeError,
+            JSON.stringify(target),
+          );
+        }
+        for (const method of ["TRACE", "CONNECT", "TRACK", "G T", ""]) {
+          await assert.rejects(from.forward({ method, target: "/" }), TypeError, method);
+        }
+        for (const method of ["GET", "HEAD"]) {
+          await assert.rejects(
+            from.forward({ method, target: "/", body: new Uint8Array(1) }),
+            TypeError,
+            method,
+          );
+        }
+        // The connection is still fine.
+        assert.equal((await forward("/after")).target, "/after");
+      },
+    );
+
+    it(
+      "aborts like fetch: the caller's promise rejects and the handler's signal fires",
+      TEST_OPTIONS,
+      async () => {
+        const aborted = deferred<unknown>();
+        const started = deferred<void>();
+        callee(pair).serve((request) => {
+          request.signal.addEventListener("abort", () => aborted.resolve(request.signal.reason));
+          started.resolve();
+          return new Promise<Response>(() => {});
+        });
+        try {
+          const controller = new AbortController();
+          const pending = from.forward({
+            method: "GET",
+            target: "/wait",
+            signal: controller.signal,
+          });
+          await withTimeout(started.promise, GUARD, "handler started");
+          controller.abort();
+          await assert.rejects(pending, (error: Error) => error.name === "AbortError");
+          await withTimeout(aborted.promise, GUARD, "handler's signal");
+        } finally {
+          callee(pair).serve(see);
+        }
+      },
+    );
+
+    it(
+      "answers with a response whose url is the target resolved as the handler saw it",
+      TEST_OPTIONS,
+      async () => {
+        const response = await from.forward({ method: "GET", target: "//x/y" });
+        assert.equal(response.url, "http://localhost//x/y");
+        await response.body?.cancel();
+      },
+    );
+  });
+}
+
+describe("info.target on fetch()", () => {
+  it("is the path and query fetch() sent", TEST_OPTIONS, async () => {
+    const pair = await startPair();
+    try {
+      pair.clientSide.serve(see);
+      const response = await pair.serverSide.fetch("/a/../b?x=1");
+      const seen = await response.json() as Seen;
+      // fetch() resolves the URL before sending, as a browser's fetch does.
+      assert.equal(seen.target, "/b?x=1");
+    } finally {
+      await pair.close();
+    }
+  });
+});
