@@ -8,23 +8,32 @@
  *   `POST /echo` (streams the body back), `GET /events` (server-sent events),
  *   `GET /bytes?n=` (streams n bytes), `GET /delay?ms=`, `GET /whoami`; or
  * - with `upstream`, everything a local HTTP server serves ({@linkcode tunnelHandler}):
- *   every request is forwarded to it with the runtime's `fetch`, bodies streaming both
- *   ways — a reverse tunnel to a server that is not reachable from outside.
+ *   every request is forwarded to it as it came (target, headers and framing untouched),
+ *   bodies streaming both ways — a reverse tunnel to a server that is not reachable from
+ *   outside.
  *
  * It retries the first connect until the gateway is up, and reconnects with backoff when
- * the connection is lost; a refusal (wrong or missing token) stops it for good.
+ * the connection is lost; a refusal (wrong or missing token, an invalid name) stops it for
+ * good, and so does being replaced by a newer agent with the same credentials (4015). A name
+ * held by another connection (4014) is retried with backoff.
  *
  * Run it as a script, under Deno or Bun:
  *
  * ```sh
  * deno run -A agent.ts [ws://127.0.0.1:8080/agents/connect] --name printer [--token SECRET]
  *                      [--upstream http://127.0.0.1:3000] [--quiet] [--exit-after MS]
+ *                      [--ca ca.pem] [--no-rewrite]
  * bun agent.ts …the same arguments…
  * ```
  *
- * The URL may also be the gateway's `http://` base (the default agents path is added), and
- * each flag may come from the environment: `SWAGGERSOCKET_AGENT_URL`, `…_NAME`, `…_TOKEN`,
- * `…_UPSTREAM`. It prints `connected <id>` on each connect, `disconnected <code>` on each
+ * The URL may also be the gateway's `http://` base (the default agents path is added); a
+ * gateway that serves TLS (`gateway.ts --cert … --key …`) is dialed at `wss://…` or its
+ * `https://` base. `--ca FILE` trusts the PEM CA certificate(s) in that file besides the
+ * runtime's default roots, for a gateway whose certificate is self-signed or from a private
+ * CA (per socket, on Deno and on Bun alike: no `DENO_CERT` or `NODE_EXTRA_CA_CERTS` needed).
+ * Each flag may come from the environment: `SWAGGERSOCKET_AGENT_URL`, `…_NAME`, `…_TOKEN`,
+ * `…_UPSTREAM`, `…_CA`. Why a connect failed (say, a certificate it does not trust) goes to
+ * stderr while it retries. It prints `connected <id>` on each connect, `disconnected <code>` on each
  * loss, `request <METHOD> <path>` per request (unless `--quiet`), and
  * `refused <message>` before exiting with status 1.
  *
@@ -46,6 +55,7 @@
 
 import {
   type Connection,
+  ConnectionClosedError,
   EventType,
   type Handler,
   HandshakeError,
@@ -54,8 +64,12 @@ import {
   type ReconnectOptions,
   WebSocketClient,
 } from "./mod.ts";
-import { DEFAULT_AGENTS_PATH, withoutHopByHop } from "./gateway.ts";
+import { DEFAULT_AGENTS_PATH } from "./gateway.ts";
+import { tunnelHandler, type TunnelOptions } from "./_tunnel.ts";
 import { option, scriptRuntime } from "./_script.ts";
+import { TERMINAL_CLOSE_CODES } from "./protocol/close_codes.ts";
+
+export { tunnelHandler, type TunnelOptions };
 
 // Types that appear in this module's signatures, re-exported so that it documents itself.
 export type {
@@ -85,7 +99,11 @@ export interface AgentOptions {
    * or `ws(s)://` URL without a path gets the default agents path.
    */
   url: string | URL;
-  /** The agent's name: callers reach it at `/agents/{name}/…`. */
+  /**
+   * The agent's name: callers reach it at `/agents/{name}/…`. 1–128 letters, digits, `.`,
+   * `_`, `~` or `-`, starting with a letter or digit, and not shaped like a connection id
+   * (the gateway refuses other names with 4004).
+   */
   name: string;
   /** The gateway's shared token, if it requires one. */
   token?: string;
@@ -93,6 +111,11 @@ export interface AgentOptions {
   metadata?: Record<string, unknown>;
   /** Forward every request to this local HTTP server instead of serving the demo API. */
   upstream?: string | URL;
+  /**
+   * With `upstream`: make a `Location` or cookie `Path` under the upstream's base URL
+   * relative to it (see {@linkcode tunnelHandler}), so its address never leaks. Default `true`.
+   */
+  rewrite?: boolean;
   /** Serve this handler instead (overrides `upstream` and the demo API). */
   handler?: Handler;
   /** Reconnection backoff; also paces retries of the first connect. */
@@ -103,6 +126,22 @@ export interface AgentOptions {
   onRequest?: (request: Request) => void;
   /** Where the client's log lines go. Default: nowhere. */
   logger?: Logger;
+  /**
+   * CA certificates (PEM text, not file names) to trust for a `wss://` (or `https://`)
+   * gateway, besides the runtime's default roots: for a gateway whose certificate is
+   * self-signed or comes from a private CA. The CLI's `--ca FILE` reads one file into it.
+   * Deno and Bun (see `WebSocketClientOptions.caCerts`). Default: the default roots only.
+   *
+   * @example Usage
+   * ```ts ignore
+   * const agent = startAgent({
+   *   url: "wss://gateway.internal:8443",
+   *   name: "printer",
+   *   caCerts: [await Deno.readTextFile("ca.pem")],
+   * });
+   * ```
+   */
+  caCerts?: string[];
 }
 
 /** A running agent, from {@linkcode startAgent}. */
@@ -113,7 +152,9 @@ export interface Agent {
   readonly ready: Promise<Connection>;
   /**
    * Resolves when the agent has stopped for good: with `undefined` after `close()`, or with
-   * the error when the gateway refused it or reconnecting gave up.
+   * the error when the gateway refused it or reconnecting gave up, or with a
+   * `ConnectionClosedError` when the gateway closed it with a terminal code (4003: its
+   * credential was revoked; 4015: a newer connection with the same credential took its name).
    */
   readonly stopped: Promise<Error | undefined>;
   /** Stops reconnecting and closes the connection. */
@@ -289,73 +330,6 @@ function byteStream(total: number): Response {
 }
 
 /**
- * A handler that forwards every request to a local HTTP server with the runtime's `fetch`:
- * method, path, query, headers (minus hop-by-hop and `host`) and body, streamed both ways;
- * the upstream's status, headers and (still encoded) body come back intact. Under Deno, whose
- * `fetch` decodes gzip and brotli bodies unless asked for identity, the upstream is asked for
- * `accept-encoding: identity`. An unreachable upstream answers 502
- * `{ error: "upstream_unavailable", message }`.
- *
- * @example Usage
- * ```ts ignore
- * import { tunnelHandler } from "@swaggersocket/swaggersocket/agent";
- *
- * connection.serve(tunnelHandler("http://127.0.0.1:3000"));
- * ```
- *
- * @param upstream The upstream's base URL; a path in it prefixes every request's path.
- * @returns A handler for `connection.serve()`.
- * @throws {TypeError} If `upstream` is not an http: or https: URL.
- */
-export function tunnelHandler(upstream: string | URL): Handler {
-  const base = new URL(upstream);
-  if (base.protocol !== "http:" && base.protocol !== "https:") {
-    throw new TypeError(`Cannot tunnel to ${base.protocol} URLs: use http: or https:`);
-  }
-  const prefix = base.pathname.replace(/\/+$/, "");
-  const isBun = RUNTIME === "bun";
-  return async (request) => {
-    const incoming = new URL(request.url);
-    const target = new URL(base);
-    target.pathname = prefix + incoming.pathname;
-    target.search = incoming.search;
-    const headers = withoutHopByHop(request.headers);
-    headers.delete("host");
-    const hasBody = request.method !== "GET" && request.method !== "HEAD" && request.body !== null;
-    const init: RequestInit & { duplex?: "half"; decompress?: boolean } = {
-      method: request.method,
-      headers,
-      body: hasBody ? request.body : null,
-      redirect: "manual",
-      signal: request.signal,
-      duplex: "half",
-    };
-    // Bodies pass through as the upstream encoded them. Bun's fetch decodes them unless told
-    // not to; Deno's cannot be told, but leaves a body alone when asked for identity.
-    if (isBun) init.decompress = false;
-    else headers.set("accept-encoding", "identity");
-    let response: Response;
-    try {
-      response = await fetch(target, init);
-    } catch (error) {
-      if (request.signal.aborted) throw error;
-      return Response.json(
-        {
-          error: "upstream_unavailable",
-          message: `Cannot reach ${base.origin}: ${(error as Error).message}`,
-        },
-        { status: 502 },
-      );
-    }
-    return new Response(response.body, {
-      status: response.status,
-      statusText: response.statusText,
-      headers: withoutHopByHop(response.headers),
-    });
-  };
-}
-
-/**
  * Starts an agent: dials the gateway (retrying until it is up), serves the demo API, a
  * tunnel to `upstream`, or `handler`, and reconnects with backoff when the connection is
  * lost. A refusal by the gateway (a missing or wrong token) stops it: `ready` rejects, or
@@ -376,7 +350,9 @@ export function tunnelHandler(upstream: string | URL): Handler {
 export function startAgent(options: AgentOptions): Agent {
   const url = agentsUrl(options.url);
   const served = options.handler ??
-    (options.upstream !== undefined ? tunnelHandler(options.upstream) : demoHandler(options.name));
+    (options.upstream !== undefined
+      ? tunnelHandler(options.upstream, { rewrite: options.rewrite })
+      : demoHandler(options.name));
   const onRequest = options.onRequest;
   const handler: Handler = onRequest
     ? (request, info) => {
@@ -395,6 +371,7 @@ export function startAgent(options: AgentOptions): Agent {
     reconnect: options.reconnect,
     heartbeat: options.heartbeat,
     logger: options.logger,
+    caCerts: options.caCerts,
   }).withMetadata(metadata);
 
   let closed = false;
@@ -403,11 +380,19 @@ export function startAgent(options: AgentOptions): Agent {
   const stopped = new Promise<Error | undefined>((resolve) => resolveStopped = resolve);
 
   // The client's own reconnection gives up (non-retryably) on a refusal: that is the end.
+  // So is a terminal close of an open connection (the gateway revoked the agent's
+  // credential, or a newer connection with the same one took its name): the client does
+  // not reconnect after it.
   const events = client.events();
   (async () => {
     for await (const event of events) {
-      if (event.type === EventType.ConnectionFailure && event.error instanceof HandshakeError) {
-        resolveStopped(event.error);
+      if (event.type !== EventType.ConnectionFailure) continue;
+      const error = event.error;
+      if (
+        error instanceof HandshakeError ||
+        (error instanceof ConnectionClosedError && TERMINAL_CLOSE_CODES.has(error.code))
+      ) {
+        resolveStopped(error);
         return;
       }
     }
@@ -465,7 +450,7 @@ export function startAgent(options: AgentOptions): Agent {
 
 // ---- script mode ----------------------------------------------------------
 
-function main(): void {
+async function main(): Promise<void> {
   const runtime = scriptRuntime();
   const { args } = runtime;
   const from = (name: string): string | undefined =>
@@ -474,7 +459,11 @@ function main(): void {
     console.log(
       "usage: agent.ts [ws://127.0.0.1:8080/agents/connect] --name NAME [--token SECRET]\n" +
         "                [--upstream http://127.0.0.1:3000] [--quiet] [--exit-after MS]\n" +
-        "env: SWAGGERSOCKET_AGENT_{URL,NAME,TOKEN,UPSTREAM}",
+        "                [--ca ca.pem] [--no-rewrite]\n" +
+        "env: SWAGGERSOCKET_AGENT_{URL,NAME,TOKEN,UPSTREAM,CA}\n" +
+        "The URL may be wss:// or https://; --ca trusts that PEM CA (for a self-signed or\n" +
+        "private gateway certificate). Failed connects are retried and reported on stderr.\n" +
+        "--no-rewrite: pass the upstream's Location and Set-Cookie paths as they are",
     );
     return;
   }
@@ -490,11 +479,27 @@ function main(): void {
       runtime.exit(0);
     }, exitAfter);
   }
+  /** One line on stderr per warning: errors by their message, without a stack. */
+  const complain = (...parts: unknown[]): void =>
+    console.error(parts.map((part) => part instanceof Error ? part.message : part).join(" "));
+  const caFile = from("ca");
+  let caCerts: string[] | undefined;
+  if (caFile !== undefined) {
+    try {
+      caCerts = [await runtime.readTextFile(caFile)];
+    } catch (error) {
+      throw new TypeError(`Cannot read --ca ${caFile}: ${(error as Error).message}`);
+    }
+  }
   const agent = startAgent({
     url,
     name,
     token: from("token"),
     upstream: from("upstream"),
+    rewrite: !args.includes("--no-rewrite"),
+    caCerts,
+    // Why a connect failed (a certificate not trusted, nothing listening) goes to stderr.
+    logger: { debug() {}, info() {}, warn: complain, error: complain },
     metadata: { runtime: RUNTIME },
     onRequest: quiet ? undefined : (request) => {
       const target = new URL(request.url);
@@ -524,4 +529,10 @@ function main(): void {
   runtime.onSignal("SIGTERM", stop);
 }
 
-if (import.meta.main) main();
+if (import.meta.main) {
+  // Not awaited at the top level: a promise that never settles there spins Bun (oven-sh/bun#14951).
+  main().catch((error) => {
+    console.error(`agent: ${(error as Error).message}`);
+    scriptRuntime().exit(1);
+  });
+}

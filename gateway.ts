@@ -11,29 +11,84 @@
  * | `ANY /agents/{id-or-name}/{rest...}` | forwards the request to that agent as `/{rest...}?{query}`, streaming both ways |
  * | `GET /agents/connect` (WebSocket upgrade) | where agents dial in (option `path`) |
  *
- * An agent is found by its connection id, or else by the `name` in its metadata (the most
- * recently connected one wins when several share a name). A plain HTTP request to the
- * agents' path (no `Upgrade: websocket`) is routed like any other, so an agent may even be
- * named `connect`.
+ * Ids and names are separate namespaces. A `{id-or-name}` shaped like a connection id (a
+ * ULID: 26 characters of Crockford base32, any case) is looked up only as an id; any other
+ * only as the `name` in an agent's metadata. A name is 1–128 letters, digits, `.`, `_`, `~`
+ * or `-`, starting with a letter or digit (`^[A-Za-z0-9][A-Za-z0-9._~-]{0,127}$`, case
+ * matters), and must not be ULID-shaped; an agent sending any other `name` is refused with
+ * 4004. An agent may send no name (it is then reached by id only). One connection holds a
+ * name at a time (see "Agent identity" below). A plain HTTP request to the agents' path (no
+ * `Upgrade: websocket`) is routed like any other, so an agent may even be named `connect`.
  *
- * Forwarding keeps the method, status, headers and query string, streams the request body
- * (`duplex: "half"`) and the response body (server-sent events arrive as they are sent),
- * drops hop-by-hop headers (`connection`, `keep-alive`, `proxy-*`, `te`, `trailer`,
- * `transfer-encoding`, `upgrade` and any listed in `Connection`) and adds
- * `x-forwarded-for`, `x-forwarded-host`, `x-forwarded-proto` and `x-forwarded-prefix`
- * (`/agents/{id-or-name}`). Errors come back as JSON `{ error, message }`:
+ * Forwarding is faithful, as a well-configured nginx `proxy_pass` is:
+ *
+ * - **The target**: the agent gets the rest of the target exactly as the caller sent it
+ *   (`info.target`; `/agents/a/x/../y//z?` arrives as `/x/../y//z?`), and the agent is chosen
+ *   from the raw path. A rest whose dot segments (`..`, `%2e%2e`, with `/` or `\`) would
+ *   climb out of the agent's prefix is refused with 400, never routed elsewhere. On Bun the
+ *   gateway gets a URL that Bun's server has already resolved (`/agents/a/../b/x` arrives as
+ *   `/agents/b/x`, `\` as `/`, non-ASCII percent-encoded): there it routes what Bun hands it.
+ * - **Framing**: a `Content-Length` body stays one, a chunked one stays chunked, bodies of
+ *   DELETE, OPTIONS and any other method pass, and nothing is invented for a bodyless request.
+ *   Deno's and Bun's servers drop a GET or HEAD body before the gateway sees it, so such a
+ *   request gets 501 rather than reaching the agent without it. Bun's server sends streamed
+ *   bodies chunked whatever their length (oven-sh/bun#10507), so a Bun gateway collects a
+ *   response of known length up to 1 MiB (64 MiB for all at once) to keep its
+ *   `Content-Length`; larger ones go chunked.
+ * - **Headers** pass unchanged but for hop-by-hop ones (`connection`, `keep-alive`,
+ *   `proxy-*`, `te`, `trailer`, `transfer-encoding`, `upgrade`, any listed in `Connection`),
+ *   `Expect` (the gateway's server answered it), the `apiToken` header and `Host` (the agent's
+ *   tunnel sends its upstream's; `preserveHost` passes the caller's). The gateway sets
+ *   `X-Forwarded-For`, `-Host`, `-Proto`, `-Prefix` (`/agents/{id-or-name}`) and
+ *   `Forwarded`, replacing what the caller sent (callers from `trustedProxies` are appended
+ *   to), and appends itself to `Via` (`1.1 swaggersocket`).
+ * - **Rewriting** (`rewrite`, default on): a root-relative `Location`, or one on the
+ *   gateway's own origin, gets the `/agents/{id-or-name}` prefix, as does each `Set-Cookie`
+ *   `Path`; so redirects and cookies stay with their agent.
+ *
+ * Errors come back as JSON `{ error, message }`:
  *
  * | Status | `error` | When |
  * |---|---|---|
+ * | 400 | `bad_request` | a path that climbs out of its agent's prefix, or a malformed agent key |
  * | 401 | `unauthorized` | with `apiToken`, a request without `Authorization` (or `Proxy-Authorization`) `Bearer <apiToken>` |
  * | 404 | `not_found` / `agent_not_found` | no such route / no agent with that id or name |
  * | 501 | `method_not_supported` | `CONNECT`, `TRACE` or `TRACK`, which web `Request`s cannot carry |
+ * | 501 | `body_not_supported` | a GET or HEAD with a body, which the runtime's server drops |
  * | 502 | `agent_unavailable` | the agent went away (or reset the exchange) before answering |
  * | 504 | `agent_timeout` | no response head within `timeout` (default 30 s); bodies may stream for longer |
  *
  * With `token` set, an agent must present it in its metadata (`{ name, token }`); others
  * are refused during the handshake (close code 4003: the agent gets a `HandshakeError`
  * that is not retryable, so it does not hammer the gateway). The token is never listed.
+ *
+ * **Agent identity.** With `credentialsFile` (`--credentials FILE`, or
+ * `SWAGGERSOCKET_GATEWAY_CREDENTIALS`), each agent has its own token, bound to its name: one
+ * line per agent, `NAME sha256:HEX` (the SHA-256 of the token, 64 hex digits), `#` comments
+ * and blank lines allowed, each name once. `gateway.ts --hash-token NAME` reads a token on
+ * standard input and prints its line (so does `printf %s "$TOKEN" | sha256sum`). Tokens are
+ * random secrets, not passwords (make them with `openssl rand -hex 32`): a plain SHA-256 of
+ * one cannot be reversed, and a slow hash would only make each handshake cost more. A
+ * listed name needs its own token; if `token` is set too, it admits any name the file does
+ * not list, else unlisted names are refused (4003). A bad file stops the gateway at start
+ * with the file and line. `reloadCredentials()` (and SIGHUP, when run as a script) reads it
+ * again: a file that fails to load leaves the old table in force; agents whose entry was
+ * removed or changed are closed with 4003 (terminal: revoking a credential stops the agent).
+ *
+ * One connection holds a name at a time. A second connection for a held name replaces the
+ * holder only when both presented the same per-agent token (the agent restarted or
+ * reconnected): the old connection is closed with 4015 and does not reconnect, so two
+ * processes sharing one credential cannot take the name from each other forever. Any other
+ * claim (the shared `token`, no token, another credential) is refused with 4014, which the
+ * agent retries with backoff: the holder may be a dead connection that the heartbeat ends
+ * soon. Of simultaneous claims exactly one wins. The close codes agents see:
+ *
+ * | Code | Name | Terminal | When |
+ * |---|---|---|---|
+ * | 4003 | `Unauthorized` | yes | missing or wrong token; an unlisted name without the shared token; a credential revoked by a reload |
+ * | 4004 | `InvalidMetadata` | yes | a `name` that is not a string, breaks the name rule or is ULID-shaped |
+ * | 4014 | `NameInUse` | no | the name is held by another connection, which was not replaced |
+ * | 4015 | `Superseded` | yes | a newer connection with the same per-agent token took the name |
  * With `apiToken` set, every HTTP caller must present that one (`GET /healthz` aside, which
  * answers `ok` to anyone), as a bearer token in `Authorization` or `Proxy-Authorization`;
  * the gateway removes it before forwarding.
@@ -43,15 +98,28 @@
  * ```sh
  * deno run -A gateway.ts [--hostname 127.0.0.1] [--port 8080] [--path /agents/connect]
  *                        [--token SECRET] [--timeout 30000] [--demo] [--exit-after MS]
+ *                        [--cert cert.pem --key key.pem] [--ca ca.pem]
+ *                        [--credentials FILE] [--trusted-proxies 10.0.0.0/8,::1]
+ *                        [--preserve-host] [--no-rewrite]
+ * deno run -A gateway.ts --hash-token NAME < token.txt   # prints NAME's credentials line
  * bun gateway.ts …the same flags…
  * ```
+ *
+ * With `--cert FILE` and `--key FILE` (PEM; the certificate file may hold a chain) it serves
+ * `https` and `wss` itself, on Deno and on Bun: no separate TLS terminator is needed. Agents
+ * then dial `wss://…/agents/connect` (or the `https://` base), with `--ca FILE` when their
+ * runtime does not trust the certificate's issuer (see `agent.ts`), and forwarded requests
+ * carry `x-forwarded-proto: https`. With `--demo`, `--ca` is the CA that the demo agent and
+ * the printed `curl` lines trust (default: the `--cert` file itself, which fits a self-signed
+ * certificate).
  *
  * On Deno, add `--unstable-no-legacy-abort` (as `npm start` does): the gateway watches
  * `request.signal` to cancel an agent's exchange when the caller hangs up, and without the
  * flag Deno prints a one-time warning about that signal's legacy behaviour.
  *
  * Each flag may also come from the environment: `SWAGGERSOCKET_GATEWAY_HOSTNAME`, `…_PORT`,
- * `…_PATH`, `…_TOKEN`, `…_TIMEOUT` (flags win). `--demo` also starts an agent named `demo`
+ * `…_PATH`, `…_TOKEN`, `…_API_TOKEN`, `…_TIMEOUT`, `…_CERT`, `…_KEY`, `…_CA`,
+ * `…_CREDENTIALS`, `…_TRUSTED_PROXIES` (flags win). `--demo` also starts an agent named `demo`
  * inside the gateway process (the demo API of `agent.ts`) and prints `curl` lines to try.
  *
  * @example Usage
@@ -75,9 +143,26 @@ import {
   EventType,
   type HeartbeatOptions,
   type Logger,
+  type TlsOptions,
   WebSocketServer,
 } from "./mod.ts";
+import { checkTls } from "./_tls.ts";
+import { addressMatcher } from "./_address_match.ts";
+import { agentRequestHeaders, type Hop, withoutHopByHop } from "./_proxy_headers.ts";
+import { mapResponsePaths, type PathMap } from "./_path_rewrite.ts";
+import { type AgentRoute, agentRoute, rawTarget, splitTarget } from "./_raw_target.ts";
+import {
+  COLLECTED_RESPONSES_BUDGET,
+  MAX_COLLECTED_RESPONSE,
+  ResponseBuffer,
+} from "./_response_buffer.ts";
+import { announcesBody, fixedLength, requestBody } from "./_framing.ts";
 import { option, scriptRuntime } from "./_script.ts";
+import { AgentAdmission, type CredentialsReload } from "./_agent_admission.ts";
+import { credentialLine } from "./_credentials.ts";
+
+export type { CredentialsReload } from "./_agent_admission.ts";
+export { CredentialsFileError } from "./_credentials.ts";
 
 // Types that appear in this module's signatures, re-exported so that it documents itself.
 export type {
@@ -102,6 +187,7 @@ export type {
   PongHandler,
   ReconnectOptions,
   ServerAddr,
+  TlsOptions,
   WebSocketClient,
   WebSocketClientOptions,
   WebSocketServer,
@@ -125,8 +211,19 @@ export interface GatewayOptions {
   port?: number;
   /** Path where agents dial in with a WebSocket. Default `"/agents/connect"`. */
   path?: string;
-  /** Shared secret agents must send as `token` in their metadata. Default: none required. */
+  /**
+   * Shared secret agents must send as `token` in their metadata. With `credentialsFile`
+   * too, it admits only names the file does not list. Default: none required.
+   */
   token?: string;
+  /**
+   * A file binding agent names to their own tokens, one `NAME sha256:HEX` line each (the
+   * SHA-256 of the token in hex; `#` comments and blank lines allowed). Listed names need
+   * their token; unlisted ones get in only with `token`. Read at start (a bad file throws a
+   * `CredentialsFileError` naming the line) and by `gateway.reloadCredentials()`.
+   * Default: none.
+   */
+  credentialsFile?: string;
   /**
    * Secret every HTTP caller must present, as `Authorization: Bearer <apiToken>` or, so that
    * callers keep `Authorization` for the agent's API, `Proxy-Authorization: Bearer
@@ -134,6 +231,25 @@ export interface GatewayOptions {
    * forwarded to agents. Default: none required.
    */
   apiToken?: string;
+  /**
+   * Addresses and CIDR blocks (`10.0.0.0/8`, `::1`) of proxies in front of the gateway whose
+   * forwarding headers are believed: from them, `X-Forwarded-For` and `Forwarded` are
+   * appended to and `X-Forwarded-Host` and `-Proto` kept (and used for rewriting). From
+   * anyone else those headers are replaced. Default: none.
+   */
+  trustedProxies?: string[];
+  /**
+   * Send agents the caller's `Host` (a tunnel passes it to its upstream), as nginx's
+   * `proxy_set_header Host $host`. Default `false`: the tunnel sends its upstream's own host
+   * (`X-Forwarded-Host` carries the caller's either way).
+   */
+  preserveHost?: boolean;
+  /**
+   * Rewrite what points into the agent's own root, as nginx's `proxy_redirect default` and
+   * `proxy_cookie_path` do: a root-relative `Location` (or one on the gateway's own origin)
+   * gets the `/agents/{agent}` prefix, and so does each `Set-Cookie` `Path`. Default `true`.
+   */
+  rewrite?: boolean;
   /** Milliseconds an agent has to send a response head before the caller gets 504. Default 30 000. */
   timeout?: number;
   /** Heartbeat timing on agents' connections. */
@@ -142,6 +258,23 @@ export interface GatewayOptions {
   closeTimeout?: number;
   /** Where log lines go (agents connecting and leaving, failures). Default: nowhere. */
   logger?: Logger;
+  /**
+   * Serve `https` and `wss` directly with this certificate and key, both PEM text (not file
+   * names; the CLI's `--cert` and `--key` read the files), on Deno and on Bun. `gateway.url`
+   * then starts with `https://`, `gateway.agentsUrl` with `wss://`, and forwarded requests
+   * carry `x-forwarded-proto: https`. Agents whose runtime does not trust the certificate's
+   * issuer pass it as `caCerts` (`--ca FILE`). Default: plain `http` and `ws`.
+   *
+   * @example Usage
+   * ```ts ignore
+   * const gateway = startGateway({
+   *   port: 8443,
+   *   tls: { cert: await Deno.readTextFile("cert.pem"), key: await Deno.readTextFile("key.pem") },
+   * });
+   * console.log(gateway.agentsUrl); // wss://127.0.0.1:8443/agents/connect
+   * ```
+   */
+  tls?: TlsOptions;
 }
 
 /** One connected agent, as `GET /agents` lists it. */
@@ -166,14 +299,27 @@ export interface AgentInfo {
 export interface Gateway {
   /** Where it listens (the real port when `port` was 0). */
   readonly addr: { hostname: string; port: number };
-  /** Its HTTP base URL, e.g. `http://127.0.0.1:8080`. */
+  /** Its HTTP base URL, e.g. `http://127.0.0.1:8080` (`https://` with `tls`). */
   readonly url: string;
-  /** The WebSocket URL agents dial, e.g. `ws://127.0.0.1:8080/agents/connect`. */
+  /**
+   * The WebSocket URL agents dial, e.g. `ws://127.0.0.1:8080/agents/connect` (`wss://` with
+   * `tls`).
+   */
   readonly agentsUrl: string;
   /** The swaggersocket server holding the agents' connections (events, lookups). */
   readonly server: WebSocketServer;
   /** The connected agents, as `GET /agents` lists them. */
   agents(): AgentInfo[];
+  /**
+   * Reads `credentialsFile` again (the script does on SIGHUP). The new table applies at
+   * once: connected agents whose entry was removed or changed are closed with 4003 and do
+   * not reconnect. If the file cannot be read or parsed, the old table stays in force.
+   *
+   * @returns How many names the file lists, and how many agents were closed.
+   * @throws {TypeError} If the gateway has no `credentialsFile`.
+   * @throws {CredentialsFileError} If the file cannot be read or a line is not an entry.
+   */
+  reloadCredentials(): Promise<CredentialsReload>;
   /** Stops accepting, lets in-flight exchanges finish (bounded), closes agents and the listener. */
   close(): Promise<void>;
   /** Same as `close()`; for `await using`. */
@@ -183,49 +329,7 @@ export interface Gateway {
 /** Methods that web `Request`s refuse (the Fetch standard's forbidden methods). */
 const UNCARRIED_METHODS = new Set(["CONNECT", "TRACE", "TRACK"]);
 
-/** Request headers that only concern one hop (RFC 9110 §7.6.1), never forwarded. */
-const HOP_BY_HOP = new Set([
-  "connection",
-  "keep-alive",
-  "proxy-authenticate",
-  "proxy-authorization",
-  "proxy-connection",
-  "te",
-  "trailer",
-  "transfer-encoding",
-  "upgrade",
-]);
-
-/**
- * A copy of `headers` without hop-by-hop headers: the fixed set (`connection`,
- * `keep-alive`, `proxy-*`, `te`, `trailer`, `transfer-encoding`, `upgrade`) and any
- * header named in `Connection`.
- *
- * @example Usage
- * ```ts
- * import { withoutHopByHop } from "./gateway.ts";
- *
- * const headers = withoutHopByHop(new Headers({ connection: "x-trace", "x-trace": "1", accept: "*\/*" }));
- * console.log([...headers.keys()]); // ["accept"]
- * ```
- *
- * @param headers The headers of a request or response.
- * @returns A new `Headers` without them.
- */
-export function withoutHopByHop(headers: Headers): Headers {
-  const out = new Headers(headers);
-  const listed = headers.get("connection");
-  if (listed) {
-    for (const name of listed.split(",")) {
-      const trimmed = name.trim().toLowerCase();
-      if (trimmed) out.delete(trimmed);
-    }
-  }
-  for (const name of [...out.keys()]) {
-    if (HOP_BY_HOP.has(name) || name.startsWith("proxy-")) out.delete(name);
-  }
-  return out;
-}
+export { withoutHopByHop };
 
 /** A JSON error answer: `{ error, message }`. */
 function errorResponse(status: number, error: string, message: string): Response {
@@ -277,7 +381,13 @@ function describeAgent(connection: Connection): AgentInfo {
 
 interface DenoLike {
   serve(
-    options: { hostname?: string; port?: number; onListen?: (addr: unknown) => void },
+    options: {
+      hostname?: string;
+      port?: number;
+      onListen?: (addr: unknown) => void;
+      cert?: string;
+      key?: string;
+    },
     handler: (request: Request, info: DenoServeHandlerInfo) => Response | Promise<Response>,
   ): { addr: { hostname: string; port: number }; shutdown(): Promise<void> };
 }
@@ -286,6 +396,7 @@ interface BunLike {
   serve(options: {
     hostname?: string;
     port?: number;
+    tls?: { cert: string; key: string };
     idleTimeout?: number;
     fetch: (
       request: Request,
@@ -311,7 +422,8 @@ interface BunLike {
  *
  * @param options Where to listen, the agents' path, the token and the timeout.
  * @returns The running gateway.
- * @throws {TypeError} If neither `Deno.serve` nor `Bun.serve` exists.
+ * @throws {TypeError} If neither `Deno.serve` nor `Bun.serve` exists, or `tls` is not PEM text.
+ * @throws {CredentialsFileError} If `credentialsFile` cannot be read or a line is not an entry.
  */
 export function startGateway(options: GatewayOptions = {}): Gateway {
   const hostname = options.hostname ?? DEFAULT_GATEWAY_HOSTNAME;
@@ -322,11 +434,28 @@ export function startGateway(options: GatewayOptions = {}): Gateway {
   const token = options.token;
   const apiToken = options.apiToken;
   const logger = options.logger;
+  const isTrustedProxy = addressMatcher(options.trustedProxies ?? []);
+  const preserveHost = options.preserveHost ?? false;
+  const rewrite = options.rewrite ?? true;
+  const responseBuffer = new ResponseBuffer(MAX_COLLECTED_RESPONSE, COLLECTED_RESPONSES_BUDGET);
+  /** Whether the runtime's server sends a streamed body's `Content-Length` (set below). */
+  let keepsStreamLength = true;
+  const tls = options.tls === undefined ? undefined : checkTls(options.tls, "tls");
+  /**
+   * `"https"` when the gateway serves TLS itself, else `"http"`: the scheme of `gateway.url`
+   * (`wss`/`ws` for `agentsUrl`), and what `x-forwarded-proto` says to agents.
+   */
+  const protocol: "http" | "https" = tls ? "https" : "http";
   if (apiToken !== undefined && apiToken.length === 0) {
     throw new TypeError("Invalid apiToken: must not be empty");
   }
   if (!path.startsWith("/")) throw new TypeError(`Invalid agents path: ${path} must start with /`);
   if (!(timeout > 0)) throw new RangeError(`Invalid timeout: ${timeout} must be positive`);
+  const admission = new AgentAdmission<Connection>({
+    token,
+    credentialsFile: options.credentialsFile,
+    logger,
+  });
 
   const server = new WebSocketServer({
     noServer: true,
@@ -334,48 +463,24 @@ export function startGateway(options: GatewayOptions = {}): Gateway {
     heartbeat: options.heartbeat,
     closeTimeout,
     logger,
-    authorize: token === undefined
-      ? undefined
-      : ({ metadata }) => sameSecret((metadata as { token?: unknown } | null)?.token, token),
+    // Names, tokens and who holds which name: see `_agent_admission.ts`.
+    authorize: (context) => admission.authorize(context),
   });
   /** Forwarded exchanges still running: aborted if `close()` outlasts its grace period. */
   const inFlight = new Set<AbortController>();
 
   function findAgent(key: string): Connection | undefined {
-    const byId = server.connection(key);
-    if (byId) return byId;
-    let newest: Connection | undefined;
-    for (const connection of server.connections()) {
-      if (nameOf(connection.metadata) !== key) continue;
-      if (!newest || (connection.connectedAt ?? 0) >= (newest.connectedAt ?? 0)) {
-        newest = connection;
-      }
-    }
-    return newest;
+    // An id-shaped key only by id, any other only by name.
+    return admission.find(key, (id) => server.connection(id));
   }
 
-  async function forward(
-    request: Request,
-    agentKey: string,
-    rest: string,
-    url: URL,
-    clientAddr: string,
-    credentialHeader: string,
-  ): Promise<Response> {
+  async function forward(request: Request, route: AgentRoute, hop: Hop): Promise<Response> {
+    const agentKey = route.key;
     const agent = findAgent(agentKey);
     if (!agent) {
       return errorResponse(404, "agent_not_found", `No agent with id or name "${agentKey}"`);
     }
-    const headers = withoutHopByHop(request.headers);
-    if (credentialHeader) headers.delete(credentialHeader);
-    const prior = headers.get("x-forwarded-for");
-    if (clientAddr) headers.set("x-forwarded-for", prior ? `${prior}, ${clientAddr}` : clientAddr);
-    if (!headers.has("x-forwarded-host")) headers.set("x-forwarded-host", url.host);
-    if (!headers.has("x-forwarded-proto")) {
-      headers.set("x-forwarded-proto", url.protocol.slice(0, -1));
-    }
-    headers.set("x-forwarded-prefix", `/agents/${encodeURIComponent(agentKey)}`);
-
+    const headers = agentRequestHeaders(request.headers, hop);
     const controller = new AbortController();
     inFlight.add(controller);
     const timer = setTimeout(
@@ -389,30 +494,27 @@ export function startGateway(options: GatewayOptions = {}): Gateway {
     // (After the head, cancelling the response body does that.)
     const onCallerGone = (): void => controller.abort(request.signal.reason);
     request.signal.addEventListener("abort", onCallerGone, { once: true });
-    const hasBody = request.method !== "GET" && request.method !== "HEAD" && request.body !== null;
     let response: Response;
     try {
-      response = await agent.fetch(rest + url.search, {
+      response = await agent.forward({
         method: request.method,
+        target: route.target,
         headers,
-        body: hasBody ? request.body : null,
+        body: await requestBody(request),
         signal: controller.signal,
-        redirect: "manual",
-        // @ts-ignore: `duplex` is required for streaming bodies but missing from some lib.dom versions.
-        duplex: "half",
       });
     } catch (error) {
       inFlight.delete(controller);
       const name = (error as Error | undefined)?.name;
       if (name === "TimeoutError" && controller.signal.aborted) {
-        logger?.warn("gateway: agent timed out", agent.id, request.method, rest);
+        logger?.warn("gateway: agent timed out", agent.id, request.method, route.target);
         return errorResponse(
           504,
           "agent_timeout",
           `Agent "${agentKey}" did not answer within ${timeout} ms`,
         );
       }
-      logger?.warn("gateway: agent failed", agent.id, request.method, rest, error);
+      logger?.warn("gateway: agent failed", agent.id, request.method, route.target, error);
       return errorResponse(
         502,
         "agent_unavailable",
@@ -425,13 +527,48 @@ export function startGateway(options: GatewayOptions = {}): Gateway {
     const release = (): void => {
       inFlight.delete(controller);
     };
-    const body = response.body === null ? null : passThrough(response.body, release);
-    if (body === null) release();
-    return new Response(body, {
-      status: response.status,
-      statusText: response.statusText,
-      headers: withoutHopByHop(response.headers),
-    });
+    const out = withoutHopByHop(response.headers);
+    if (rewrite) mapResponsePaths(out, gatewayPaths(request.headers, hop));
+    const init = { status: response.status, statusText: response.statusText, headers: out };
+    if (response.body === null) {
+      release();
+      return new Response(null, init);
+    }
+    const length = fixedLength(out);
+    if (!keepsStreamLength && length !== undefined && responseBuffer.admits(length)) {
+      // Bun's server sends a streamed body chunked even when its length is known
+      // (oven-sh/bun#10507), and only a body in memory gets its `Content-Length`.
+      const bytes = await responseBuffer.collect(response.body, length, request.signal, release);
+      if (bytes instanceof Error) {
+        logger?.warn(
+          "gateway: agent failed mid-body",
+          agent.id,
+          request.method,
+          route.target,
+          bytes,
+        );
+        return errorResponse(
+          502,
+          "agent_unavailable",
+          `Agent "${agentKey}" failed before its response was complete: ${bytes.message}`,
+        );
+      }
+      return new Response(bytes, init);
+    }
+    return new Response(passThrough(response.body, release), init);
+  }
+
+  /** Where a response's root-relative paths go: under the agent's prefix on the gateway. */
+  function gatewayPaths(headers: Headers, hop: Hop): PathMap {
+    const host = (hop.trusted && headers.get("x-forwarded-host")) || hop.host;
+    const proto = (hop.trusted && headers.get("x-forwarded-proto")) || hop.proto;
+    let origin = "null";
+    try {
+      origin = new URL(`${proto}://${host}`).origin;
+    } catch {
+      // A Host no URL can have: only root-relative paths are mapped.
+    }
+    return { origin, from: "/", to: `${hop.prefix}/` };
   }
 
   /**
@@ -450,9 +587,11 @@ export function startGateway(options: GatewayOptions = {}): Gateway {
   }
 
   async function handle(request: Request, clientAddr: string): Promise<Response> {
-    const url = new URL(request.url);
-    const pathname = url.pathname;
-    if (pathname === "/healthz") {
+    // Routed on the target as the caller sent it (Deno's `request.url` keeps it; Bun's
+    // server has resolved dot segments already): see _raw_target.ts.
+    const target = rawTarget(request.url);
+    const rawPath = splitTarget(target).path;
+    if (rawPath === "/healthz") {
       return new Response("ok\n", {
         headers: { "content-type": "text/plain; charset=utf-8", "cache-control": "no-store" },
       });
@@ -467,7 +606,7 @@ export function startGateway(options: GatewayOptions = {}): Gateway {
       response.headers.set("www-authenticate", 'Bearer realm="swaggersocket gateway"');
       return response;
     }
-    if (pathname === "/agents" || pathname === "/agents/") {
+    if (rawPath === "/agents" || rawPath === "/agents/") {
       if (request.method !== "GET" && request.method !== "HEAD") {
         return errorResponse(405, "method_not_allowed", "Use GET /agents");
       }
@@ -475,32 +614,55 @@ export function startGateway(options: GatewayOptions = {}): Gateway {
         headers: { "cache-control": "no-store" },
       });
     }
-    const route = pathname.match(/^\/agents\/([^/]+)(\/.*)?$/);
-    if (route && UNCARRIED_METHODS.has(request.method.toUpperCase())) {
-      // `Request` refuses these on both ends: say so, rather than blame the agent with a 502.
+    const route = agentRoute(target, "/agents/");
+    if (route === "malformed_key") {
+      return errorResponse(400, "bad_request", `Malformed agent id or name in ${rawPath}`);
+    }
+    if (route === "climbs_out") {
       return errorResponse(
-        501,
-        "method_not_supported",
-        `The gateway cannot carry ${request.method} requests to agents`,
+        400,
+        "bad_request",
+        `The path ${rawPath} climbs out of its agent's prefix with dot segments`,
       );
     }
     if (route) {
-      let key: string;
-      try {
-        key = decodeURIComponent(route[1]);
-      } catch {
-        return errorResponse(400, "bad_request", `Malformed agent id or name: ${route[1]}`);
+      if (UNCARRIED_METHODS.has(request.method.toUpperCase())) {
+        // `Request` refuses these on both ends: say so, rather than blame the agent with a 502.
+        return errorResponse(
+          501,
+          "method_not_supported",
+          `The gateway cannot carry ${request.method} requests to agents`,
+        );
       }
-      return await forward(request, key, route[2] ?? "/", url, clientAddr, consumed);
+      if (request.body === null && announcesBody(request.headers)) {
+        // Deno's and Bun's servers drop the body of a GET or HEAD before the gateway sees
+        // it; forwarding the rest would leave the agent waiting for bytes that never come.
+        return errorResponse(
+          501,
+          "body_not_supported",
+          `The gateway cannot carry a body on ${request.method} requests`,
+        );
+      }
+      const hop: Hop = {
+        clientAddr,
+        host: request.headers.get("host") ?? new URL(request.url).host,
+        proto: protocol,
+        prefix: `/agents/${encodeURIComponent(route.key)}`,
+        trusted: isTrustedProxy(clientAddr),
+        preserveHost,
+        credentialHeader: consumed,
+      };
+      return await forward(request, route, hop);
     }
-    if (pathname === "/") {
+    if (rawPath === "/") {
+      const url = new URL(request.url);
       return Response.json({
         agents: `${url.origin}/agents`,
         forward: `${url.origin}/agents/{id-or-name}/{path}`,
         connect: `${url.protocol === "https:" ? "wss" : "ws"}://${url.host}${path}`,
       });
     }
-    return errorResponse(404, "not_found", `No route for ${request.method} ${pathname}`);
+    return errorResponse(404, "not_found", `No route for ${request.method} ${rawPath}`);
   }
 
   function isAgentDial(request: Request): boolean {
@@ -514,9 +676,11 @@ export function startGateway(options: GatewayOptions = {}): Gateway {
   let addr: { hostname: string; port: number };
   let stopListening: () => Promise<void>;
   if (bun) {
+    keepsStreamLength = false;
     const listener = bun.serve({
       hostname,
       port,
+      ...(tls ? { tls: { cert: tls.cert, key: tls.key } } : {}),
       // Requests wait on agents for up to `timeout` and event streams may idle: no idle cut.
       idleTimeout: 0,
       fetch: (request, bunServer) => {
@@ -531,7 +695,8 @@ export function startGateway(options: GatewayOptions = {}): Gateway {
       await listener.stop(true);
     };
   } else if (deno) {
-    const listener = deno.serve({ hostname, port, onListen: () => {} }, (request, info) => {
+    const listen = tls ? { hostname, port, cert: tls.cert, key: tls.key } : { hostname, port };
+    const listener = deno.serve({ ...listen, onListen: () => {} }, (request, info) => {
       if (isAgentDial(request)) {
         return server.upgrade(request, info) ??
           errorResponse(500, "upgrade_failed", "WebSocket upgrade failed");
@@ -548,10 +713,11 @@ export function startGateway(options: GatewayOptions = {}): Gateway {
   let closing: Promise<void> | undefined;
   const gateway: Gateway = {
     addr,
-    url: `http://${host}:${addr.port}`,
-    agentsUrl: `ws://${host}:${addr.port}${path}`,
+    url: `${protocol}://${host}:${addr.port}`,
+    agentsUrl: `${tls ? "wss" : "ws"}://${host}:${addr.port}${path}`,
     server,
     agents: () => server.connections().map(describeAgent),
+    reloadCredentials: () => admission.reloadCredentials(),
     close: () => {
       closing ??= (async () => {
         await server.close();
@@ -619,21 +785,81 @@ async function main(): Promise<void> {
     console.log(
       "usage: gateway.ts [--hostname 127.0.0.1] [--port 8080] [--path /agents/connect]\n" +
         "                  [--token SECRET] [--api-token SECRET] [--timeout MS] [--demo]\n" +
-        "                  [--exit-after MS]\n" +
-        "env: SWAGGERSOCKET_GATEWAY_{HOSTNAME,PORT,PATH,TOKEN,API_TOKEN,TIMEOUT}",
+        "                  [--exit-after MS] [--cert FILE --key FILE] [--ca FILE]\n" +
+        "                  [--credentials FILE] [--trusted-proxies CIDR,...]\n" +
+        "                  [--preserve-host] [--no-rewrite]\n" +
+        "       gateway.ts --hash-token NAME < token   (prints NAME's credentials line)\n" +
+        "env: SWAGGERSOCKET_GATEWAY_{HOSTNAME,PORT,PATH,TOKEN,API_TOKEN,TIMEOUT,CERT,KEY,CA,\n" +
+        "                            CREDENTIALS,TRUSTED_PROXIES}\n" +
+        "--credentials: per-agent tokens, one 'NAME sha256:HEX' line each; SIGHUP reloads it\n" +
+        "--cert/--key: serve https and wss with this PEM certificate (chain) and key\n" +
+        "--trusted-proxies: addresses/CIDR blocks whose X-Forwarded-* and Forwarded are kept\n" +
+        "--preserve-host: agents get the caller's Host; --no-rewrite: leave Location and\n" +
+        "      Set-Cookie paths as the agent sent them\n" +
+        "--ca: with --demo, the CA the demo agent and the printed curl lines trust\n" +
+        "      (default: the --cert file itself)",
     );
+    return;
+  }
+  if (args.includes("--hash-token")) {
+    const name = option(args, "hash-token", undefined);
+    if (name === undefined || name.startsWith("--")) {
+      throw new TypeError("--hash-token needs the agent's name; the token comes on standard input");
+    }
+    // One trailing newline (from `echo`, or a file) is not part of the token.
+    const token = (await runtime.readStdin()).replace(/\r?\n$/, "");
+    console.log(await credentialLine(name, token));
     return;
   }
   const portText = from("port");
   const timeoutText = from("timeout");
+  const credentialsFile = from("credentials");
+  const certFile = from("cert");
+  const keyFile = from("key");
+  if ((certFile === undefined) !== (keyFile === undefined)) {
+    throw new TypeError("--cert and --key go together: give both PEM files, or neither");
+  }
+  const readPem = async (flag: string, file: string): Promise<string> => {
+    try {
+      return await runtime.readTextFile(file);
+    } catch (error) {
+      throw new TypeError(`Cannot read --${flag} ${file}: ${(error as Error).message}`);
+    }
+  };
+  const tls = certFile !== undefined && keyFile !== undefined
+    ? { cert: await readPem("cert", certFile), key: await readPem("key", keyFile) }
+    : undefined;
   const gateway = startGateway({
+    tls,
     hostname: from("hostname"),
     port: portText === undefined ? undefined : Number(portText),
     path: from("path"),
     token: from("token"),
+    credentialsFile,
     apiToken: from("api-token"),
     timeout: timeoutText === undefined ? undefined : Number(timeoutText),
+    trustedProxies: from("trusted-proxies")?.split(",").map((entry) => entry.trim())
+      .filter((entry) => entry !== ""),
+    preserveHost: args.includes("--preserve-host"),
+    rewrite: !args.includes("--no-rewrite"),
   });
+  if (credentialsFile !== undefined) {
+    // Only with a file: otherwise SIGHUP keeps its default (ending the process).
+    const reload = (): void => {
+      gateway.reloadCredentials().then(
+        ({ names, revoked }) =>
+          console.log(`credentials reloaded: ${names} names, ${revoked} agents revoked`),
+        (error: Error) =>
+          console.error(`gateway: credentials not reloaded, the old ones stay: ${error.message}`),
+      );
+    };
+    try {
+      runtime.onSignal("SIGHUP", reload);
+    } catch (error) {
+      // Windows has no SIGHUP (Deno refuses the listener): embedders call reloadCredentials().
+      console.error(`gateway: no SIGHUP reload here: ${(error as Error).message}`);
+    }
+  }
   console.log(`gateway listening on ${gateway.url}`);
   console.log(`agents dial ${gateway.agentsUrl}`);
   (async () => {
@@ -664,10 +890,15 @@ async function main(): Promise<void> {
     // Subscribed first: the agent's end of the handshake completes a moment before the
     // gateway's, and the curl lines must work once printed.
     const events = gateway.server.events();
+    // Over TLS the demo agent trusts --ca, else the gateway's own certificate file.
+    const demoCaFile = tls ? from("ca") ?? certFile : undefined;
     const agent = startAgent({
       url: gateway.agentsUrl,
       name: "demo",
       token: from("token"),
+      ...(demoCaFile ? { caCerts: [await readPem("ca", demoCaFile)] } : {}),
+      // A demo agent that cannot connect (a CA that does not fit) says why instead of hanging.
+      logger: { debug() {}, info() {}, warn: console.warn, error: console.error },
     });
     const connection = await agent.ready;
     if (!gateway.server.connection(connection.id)) {
@@ -680,7 +911,11 @@ async function main(): Promise<void> {
     await events.return?.();
     // The demo's lines carry the API token so that they work as printed.
     const apiToken = from("api-token");
-    const curl = apiToken === undefined ? "curl" : `curl -H 'Authorization: Bearer ${apiToken}'`;
+    const curl = [
+      "curl",
+      ...(demoCaFile ? [`--cacert ${demoCaFile}`] : []),
+      ...(apiToken === undefined ? [] : [`-H 'Authorization: Bearer ${apiToken}'`]),
+    ].join(" ");
     const base = gateway.url;
     console.log(`demo agent connected ${connection.id}`);
     console.log("");

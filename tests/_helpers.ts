@@ -82,6 +82,54 @@ export async function eventWhere(
   );
 }
 
+/**
+ * Resolves once `server` holds connection `id` open. A client's end of the handshake
+ * completes first, so `events` must have been subscribed before the client could finish.
+ */
+export async function held(
+  server: WebSocketServer,
+  id: string,
+  events: AsyncIterableIterator<ConnectionEvent>,
+  ms = 30_000,
+): Promise<void> {
+  if (server.connection(id)) return;
+  await eventWhere(
+    events,
+    (event) => event.type === EventType.ConnectionReceived && event.connectionId === id,
+    `the server to hold ${id}`,
+    ms,
+  );
+}
+
+/** {@linkcode held}, subscribing now: for a client that is known to be connected already. */
+export async function serverHolds(server: WebSocketServer, id: string, ms = 30_000): Promise<void> {
+  const events = server.events();
+  try {
+    await held(server, id, events, ms);
+  } finally {
+    await events.return?.();
+  }
+}
+
+/** Cleanups, run in reverse order by `run()`, each bounded, none skipped. */
+export function cleanups(): { add(step: () => Promise<unknown>): void; run(): Promise<void> } {
+  let steps: (() => Promise<unknown>)[] = [];
+  return {
+    add(step) {
+      steps.push(step);
+    },
+    async run() {
+      const pending = steps.reverse();
+      steps = [];
+      for (const step of pending) {
+        await withTimeout(step(), 20_000, "cleanup").catch((error) => {
+          console.error("cleanup failed:", error);
+        });
+      }
+    },
+  };
+}
+
 /** Waits for the next event of `type` about connection `id`, skipping events about others. */
 export async function eventFor(
   events: AsyncIterableIterator<ConnectionEvent>,

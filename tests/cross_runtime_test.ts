@@ -19,7 +19,15 @@ import {
   WebSocketClient,
   WebSocketServer,
 } from "../mod.ts";
-import { type Fixture, IS_BUN, nextEvent, RUNTIME, spawnFixture, withTimeout } from "./_helpers.ts";
+import {
+  cleanups,
+  type Fixture,
+  IS_BUN,
+  nextEvent,
+  RUNTIME,
+  spawnFixture,
+  withTimeout,
+} from "./_helpers.ts";
 import {
   BATCH_SIZE,
   BIG_BODY_BYTES,
@@ -45,25 +53,6 @@ async function expectCheck(fixture: Fixture, prefix: string, name: string): Prom
     CHECK_MS,
   );
   assert.equal(match[1], "ok", `${OTHER} ${prefix} ${name}: ${match[2]}`);
-}
-
-/** Collects cleanups; runs them in reverse order, each bounded, none skipped. */
-function cleanups(): { add(step: () => Promise<unknown>): void; run(): Promise<void> } {
-  let steps: (() => Promise<unknown>)[] = [];
-  return {
-    add(step) {
-      steps.push(step);
-    },
-    async run() {
-      const pending = steps.reverse();
-      steps = [];
-      for (const step of pending) {
-        await withTimeout(step(), 20_000, "cleanup").catch((error) => {
-          console.error("cleanup failed:", error);
-        });
-      }
-    },
-  };
 }
 
 describe(`cross-runtime: ${OTHER} server subprocess, ${RUNTIME} client in process`, () => {

@@ -1,0 +1,304 @@
+/**
+ * The gateway's pure parts, without sockets: routing on the raw target, the headers that
+ * cross it, path rewriting, trusted-proxy matching and response collection.
+ */
+
+import { describe, it } from "node:test";
+import assert from "node:assert/strict";
+import { agentRoute, climbsOut, rawTarget } from "../_raw_target.ts";
+import { addressMatcher } from "../_address_match.ts";
+import { agentRequestHeaders, type Hop } from "../_proxy_headers.ts";
+import { mapCookiePath, mapLocation, mapResponsePaths, type PathMap } from "../_path_rewrite.ts";
+import { ResponseBuffer } from "../_response_buffer.ts";
+import { announcesBody, fixedLength, requestBody } from "../_framing.ts";
+
+describe("rawTarget() and agentRoute()", () => {
+  it("take the target after the origin, as sent", () => {
+    assert.equal(rawTarget("http://gw:8080/agents/a/../b?x"), "/agents/a/../b?x");
+    assert.equal(rawTarget("http://gw//x"), "//x");
+    assert.equal(rawTarget("https://gw"), "/");
+    assert.equal(rawTarget("http://gw?q"), "/?q");
+  });
+
+  it("route the rest untouched when it stays under the agent", () => {
+    const cases: [string, string, string][] = [
+      ["/agents/d", "d", "/"],
+      ["/agents/d?x=1", "d", "/?x=1"],
+      ["/agents/d/", "d", "/"],
+      ["/agents/d/a/../b/./c/%2e%2e/d", "d", "/a/../b/./c/%2e%2e/d"],
+      ["/agents/d//evil.example/admin", "d", "//evil.example/admin"],
+      ["/agents/d/a\\b", "d", "/a\\b"],
+      ["/agents/d/x?", "d", "/x?"],
+      ["/agents/d/x?../../..", "d", "/x?../../.."],
+      ["/agents/my%20agent/p", "my agent", "/p"],
+      ["/agents/d/caf\u00e9\"<>'", "d", "/caf\u00e9\"<>'"],
+    ];
+    for (const [target, key, rest] of cases) {
+      assert.deepEqual(agentRoute(target, "/agents/"), { key, target: rest }, target);
+    }
+  });
+
+  it("refuse a rest that climbs out of the agent's prefix, however spelled", () => {
+    for (
+      const target of [
+        "/agents/d/..",
+        "/agents/d/../b/headers",
+        "/agents/d/x/../../b/y",
+        "/agents/d/%2e%2e/b",
+        "/agents/d/%2E%2e/b",
+        "/agents/d/.%2E/b",
+        "/agents/d/..\\b",
+        "/agents/d/a\\..\\..\\b",
+        "/agents/../healthz",
+        "/agents/%2e%2e/x",
+        "/agents/./d/x",
+      ]
+    ) {
+      assert.equal(agentRoute(target, "/agents/"), "climbs_out", target);
+    }
+  });
+
+  it("leave what is not under the prefix, and refuse a malformed key", () => {
+    assert.equal(agentRoute("/agent/x", "/agents/"), undefined);
+    assert.equal(agentRoute("/agents/", "/agents/"), undefined);
+    assert.equal(agentRoute("/agents/%zz/x", "/agents/"), "malformed_key");
+    // `\` does not end the key: this names no agent rather than agent `b`.
+    assert.deepEqual(agentRoute("/agents/a\\..\\b", "/agents/"), { key: "a\\..\\b", target: "/" });
+  });
+
+  it("climbsOut() resolves as a URL parser would", () => {
+    assert.equal(climbsOut("/a/.."), false);
+    assert.equal(climbsOut("/a/../.."), true);
+    assert.equal(climbsOut("//.."), false); // an empty segment is a segment
+    assert.equal(climbsOut("/./.."), true);
+    assert.equal(climbsOut(""), false);
+  });
+});
+
+describe("addressMatcher()", () => {
+  it("matches addresses and CIDR blocks, IPv4-mapped IPv6 as IPv4", () => {
+    const trusted = addressMatcher(["10.0.0.0/8", "192.168.1.7", "::1", "fd00::/8"]);
+    assert.equal(trusted("10.255.0.1"), true);
+    assert.equal(trusted("::ffff:10.1.2.3"), true);
+    assert.equal(trusted("11.0.0.1"), false);
+    assert.equal(trusted("192.168.1.7"), true);
+    assert.equal(trusted("192.168.1.8"), false);
+    assert.equal(trusted("::1"), true);
+    assert.equal(trusted("[::1]"), true);
+    assert.equal(trusted("0:0:0:0:0:0:0:1"), true);
+    assert.equal(trusted("fd12:3456::1"), true);
+    assert.equal(trusted("fe80::1%eth0"), false);
+    assert.equal(trusted(""), false);
+    assert.equal(trusted("not an address"), false);
+  });
+
+  it("refuses entries that are not addresses or blocks", () => {
+    for (const entry of ["10.0.0.0/33", "::/129", "10.0.0", "example.com", "1:2:3:4:5:6:7:8:9"]) {
+      assert.throws(() => addressMatcher([entry]), TypeError, entry);
+    }
+  });
+});
+
+describe("agentRequestHeaders()", () => {
+  const hop: Hop = {
+    clientAddr: "127.0.0.1",
+    host: "gw.example:8080",
+    proto: "http",
+    prefix: "/agents/d",
+    trusted: false,
+    preserveHost: false,
+    credentialHeader: "",
+  };
+  const caller = (): Headers =>
+    new Headers({
+      host: "gw.example:8080",
+      connection: "keep-alive, x-hop",
+      "x-hop": "1",
+      "keep-alive": "timeout=5",
+      expect: "100-continue",
+      "transfer-encoding": "chunked",
+      "x-forwarded-for": "6.6.6.6",
+      "x-forwarded-host": "evil.example",
+      "x-forwarded-proto": "https",
+      forwarded: "for=6.6.6.6",
+      via: "1.0 front",
+      accept: "text/html",
+      "content-length": "3",
+    });
+
+  it("replaces a caller's forwarding headers and adds its own, nothing else", () => {
+    assert.deepEqual([...agentRequestHeaders(caller(), hop)], [
+      ["accept", "text/html"],
+      ["content-length", "3"],
+      ["forwarded", 'for=127.0.0.1;host="gw.example:8080";proto=http'],
+      ["via", "1.0 front, 1.1 swaggersocket"],
+      ["x-forwarded-for", "127.0.0.1"],
+      ["x-forwarded-host", "gw.example:8080"],
+      ["x-forwarded-prefix", "/agents/d"],
+      ["x-forwarded-proto", "http"],
+    ]);
+  });
+
+  it("extends a trusted proxy's headers, keeps Host with preserveHost, drops the credential", () => {
+    const headers = caller();
+    headers.set("proxy-authorization", "Bearer s3");
+    headers.set("authorization", "Bearer for-the-agent");
+    const out = agentRequestHeaders(headers, {
+      ...hop,
+      clientAddr: "::1",
+      trusted: true,
+      preserveHost: true,
+      credentialHeader: "proxy-authorization",
+    });
+    assert.equal(out.get("x-forwarded-for"), "6.6.6.6, ::1");
+    assert.equal(out.get("x-forwarded-host"), "evil.example");
+    assert.equal(out.get("x-forwarded-proto"), "https");
+    assert.equal(
+      out.get("forwarded"),
+      'for=6.6.6.6, for="[::1]";host="gw.example:8080";proto=http',
+    );
+    assert.equal(out.get("host"), "gw.example:8080");
+    assert.equal(out.get("proxy-authorization"), null);
+    assert.equal(out.get("authorization"), "Bearer for-the-agent");
+  });
+});
+
+describe("path rewriting", () => {
+  const gateway: PathMap = { origin: "http://gw:8080", from: "/", to: "/agents/d/" };
+  const tunnel: PathMap = { origin: "http://10.0.0.5:3000", from: "/app/", to: "/" };
+
+  it("mapLocation() moves root-relative and same-origin URLs, leaves the rest", () => {
+    assert.equal(mapLocation("/x?y#z", gateway), "/agents/d/x?y#z");
+    assert.equal(mapLocation("/", gateway), "/agents/d/");
+    assert.equal(mapLocation("http://gw:8080/get", gateway), "/agents/d/get");
+    assert.equal(mapLocation("http://gw:8080", gateway), "/agents/d/");
+    assert.equal(mapLocation("x/y", gateway), "x/y");
+    assert.equal(mapLocation("?q", gateway), "?q");
+    assert.equal(mapLocation("https://other.example/", gateway), "https://other.example/");
+    assert.equal(mapLocation("//other.example/x", gateway), "//other.example/x");
+    assert.equal(mapLocation("http://10.0.0.5:3000/app/x?q", tunnel), "/x?q");
+    assert.equal(mapLocation("http://10.0.0.5:3000/app", tunnel), "/");
+    assert.equal(mapLocation("/app/login", tunnel), "/login");
+    assert.equal(mapLocation("/elsewhere", tunnel), "/elsewhere");
+    assert.equal(
+      mapLocation("http://10.0.0.5:3000/elsewhere", tunnel),
+      "http://10.0.0.5:3000/elsewhere",
+    );
+  });
+
+  it("mapCookiePath() scopes Path, leaves a cookie without one", () => {
+    assert.equal(mapCookiePath("a=1; Path=/", gateway), "a=1; Path=/agents/d/");
+    assert.equal(
+      mapCookiePath("a=1; path=/sub; HttpOnly", gateway),
+      "a=1; path=/agents/d/sub; HttpOnly",
+    );
+    assert.equal(mapCookiePath("a=1; Secure", gateway), "a=1; Secure");
+    assert.equal(mapCookiePath("a=1; Path=/app/x", tunnel), "a=1; Path=/x");
+  });
+
+  it("mapResponsePaths() keeps several Set-Cookie lines apart", () => {
+    const headers = new Headers([
+      ["location", "/next"],
+      ["set-cookie", "a=1; Path=/"],
+      ["set-cookie", "b=2; Expires=Wed, 21 Oct 2037 07:28:00 GMT; Path=/b"],
+    ]);
+    mapResponsePaths(headers, gateway);
+    assert.equal(headers.get("location"), "/agents/d/next");
+    assert.deepEqual(headers.getSetCookie(), [
+      "a=1; Path=/agents/d/",
+      "b=2; Expires=Wed, 21 Oct 2037 07:28:00 GMT; Path=/agents/d/b",
+    ]);
+  });
+});
+
+describe("ResponseBuffer", () => {
+  const stream = (...chunks: number[]): ReadableStream<Uint8Array> =>
+    new ReadableStream({
+      pull(controller) {
+        const next = chunks.shift();
+        if (next === undefined) controller.close();
+        else controller.enqueue(new Uint8Array(next).fill(7));
+      },
+    });
+
+  it("collects exactly the announced length, within its bounds", async () => {
+    const buffer = new ResponseBuffer(10, 15);
+    assert.equal(buffer.admits(10), true);
+    assert.equal(buffer.admits(11), false);
+    let released = 0;
+    const bytes = await buffer.collect(
+      stream(4, 6),
+      10,
+      new AbortController().signal,
+      () => released++,
+    );
+    assert.ok(bytes instanceof Uint8Array);
+    assert.equal(bytes.length, 10);
+    assert.equal(released, 1);
+    assert.equal(buffer.held, 0);
+  });
+
+  it("fails a body that ends short or runs long, and holds nothing after", async () => {
+    const buffer = new ResponseBuffer(10, 15);
+    const short = await buffer.collect(stream(4), 10, new AbortController().signal, () => {});
+    assert.ok(short instanceof RangeError);
+    const long = await buffer.collect(stream(8, 8), 10, new AbortController().signal, () => {});
+    assert.ok(long instanceof RangeError);
+    assert.equal(buffer.held, 0);
+  });
+
+  it("counts what is being collected against the budget, and stops when the caller leaves", async () => {
+    const buffer = new ResponseBuffer(10, 15);
+    const controller = new AbortController();
+    const endless = new ReadableStream<Uint8Array>({ pull: () => new Promise(() => {}) });
+    const pending = buffer.collect(endless, 10, controller.signal, () => {});
+    assert.equal(buffer.held, 10);
+    assert.equal(buffer.admits(6), false);
+    assert.equal(buffer.admits(5), true);
+    controller.abort();
+    assert.ok(await pending instanceof Error);
+    assert.equal(buffer.held, 0);
+  });
+
+  it("requestBody() finds out whether a request without framing headers has a body", async () => {
+    const empty = new Request(
+      "http://x/",
+      {
+        method: "DELETE",
+        body: new ReadableStream({ start: (c) => c.close() }),
+        duplex: "half",
+      } as RequestInit,
+    );
+    assert.equal(await requestBody(empty), null);
+    const streamed = new Request(
+      "http://x/",
+      { method: "PUT", body: new Blob(["abc"]).stream(), duplex: "half" } as RequestInit,
+    );
+    const body = await requestBody(streamed);
+    assert.equal(await new Response(body).text(), "abc");
+    // Deno's server hands over a stream with one empty chunk for a bodyless DELETE.
+    const emptyChunk = new Request("http://x/", {
+      method: "DELETE",
+      body: new ReadableStream({
+        start: (c) => {
+          c.enqueue(new Uint8Array(0));
+          c.close();
+        },
+      }),
+      duplex: "half",
+    } as RequestInit);
+    assert.equal(await requestBody(emptyChunk), null);
+    const none = new Request("http://x/", { method: "DELETE" });
+    assert.equal(await requestBody(none), null);
+  });
+
+  it("fixedLength() and announcesBody() read the framing headers", () => {
+    assert.equal(fixedLength(new Headers({ "content-length": "42" })), 42);
+    assert.equal(fixedLength(new Headers({ "content-length": "4 2" })), undefined);
+    assert.equal(fixedLength(new Headers()), undefined);
+    assert.equal(announcesBody(new Headers({ "content-length": "0" })), false);
+    assert.equal(announcesBody(new Headers({ "content-length": "3" })), true);
+    assert.equal(announcesBody(new Headers({ "transfer-encoding": "chunked" })), true);
+    assert.equal(announcesBody(new Headers()), false);
+  });
+});

@@ -1,0 +1,334 @@
+/**
+ * TLS: `WebSocketServer` and the gateway serving `wss`/`https` themselves, clients and
+ * agents trusting a private CA (`caCerts`, `--ca`), and clients that do not trust it being
+ * refused with a clear error. Each run makes a fresh CA and a server certificate for
+ * 127.0.0.1 and localhost with `/usr/bin/openssl` (the README's two commands), in a
+ * temporary directory. The other runtime runs `agent.ts` (and `gateway.ts`) as subprocesses.
+ */
+
+import { after, afterEach, before, describe, it } from "node:test";
+import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import {
+  type Connection,
+  EventType,
+  HandshakeError,
+  type TlsOptions,
+  WebSocketClient,
+  WebSocketServer,
+} from "../mod.ts";
+import { type Gateway, startGateway } from "../gateway.ts";
+import { startAgent } from "../agent.ts";
+import {
+  cleanups,
+  IS_BUN,
+  nextEvent,
+  RUNTIME,
+  serverHolds,
+  spawnFixture,
+  withTimeout,
+} from "./_helpers.ts";
+
+const OPENSSL = "/usr/bin/openssl";
+const OTHER: "bun" | "deno" = IS_BUN ? "deno" : "bun";
+/** Bounds one step: a dial, an exchange, a close. */
+const STEP_MS = 15_000;
+/** Bounds a subprocess's start (the machine is shared and may be loaded). */
+const START_MS = 45_000;
+/** The subprocesses' own watchdog (`--exit-after`). */
+const WATCHDOG = ["--exit-after", "120000"];
+const TEST_OPTIONS = { timeout: 120_000 };
+
+interface Certificates {
+  dir: string;
+  /** The CA that signed the server's certificate, PEM, and its file. */
+  ca: string;
+  caFile: string;
+  /** Another CA, which signed nothing here. */
+  otherCa: string;
+  /** The server's certificate and key, PEM, and their files. */
+  tls: TlsOptions;
+  certFile: string;
+  keyFile: string;
+}
+
+/** A fresh CA and a server certificate for 127.0.0.1 and localhost, in a temporary directory. */
+function makeCertificates(): Certificates {
+  const dir = mkdtempSync(join(tmpdir(), "swaggersocket-tls-"));
+  const file = (name: string): string => join(dir, name);
+  const openssl = (args: string[]): void => {
+    execFileSync(OPENSSL, args, { stdio: ["ignore", "ignore", "pipe"], timeout: 30_000 });
+  };
+  const ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "2"];
+  for (const name of ["ca", "other-ca"]) {
+    openssl([
+      "req",
+      "-x509",
+      ...ec,
+      "-subj",
+      `/CN=swaggersocket test ${name}`,
+      "-keyout",
+      file(`${name}.key`),
+      "-out",
+      file(`${name}.pem`),
+    ]);
+  }
+  openssl([
+    "req",
+    "-x509",
+    ...ec,
+    "-subj",
+    "/CN=localhost",
+    "-addext",
+    "subjectAltName=IP:127.0.0.1,DNS:localhost",
+    "-addext",
+    "basicConstraints=critical,CA:FALSE",
+    "-CA",
+    file("ca.pem"),
+    "-CAkey",
+    file("ca.key"),
+    "-keyout",
+    file("key.pem"),
+    "-out",
+    file("cert.pem"),
+  ]);
+  const read = (name: string): string => readFileSync(file(name), "utf8");
+  return {
+    dir,
+    ca: read("ca.pem"),
+    caFile: file("ca.pem"),
+    otherCa: read("other-ca.pem"),
+    tls: { cert: read("cert.pem"), key: read("key.pem") },
+    certFile: file("cert.pem"),
+    keyFile: file("key.pem"),
+  };
+}
+
+/** What {@linkcode fetchWithCa} read: the whole body, so that nothing stays open. */
+interface Fetched {
+  status: number;
+  headers: Headers;
+  text: string;
+}
+
+/**
+ * `fetch` trusting `ca`: Deno takes it through `Deno.createHttpClient({ caCerts })`, Bun as
+ * `tls: { ca }`. Reads the body before returning (Deno's client is closed after).
+ */
+async function fetchWithCa(url: string, ca: string, init: RequestInit = {}): Promise<Fetched> {
+  const deno = (globalThis as {
+    Deno?: { createHttpClient(options: { caCerts: string[] }): { close(): void } };
+  }).Deno;
+  const client = IS_BUN ? undefined : deno!.createHttpClient({ caCerts: [ca] });
+  const extra = IS_BUN ? { tls: { ca } } : { client };
+  try {
+    return await withTimeout(
+      (async () => {
+        const response = await fetch(url, { ...init, ...extra } as RequestInit);
+        return { status: response.status, headers: response.headers, text: await response.text() };
+      })(),
+      STEP_MS,
+      `fetch ${url}`,
+    );
+  } finally {
+    client?.close();
+  }
+}
+
+describe(`TLS (${RUNTIME})`, () => {
+  let certs: Certificates;
+  const cleanup = cleanups();
+  before(() => {
+    certs = makeCertificates();
+  });
+  afterEach(() => cleanup.run());
+  after(() => {
+    if (certs) rmSync(certs.dir, { recursive: true, force: true });
+  });
+
+  /** A server on 127.0.0.1 with `tls`, serving `answer` to its clients. */
+  function tlsServer(): WebSocketServer {
+    const server = new WebSocketServer({
+      hostname: "127.0.0.1",
+      port: 0,
+      tls: certs.tls,
+      handler: (request) =>
+        new Response(`server saw ${request.method} ${new URL(request.url).pathname}`),
+    });
+    cleanup.add(() => server.close());
+    return server;
+  }
+
+  it("a WebSocketServer with tls and a client with caCerts exchange both ways over wss", async () => {
+    const server = tlsServer();
+    const events = server.events();
+    cleanup.add(async () => await events.return?.());
+    for (const scheme of ["wss", "https"]) {
+      const client = new WebSocketClient({
+        url: `${scheme}://127.0.0.1:${server.addr.port}/`,
+        caCerts: [certs.ca],
+        handler: (request) => new Response(`client saw ${new URL(request.url).pathname}`),
+      }).withMetadata({ name: `tls-${scheme}` });
+      cleanup.add(() => client.close());
+      const clientSide = await withTimeout(client.connect(), STEP_MS, `connect over ${scheme}`);
+      const received = await nextEvent(events, EventType.ConnectionReceived, STEP_MS);
+      const serverSide = received.connection as Connection;
+      assert.equal(serverSide.id, clientSide.id);
+      assert.deepEqual(serverSide.metadata, { name: `tls-${scheme}` });
+
+      const fromServer = await withTimeout(serverSide.fetch("/up"), STEP_MS, "server → client");
+      assert.equal(await fromServer.text(), "client saw /up");
+      const fromClient = await withTimeout(
+        clientSide.fetch("/down", { method: "POST", body: "x".repeat(100_000) }),
+        STEP_MS,
+        "client → server",
+      );
+      assert.equal(await fromClient.text(), "server saw POST /down");
+      await withTimeout(client.close(), STEP_MS, "client.close()");
+    }
+  });
+
+  it("a client without the CA, or with another CA, is refused with a certificate error", async () => {
+    const server = tlsServer();
+    for (const caCerts of [undefined, [certs.otherCa]]) {
+      const client = new WebSocketClient({
+        url: `wss://127.0.0.1:${server.addr.port}`,
+        keepAlive: false,
+        ...(caCerts ? { caCerts } : {}),
+      });
+      cleanup.add(() => client.close());
+      const error = await withTimeout(
+        client.connect().then(() => undefined, (error: unknown) => error),
+        STEP_MS,
+        "connect() to fail",
+      );
+      assert.ok(error instanceof HandshakeError, `expected a HandshakeError, got ${error}`);
+      assert.equal(error.code, 1006);
+      // Deno: "invalid peer certificate: UnknownIssuer"; Bun: "unable to verify the first
+      // certificate" or "self signed certificate in certificate chain".
+      assert.match(error.message, /certificate|UnknownIssuer/i);
+      assert.match(error.message, caCerts ? /not signed by the given caCerts/ : /pass that CA/);
+      assert.equal(server.connections().length, 0);
+    }
+  });
+
+  it("tls and caCerts are checked: PEM text, not file names; no tls with noServer", () => {
+    assert.throws(
+      () => new WebSocketServer({ port: 0, tls: { cert: certs.certFile, key: certs.keyFile } }),
+      (error: Error) => error instanceof TypeError && /tls\.cert.*PEM/.test(error.message),
+    );
+    assert.throws(
+      () => new WebSocketServer({ noServer: true, tls: certs.tls }),
+      (error: Error) => error instanceof TypeError && /noServer/.test(error.message),
+    );
+    assert.throws(
+      () => new WebSocketClient({ url: "wss://127.0.0.1:1", caCerts: [certs.caFile] }),
+      (error: Error) => error instanceof TypeError && /caCerts\[0\].*PEM/.test(error.message),
+    );
+    assert.throws(
+      () => startGateway({ port: 0, tls: { cert: certs.tls.cert, key: "key.pem" } }),
+      (error: Error) => error instanceof TypeError && /tls\.key.*PEM/.test(error.message),
+    );
+  });
+
+  /** A gateway with `tls` on 127.0.0.1, a free port. */
+  function tlsGateway(): Gateway {
+    const gateway = startGateway({ hostname: "127.0.0.1", port: 0, tls: certs.tls });
+    cleanup.add(() => gateway.close());
+    return gateway;
+  }
+
+  it("a gateway with tls and an agent with caCerts: https through /agents/{name}/…", async () => {
+    const gateway = tlsGateway();
+    assert.match(gateway.url, /^https:\/\/127\.0\.0\.1:\d+$/);
+    assert.equal(gateway.agentsUrl, `wss://127.0.0.1:${gateway.addr.port}/agents/connect`);
+    // The agent dials the https:// base: it becomes wss:// with the default agents path.
+    const agent = startAgent({
+      url: gateway.url,
+      name: "secure",
+      caCerts: [certs.ca],
+      handler: async (request) =>
+        Response.json({
+          path: new URL(request.url).pathname,
+          proto: request.headers.get("x-forwarded-proto"),
+          body: await request.text(),
+        }),
+    });
+    cleanup.add(() => agent.close());
+    const connection = await withTimeout(agent.ready, STEP_MS, "agent.ready");
+    await serverHolds(gateway.server, connection.id, STEP_MS);
+
+    const listed = await fetchWithCa(`${gateway.url}/agents`, certs.ca);
+    assert.equal(listed.status, 200);
+    assert.deepEqual(
+      (JSON.parse(listed.text) as { name: string }[]).map((agent) => agent.name),
+      ["secure"],
+    );
+    const forwarded = await fetchWithCa(`${gateway.url}/agents/secure/some/path`, certs.ca, {
+      method: "POST",
+      body: "over tls",
+    });
+    assert.equal(forwarded.status, 200);
+    assert.deepEqual(JSON.parse(forwarded.text), {
+      path: "/some/path",
+      proto: "https",
+      body: "over tls",
+    });
+  });
+
+  it(
+    `a ${OTHER} agent.ts with --ca dials the ${RUNTIME} gateway over wss`,
+    TEST_OPTIONS,
+    async () => {
+      const gateway = tlsGateway();
+      const name = `tls-${OTHER}`;
+      const fixture = spawnFixture(OTHER, "agent.ts", [
+        gateway.url,
+        "--name",
+        name,
+        "--ca",
+        certs.caFile,
+        ...WATCHDOG,
+      ]);
+      cleanup.add(() => fixture.kill());
+      const [, id] = await fixture.waitFor(/^connected (\S+)$/, START_MS);
+      await serverHolds(gateway.server, id, STEP_MS);
+      const hello = await fetchWithCa(`${gateway.url}/agents/${name}/hello`, certs.ca);
+      assert.equal(hello.status, 200);
+      assert.equal(hello.text, `hello from ${name} (${OTHER})\n`);
+    },
+  );
+
+  it(
+    `a ${OTHER} gateway.ts with --cert and --key serves a ${RUNTIME} agent with caCerts`,
+    TEST_OPTIONS,
+    async () => {
+      const fixture = spawnFixture(OTHER, "gateway.ts", [
+        "--hostname",
+        "127.0.0.1",
+        "--port",
+        "0",
+        "--cert",
+        certs.certFile,
+        "--key",
+        certs.keyFile,
+        ...WATCHDOG,
+      ]);
+      cleanup.add(() => fixture.kill());
+      const [, url] = await fixture.waitFor(/^gateway listening on (\S+)$/, START_MS);
+      const [, agentsUrl] = await fixture.waitFor(/^agents dial (\S+)$/, START_MS);
+      assert.match(url, /^https:\/\/127\.0\.0\.1:\d+$/);
+      assert.equal(agentsUrl, `${url.replace(/^https:/, "wss:")}/agents/connect`);
+      const agent = startAgent({ url: agentsUrl, name: "in-process", caCerts: [certs.ca] });
+      cleanup.add(() => agent.close());
+      const connection = await withTimeout(agent.ready, STEP_MS, "agent.ready");
+      await fixture.waitFor(new RegExp(`^agent connected ${connection.id} `), STEP_MS);
+      const hello = await fetchWithCa(`${url}/agents/in-process/hello`, certs.ca);
+      assert.equal(hello.status, 200);
+      assert.equal(hello.text, `hello from in-process (${RUNTIME})\n`);
+    },
+  );
+});
