@@ -909,17 +909,22 @@ async function main(): Promise<void> {
       }
     }
     await events.return?.();
-    // The demo's lines carry the API token so that they work as printed.
+    // The API token is a secret: the lines name it by its variable, never print it.
     const apiToken = from("api-token");
     const curl = [
       "curl",
       ...(demoCaFile ? [`--cacert ${demoCaFile}`] : []),
-      ...(apiToken === undefined ? [] : [`-H 'Authorization: Bearer ${apiToken}'`]),
+      ...(apiToken === undefined
+        ? []
+        : ['-H "Authorization: Bearer $SWAGGERSOCKET_GATEWAY_API_TOKEN"']),
     ].join(" ");
     const base = gateway.url;
     console.log(`demo agent connected ${connection.id}`);
     console.log("");
     console.log("Try:");
+    if (apiToken !== undefined) {
+      console.log("  (with SWAGGERSOCKET_GATEWAY_API_TOKEN set to the API token in your shell)");
+    }
     for (
       const line of [
         `${curl} ${base}/agents`,
