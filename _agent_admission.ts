@@ -108,8 +108,8 @@ export class AgentAdmission<C extends AdmittedConnection> {
    * @throws {ClientRefusedError} 4004 for an invalid name, 4003 for a missing or wrong token,
    *   4014 when the name is held by another connection.
    */
-  async authorize(context: { metadata: unknown; connection: C }): Promise<true> {
-    const { metadata, connection } = context;
+  async authorize(context: { metadata: unknown; connection: C; resumes?: C }): Promise<true> {
+    const { metadata, connection, resumes } = context;
     const name = claimedName(metadata);
     const token = tokenOf(metadata);
     const digest = token === undefined ? undefined : await tokenDigest(token);
@@ -124,13 +124,16 @@ export class AgentAdmission<C extends AdmittedConnection> {
       name,
       connection,
       credential,
+      // A client resuming the holder's connection is that agent, back on a new socket.
       (current) =>
-        current.credential !== undefined && credential !== undefined &&
-        sameDigest(current.credential, credential),
+        current.holder === resumes ||
+        (current.credential !== undefined && credential !== undefined &&
+          sameDigest(current.credential, credential)),
     );
     if (!claim.claimed) throw new ClientRefusedError(CloseCode.NameInUse, "Agent name in use");
     connection.closed.then(() => this.#names.release(name, connection));
-    if (claim.replaced) {
+    // The server closes a resumed connection itself (4012), and its client is this one.
+    if (claim.replaced && claim.replaced !== resumes) {
       const old = claim.replaced;
       this.#logger?.info("gateway: agent replaced by a newer connection", name, old.id);
       old.close({

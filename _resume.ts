@@ -126,6 +126,18 @@ export class ResumeStore {
     return { id, metadata: ended!.metadata, metadataCost };
   }
 
+  /**
+   * The open connection that `token` would take over, without redeeming it: for the
+   * server's `authorize`, which runs before the token is redeemed. A wrong, used or ended
+   * token gives `undefined`.
+   */
+  resumes(token: string): Connection | undefined {
+    const dot = token.lastIndexOf(".");
+    if (dot <= 0) return undefined;
+    const live = this.#live.get(token.slice(0, dot));
+    return live && timingSafeEqual(live.secret, token.slice(dot + 1)) ? live.connection : undefined;
+  }
+
   /** A connection ended: keep its token for the window, if it still holds one. */
   release(connection: Connection, now: number): void {
     const live = this.#live.get(connection.id);

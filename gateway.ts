@@ -75,9 +75,11 @@
  * again: a file that fails to load leaves the old table in force; agents whose entry was
  * removed or changed are closed with 4003 (terminal: revoking a credential stops the agent).
  *
- * One connection holds a name at a time. A second connection for a held name replaces the
- * holder only when both presented the same per-agent token (the agent restarted or
- * reconnected): the old connection is closed with 4015 and does not reconnect, so two
+ * One connection holds a name at a time. An agent that resumes its own connection (it
+ * reconnects with its resume token while the gateway still holds the old, half-open socket)
+ * keeps its name and id at once: the old socket gets 4012. Otherwise a second connection for
+ * a held name replaces the holder only when both presented the same per-agent token (the
+ * agent restarted): the old connection is closed with 4015 and does not reconnect, so two
  * processes sharing one credential cannot take the name from each other forever. Any other
  * claim (the shared `token`, no token, another credential) is refused with 4014, which the
  * agent retries with backoff: the holder may be a dead connection that the heartbeat ends
@@ -89,6 +91,7 @@
  * | 4004 | `InvalidMetadata` | yes | a `name` that is not a string, breaks the name rule or is ULID-shaped |
  * | 4014 | `NameInUse` | no | the name is held by another connection, which was not replaced |
  * | 4015 | `Superseded` | yes | a newer connection with the same per-agent token took the name |
+ *
  * With `apiToken` set, every HTTP caller must present that one (`GET /healthz` aside, which
  * answers `ok` to anyone), as a bearer token in `Authorization` or `Proxy-Authorization`;
  * the gateway removes it before forwarding.

@@ -70,6 +70,13 @@ export interface AuthorizeContext {
    * tie whatever `authorize` reserves for it (a name, a slot) to that.
    */
   connection: Connection;
+  /**
+   * The open connection this client resumes with a valid token, if any: once admitted, the
+   * client takes its id and that connection is closed with 4012 `Replaced` (a half-open
+   * socket the server had not noticed). Whatever the old connection held (a name, a slot)
+   * may pass to the new one rather than count against it.
+   */
+  resumes?: Connection;
 }
 
 /** Options for {@linkcode WebSocketServer}. */
@@ -594,7 +601,11 @@ export class WebSocketServer {
       hooks: {
         onHello: ({ metadata, resume, metadataCost: cost }, answer) => {
           metadataCost = cost;
-          const authorizing = this.#authorize(upgradeRequest, metadata, connection);
+          const resumes = resume === undefined ||
+              addressLimits?.mayResume(address, performance.now()) === false
+            ? undefined
+            : this.#resume?.resumes(resume);
+          const authorizing = this.#authorize(upgradeRequest, metadata, connection, resumes);
           upgradeRequest = undefined;
           authorizing.then(async (refusal) => {
             if (refusal) return answer.refuse(refusal.code as CloseCode, refusal.reason);
@@ -688,6 +699,7 @@ export class WebSocketServer {
     request: Request | undefined,
     metadata: unknown,
     connection: Connection,
+    resumes: Connection | undefined,
   ): Promise<{ code: number; reason: string } | undefined> {
     const authorize = this.#options.authorize;
     if (!authorize) return undefined;
@@ -695,7 +707,7 @@ export class WebSocketServer {
     try {
       // `upgrade()` keeps the request whenever there is an `authorize`.
       const remoteAddr = connection.remoteAddr;
-      const context = { request: request!, metadata, remoteAddr, connection };
+      const context = { request: request!, metadata, remoteAddr, connection, resumes };
       return (await authorize(context)) === true ? undefined : unauthorized;
     } catch (error) {
       if (error instanceof ClientRefusedError) {

@@ -35,8 +35,8 @@ export interface RawPeer {
   readonly closed: Promise<RawClose>;
   /** The next message received (bytes or text), waiting if none is queued. */
   nextMessage(ms?: number): Promise<Uint8Array | string>;
-  /** Sends `hello`, waits for the WELCOME and returns it. */
-  handshake(metadata?: unknown, ack?: boolean): Promise<Welcome>;
+  /** Sends `hello` (resuming with `resume`, if given), waits for the WELCOME and returns it. */
+  handshake(metadata?: unknown, ack?: boolean, resume?: string): Promise<Welcome>;
   /** Closes the socket if still open, and waits for the close event (bounded). */
   close(): Promise<void>;
 }
@@ -83,9 +83,9 @@ export function connectRaw(url: string): RawPeer {
     opened,
     closed,
     nextMessage,
-    async handshake(metadata = { name: "raw" }, ack = true) {
+    async handshake(metadata = { name: "raw" }, ack = true, resume?: string) {
       await opened;
-      ws.send(helloMessage(metadata));
+      ws.send(helloMessage(metadata, resume));
       const message = await nextMessage();
       if (typeof message === "string") throw new Error("Expected a binary WELCOME");
       const [frame] = decodeFrames(message, 1 << 20);
@@ -104,14 +104,15 @@ export function connectRaw(url: string): RawPeer {
   };
 }
 
-/** A message holding one HELLO frame of this protocol version. */
-export function helloMessage(metadata: unknown): Uint8Array {
+/** A message holding one HELLO frame of this protocol version (with a resume token, if given). */
+export function helloMessage(metadata: unknown, resume?: string): Uint8Array {
   return frameMessage({
     type: FrameType.Hello,
     payload: encodeHello({
       version: PROTOCOL_VERSION,
       metadata,
       settings: { ...DEFAULT_SETTINGS },
+      ...(resume !== undefined ? { resume } : {}),
     }),
   });
 }

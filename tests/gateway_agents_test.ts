@@ -40,6 +40,8 @@ import { credentialLine, parseCredentials, tokenDigest } from "../_credentials.t
 import { type AdmittedConnection, AgentAdmission } from "../_agent_admission.ts";
 import { BUN_BIN, DENO_BIN, eventWhere, ROOT_DIR, serverHolds, withTimeout } from "./_helpers.ts";
 import { deferred, Resources } from "./_server_helpers.ts";
+import { connectRaw } from "./_raw_peer.ts";
+import { decodeFrames, FrameType } from "../protocol/mod.ts";
 
 const RUNTIMES = ["deno", "bun"] as const;
 /** Bounds one step. */
@@ -581,6 +583,49 @@ describe("gateway agent identity", () => {
       await withTimeout(holder.close(), STEP_MS, "holder.close()");
       const connection = await ready(gateway, waiting);
       assert.deepEqual(await whoami(gateway, "printer"), { status: 200, id: connection.id });
+    },
+  );
+
+  it(
+    "an agent resuming while the gateway still holds its old socket gets its name back at once: 4012 to the old socket, neither 4014 nor 4015",
+    TEST_OPTIONS,
+    async () => {
+      const file = join(tempDir(resources), "agents.credentials");
+      await writeCredentials(file, [["listed", "listed-token"]]);
+      const gateway = gatewayFor(resources, { token: "shared", credentialsFile: file });
+      for (
+        const metadata of [{ name: "nat", token: "shared" }, {
+          name: "listed",
+          token: "listed-token",
+        }]
+      ) {
+        // The old socket stays open, as a half-open one behind a NAT that lost its mapping does.
+        const old = connectRaw(gateway.agentsUrl);
+        resources.defer("old raw socket", () => old.close());
+        const first = await old.handshake(metadata);
+        await serverHolds(gateway.server, first.id, STEP_MS);
+        const fresh = connectRaw(gateway.agentsUrl);
+        resources.defer("resuming raw socket", () => fresh.close());
+        const resumed = await fresh.handshake(metadata, true, first.resumeToken);
+        assert.equal(resumed.resumed, true, metadata.name);
+        assert.equal(resumed.id, first.id, metadata.name);
+        const closed = await withTimeout(old.closed, STEP_MS, "the old socket to close");
+        assert.equal(closed.code, CloseCode.Replaced, metadata.name);
+        await serverHolds(gateway.server, first.id, STEP_MS);
+        // Requests for the name reach the resumed socket (a raw peer: it never answers).
+        const controller = new AbortController();
+        const url = `${gateway.url}/agents/${metadata.name}/x`;
+        const pending = fetch(url, { signal: controller.signal }).catch(() => {});
+        // (A NOOP may come first: see PROTOCOL.md §9.)
+        let types: number[] = [];
+        while (!types.includes(FrameType.Headers)) {
+          const message = await fresh.nextMessage(STEP_MS);
+          assert.ok(message instanceof Uint8Array, metadata.name);
+          types = decodeFrames(message, 1 << 20).map((frame) => frame.type);
+        }
+        controller.abort();
+        await pending;
+      }
     },
   );
 
