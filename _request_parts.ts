@@ -91,7 +91,11 @@ export interface ForwardRequest {
   target: string;
   /** The headers, sent as given (the receiver's `Request` may still refuse a bad one). */
   headers?: HeadersInit;
-  /** The body: bytes, a stream, or none. A `GET` or `HEAD` cannot have one. */
+  /**
+   * The body: bytes, a stream, or none. A `GET` or `HEAD` may have one too (a reverse
+   * proxy carries what it was sent): the peer's handler finds it in `info.body`, since its
+   * `Request` cannot hold it.
+   */
   body?: Uint8Array | ReadableStream<Uint8Array> | null;
   /** Aborts the exchange, as `RequestInit.signal` does. */
   signal?: AbortSignal | null;
@@ -107,7 +111,7 @@ const UNSENDABLE_TARGET = /[\x00-\x20\x7f]/;
  *
  * @param request The method, target, headers, body and signal.
  * @returns The head, the body and the signal.
- * @throws {TypeError} For a bad method, an empty or unsendable target, or a GET/HEAD body.
+ * @throws {TypeError} For a bad method or an empty or unsendable target.
  */
 export function forwardParts(request: ForwardRequest): RequestParts {
   const method = checkMethod(request.method);
@@ -119,9 +123,6 @@ export function forwardParts(request: ForwardRequest): RequestParts {
     throw new TypeError(`Invalid target: ${JSON.stringify(target)}`);
   }
   const body = request.body ?? null;
-  if (body !== null && (method === "GET" || method === "HEAD")) {
-    throw new TypeError(`Request with ${method} method cannot have body`);
-  }
   const headers = request.headers === undefined ? [] : headerList(
     request.headers instanceof Headers ? request.headers : new Headers(request.headers),
   );

@@ -14,6 +14,7 @@ import { Agent as HttpAgent, type IncomingMessage, request as httpRequest } from
 import { Agent as HttpsAgent, request as httpsRequest } from "node:https";
 import type { Handler, HandlerInfo } from "./types.ts";
 import { withoutHopByHop } from "./_proxy_headers.ts";
+import { drained } from "./_drained.ts";
 import { mapResponsePaths, type PathMap } from "./_path_rewrite.ts";
 
 /** Options for {@linkcode tunnelHandler}. */
@@ -85,17 +86,7 @@ async function pump(
       const { done, value } = await reader.read();
       if (done) break;
       if (request.destroyed) return;
-      if (!request.write(value)) {
-        await new Promise<void>((resolve) => {
-          const settle = (): void => {
-            request.off("drain", settle);
-            request.off("close", settle);
-            resolve();
-          };
-          request.on("drain", settle);
-          request.on("close", settle);
-        });
-      }
+      if (!request.write(value)) await drained(request);
     }
     request.end();
   } catch (error) {
@@ -152,7 +143,7 @@ export function tunnelHandler(upstream: string | URL, options: TunnelOptions = {
     const headers = withoutHopByHop(request.headers);
     headers.delete("expect");
     if (!headers.has("host")) headers.set("host", base.host);
-    const body = request.body;
+    const body = request.body ?? info.body;
     if (body !== null && !headers.has("content-length")) {
       headers.set("transfer-encoding", "chunked");
     }

@@ -69,6 +69,12 @@ export interface HandlerInfo {
    */
   readonly target: string;
   /**
+   * The body of a GET or HEAD request that came with one, which a `Request` cannot carry
+   * (`request.body` is then `null`): a proxy forwards it (see `Connection.forward`). `null`
+   * for any other request, whose body is `request.body`.
+   */
+  readonly body: ReadableStream<Uint8Array> | null;
+  /**
    * Resolves when the exchange has ended: the response was sent in full, or the peer
    * cancelled, or the connection was lost. Never rejects. (`Deno.ServeHandlerInfo` has it too.)
    */
