@@ -25,16 +25,14 @@
  * - **The target**: the agent gets the rest of the target exactly as the caller sent it
  *   (`info.target`; `/agents/a/x/../y//z?` arrives as `/x/../y//z?`), and the agent is chosen
  *   from the raw path. A rest whose dot segments (`..`, `%2e%2e`, with `/` or `\`) would
- *   climb out of the agent's prefix is refused with 400, never routed elsewhere. On Bun the
- *   gateway gets a URL that Bun's server has already resolved (`/agents/a/../b/x` arrives as
- *   `/agents/b/x`, `\` as `/`, non-ASCII percent-encoded): there it routes what Bun hands it.
- * - **Framing**: a `Content-Length` body stays one, a chunked one stays chunked, bodies of
- *   DELETE, OPTIONS and any other method pass, and nothing is invented for a bodyless request.
- *   Deno's and Bun's servers drop a GET or HEAD body before the gateway sees it, so such a
- *   request gets 501 rather than reaching the agent without it. Bun's server sends streamed
- *   bodies chunked whatever their length (oven-sh/bun#10507), so a Bun gateway collects a
- *   response of known length up to 1 MiB (64 MiB for all at once) to keep its
- *   `Content-Length`; larger ones go chunked.
+ *   climb out of the agent's prefix is refused with 400, never routed elsewhere. The same on
+ *   Deno and Bun: the gateway serves HTTP with `node:http`, whose parser hands over the target
+ *   as sent. That parser refuses raw non-ASCII bytes in a target (RFC 9112 allows none;
+ *   clients percent-encode them) with 400.
+ * - **Framing**: a `Content-Length` body stays one, a chunked one stays chunked, in both
+ *   directions; bodies of GET, HEAD, DELETE, OPTIONS and any other method pass (an agent's
+ *   handler finds a GET or HEAD body in `info.body`); nothing is invented for a bodyless
+ *   request. The gateway speaks HTTP/1.1 (over TLS too: it offers no HTTP/2).
  * - **Headers** pass unchanged but for hop-by-hop ones (`connection`, `keep-alive`,
  *   `proxy-*`, `te`, `trailer`, `transfer-encoding`, `upgrade`, any listed in `Connection`),
  *   `Expect` (the gateway's server answered it), the `apiToken` header and `Host` (the agent's
@@ -53,8 +51,8 @@
  * | 400 | `bad_request` | a path that climbs out of its agent's prefix, or a malformed agent key |
  * | 401 | `unauthorized` | with `apiToken`, a request without `Authorization` (or `Proxy-Authorization`) `Bearer <apiToken>` |
  * | 404 | `not_found` / `agent_not_found` | no such route / no agent with that id or name |
- * | 501 | `method_not_supported` | `CONNECT`, `TRACE` or `TRACK`, which web `Request`s cannot carry |
- * | 501 | `body_not_supported` | a GET or HEAD with a body, which the runtime's server drops |
+ * | 400 | `bad_request` | a request `node:http` cannot parse (a malformed request line or header) |
+ * | 501 | `method_not_supported` | `CONNECT`, `TRACE` or `TRACK`, which web `Request`s cannot carry, and methods `node:http` does not know (its `METHODS`: the registered ones, WebDAV's, `PURGE`, `QUERY`, …) |
  * | 502 | `agent_unavailable` | the agent went away (or reset the exchange) before answering |
  * | 504 | `agent_timeout` | no response head within `timeout` (default 30 s); bodies may stream for longer |
  *
@@ -109,16 +107,13 @@
  * ```
  *
  * With `--cert FILE` and `--key FILE` (PEM; the certificate file may hold a chain) it serves
- * `https` and `wss` itself, on Deno and on Bun: no separate TLS terminator is needed. Agents
+ * `https` and `wss` itself (`node:https`), on Deno and on Bun: no separate TLS terminator is
+ * needed. Agents
  * then dial `wss://…/agents/connect` (or the `https://` base), with `--ca FILE` when their
  * runtime does not trust the certificate's issuer (see `agent.ts`), and forwarded requests
  * carry `x-forwarded-proto: https`. With `--demo`, `--ca` is the CA that the demo agent and
  * the printed `curl` lines trust (default: the `--cert` file itself, which fits a self-signed
  * certificate).
- *
- * On Deno, add `--unstable-no-legacy-abort` (as `npm start` does): the gateway watches
- * `request.signal` to cancel an agent's exchange when the caller hangs up, and without the
- * flag Deno prints a one-time warning about that signal's legacy behaviour.
  *
  * Each flag may also come from the environment: `SWAGGERSOCKET_GATEWAY_HOSTNAME`, `…_PORT`,
  * `…_PATH`, `…_TOKEN`, `…_API_TOKEN`, `…_TIMEOUT`, `…_CERT`, `…_KEY`, `…_CA`,
@@ -129,7 +124,7 @@
  * ```ts ignore
  * import { startGateway } from "@swaggersocket/swaggersocket/gateway";
  *
- * const gateway = startGateway({ port: 8080, token: "s3cret" });
+ * const gateway = await startGateway({ port: 8080, token: "s3cret" });
  * console.log(`agents dial ${gateway.agentsUrl}; callers use ${gateway.url}/agents`);
  * // later
  * await gateway.close();
@@ -138,11 +133,13 @@
  * @module
  */
 
+import type { IncomingMessage } from "node:http";
+import type { Duplex } from "node:stream";
+import type { Buffer } from "node:buffer";
+// @ts-types="@types/ws"
+import { WebSocketServer as WsServer } from "ws";
 import {
-  type BunServerLike,
-  type BunWebSocketHandlers,
   type Connection,
-  type DenoServeHandlerInfo,
   EventType,
   type HeartbeatOptions,
   type Logger,
@@ -154,12 +151,10 @@ import { addressMatcher } from "./_address_match.ts";
 import { agentRequestHeaders, type Hop, withoutHopByHop } from "./_proxy_headers.ts";
 import { mapResponsePaths, type PathMap } from "./_path_rewrite.ts";
 import { type AgentRoute, agentRoute, rawTarget, splitTarget } from "./_raw_target.ts";
-import {
-  COLLECTED_RESPONSES_BUDGET,
-  MAX_COLLECTED_RESPONSE,
-  ResponseBuffer,
-} from "./_response_buffer.ts";
-import { announcesBody, fixedLength, requestBody } from "./_framing.ts";
+import { type CallerRequest, listenHttp } from "./_http_front.ts";
+import { adaptWsSocket } from "./_ws_socket.ts";
+import { upgradedSockets } from "./server.ts";
+import { DEFAULT_SETTINGS } from "./protocol/handshake.ts";
 import { option, scriptRuntime } from "./_script.ts";
 import { AgentAdmission, type CredentialsReload } from "./_agent_admission.ts";
 import { credentialLine } from "./_credentials.ts";
@@ -270,7 +265,7 @@ export interface GatewayOptions {
    *
    * @example Usage
    * ```ts ignore
-   * const gateway = startGateway({
+   * const gateway = await startGateway({
    *   port: 8443,
    *   tls: { cert: await Deno.readTextFile("cert.pem"), key: await Deno.readTextFile("key.pem") },
    * });
@@ -336,9 +331,19 @@ export { withoutHopByHop };
 
 /** A JSON error answer: `{ error, message }`. */
 function errorResponse(status: number, error: string, message: string): Response {
-  return Response.json({ error, message }, {
+  return jsonResponse({ error, message }, status);
+}
+
+/** A JSON answer of the gateway's own, with its length. */
+function jsonResponse(value: unknown, status = 200): Response {
+  const bytes = new TextEncoder().encode(JSON.stringify(value));
+  return new Response(bytes, {
     status,
-    headers: { "cache-control": "no-store" },
+    headers: {
+      "content-type": "application/json",
+      "content-length": `${bytes.length}`,
+      "cache-control": "no-store",
+    },
   });
 }
 
@@ -380,55 +385,30 @@ function describeAgent(connection: Connection): AgentInfo {
   };
 }
 
-// ---- the runtimes' HTTP servers, described structurally ---------------------
-
-interface DenoLike {
-  serve(
-    options: {
-      hostname?: string;
-      port?: number;
-      onListen?: (addr: unknown) => void;
-      cert?: string;
-      key?: string;
-    },
-    handler: (request: Request, info: DenoServeHandlerInfo) => Response | Promise<Response>,
-  ): { addr: { hostname: string; port: number }; shutdown(): Promise<void> };
-}
-
-interface BunLike {
-  serve(options: {
-    hostname?: string;
-    port?: number;
-    tls?: { cert: string; key: string };
-    idleTimeout?: number;
-    fetch: (
-      request: Request,
-      server: BunServerLike & { timeout?(request: Request, seconds: number): void },
-    ) => Response | undefined | Promise<Response | undefined>;
-    websocket: BunWebSocketHandlers;
-  }): { hostname: string; port: number; stop(closeActiveConnections?: boolean): unknown };
-}
-
 /**
  * Starts a gateway: an HTTP server that accepts agents on a WebSocket path and forwards
- * `/agents/{id-or-name}/…` to them. It listens at once (`Deno.serve` on Deno, `Bun.serve`
- * on Bun); `gateway.addr` has the port.
+ * `/agents/{id-or-name}/…` to them. It serves with `node:http` (`node:https` with `tls`) on
+ * Deno and on Bun alike, which hands over what a reverse proxy needs and the runtimes' own
+ * servers do not (the raw target, a GET's body, a streamed body's length); agents' sockets
+ * are upgraded by the `ws` package. It resolves once listening; `gateway.addr` has the port.
  *
  * @example Usage
  * ```ts ignore
  * import { startGateway } from "@swaggersocket/swaggersocket/gateway";
  *
- * await using gateway = startGateway({ port: 0 });
+ * await using gateway = await startGateway({ port: 0 });
  * // An agent dials gateway.agentsUrl with metadata { name: "printer" }, then:
  * const response = await fetch(`${gateway.url}/agents/printer/status`);
  * ```
  *
  * @param options Where to listen, the agents' path, the token and the timeout.
- * @returns The running gateway.
- * @throws {TypeError} If neither `Deno.serve` nor `Bun.serve` exists, or `tls` is not PEM text.
+ * @returns The running gateway, once it listens.
+ * @throws {TypeError} If an option is invalid or `tls` is not PEM text.
+ * @throws {RangeError} If `timeout` is not positive.
  * @throws {CredentialsFileError} If `credentialsFile` cannot be read or a line is not an entry.
+ * @throws {Error} If it cannot listen (`EADDRINUSE`, …).
  */
-export function startGateway(options: GatewayOptions = {}): Gateway {
+export async function startGateway(options: GatewayOptions = {}): Promise<Gateway> {
   const hostname = options.hostname ?? DEFAULT_GATEWAY_HOSTNAME;
   const port = options.port ?? DEFAULT_GATEWAY_PORT;
   const path = options.path ?? DEFAULT_AGENTS_PATH;
@@ -440,9 +420,6 @@ export function startGateway(options: GatewayOptions = {}): Gateway {
   const isTrustedProxy = addressMatcher(options.trustedProxies ?? []);
   const preserveHost = options.preserveHost ?? false;
   const rewrite = options.rewrite ?? true;
-  const responseBuffer = new ResponseBuffer(MAX_COLLECTED_RESPONSE, COLLECTED_RESPONSES_BUDGET);
-  /** Whether the runtime's server sends a streamed body's `Content-Length` (set below). */
-  let keepsStreamLength = true;
   const tls = options.tls === undefined ? undefined : checkTls(options.tls, "tls");
   /**
    * `"https"` when the gateway serves TLS itself, else `"http"`: the scheme of `gateway.url`
@@ -477,7 +454,7 @@ export function startGateway(options: GatewayOptions = {}): Gateway {
     return admission.find(key, (id) => server.connection(id));
   }
 
-  async function forward(request: Request, route: AgentRoute, hop: Hop): Promise<Response> {
+  async function forward(request: CallerRequest, route: AgentRoute, hop: Hop): Promise<Response> {
     const agentKey = route.key;
     const agent = findAgent(agentKey);
     if (!agent) {
@@ -503,7 +480,7 @@ export function startGateway(options: GatewayOptions = {}): Gateway {
         method: request.method,
         target: route.target,
         headers,
-        body: await requestBody(request),
+        body: request.body,
         signal: controller.signal,
       });
     } catch (error) {
@@ -537,27 +514,6 @@ export function startGateway(options: GatewayOptions = {}): Gateway {
       release();
       return new Response(null, init);
     }
-    const length = fixedLength(out);
-    if (!keepsStreamLength && length !== undefined && responseBuffer.admits(length)) {
-      // Bun's server sends a streamed body chunked even when its length is known
-      // (oven-sh/bun#10507), and only a body in memory gets its `Content-Length`.
-      const bytes = await responseBuffer.collect(response.body, length, request.signal, release);
-      if (bytes instanceof Error) {
-        logger?.warn(
-          "gateway: agent failed mid-body",
-          agent.id,
-          request.method,
-          route.target,
-          bytes,
-        );
-        return errorResponse(
-          502,
-          "agent_unavailable",
-          `Agent "${agentKey}" failed before its response was complete: ${bytes.message}`,
-        );
-      }
-      return new Response(bytes, init);
-    }
     return new Response(passThrough(response.body, release), init);
   }
 
@@ -579,7 +535,7 @@ export function startGateway(options: GatewayOptions = {}): Gateway {
    * (which is not forwarded, so that it never reaches an agent), `""` when none is needed,
    * or `undefined` when the caller did not.
    */
-  function credential(request: Request): string | undefined {
+  function credential(request: CallerRequest): string | undefined {
     if (apiToken === undefined) return "";
     for (const name of ["proxy-authorization", "authorization"]) {
       const value = request.headers.get(name);
@@ -589,14 +545,17 @@ export function startGateway(options: GatewayOptions = {}): Gateway {
     return undefined;
   }
 
-  async function handle(request: Request, clientAddr: string): Promise<Response> {
-    // Routed on the target as the caller sent it (Deno's `request.url` keeps it; Bun's
-    // server has resolved dot segments already): see _raw_target.ts.
-    const target = rawTarget(request.url);
+  async function handle(request: CallerRequest): Promise<Response> {
+    // Routed on the target as the caller sent it: see _raw_target.ts.
+    const target = rawTarget(request.target);
     const rawPath = splitTarget(target).path;
     if (rawPath === "/healthz") {
       return new Response("ok\n", {
-        headers: { "content-type": "text/plain; charset=utf-8", "cache-control": "no-store" },
+        headers: {
+          "content-type": "text/plain; charset=utf-8",
+          "content-length": "3",
+          "cache-control": "no-store",
+        },
       });
     }
     const consumed = credential(request);
@@ -613,9 +572,7 @@ export function startGateway(options: GatewayOptions = {}): Gateway {
       if (request.method !== "GET" && request.method !== "HEAD") {
         return errorResponse(405, "method_not_allowed", "Use GET /agents");
       }
-      return Response.json(server.connections().map(describeAgent), {
-        headers: { "cache-control": "no-store" },
-      });
+      return jsonResponse(server.connections().map(describeAgent));
     }
     const route = agentRoute(target, "/agents/");
     if (route === "malformed_key") {
@@ -637,79 +594,82 @@ export function startGateway(options: GatewayOptions = {}): Gateway {
           `The gateway cannot carry ${request.method} requests to agents`,
         );
       }
-      if (request.body === null && announcesBody(request.headers)) {
-        // Deno's and Bun's servers drop the body of a GET or HEAD before the gateway sees
-        // it; forwarding the rest would leave the agent waiting for bytes that never come.
-        return errorResponse(
-          501,
-          "body_not_supported",
-          `The gateway cannot carry a body on ${request.method} requests`,
-        );
-      }
       const hop: Hop = {
-        clientAddr,
-        host: request.headers.get("host") ?? new URL(request.url).host,
+        clientAddr: request.clientAddr,
+        host: request.headers.get("host") ?? "",
         proto: protocol,
         prefix: `/agents/${encodeURIComponent(route.key)}`,
-        trusted: isTrustedProxy(clientAddr),
+        trusted: isTrustedProxy(request.clientAddr),
         preserveHost,
         credentialHeader: consumed,
       };
       return await forward(request, route, hop);
     }
     if (rawPath === "/") {
-      const url = new URL(request.url);
-      return Response.json({
-        agents: `${url.origin}/agents`,
-        forward: `${url.origin}/agents/{id-or-name}/{path}`,
-        connect: `${url.protocol === "https:" ? "wss" : "ws"}://${url.host}${path}`,
+      const host = request.headers.get("host") ?? gateway.addr.hostname;
+      return jsonResponse({
+        agents: `${protocol}://${host}/agents`,
+        forward: `${protocol}://${host}/agents/{id-or-name}/{path}`,
+        connect: `${tls ? "wss" : "ws"}://${host}${path}`,
       });
     }
     return errorResponse(404, "not_found", `No route for ${request.method} ${rawPath}`);
   }
 
-  function isAgentDial(request: Request): boolean {
-    return new URL(request.url).pathname === path &&
-      request.headers.get("upgrade")?.toLowerCase() === "websocket";
+  const sockets = new WsServer({
+    noServer: true,
+    // `ws` refuses a larger message itself (1009) before buffering it whole.
+    maxPayload: DEFAULT_SETTINGS.maxMessageBytes,
+  });
+
+  /** Takes an agent's dial; any other upgrade request is answered as an ordinary one. */
+  function onUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): boolean {
+    const target = rawTarget(req.url ?? "/");
+    if (splitTarget(target).path !== path) return false;
+    if (req.headers.upgrade?.toLowerCase() !== "websocket") return false;
+    const headers = new Headers();
+    for (let i = 0; i < req.rawHeaders.length; i += 2) {
+      headers.append(req.rawHeaders[i], req.rawHeaders[i + 1]);
+    }
+    // What `authorize` sees: the dial's headers and URL (it has no body).
+    const request = new Request(new URL(target, gateway.url), { headers });
+    const refusal = upgradedSockets.check(server, request);
+    if (refusal) {
+      socket.end(`HTTP/1.1 ${refusal.status} ${refusal.statusText}\r\nConnection: close\r\n\r\n`);
+      return true;
+    }
+    const peer = req.socket;
+    const remoteAddr = { hostname: peer.remoteAddress ?? "", port: peer.remotePort ?? 0 };
+    sockets.handleUpgrade(req, socket, head, (ws) => {
+      upgradedSockets.accept(server, adaptWsSocket(ws), request, remoteAddr);
+    });
+    return true;
   }
 
-  // The one place that picks a runtime: how to listen.
-  const bun = (globalThis as { Bun?: BunLike }).Bun;
-  const deno = (globalThis as { Deno?: DenoLike }).Deno;
-  let addr: { hostname: string; port: number };
-  let stopListening: () => Promise<void>;
-  if (bun) {
-    keepsStreamLength = false;
-    const listener = bun.serve({
-      hostname,
-      port,
-      ...(tls ? { tls: { cert: tls.cert, key: tls.key } } : {}),
-      // Requests wait on agents for up to `timeout` and event streams may idle: no idle cut.
-      idleTimeout: 0,
-      fetch: (request, bunServer) => {
-        if (isAgentDial(request)) return server.upgrade(request, bunServer);
-        const ip = bunServer.requestIP?.(request);
-        return handle(request, ip?.address ?? "");
-      },
-      websocket: server.websocket,
-    });
-    addr = { hostname: listener.hostname, port: listener.port };
-    stopListening = async () => {
-      await listener.stop(true);
-    };
-  } else if (deno) {
-    const listen = tls ? { hostname, port, cert: tls.cert, key: tls.key } : { hostname, port };
-    const listener = deno.serve({ ...listen, onListen: () => {} }, (request, info) => {
-      if (isAgentDial(request)) {
-        return server.upgrade(request, info) ??
-          errorResponse(500, "upgrade_failed", "WebSocket upgrade failed");
-      }
-      return handle(request, info.remoteAddr.hostname);
-    });
-    addr = { hostname: listener.addr.hostname, port: listener.addr.port };
-    stopListening = () => listener.shutdown();
-  } else {
-    throw new TypeError("Cannot start the gateway: neither Deno.serve nor Bun.serve exists");
+  /** What answers a request that `node:http` could not parse. */
+  function unparsable(method: string | undefined): Response {
+    return method === undefined
+      ? errorResponse(400, "bad_request", "The request could not be parsed")
+      : errorResponse(
+        501,
+        "method_not_supported",
+        `The gateway cannot carry ${method} requests to agents`,
+      );
+  }
+
+  const front = await listenHttp({ hostname, port, tls, handler: handle, onUpgrade, unparsable });
+  const addr = front.addr;
+
+  /** Closes the agents' sockets: lets their close frames go out (bounded), then cuts them. */
+  async function closeSockets(): Promise<void> {
+    const open = [...sockets.clients].filter((ws) => ws.readyState !== ws.CLOSED);
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    await Promise.race([
+      Promise.all(open.map((ws) => new Promise((resolve) => ws.once("close", resolve)))),
+      new Promise((resolve) => timer = setTimeout(resolve, 1_000)),
+    ]);
+    clearTimeout(timer);
+    for (const ws of sockets.clients) ws.terminate();
   }
 
   const host = addr.hostname.includes(":") ? `[${addr.hostname}]` : addr.hostname;
@@ -727,7 +687,8 @@ export function startGateway(options: GatewayOptions = {}): Gateway {
         // Whatever still streams (an endless event stream) is cut now.
         for (const controller of inFlight) controller.abort();
         inFlight.clear();
-        await stopListening();
+        await closeSockets();
+        await front.stop();
       })();
       return closing;
     },
@@ -832,7 +793,7 @@ async function main(): Promise<void> {
   const tls = certFile !== undefined && keyFile !== undefined
     ? { cert: await readPem("cert", certFile), key: await readPem("key", keyFile) }
     : undefined;
-  const gateway = startGateway({
+  const gateway = await startGateway({
     tls,
     hostname: from("hostname"),
     port: portText === undefined ? undefined : Number(portText),

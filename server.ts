@@ -216,6 +216,24 @@ interface BunSocketData {
 }
 
 /**
+ * For a server in front that upgrades sockets itself (the gateway's `node:http` front):
+ * `check` answers an upgrade request as `upgrade()` would refuse it (404, 426, 503) or
+ * `undefined`; `accept` takes the socket once upgraded. Not exported from `mod.ts`.
+ */
+export const upgradedSockets: {
+  check(server: WebSocketServer, request: Request): Response | undefined;
+  accept(
+    server: WebSocketServer,
+    socket: Socket,
+    request: Request,
+    remoteAddr: { hostname: string; port: number },
+  ): void;
+} = {
+  check: () => undefined,
+  accept: () => {},
+};
+
+/**
  * Accepts WebSocket clients and serves HTTP over each connection both ways.
  *
  * @example Usage
@@ -232,6 +250,12 @@ interface BunSocketData {
  * ```
  */
 export class WebSocketServer {
+  static {
+    upgradedSockets.check = (server, request) => server.#checkUpgrade(request);
+    upgradedSockets.accept = (server, socket, request, remoteAddr) =>
+      server.#accept(socket, request.headers.get("origin"), request, remoteAddr);
+  }
+
   readonly #options: WebSocketServerOptions;
   readonly #logger: Logger;
   readonly #limits: ConnectionLimits;

@@ -112,8 +112,8 @@ class RecordingLogger implements Logger {
 }
 
 /** Starts a gateway on a free port, closed after the test. */
-function gatewayFor(resources: Resources, options: GatewayOptions): Gateway {
-  const gateway = startGateway({ port: 0, ...options });
+async function gatewayFor(resources: Resources, options: GatewayOptions): Promise<Gateway> {
+  const gateway = await startGateway({ port: 0, ...options });
   resources.defer("gateway.close()", () => gateway.close());
   return gateway;
 }
@@ -503,7 +503,7 @@ describe("gateway agent identity", () => {
     async () => {
       const file = join(tempDir(resources), "agents.credentials");
       await writeCredentials(file, [["alpha", "alpha-token"], ["beta", "beta-token"]]);
-      const gateway = gatewayFor(resources, { credentialsFile: file });
+      const gateway = await gatewayFor(resources, { credentialsFile: file });
 
       const alpha = agentFor(resources, gateway, "alpha", "alpha-token");
       const connection = await ready(gateway, alpha);
@@ -537,7 +537,7 @@ describe("gateway agent identity", () => {
     async () => {
       const file = join(tempDir(resources), "agents.credentials");
       await writeCredentials(file, [["alpha", "alpha-token"]]);
-      const gateway = gatewayFor(resources, { credentialsFile: file });
+      const gateway = await gatewayFor(resources, { credentialsFile: file });
 
       const oldLogger = new RecordingLogger();
       const old = agentFor(resources, gateway, "alpha", "alpha-token", oldLogger);
@@ -563,7 +563,7 @@ describe("gateway agent identity", () => {
     "shared token: a second agent for a held name is refused with 4014 (retryable) and gets in once the holder leaves",
     TEST_OPTIONS,
     async () => {
-      const gateway = gatewayFor(resources, { token: "shared" });
+      const gateway = await gatewayFor(resources, { token: "shared" });
       const holder = agentFor(resources, gateway, "printer", "shared");
       const held = await ready(gateway, holder);
 
@@ -592,7 +592,7 @@ describe("gateway agent identity", () => {
     async () => {
       const file = join(tempDir(resources), "agents.credentials");
       await writeCredentials(file, [["listed", "listed-token"]]);
-      const gateway = gatewayFor(resources, { token: "shared", credentialsFile: file });
+      const gateway = await gatewayFor(resources, { token: "shared", credentialsFile: file });
       for (
         const metadata of [{ name: "nat", token: "shared" }, {
           name: "listed",
@@ -633,7 +633,7 @@ describe("gateway agent identity", () => {
     "without any token a held name is refused with 4014 too: no silent takeover",
     TEST_OPTIONS,
     async () => {
-      const gateway = gatewayFor(resources, {});
+      const gateway = await gatewayFor(resources, {});
       const holder = agentFor(resources, gateway, "printer");
       const held = await ready(gateway, holder);
       const taken = await refusal(dial(resources, gateway, { name: "printer" }), "takeover");
@@ -648,7 +648,7 @@ describe("gateway agent identity", () => {
     async () => {
       const file = join(tempDir(resources), "agents.credentials");
       await writeCredentials(file, [["alpha", "alpha-token"]]);
-      const gateway = gatewayFor(resources, { credentialsFile: file, token: "shared" });
+      const gateway = await gatewayFor(resources, { credentialsFile: file, token: "shared" });
       const N = 8;
 
       const shared = await Promise.allSettled(
@@ -719,7 +719,7 @@ describe("gateway agent identity", () => {
     "ULID-shaped and malformed names are refused with 4004, terminally",
     TEST_OPTIONS,
     async () => {
-      const gateway = gatewayFor(resources, {});
+      const gateway = await gatewayFor(resources, {});
       for (
         const name of [
           ulid(),
@@ -751,7 +751,7 @@ describe("gateway agent identity", () => {
     "ids and names are separate: an id reaches only that connection, a name only its holder",
     TEST_OPTIONS,
     async () => {
-      const gateway = gatewayFor(resources, {});
+      const gateway = await gatewayFor(resources, {});
       const alpha = agentFor(resources, gateway, "alpha");
       const alphaConnection = await ready(gateway, alpha);
       // An agent without a name is reached by its id only.
@@ -799,7 +799,7 @@ describe("gateway agent identity", () => {
         "keep",
         "keep-token",
       ]]);
-      const gateway = gatewayFor(resources, { credentialsFile: file, token: "shared" });
+      const gateway = await gatewayFor(resources, { credentialsFile: file, token: "shared" });
       const alpha = agentFor(resources, gateway, "alpha", "alpha-token");
       const beta = agentFor(resources, gateway, "beta", "beta-token");
       const keep = agentFor(resources, gateway, "keep", "keep-token");
@@ -857,19 +857,19 @@ describe("gateway agent identity", () => {
     },
   );
 
-  it("a malformed or missing credentials file stops startGateway() with an error naming the line", () => {
+  it("a malformed or missing credentials file stops startGateway() with an error naming the line", async () => {
     const dir = mkdtempSync(join(tmpdir(), "swaggersocket-agents-"));
     try {
       const file = join(dir, "agents.credentials");
       writeFileSync(file, "# agents\nalpha sha256:" + "0".repeat(64) + "\nbeta sha256:00\n");
-      assert.throws(() => startGateway({ port: 0, credentialsFile: file }), (error: unknown) => {
+      await assert.rejects(startGateway({ port: 0, credentialsFile: file }), (error: unknown) => {
         assert.ok(error instanceof CredentialsFileError, String(error));
         assert.equal(error.line, 3);
         assert.equal(error.message, `${file}, line 3: the SHA-256 of "beta" must be 64 hex digits`);
         return true;
       });
-      assert.throws(
-        () => startGateway({ port: 0, credentialsFile: join(dir, "missing") }),
+      await assert.rejects(
+        startGateway({ port: 0, credentialsFile: join(dir, "missing") }),
         (error: unknown) => error instanceof CredentialsFileError && error.line === undefined,
       );
     } finally {

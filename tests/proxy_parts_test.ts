@@ -9,8 +9,7 @@ import { agentRoute, climbsOut, rawTarget } from "../_raw_target.ts";
 import { addressMatcher } from "../_address_match.ts";
 import { agentRequestHeaders, type Hop } from "../_proxy_headers.ts";
 import { mapCookiePath, mapLocation, mapResponsePaths, type PathMap } from "../_path_rewrite.ts";
-import { ResponseBuffer } from "../_response_buffer.ts";
-import { announcesBody, fixedLength, requestBody } from "../_framing.ts";
+import { announcesBody } from "../_framing.ts";
 
 describe("rawTarget() and agentRoute()", () => {
   it("take the target after the origin, as sent", () => {
@@ -211,91 +210,8 @@ describe("path rewriting", () => {
   });
 });
 
-describe("ResponseBuffer", () => {
-  const stream = (...chunks: number[]): ReadableStream<Uint8Array> =>
-    new ReadableStream({
-      pull(controller) {
-        const next = chunks.shift();
-        if (next === undefined) controller.close();
-        else controller.enqueue(new Uint8Array(next).fill(7));
-      },
-    });
-
-  it("collects exactly the announced length, within its bounds", async () => {
-    const buffer = new ResponseBuffer(10, 15);
-    assert.equal(buffer.admits(10), true);
-    assert.equal(buffer.admits(11), false);
-    let released = 0;
-    const bytes = await buffer.collect(
-      stream(4, 6),
-      10,
-      new AbortController().signal,
-      () => released++,
-    );
-    assert.ok(bytes instanceof Uint8Array);
-    assert.equal(bytes.length, 10);
-    assert.equal(released, 1);
-    assert.equal(buffer.held, 0);
-  });
-
-  it("fails a body that ends short or runs long, and holds nothing after", async () => {
-    const buffer = new ResponseBuffer(10, 15);
-    const short = await buffer.collect(stream(4), 10, new AbortController().signal, () => {});
-    assert.ok(short instanceof RangeError);
-    const long = await buffer.collect(stream(8, 8), 10, new AbortController().signal, () => {});
-    assert.ok(long instanceof RangeError);
-    assert.equal(buffer.held, 0);
-  });
-
-  it("counts what is being collected against the budget, and stops when the caller leaves", async () => {
-    const buffer = new ResponseBuffer(10, 15);
-    const controller = new AbortController();
-    const endless = new ReadableStream<Uint8Array>({ pull: () => new Promise(() => {}) });
-    const pending = buffer.collect(endless, 10, controller.signal, () => {});
-    assert.equal(buffer.held, 10);
-    assert.equal(buffer.admits(6), false);
-    assert.equal(buffer.admits(5), true);
-    controller.abort();
-    assert.ok(await pending instanceof Error);
-    assert.equal(buffer.held, 0);
-  });
-
-  it("requestBody() finds out whether a request without framing headers has a body", async () => {
-    const empty = new Request(
-      "http://x/",
-      {
-        method: "DELETE",
-        body: new ReadableStream({ start: (c) => c.close() }),
-        duplex: "half",
-      } as RequestInit,
-    );
-    assert.equal(await requestBody(empty), null);
-    const streamed = new Request(
-      "http://x/",
-      { method: "PUT", body: new Blob(["abc"]).stream(), duplex: "half" } as RequestInit,
-    );
-    const body = await requestBody(streamed);
-    assert.equal(await new Response(body).text(), "abc");
-    // Deno's server hands over a stream with one empty chunk for a bodyless DELETE.
-    const emptyChunk = new Request("http://x/", {
-      method: "DELETE",
-      body: new ReadableStream({
-        start: (c) => {
-          c.enqueue(new Uint8Array(0));
-          c.close();
-        },
-      }),
-      duplex: "half",
-    } as RequestInit);
-    assert.equal(await requestBody(emptyChunk), null);
-    const none = new Request("http://x/", { method: "DELETE" });
-    assert.equal(await requestBody(none), null);
-  });
-
-  it("fixedLength() and announcesBody() read the framing headers", () => {
-    assert.equal(fixedLength(new Headers({ "content-length": "42" })), 42);
-    assert.equal(fixedLength(new Headers({ "content-length": "4 2" })), undefined);
-    assert.equal(fixedLength(new Headers()), undefined);
+describe("announcesBody", () => {
+  it("reads the framing headers", () => {
     assert.equal(announcesBody(new Headers({ "content-length": "0" })), false);
     assert.equal(announcesBody(new Headers({ "content-length": "3" })), true);
     assert.equal(announcesBody(new Headers({ "transfer-encoding": "chunked" })), true);

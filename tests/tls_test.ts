@@ -8,8 +8,8 @@
 
 import { after, afterEach, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { execFileSync } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { execFileSync, spawn } from "node:child_process";
+import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import {
@@ -215,7 +215,7 @@ describe(`TLS (${RUNTIME})`, () => {
     }
   });
 
-  it("tls and caCerts are checked: PEM text, not file names; no tls with noServer", () => {
+  it("tls and caCerts are checked: PEM text, not file names; no tls with noServer", async () => {
     assert.throws(
       () => new WebSocketServer({ port: 0, tls: { cert: certs.certFile, key: certs.keyFile } }),
       (error: Error) => error instanceof TypeError && /tls\.cert.*PEM/.test(error.message),
@@ -228,21 +228,21 @@ describe(`TLS (${RUNTIME})`, () => {
       () => new WebSocketClient({ url: "wss://127.0.0.1:1", caCerts: [certs.caFile] }),
       (error: Error) => error instanceof TypeError && /caCerts\[0\].*PEM/.test(error.message),
     );
-    assert.throws(
-      () => startGateway({ port: 0, tls: { cert: certs.tls.cert, key: "key.pem" } }),
+    await assert.rejects(
+      startGateway({ port: 0, tls: { cert: certs.tls.cert, key: "key.pem" } }),
       (error: Error) => error instanceof TypeError && /tls\.key.*PEM/.test(error.message),
     );
   });
 
   /** A gateway with `tls` on 127.0.0.1, a free port. */
-  function tlsGateway(): Gateway {
-    const gateway = startGateway({ hostname: "127.0.0.1", port: 0, tls: certs.tls });
+  async function tlsGateway(): Promise<Gateway> {
+    const gateway = await startGateway({ hostname: "127.0.0.1", port: 0, tls: certs.tls });
     cleanup.add(() => gateway.close());
     return gateway;
   }
 
   it("a gateway with tls and an agent with caCerts: https through /agents/{name}/…", async () => {
-    const gateway = tlsGateway();
+    const gateway = await tlsGateway();
     assert.match(gateway.url, /^https:\/\/127\.0\.0\.1:\d+$/);
     assert.equal(gateway.agentsUrl, `wss://127.0.0.1:${gateway.addr.port}/agents/connect`);
     // The agent dials the https:// base: it becomes wss:// with the default agents path.
@@ -279,11 +279,56 @@ describe(`TLS (${RUNTIME})`, () => {
     });
   });
 
+  it("through a TLS gateway, curl asking for HTTP/2 gets HTTP/1.1; a streamed upload and a bodyless DELETE arrive as sent", async () => {
+    // The gateway offers no HTTP/2 (documented): curl falls back, and a body it streams
+    // goes chunked.
+    if (!existsSync(CURL)) return;
+    const gateway = await tlsGateway();
+    const agent = startAgent({
+      url: gateway.url,
+      name: "h2",
+      caCerts: [certs.ca],
+      handler: async (request) =>
+        Response.json({
+          method: request.method,
+          hasBody: request.body !== null,
+          body: request.body === null ? null : await request.text(),
+        }),
+    });
+    cleanup.add(() => agent.close());
+    await serverHolds(
+      gateway.server,
+      (await withTimeout(agent.ready, STEP_MS, "ready")).id,
+      STEP_MS,
+    );
+    const url = `${gateway.url}/agents/h2/up`;
+    const upload = await curlWithInput(
+      ["-sS", "--http2", "--cacert", certs.caFile, "-w", "\n%{http_version}", "-T", "-", url],
+      "streamed without a length",
+    );
+    const [json, version] = upload.split("\n");
+    assert.equal(version, "1.1");
+    assert.deepEqual(JSON.parse(json), {
+      method: "PUT",
+      hasBody: true,
+      body: "streamed without a length",
+    });
+    const bodyless = await curlWithInput([
+      "-sS",
+      "--http2",
+      "--cacert",
+      certs.caFile,
+      "-X",
+      "DELETE",
+      url,
+    ], "");
+    assert.deepEqual(JSON.parse(bodyless), { method: "DELETE", hasBody: false, body: null });
+  });
   it(
     `a ${OTHER} agent.ts with --ca dials the ${RUNTIME} gateway over wss`,
     TEST_OPTIONS,
     async () => {
-      const gateway = tlsGateway();
+      const gateway = await tlsGateway();
       const name = `tls-${OTHER}`;
       const fixture = spawnFixture(OTHER, "agent.ts", [
         gateway.url,
@@ -332,3 +377,23 @@ describe(`TLS (${RUNTIME})`, () => {
     },
   );
 });
+
+const CURL = "/usr/bin/curl";
+
+/** Runs curl with `input` on its standard input, bounded; resolves with its stdout. */
+function curlWithInput(args: string[], input: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(CURL, args, { stdio: ["pipe", "pipe", "pipe"] });
+    let out = "";
+    let err = "";
+    const timer = setTimeout(() => child.kill(), STEP_MS);
+    child.stdout.on("data", (chunk) => out += chunk);
+    child.stderr.on("data", (chunk) => err += chunk);
+    child.on("close", (code) => {
+      clearTimeout(timer);
+      if (code === 0) resolve(out);
+      else reject(new Error(`curl ${args.join(" ")} exited ${code}: ${err}`));
+    });
+    child.stdin.end(input);
+  });
+}

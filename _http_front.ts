@@ -1,0 +1,284 @@
+/**
+ * The gateway's HTTP side: a `node:http` (or `node:https`) server, the same on Deno and on
+ * Bun. A reverse proxy needs what their native servers do not hand over: the request
+ * target exactly as sent (Bun's server resolves dot segments before its handler runs), the
+ * body of a GET, HEAD or any request (both drop those), and a streamed response that keeps
+ * its `Content-Length` (Bun's sends it chunked, oven-sh/bun#10507). Upgrades go to
+ * `onUpgrade` with the raw socket.
+ *
+ * @module
+ */
+
+import { createServer as createHttpServer, METHODS, ServerResponse, STATUS_CODES } from "node:http";
+import type { IncomingMessage, Server } from "node:http";
+import { createServer as createHttpsServer } from "node:https";
+import type { Duplex } from "node:stream";
+import type { Buffer } from "node:buffer";
+import { plainBytes } from "./_socket.ts";
+import { announcesBody } from "./_framing.ts";
+import { drained } from "./_drained.ts";
+
+/** A caller's request as it arrived: what a `Request` cannot hold (a GET body, a raw target). */
+export interface CallerRequest {
+  /** The method, as sent. */
+  method: string;
+  /** The request target, byte for byte as on the request line. */
+  target: string;
+  /** The headers, in order, repeated ones kept. */
+  headers: Headers;
+  /** The body, or `null` when the headers announce none. */
+  body: ReadableStream<Uint8Array> | null;
+  /** Aborted when the caller goes away before the whole response is sent. */
+  signal: AbortSignal;
+  /** The caller's address (an IPv4 peer may show as `::ffff:a.b.c.d`). */
+  clientAddr: string;
+}
+
+/** Where and how the front listens. */
+export interface HttpFrontOptions {
+  hostname: string;
+  port: number;
+  /** PEM certificate and key: serve `https` (and `wss` upgrades). */
+  tls?: { cert: string; key: string };
+  /** Answers a request. */
+  handler: (request: CallerRequest) => Promise<Response>;
+  /**
+   * Offered each request that asks to upgrade, with its socket (and the bytes read past its
+   * head): returns whether it took the socket. One it does not take (an `Upgrade: h2c`, a
+   * WebSocket for an agent) is answered by `handler` as an ordinary request.
+   */
+  onUpgrade: (request: IncomingMessage, socket: Duplex, head: Buffer) => boolean;
+  /**
+   * The answer to a request that `node:http`'s parser refused: with the method when it is a
+   * token the parser does not know (`TRACK`, `FOO`), else `undefined` (a malformed request
+   * line or header, raw non-ASCII bytes in the target).
+   */
+  unparsable: (method: string | undefined) => Response;
+}
+
+/** A listening front. */
+export interface HttpFront {
+  /** The address it listens on. */
+  addr: { hostname: string; port: number };
+  /** Stops accepting and closes every HTTP connection (not the upgraded ones). */
+  stop(): Promise<void>;
+}
+
+/**
+ * Starts listening.
+ *
+ * @param options Where to listen and what answers.
+ * @returns Once listening, the front.
+ */
+export async function listenHttp(options: HttpFrontOptions): Promise<HttpFront> {
+  const onRequest = (req: IncomingMessage, res: ServerResponse): void => {
+    serve(req, res, options.handler);
+  };
+  const server: Server = options.tls
+    ? createHttpsServer({ cert: options.tls.cert, key: options.tls.key }, onRequest)
+    : createHttpServer(onRequest);
+  // An upload may take long; a caller that sends its head slowly is still cut (60 s).
+  server.requestTimeout = 0;
+  server.on("upgrade", (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+    socket.on("error", () => socket.destroy());
+    if (!options.onUpgrade(req, socket, head)) serveOnSocket(req, socket, options.handler);
+  });
+  // A CONNECT is answered like any request (an agent route says 501), and the socket closes.
+  server.on("connect", (req: IncomingMessage, socket: Duplex) => {
+    socket.on("error", () => socket.destroy());
+    serveOnSocket(req, socket, options.handler);
+  });
+  server.on("clientError", (error: Error & { rawPacket?: Buffer }, socket: Duplex) => {
+    if (!socket.writable) {
+      socket.destroy();
+      return;
+    }
+    const code = (error as { code?: string }).code;
+    if (code === "ERR_HTTP_REQUEST_TIMEOUT" || code === "HPE_HEADER_OVERFLOW") {
+      const status = code === "HPE_HEADER_OVERFLOW" ? 431 : 408;
+      socket.end(`HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nConnection: close\r\n\r\n`);
+      return;
+    }
+    const method = unknownMethod(error.rawPacket);
+    void writeOnSocket(socket, options.unparsable(method));
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(options.port, options.hostname, () => {
+      server.off("error", reject);
+      resolve();
+    });
+  });
+  const address = server.address();
+  const port = typeof address === "object" && address ? address.port : options.port;
+  return {
+    addr: { hostname: options.hostname, port },
+    stop: () =>
+      new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections();
+      }),
+  };
+}
+
+/**
+ * Answers an upgrade or CONNECT request that is not taken, in HTTP/1.1 on its socket, which
+ * then closes: `node:http` leaves such a socket to whoever listens for the event.
+ */
+function serveOnSocket(
+  req: IncomingMessage,
+  socket: Duplex,
+  handler: (request: CallerRequest) => Promise<Response>,
+): void {
+  const res = new ServerResponse(req);
+  res.shouldKeepAlive = false;
+  res.assignSocket(socket as Parameters<ServerResponse["assignSocket"]>[0]);
+  res.on("finish", () => socket.end());
+  // `node:http` leaves such a request's body unparsed on the socket.
+  if (announcesBody(headersOf(req.rawHeaders))) {
+    void send(res, plainText(501, "An upgrade request cannot carry a body here\n"));
+    return;
+  }
+  serve(req, res, handler);
+}
+
+async function serve(
+  req: IncomingMessage,
+  res: ServerResponse,
+  handler: (request: CallerRequest) => Promise<Response>,
+): Promise<void> {
+  const controller = new AbortController();
+  res.on("close", () => {
+    if (!res.writableFinished) {
+      controller.abort(new DOMException("The caller went away", "AbortError"));
+    }
+  });
+  let headers: Headers;
+  try {
+    headers = headersOf(req.rawHeaders);
+  } catch {
+    await send(res, plainText(400, "Bad Request: a header value is invalid\n"));
+    return;
+  }
+  const request: CallerRequest = {
+    method: req.method ?? "GET",
+    target: req.url ?? "/",
+    headers,
+    body: announcesBody(headers) ? bodyOf(req) : null,
+    signal: controller.signal,
+    clientAddr: req.socket.remoteAddress ?? "",
+  };
+  let response: Response;
+  try {
+    response = await handler(request);
+  } catch {
+    // The handler answers its own errors; this is a bug, and the caller still gets an answer.
+    response = plainText(500, "Internal Server Error\n");
+  }
+  await send(res, response, controller.signal);
+}
+
+function plainText(status: number, text: string): Response {
+  const bytes = new TextEncoder().encode(text);
+  return new Response(bytes, {
+    status,
+    headers: { "content-type": "text/plain; charset=utf-8", "content-length": `${bytes.length}` },
+  });
+}
+
+const TOKEN_METHOD = /^([!#$%&'*+\-.^_`|~0-9A-Za-z]+) /;
+const KNOWN_METHODS = new Set(METHODS);
+
+/** The method on a refused request line, if it is a token that `node:http` does not know. */
+function unknownMethod(packet: Buffer | undefined): string | undefined {
+  if (packet === undefined) return undefined;
+  const line = new TextDecoder("latin1").decode(packet.subarray(0, 256));
+  const method = TOKEN_METHOD.exec(line)?.[1];
+  return method !== undefined && !KNOWN_METHODS.has(method) ? method : undefined;
+}
+
+/** Writes a small response on a socket that `node:http` gave up on, then closes it. */
+async function writeOnSocket(socket: Duplex, response: Response): Promise<void> {
+  const body = new Uint8Array(await response.arrayBuffer());
+  let head = `HTTP/1.1 ${response.status} ${STATUS_CODES[response.status] ?? ""}\r\n`;
+  for (const [name, value] of response.headers) {
+    if (name !== "content-length" && name !== "connection") head += `${name}: ${value}\r\n`;
+  }
+  head += `content-length: ${body.length}\r\nconnection: close\r\n\r\n`;
+  socket.write(head);
+  socket.end(body);
+}
+
+function headersOf(raw: string[]): Headers {
+  const headers = new Headers();
+  for (let i = 0; i < raw.length; i += 2) headers.append(raw[i], raw[i + 1]);
+  return headers;
+}
+
+/** The request's body as a stream that reads from the socket only as fast as it is pulled. */
+function bodyOf(req: IncomingMessage): ReadableStream<Uint8Array> {
+  return new ReadableStream<Uint8Array>({
+    start(controller) {
+      req.pause();
+      req.on("data", (chunk: Uint8Array) => {
+        controller.enqueue(plainBytes(chunk));
+        if ((controller.desiredSize ?? 0) <= 0) req.pause();
+      });
+      req.on("end", () => controller.close());
+      req.on("error", (error) => controller.error(error));
+      req.on(
+        "aborted",
+        () => controller.error(new DOMException("The caller went away", "AbortError")),
+      );
+    },
+    pull() {
+      req.resume();
+    },
+    cancel() {
+      // The agent stopped reading: what is left is read and dropped, so that the
+      // connection stays usable for the response and the caller's next request.
+      req.removeAllListeners("data");
+      req.resume();
+    },
+  }, { highWaterMark: 64 * 1024, size: (chunk) => chunk.byteLength });
+}
+
+async function send(
+  res: ServerResponse,
+  response: Response,
+  signal: AbortSignal = new AbortController().signal,
+): Promise<void> {
+  const head: Record<string, string | string[]> = {};
+  for (const [name, value] of response.headers) {
+    if (name !== "set-cookie") head[name] = value;
+  }
+  const cookies = response.headers.getSetCookie();
+  if (cookies.length > 0) head["set-cookie"] = cookies;
+  if (response.statusText) res.writeHead(response.status, response.statusText, head);
+  else res.writeHead(response.status, head);
+  const body = response.body;
+  if (body === null) {
+    res.end();
+    return;
+  }
+  const reader = body.getReader();
+  const onAbort = (): void => void reader.cancel(signal.reason).catch(() => {});
+  signal.addEventListener("abort", onAbort, { once: true });
+  try {
+    while (true) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      if (!res.write(value)) {
+        await drained(res);
+        if (signal.aborted) return;
+      }
+    }
+    res.end();
+  } catch {
+    // The body failed midway (the agent went away): cut the connection, as a proxy does, so
+    // that the caller sees a truncated response rather than a complete-looking one.
+    res.destroy();
+  } finally {
+    signal.removeEventListener("abort", onAbort);
+  }
+}

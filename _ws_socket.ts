@@ -1,0 +1,70 @@
+/**
+ * The `Socket` contract over a server-side WebSocket of the `ws` package: what a server on
+ * `node:http` (the gateway's front, on Deno and on Bun) upgrades its agents' dials into.
+ *
+ * @module
+ */
+
+// @ts-types="@types/ws"
+import type { WebSocket as WsWebSocket } from "ws";
+import { plainBytes, type Socket } from "./_socket.ts";
+
+const noop = (): void => {};
+const utf8 = new TextDecoder();
+
+class WsSocket implements Socket {
+  readonly signalsDrain = false;
+  onMessage: (data: Uint8Array | string) => void = noop;
+  onClose: (code: number, reason: string) => void = noop;
+  onDrain: () => void = noop;
+  readonly #ws: WsWebSocket;
+  #closed = false;
+
+  constructor(ws: WsWebSocket) {
+    this.#ws = ws;
+    ws.binaryType = "nodebuffer";
+    ws.on("message", (data, isBinary) => {
+      // With "nodebuffer", `ws` hands over a Buffer (see `plainBytes`).
+      const bytes = data as Uint8Array;
+      this.onMessage(isBinary ? plainBytes(bytes) : utf8.decode(bytes));
+    });
+    ws.on("close", (code, reason) => {
+      if (this.#closed) return;
+      this.#closed = true;
+      // 1005 is "no code given"; the session reads a missing code the same way.
+      this.onClose(code, reason.toString());
+    });
+    // A peer's protocol error (a bad frame, a message over `maxPayload`): `ws` closes the
+    // socket with the matching code and reports it here first; unheard, it would throw.
+    ws.on("error", noop);
+  }
+
+  get bufferedAmount(): number {
+    return this.#ws.bufferedAmount;
+  }
+
+  send(data: Uint8Array): void {
+    // `ws` writes the caller's bytes as they are when the network is slower than the
+    // sender; the contract lets the caller reuse its buffer at once, so they are copied.
+    this.#ws.send(data.slice(), { binary: true });
+  }
+
+  close(code: number, reason: string): void {
+    try {
+      this.#ws.close(code, reason);
+    } catch {
+      this.#ws.close();
+    }
+  }
+}
+
+/**
+ * Adapts a `ws` server-side socket (`WebSocketServer#handleUpgrade`'s) to the `Socket`
+ * contract.
+ *
+ * @param ws The upgraded socket, already open.
+ * @returns The adapter.
+ */
+export function adaptWsSocket(ws: WsWebSocket): Socket {
+  return new WsSocket(ws);
+}
