@@ -1,0 +1,52 @@
+/**
+ * The metrics registry's text output, read back by an independent Prometheus text parser.
+ */
+
+import { describe, it } from "node:test";
+import assert from "node:assert/strict";
+// @ts-types="./_prometheus_parser.d.ts"
+import parsePrometheusTextFormat from "parse-prometheus-text-format";
+import { METRICS_CONTENT_TYPE, MetricsRegistry } from "../gateway/_metrics.ts";
+
+describe("MetricsRegistry", () => {
+  it("renders counters, gauges and histograms that a Prometheus parser reads back", () => {
+    const registry = new MetricsRegistry();
+    const requests = registry.counter("app_requests_total", "Requests answered.");
+    requests.inc({ route: "agent", status: "2xx" });
+    requests.inc({ status: "2xx", route: "agent" }, 2);
+    requests.inc({ route: "agent", status: "5xx" });
+    registry.gauge("app_agents", "Agents connected now.", () => 3);
+    registry.gauge("app_by_kind", "Per kind.", () => [[{ kind: 'a"b\\c\nd' }, 1.5]]);
+    const latency = registry.histogram("app_seconds", "Latency.", [0.01, 0.1, 1]);
+    latency.observe(0.005);
+    latency.observe(0.05);
+    latency.observe(5);
+    const text = registry.render();
+    const families = parsePrometheusTextFormat(text);
+    const byName = new Map(families.map((f) => [f.name, f]));
+
+    const counter = byName.get("app_requests_total")!;
+    assert.equal(counter.type, "COUNTER");
+    assert.equal(counter.help, "Requests answered.");
+    assert.deepEqual(
+      counter.metrics.map((m) => [m.labels, m.value]),
+      [[{ route: "agent", status: "2xx" }, "3"], [{ route: "agent", status: "5xx" }, "1"]],
+    );
+    assert.equal(byName.get("app_agents")!.metrics[0].value, "3");
+    assert.deepEqual(byName.get("app_by_kind")!.metrics[0].labels, { kind: 'a"b\\c\nd' });
+
+    const histogram = byName.get("app_seconds")!;
+    assert.equal(histogram.type, "HISTOGRAM");
+    const [series] = histogram.metrics;
+    assert.deepEqual(series.buckets, { "0.01": "1", "0.1": "2", "1": "2", "+Inf": "3" });
+    assert.equal(series.count, "3");
+    assert.equal(Number(series.sum), 5.055);
+    assert.match(METRICS_CONTENT_TYPE, /^text\/plain; version=0\.0\.4/);
+  });
+
+  it("refuses a second family with the same name", () => {
+    const registry = new MetricsRegistry();
+    registry.counter("x_total", "x");
+    assert.throws(() => registry.gauge("x_total", "x", () => 1), TypeError);
+  });
+});
