@@ -7,6 +7,7 @@ import assert from "node:assert/strict";
 // @ts-types="./_prometheus_parser.d.ts"
 import parsePrometheusTextFormat from "parse-prometheus-text-format";
 import { METRICS_CONTENT_TYPE, MetricsRegistry } from "../gateway/_metrics.ts";
+import { closeReason, GatewayStats } from "../gateway/_stats.ts";
 
 describe("MetricsRegistry", () => {
   it("renders counters, gauges and histograms that a Prometheus parser reads back", () => {
@@ -48,5 +49,57 @@ describe("MetricsRegistry", () => {
     const registry = new MetricsRegistry();
     registry.counter("x_total", "x");
     assert.throws(() => registry.gauge("x_total", "x", () => 1), TypeError);
+  });
+});
+
+describe("GatewayStats", () => {
+  it("exposes the gateway's families with bounded labels, parsed back", () => {
+    let agents = 2;
+    const stats = new GatewayStats({ agents: () => agents, inFlight: () => 1 });
+    stats.opened();
+    stats.opened();
+    stats.closed(closeReason(1006));
+    stats.closed(closeReason(4014));
+    stats.closed(closeReason(4999));
+    stats.answered("agent", 200, 0.004);
+    stats.answered("agent", 502, 0.2);
+    stats.answered("healthz", 200);
+    stats.bytes("in", 10);
+    stats.bytes("out", 1234);
+    stats.rtt(0.8);
+    agents = 1;
+    const families = new Map(parsePrometheusTextFormat(stats.render()).map((f) => [f.name, f]));
+    const value = (name: string, labels: Record<string, string> = {}) =>
+      families.get(name)!.metrics.find((m) =>
+        JSON.stringify(m.labels ?? {}) === JSON.stringify(labels)
+      )?.value;
+    assert.equal(value("swaggersocket_agents"), "1");
+    assert.equal(value("swaggersocket_agent_connections_opened_total"), "2");
+    assert.equal(value("swaggersocket_agent_connections_closed_total", { reason: "failure" }), "1");
+    assert.equal(
+      value("swaggersocket_agent_connections_closed_total", { reason: "name_in_use" }),
+      "1",
+    );
+    assert.equal(value("swaggersocket_agent_connections_closed_total", { reason: "other" }), "1");
+    assert.equal(value("swaggersocket_in_flight_requests"), "1");
+    assert.equal(
+      value("swaggersocket_http_requests_total", { route: "agent", status: "2xx" }),
+      "1",
+    );
+    assert.equal(
+      value("swaggersocket_http_requests_total", { route: "agent", status: "5xx" }),
+      "1",
+    );
+    assert.equal(
+      value("swaggersocket_http_requests_total", { route: "healthz", status: "2xx" }),
+      "1",
+    );
+    const latency = families.get("swaggersocket_http_request_duration_seconds")!.metrics[0];
+    assert.equal(latency.count, "2", "only timed requests are observed");
+    assert.equal(latency.buckets!["0.005"], "1");
+    assert.equal(value("swaggersocket_http_request_bytes_total"), "10");
+    assert.equal(value("swaggersocket_http_response_bytes_total"), "1234");
+    const rtt = families.get("swaggersocket_agent_heartbeat_rtt_seconds")!.metrics[0];
+    assert.equal(rtt.buckets!["0.001"], "1");
   });
 });
