@@ -1,9 +1,9 @@
 /**
- * The Nagle trap (DESIGN.md, "Performance"): Deno's standard `WebSocket` client leaves
- * Nagle's algorithm on, so a second small message written while the first is still
- * unacknowledged waits for the server's delayed ACK (~40 ms on Linux loopback). The
- * protocol avoids it by having the server send a frame back promptly for every message
- * that carries stream frames (the NOOP nudge), which carries the ACK.
+ * The Nagle trap (PROTOCOL.md §9, "The NOOP nudge"; the "Nagle case" in bench/RESULTS.md):
+ * Deno's standard `WebSocket` client leaves Nagle's algorithm on, so a second small message
+ * written while the first is still unacknowledged waits for the server's delayed ACK (~40 ms
+ * on Linux loopback). The protocol avoids it by having the server send a frame back promptly
+ * for every message that carries stream frames (the NOOP nudge), which carries the ACK.
  *
  * The client here is this runtime's standard `WebSocket` (through `WebSocketClient`), so
  * under Deno these tests exercise exactly the trap; under Bun they guard the same latency.
