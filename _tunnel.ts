@@ -14,7 +14,7 @@ import { Agent as HttpAgent, type IncomingMessage, request as httpRequest } from
 import { Agent as HttpsAgent, request as httpsRequest } from "node:https";
 import type { Handler, HandlerInfo } from "./types.ts";
 import { withoutHopByHop } from "./_proxy_headers.ts";
-import { drained } from "./_drained.ts";
+import { drained } from "./runtime/_drained.ts";
 import { mapResponsePaths, type PathMap } from "./_path_rewrite.ts";
 
 /** Options for {@linkcode tunnelHandler}. */

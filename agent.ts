@@ -66,7 +66,8 @@ import {
 } from "./mod.ts";
 import { DEFAULT_AGENTS_PATH } from "./gateway.ts";
 import { tunnelHandler, type TunnelOptions } from "./_tunnel.ts";
-import { option, scriptRuntime } from "./_script.ts";
+import { option } from "./_script.ts";
+import { RUNTIME as THIS_RUNTIME } from "./runtime/mod.ts";
 import { TERMINAL_CLOSE_CODES } from "./protocol/close_codes.ts";
 
 export { tunnelHandler, type TunnelOptions };
@@ -163,9 +164,7 @@ export interface Agent {
   [Symbol.asyncDispose](): Promise<void>;
 }
 
-const RUNTIME: string = typeof (globalThis as { Bun?: unknown }).Bun !== "undefined"
-  ? "bun"
-  : "deno";
+const RUNTIME: string = THIS_RUNTIME.name;
 const encoder = new TextEncoder();
 
 /** Resolves the URL agents dial: `ws(s)://`, with the default path when there is none. */
@@ -451,7 +450,7 @@ export function startAgent(options: AgentOptions): Agent {
 // ---- script mode ----------------------------------------------------------
 
 async function main(): Promise<void> {
-  const runtime = scriptRuntime();
+  const runtime = THIS_RUNTIME.script();
   const { args } = runtime;
   const from = (name: string): string | undefined =>
     option(args, name, runtime.env(`SWAGGERSOCKET_AGENT_${name.toUpperCase()}`));
@@ -533,6 +532,6 @@ if (import.meta.main) {
   // Not awaited at the top level: a promise that never settles there spins Bun (oven-sh/bun#14951).
   main().catch((error) => {
     console.error(`agent: ${(error as Error).message}`);
-    scriptRuntime().exit(1);
+    THIS_RUNTIME.script().exit(1);
   });
 }

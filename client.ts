@@ -9,7 +9,7 @@
  * @module
  */
 
-import { adaptWebSocket, CLIENT_DELAYS_MID_SIZE_MESSAGES, openWebSocket } from "./_socket.ts";
+import { adaptWebSocket, openWebSocket, RUNTIME } from "./runtime/mod.ts";
 import { checkCaCerts } from "./_tls.ts";
 import { EventStream } from "./_event_stream.ts";
 import {
@@ -298,7 +298,7 @@ export class WebSocketClient {
       heartbeat: this.#heartbeat,
       appData: options.appData ?? "",
       answerPing: (data) => answerPing(options.onPing, data, connection, this.#logger),
-      splitMessages: CLIENT_DELAYS_MID_SIZE_MESSAGES,
+      splitMessages: RUNTIME.clientDelaysMidSizeMessages,
       resetRateLimit: this.#limits.resetRateLimit,
       pingRateLimit: this.#limits.pingRateLimit,
     }, performance.now());

@@ -151,11 +151,12 @@ import { addressMatcher } from "./_address_match.ts";
 import { agentRequestHeaders, type Hop, withoutHopByHop } from "./_proxy_headers.ts";
 import { mapResponsePaths, type PathMap } from "./_path_rewrite.ts";
 import { type AgentRoute, agentRoute, rawTarget, splitTarget } from "./_raw_target.ts";
-import { type CallerRequest, listenHttp } from "./_http_front.ts";
-import { adaptWsSocket } from "./_ws_socket.ts";
+import { type CallerRequest, listenHttp } from "./runtime/_node_http.ts";
+import { adaptWsSocket } from "./runtime/_ws.ts";
+import { RUNTIME } from "./runtime/mod.ts";
 import { upgradedSockets } from "./server.ts";
 import { DEFAULT_SETTINGS } from "./protocol/handshake.ts";
-import { option, scriptRuntime } from "./_script.ts";
+import { option } from "./_script.ts";
 import { AgentAdmission, type CredentialsReload } from "./_agent_admission.ts";
 import { credentialLine } from "./_credentials.ts";
 
@@ -737,7 +738,7 @@ function passThrough(
 // ---- script mode ----------------------------------------------------------
 
 async function main(): Promise<void> {
-  const runtime = scriptRuntime();
+  const runtime = RUNTIME.script();
   const { args } = runtime;
   const from = (name: string): string | undefined =>
     option(
@@ -911,6 +912,6 @@ if (import.meta.main) {
   // Not awaited at the top level: a promise that never settles there spins Bun (oven-sh/bun#14951).
   main().catch((error) => {
     console.error(`gateway: ${(error as Error).message}`);
-    scriptRuntime().exit(1);
+    RUNTIME.script().exit(1);
   });
 }

@@ -11,12 +11,16 @@
 
 import { ulid } from "ulid";
 import {
-  adaptBunSocket,
-  adaptWebSocket,
-  type BunServerWebSocket,
-  type BunSocket,
+  type BunServerLike,
+  type BunWebSocketHandlers,
+  bunWebSocketHandlers,
+  type DenoServeHandlerInfo,
+  RUNTIME,
   type Socket,
-} from "./_socket.ts";
+  type SocketAcceptor,
+  type Upgraded,
+  upgradeWebSocket,
+} from "./runtime/mod.ts";
 import { EventStream } from "./_event_stream.ts";
 import { ADDRESS_RATES, AddressLimits, type AddressRates } from "./_address_limits.ts";
 import { ResumeStore } from "./_resume.ts";
@@ -150,71 +154,6 @@ export interface ServerAddr {
   port: number;
 }
 
-/** The part of `Deno.ServeHandlerInfo` used here. */
-export interface DenoServeHandlerInfo {
-  /** The client's address. */
-  remoteAddr: { hostname: string; port: number };
-}
-
-/** The part of Bun's `Server` used here, described structurally. */
-export interface BunServerLike {
-  /** Upgrades the request; returns whether it did. */
-  upgrade(request: Request, options?: { data?: unknown; headers?: HeadersInit }): boolean;
-  /** The client's address. */
-  requestIP?(request: Request): { address: string; port: number } | null;
-}
-
-/** Bun's `websocket` handlers for `Bun.serve`, described structurally. */
-export interface BunWebSocketHandlers {
-  /** A socket opened. */
-  open(ws: BunServerWebSocket): void;
-  /** A message arrived. */
-  message(ws: BunServerWebSocket, message: string | Uint8Array): void;
-  /** A socket closed. */
-  close(ws: BunServerWebSocket, code: number, reason: string): void;
-  /** A full send buffer drained. */
-  drain(ws: BunServerWebSocket): void;
-  /** Largest message Bun accepts: the server's `limits.maxMessageBytes`. */
-  maxPayloadLength: number;
-}
-
-interface DenoRuntime {
-  serve(
-    options: {
-      hostname?: string;
-      port?: number;
-      onListen?: (addr: unknown) => void;
-      cert?: string;
-      key?: string;
-    },
-    handler: (request: Request, info: DenoServeHandlerInfo) => Response | Promise<Response>,
-  ): { addr: { hostname: string; port: number }; shutdown(): Promise<void> };
-  upgradeWebSocket(request: Request): { socket: WebSocket; response: Response };
-}
-
-interface BunRuntime {
-  serve(options: {
-    hostname?: string;
-    port?: number;
-    tls?: { cert: string; key: string };
-    fetch: (
-      request: Request,
-      server: BunServerLike,
-    ) => Response | undefined | Promise<Response | undefined>;
-    websocket: BunWebSocketHandlers;
-  }): {
-    hostname: string;
-    port: number;
-    stop(closeActiveConnections?: boolean): Promise<void> | void;
-  };
-}
-
-interface BunSocketData {
-  /** Set by `upgrade()`, taken by `open`: Bun keeps `data` as long as the socket. */
-  swaggersocket?: { request: Request; remoteAddr: { hostname: string; port: number } };
-  socket?: BunSocket;
-}
-
 /**
  * For a server in front that upgrades sockets itself (the gateway's `node:http` front):
  * `check` answers an upgrade request as `upgrade()` would refuse it (404, 426, 503) or
@@ -253,7 +192,7 @@ export class WebSocketServer {
   static {
     upgradedSockets.check = (server, request) => server.#checkUpgrade(request);
     upgradedSockets.accept = (server, socket, request, remoteAddr) =>
-      server.#accept(socket, request.headers.get("origin"), request, remoteAddr);
+      server.#accept({ socket, origin: request.headers.get("origin"), request, remoteAddr });
   }
 
   readonly #options: WebSocketServerOptions;
@@ -264,13 +203,14 @@ export class WebSocketServer {
   readonly #events = new EventStream();
   readonly #connections = new Map<string, Connection>();
   readonly #handshaking = new Set<Connection>();
-  /** Deno sockets whose close handshake has not finished yet (see `#shutdown`). */
+  /**
+   * Sockets whose close handshake has not finished yet, of those the runtime's listener
+   * would cut short at shutdown (see `#shutdown`).
+   */
   #openSockets = 0;
   #allSocketsClosed: (() => void) | undefined;
-  // One listener for every socket: a promise per socket would cost each idle connection.
-  readonly #onSocketClose = (): void => {
-    if (--this.#openSockets === 0) this.#allSocketsClosed?.();
-  };
+  /** Takes the sockets the runtime upgrades: one for every socket, made once. */
+  readonly #acceptor: SocketAcceptor;
   #addr: ServerAddr | undefined;
   #stopListening: (() => Promise<void>) | undefined;
   #closing: Promise<void> | undefined;
@@ -298,21 +238,18 @@ export class WebSocketServer {
     this.#heartbeat = resolveHeartbeat(options.keepAlive, options.heartbeat);
     const maxMessageBytes = this.#limits.settings.maxMessageBytes ??
       DEFAULT_SETTINGS.maxMessageBytes;
-    this.websocket = {
-      open: (ws) => {
-        const data = ws.data as BunSocketData;
-        const { request, remoteAddr } = data.swaggersocket!;
-        data.swaggersocket = undefined;
-        const socket = adaptBunSocket(ws);
-        data.socket = socket;
-        this.#accept(socket, request.headers.get("origin"), request, remoteAddr);
+    this.#acceptor = {
+      keepsRequests: options.authorize !== undefined,
+      accept: (upgraded) => this.#accept(upgraded),
+      socketOpened: () => {
+        this.#openSockets++;
       },
-      message: (ws, message) => (ws.data as BunSocketData).socket?.dispatchMessage(message),
-      close: (ws, code, reason) => (ws.data as BunSocketData).socket?.dispatchClose(code, reason),
-      drain: (ws) => (ws.data as BunSocketData).socket?.dispatchDrain(),
-      // Bun refuses a larger message itself (1009) before buffering it whole.
-      maxPayloadLength: maxMessageBytes,
+      // One listener for every socket: a promise per socket would cost each idle connection.
+      socketClosed: () => {
+        if (--this.#openSockets === 0) this.#allSocketsClosed?.();
+      },
     };
+    this.websocket = bunWebSocketHandlers(this.#acceptor, maxMessageBytes);
     const resumeWindow = options.resumeWindow ?? 30_000;
     if (!(resumeWindow >= 0) || !Number.isFinite(resumeWindow)) {
       throw new RangeError(
@@ -373,40 +310,7 @@ export class WebSocketServer {
   upgrade(request: Request, context?: DenoServeHandlerInfo | BunServerLike): Response | undefined {
     const refusal = this.#checkUpgrade(request);
     if (refusal) return refusal;
-    if (context && typeof (context as BunServerLike).upgrade === "function") {
-      const server = context as BunServerLike;
-      const ip = server.requestIP?.(request);
-      const data: BunSocketData = {
-        swaggersocket: {
-          request,
-          remoteAddr: { hostname: ip?.address ?? "", port: ip?.port ?? 0 },
-        },
-      };
-      if (server.upgrade(request, { data })) return undefined;
-      return new Response("WebSocket upgrade failed", { status: 400 });
-    }
-    const deno = (globalThis as { Deno?: DenoRuntime }).Deno;
-    if (!deno?.upgradeWebSocket) {
-      throw new TypeError("Cannot upgrade: pass Bun's server as the context, or run on Deno");
-    }
-    // Deno's info.remoteAddr throws once the request has been upgraded: read it first.
-    const remote = (context as DenoServeHandlerInfo | undefined)?.remoteAddr;
-    // So does the request once upgraded ("Request closed"), and `authorize` reads it later,
-    // after the hello: it gets a detached copy.
-    const origin = request.headers.get("origin");
-    const kept = this.#options.authorize
-      ? new Request(request.url, { method: request.method, headers: new Headers(request.headers) })
-      : undefined;
-    const { socket, response } = deno.upgradeWebSocket(request);
-    // `close()` waits for this before `Deno.serve`'s shutdown, which would overtake the
-    // socket's own close frame with a 1001.
-    this.#openSockets++;
-    socket.addEventListener("close", this.#onSocketClose, { once: true });
-    this.#accept(adaptWebSocket(socket), origin, kept, {
-      hostname: remote?.hostname ?? "",
-      port: remote?.port ?? 0,
-    });
-    return response;
+    return upgradeWebSocket(request, context, this.#acceptor);
   }
 
   /**
@@ -513,8 +417,8 @@ export class WebSocketServer {
   async #shutdown(): Promise<void> {
     const timeout = this.#options.closeTimeout ?? 10_000;
     const all = [...this.#handshaking, ...this.#connections.values()];
-    // Stop listening only once the connections have drained: Deno's `shutdown()` closes
-    // upgraded WebSockets at once (1001), which would cut in-flight exchanges short.
+    // Stop listening only once the connections have drained: a runtime's listener may close
+    // upgraded WebSockets at once (Deno's, with 1001), which would cut in-flight exchanges short.
     // Meanwhile new upgrades get 503 (`#checkUpgrade`), so nothing new is accepted.
     await Promise.all(
       all.map((connection) =>
@@ -522,7 +426,7 @@ export class WebSocketServer {
       ),
     );
     // A connection ends when it starts closing its socket; let the close frames go out
-    // (bounded) so that Deno's shutdown does not overtake them with its own 1001.
+    // (bounded) so that the listener's shutdown does not overtake them with its own 1001.
     let timer: ReturnType<typeof setTimeout> | undefined;
     await Promise.race([
       new Promise<void>((resolve) => {
@@ -538,33 +442,16 @@ export class WebSocketServer {
   }
 
   #listen(): void {
-    const hostname = this.#options.hostname ?? "0.0.0.0";
-    const port = this.#options.port ?? 0;
     const tls = this.#options.tls;
-    const bun = (globalThis as { Bun?: BunRuntime }).Bun;
-    const deno = (globalThis as { Deno?: DenoRuntime }).Deno;
-    if (bun) {
-      const server = bun.serve({
-        hostname,
-        port,
-        ...(tls ? { tls: { cert: tls.cert, key: tls.key } } : {}),
-        fetch: (request, bunServer) => this.upgrade(request, bunServer),
-        websocket: this.websocket,
-      });
-      this.#addr = { hostname: server.hostname, port: server.port };
-      this.#stopListening = async () => {
-        await server.stop(false);
-      };
-    } else if (deno) {
-      const server = deno.serve(
-        { hostname, port, onListen: () => {}, ...(tls ? { cert: tls.cert, key: tls.key } : {}) },
-        (request, info) => this.upgrade(request, info)!,
-      );
-      this.#addr = { hostname: server.addr.hostname, port: server.addr.port };
-      this.#stopListening = () => server.shutdown();
-    } else {
-      throw new TypeError("Cannot listen: neither Deno.serve nor Bun.serve exists; use noServer");
-    }
+    const listening = RUNTIME.listen({
+      hostname: this.#options.hostname ?? "0.0.0.0",
+      port: this.#options.port ?? 0,
+      ...(tls ? { tls: { cert: tls.cert, key: tls.key } } : {}),
+      serve: (request, context) =>
+        this.upgrade(request, context as DenoServeHandlerInfo | BunServerLike),
+    }, this.websocket);
+    this.#addr = listening.addr;
+    this.#stopListening = listening.stop;
   }
 
   #checkUpgrade(request: Request): Response | undefined {
@@ -583,12 +470,7 @@ export class WebSocketServer {
   }
 
   /** `request` is for `authorize` only, which reads it once: an open connection does not keep it. */
-  #accept(
-    socket: Socket,
-    origin: string | null,
-    request: Request | undefined,
-    remoteAddr: { hostname: string; port: number },
-  ): void {
+  #accept({ socket, origin, request, remoteAddr }: Upgraded): void {
     const options = this.#options;
     let upgradeRequest = request;
     const limits = options.limits ?? {};

@@ -18,13 +18,9 @@ import {
   WebSocketServer,
   type WebSocketServerOptions,
 } from "../mod.ts";
-import {
-  adaptBunSocket,
-  adaptWebSocket,
-  type BunServerWebSocket,
-  type BunSocket,
-  type Socket,
-} from "../_socket.ts";
+import type { Socket } from "../_socket.ts";
+import { adaptWebSocket } from "../runtime/mod.ts";
+import { adaptBunSocket, type BunServerWebSocket, type BunSocket } from "../runtime/_bun.ts";
 import { IS_BUN, withTimeout } from "./_helpers.ts";
 
 /** How long closing one resource may take before the test fails. */

@@ -9,7 +9,7 @@ import { agentRoute, climbsOut, rawTarget } from "../_raw_target.ts";
 import { addressMatcher } from "../_address_match.ts";
 import { agentRequestHeaders, type Hop } from "../_proxy_headers.ts";
 import { mapCookiePath, mapLocation, mapResponsePaths, type PathMap } from "../_path_rewrite.ts";
-import { announcesBody } from "../_framing.ts";
+import { announcesBody } from "../runtime/_framing.ts";
 
 describe("rawTarget() and agentRoute()", () => {
   it("take the target after the origin, as sent", () => {
