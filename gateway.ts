@@ -159,6 +159,7 @@ import { DEFAULT_SETTINGS } from "./protocol/handshake.ts";
 import { option } from "./_script.ts";
 import { AgentAdmission, type CredentialsReload } from "./_agent_admission.ts";
 import { credentialLine } from "./_credentials.ts";
+import { timingSafeEqual } from "./_timing_safe_equal.ts";
 
 export type { CredentialsReload } from "./_agent_admission.ts";
 export { CredentialsFileError } from "./_credentials.ts";
@@ -363,16 +364,6 @@ function redacted(metadata: unknown): unknown {
   return rest;
 }
 
-/** Compares secrets in time independent of where they differ. */
-function sameSecret(given: unknown, expected: string): boolean {
-  if (typeof given !== "string") return false;
-  const a = new TextEncoder().encode(given);
-  const b = new TextEncoder().encode(expected);
-  let diff = a.length ^ b.length;
-  for (let i = 0; i < b.length; i++) diff |= (a[i] ?? 0) ^ b[i];
-  return diff === 0;
-}
-
 function describeAgent(connection: Connection): AgentInfo {
   const rtt = connection.rtt;
   return {
@@ -541,7 +532,7 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
     for (const name of ["proxy-authorization", "authorization"]) {
       const value = request.headers.get(name);
       if (value === null || !/^bearer /i.test(value)) continue;
-      if (sameSecret(value.slice(7).trim(), apiToken)) return name;
+      if (timingSafeEqual(value.slice(7).trim(), apiToken)) return name;
     }
     return undefined;
   }
