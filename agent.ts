@@ -69,6 +69,7 @@ import { tunnelHandler, type TunnelOptions } from "./_tunnel.ts";
 import { option } from "./_script.ts";
 import { RUNTIME as THIS_RUNTIME } from "./runtime/mod.ts";
 import { TERMINAL_CLOSE_CODES } from "./protocol/close_codes.ts";
+import { Backoff } from "./_backoff.ts";
 
 export { tunnelHandler, type TunnelOptions };
 
@@ -78,6 +79,7 @@ export type {
   Connection,
   ConnectionCloseInfo,
   ConnectionEvent,
+  ConnectionOptions,
   ConnectionType,
   EventType,
   FetchFunction,
@@ -119,7 +121,10 @@ export interface AgentOptions {
   rewrite?: boolean;
   /** Serve this handler instead (overrides `upstream` and the demo API). */
   handler?: Handler;
-  /** Reconnection backoff; also paces retries of the first connect. */
+  /**
+   * Reconnection backoff; also paces retries of the first connect, with the same defaults
+   * (see {@linkcode ReconnectOptions}).
+   */
   reconnect?: ReconnectOptions;
   /** Heartbeat timing. */
   heartbeat?: HeartbeatOptions;
@@ -374,7 +379,7 @@ export function startAgent(options: AgentOptions): Agent {
   }).withMetadata(metadata);
 
   let closed = false;
-  let cancelWait: (() => void) | undefined;
+  const backoff = new Backoff(options.reconnect);
   let resolveStopped!: (error: Error | undefined) => void;
   const stopped = new Promise<Error | undefined>((resolve) => resolveStopped = resolve);
 
@@ -399,32 +404,19 @@ export function startAgent(options: AgentOptions): Agent {
 
   // The first connect is retried too, with the same backoff, until the gateway is up.
   const ready = (async (): Promise<Connection> => {
-    const backoff = options.reconnect ?? {};
-    const initialDelay = backoff.initialDelay ?? 250;
-    const maxDelay = backoff.maxDelay ?? 5_000;
-    const factor = backoff.factor ?? 2;
-    const maxAttempts = backoff.maxAttempts ?? Infinity;
     for (let attempt = 1;; attempt++) {
       if (closed) throw new DOMException("The agent was closed", "AbortError");
       try {
         return await client.connect();
       } catch (error) {
         const fatal = !(error instanceof HandshakeError) || !error.retryable ||
-          attempt >= maxAttempts;
+          attempt >= backoff.maxAttempts;
         if (fatal || closed) {
           resolveStopped(error as Error);
           throw error;
         }
         options.logger?.warn("agent: cannot connect yet, retrying", (error as Error).message);
-        const wait = Math.min(maxDelay, initialDelay * factor ** (attempt - 1));
-        await new Promise<void>((resolve) => {
-          const timer = setTimeout(resolve, wait * (0.5 + Math.random() / 2));
-          cancelWait = () => {
-            clearTimeout(timer);
-            resolve();
-          };
-        });
-        cancelWait = undefined;
+        await backoff.wait(attempt);
       }
     }
   })();
@@ -437,7 +429,7 @@ export function startAgent(options: AgentOptions): Agent {
     stopped,
     close: async () => {
       closed = true;
-      cancelWait?.();
+      backoff.cancel();
       await client.close();
       await events.return?.();
       resolveStopped(undefined);

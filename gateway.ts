@@ -174,6 +174,7 @@ export type {
   Connection,
   ConnectionCloseInfo,
   ConnectionEvent,
+  ConnectionOptions,
   ConnectionType,
   DenoServeHandlerInfo,
   EventType,

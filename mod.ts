@@ -34,7 +34,9 @@
 export { WebSocketServer } from "./server.ts";
 export type { AuthorizeContext, ServerAddr, WebSocketServerOptions } from "./server.ts";
 export { WebSocketClient } from "./client.ts";
-export type { ReconnectOptions, WebSocketClientOptions } from "./client.ts";
+export type { WebSocketClientOptions } from "./client.ts";
+export type { ReconnectOptions } from "./_backoff.ts";
+export type { ConnectionOptions } from "./_options.ts";
 export { Connection } from "./connection.ts";
 export type {
   CloseOptions,

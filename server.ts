@@ -21,35 +21,18 @@ import {
   type Upgraded,
   upgradeWebSocket,
 } from "./runtime/mod.ts";
-import { EventStream } from "./_event_stream.ts";
+import { Endpoint } from "./_endpoint.ts";
 import { ADDRESS_RATES, AddressLimits, type AddressRates } from "./_address_limits.ts";
 import { ResumeStore } from "./_resume.ts";
 import { checkTls, type TlsOptions } from "./_tls.ts";
-import { Connection } from "./connection.ts";
+import type { Connection } from "./connection.ts";
 import { ClientRefusedError } from "./errors.ts";
 import { CloseCode } from "./protocol/close_codes.ts";
-import { Session } from "./protocol/session.ts";
 import { DEFAULT_SETTINGS } from "./protocol/handshake.ts";
-import type { HeartbeatOptions as HeartbeatTiming } from "./protocol/heartbeat.ts";
+import type { AddressRateLimits, ConnectionEvent, Logger } from "./types.ts";
 import {
-  type AddressRateLimits,
-  type ConnectionEvent,
-  ConnectionType,
-  EventType,
-  type Handler,
-  type HeartbeatOptions,
-  type Limits,
-  type Logger,
-  type PingHandler,
-  type PongHandler,
-} from "./types.ts";
-import {
-  answerPing,
-  type ConnectionLimits,
-  connectionLimits,
-  QUIET_LOGGER,
+  type ConnectionOptions,
   rateLimit,
-  resolveHeartbeat,
   SERVER_INITIAL_WINDOW,
   SERVER_MAX_CONCURRENT_STREAMS,
 } from "./_options.ts";
@@ -84,25 +67,13 @@ export interface AuthorizeContext {
 }
 
 /** Options for {@linkcode WebSocketServer}. */
-export interface WebSocketServerOptions {
+export interface WebSocketServerOptions extends ConnectionOptions {
   /** Interface to listen on. Default `"0.0.0.0"`, as `Deno.serve` and `Bun.serve`. */
   hostname?: string;
   /** Port to listen on; 0 picks a free port (see `server.addr`). Default 0. */
   port?: number;
   /** Only upgrade requests for this path (others get 404). Default: any path. */
   path?: string;
-  /** Run the heartbeat on every connection. Default `true`. */
-  keepAlive?: boolean;
-  /** Heartbeat timing. Default `{ interval: 10_000, timeout: 30_000 }`. */
-  heartbeat?: HeartbeatOptions;
-  /** Called on each ping from a client; may return the data for the pong. Default: echo. */
-  onPing?: PingHandler;
-  /** Called on each pong, with the measured round-trip time. */
-  onPong?: PongHandler;
-  /** Data carried by the server's pings. Default `""`. */
-  appData?: string;
-  /** Where log lines go. Default: nowhere. */
-  logger?: Logger;
   /**
    * Decides whether a client may connect, after its hello. Return `false` (or throw) to
    * refuse: the client gets close code 4003 and a `HandshakeError`, and does not retry.
@@ -110,12 +81,8 @@ export interface WebSocketServerOptions {
    * (the client retries unless that code is terminal).
    */
   authorize?: (context: AuthorizeContext) => boolean | Promise<boolean>;
-  /** Limits enforced on every connection; the defaults are safe on the internet. */
-  limits?: Limits;
   /** Origins allowed to connect (browsers send `Origin`). Default: any, including none. */
   allowedOrigins?: string[];
-  /** Serves every connection's requests with this handler (a connection's `serve()` overrides it). */
-  handler?: Handler;
   /** Milliseconds `close()` lets in-flight exchanges finish. Default 10 000. */
   closeTimeout?: number;
   /**
@@ -196,11 +163,8 @@ export class WebSocketServer {
   }
 
   readonly #options: WebSocketServerOptions;
-  readonly #logger: Logger;
-  readonly #limits: ConnectionLimits;
+  readonly #endpoint: Endpoint;
   readonly #addressLimits: AddressLimits | undefined;
-  readonly #heartbeat: HeartbeatTiming | false;
-  readonly #events = new EventStream();
   readonly #connections = new Map<string, Connection>();
   readonly #handshaking = new Set<Connection>();
   /**
@@ -226,17 +190,15 @@ export class WebSocketServer {
    */
   constructor(options: WebSocketServerOptions = {}) {
     this.#options = options;
-    this.#logger = options.logger ?? QUIET_LOGGER;
     const limits = options.limits ?? {};
-    this.#limits = connectionLimits(limits, {
+    this.#endpoint = new Endpoint("server", options, {
       initialWindow: SERVER_INITIAL_WINDOW,
       maxConcurrentStreams: SERVER_MAX_CONCURRENT_STREAMS,
     });
     this.#addressLimits = limits.addressRateLimits === false
       ? undefined
       : new AddressLimits(addressRates(limits.addressRateLimits ?? {}));
-    this.#heartbeat = resolveHeartbeat(options.keepAlive, options.heartbeat);
-    const maxMessageBytes = this.#limits.settings.maxMessageBytes ??
+    const maxMessageBytes = this.#endpoint.limits.settings.maxMessageBytes ??
       DEFAULT_SETTINGS.maxMessageBytes;
     this.#acceptor = {
       keepsRequests: options.authorize !== undefined,
@@ -264,6 +226,10 @@ export class WebSocketServer {
       checkTls(options.tls, "tls");
     }
     if (!options.noServer) this.#listen();
+  }
+
+  get #logger(): Logger {
+    return this.#endpoint.logger;
   }
 
   /** Where the server listens. */
@@ -320,7 +286,7 @@ export class WebSocketServer {
    * @returns An async iterable that ends when the server closes.
    */
   events(): AsyncIterableIterator<ConnectionEvent> {
-    return this.#events.subscribe();
+    return this.#endpoint.events.subscribe();
   }
 
   /** The connections that completed their handshake and are still open. */
@@ -438,7 +404,7 @@ export class WebSocketServer {
     clearTimeout(timer);
     await this.#stopListening?.();
     this.#resume?.clear();
-    this.#events.end();
+    this.#endpoint.events.end();
   }
 
   #listen(): void {
@@ -476,39 +442,25 @@ export class WebSocketServer {
     const limits = options.limits ?? {};
     const address = remoteAddr.hostname;
     const addressLimits = this.#addressLimits;
-    // Assigned once below; the session's ping answer needs it before then.
-    // deno-lint-ignore prefer-const
-    let connection!: Connection;
+    const endpoint = this.#endpoint;
+    const logger = endpoint.logger;
     let resumed = false;
     let metadataCost = 0;
-    const now = performance.now();
-    const session = new Session({
-      role: "server",
-      settings: this.#limits.settings,
-      handshakeTimeout: limits.handshakeTimeout,
-      heartbeat: this.#heartbeat,
-      appData: options.appData ?? "",
-      answerPing: (data) => answerPing(options.onPing, data, connection, this.#logger),
-      maxMetadataBytes: limits.maxMetadataBytes,
-      maxMetadataValues: limits.maxMetadataValues,
-      resetRateLimit: this.#limits.resetRateLimit,
-      pingRateLimit: this.#limits.pingRateLimit,
-      sharedPingLimit: addressLimits?.pings(address, now),
-    }, now);
-    connection = new Connection({
-      socket,
-      session,
-      type: ConnectionType.ServerSide,
+    const now = endpoint.now();
+    const connection = endpoint.connect(socket, {
       remoteAddr,
-      logger: this.#logger,
-      onPong: options.onPong,
       handler: options.handler,
-      maxQueuedBytes: this.#limits.maxQueuedBytes,
+      session: {
+        handshakeTimeout: limits.handshakeTimeout,
+        maxMetadataBytes: limits.maxMetadataBytes,
+        maxMetadataValues: limits.maxMetadataValues,
+        sharedPingLimit: addressLimits?.pings(address, now),
+      },
       hooks: {
         onHello: ({ metadata, resume, metadataCost: cost }, answer) => {
           metadataCost = cost;
           const resumes = resume === undefined ||
-              addressLimits?.mayResume(address, performance.now()) === false
+              addressLimits?.mayResume(address, endpoint.now()) === false
             ? undefined
             : this.#resume?.resumes(resume);
           const authorizing = this.#authorize(upgradeRequest, metadata, connection, resumes);
@@ -516,7 +468,7 @@ export class WebSocketServer {
           authorizing.then(async (refusal) => {
             if (refusal) return answer.refuse(refusal.code as CloseCode, refusal.reason);
             const store = this.#resume;
-            const now = performance.now();
+            const now = endpoint.now();
             // Past its rate of failures, an address's tokens are not looked at: guessing
             // costs the guesser, and a wrong token only ever meant a fresh id.
             const redeemed = resume !== undefined && !connection.isClosed &&
@@ -552,29 +504,16 @@ export class WebSocketServer {
         onOpen: (opened) => {
           this.#handshaking.delete(opened);
           this.#connections.set(opened.id, opened);
-          this.#logger.info("swaggersocket: connection received", opened.id, opened.remoteAddr);
-          this.#events.publish({
-            type: EventType.ConnectionReceived,
-            connectionId: opened.id,
-            connection: opened,
-            resumed,
-          });
+          logger.info("swaggersocket: connection received", opened.id, opened.remoteAddr);
+          endpoint.opened(opened, resumed);
         },
         onEnd: (ended, info) => {
-          this.#resume?.release(ended, performance.now());
+          this.#resume?.release(ended, endpoint.now());
           this.#handshaking.delete(ended);
           if (this.#connections.get(ended.id) !== ended) return;
           this.#connections.delete(ended.id);
-          this.#logger.info("swaggersocket: connection closed", ended.id, info.code, info.reason);
-          const base = { connectionId: ended.id, connection: ended };
-          if (info.error) {
-            this.#events.publish({ type: EventType.ConnectionFailure, ...base, error: info.error });
-          }
-          this.#events.publish({
-            type: EventType.ConnectionClosed,
-            ...base,
-            ...(info.error ? { error: info.error } : {}),
-          });
+          logger.info("swaggersocket: connection closed", ended.id, info.code, info.reason);
+          endpoint.ended(ended, info);
         },
       },
     });
@@ -617,7 +556,11 @@ export class WebSocketServer {
       return (await authorize(context)) === true ? undefined : unauthorized;
     } catch (error) {
       if (error instanceof ClientRefusedError) {
-        this.#logger.debug("swaggersocket: authorize refused a client", error.code, error.reason);
+        this.#logger.debug(
+          "swaggersocket: authorize refused a client",
+          error.code,
+          error.reason,
+        );
         return { code: error.code, reason: error.reason };
       }
       this.#logger.warn("swaggersocket: authorize threw; refusing", error);
