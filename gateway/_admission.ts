@@ -22,9 +22,9 @@
  * @module
  */
 
-import type { Logger } from "./types.ts";
-import { ClientRefusedError } from "./errors.ts";
-import { CloseCode } from "./protocol/close_codes.ts";
+import type { Logger } from "../types.ts";
+import { ClientRefusedError } from "../errors.ts";
+import { CloseCode } from "../protocol/close_codes.ts";
 import { agentNameProblem, isConnectionIdShaped, NameRegistry } from "./_agent_names.ts";
 import {
   type CredentialsTable,
@@ -32,7 +32,7 @@ import {
   readCredentialsFileSync,
   tokenDigest,
 } from "./_credentials.ts";
-import { timingSafeEqual } from "./_timing_safe_equal.ts";
+import { timingSafeEqual } from "../_timing_safe_equal.ts";
 
 /** What the admission needs of a connection (a `Connection` fits). */
 export interface AdmittedConnection {

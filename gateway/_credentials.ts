@@ -23,7 +23,7 @@
 import { readFileSync } from "node:fs";
 import { readFile } from "node:fs/promises";
 import { agentNameProblem } from "./_agent_names.ts";
-import { timingSafeEqual } from "./_timing_safe_equal.ts";
+import { timingSafeEqual } from "../_timing_safe_equal.ts";
 
 /** Bytes in a SHA-256 digest. */
 const DIGEST_BYTES = 32;
