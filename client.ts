@@ -9,7 +9,7 @@
  * @module
  */
 
-import { adaptWebSocket, openWebSocket, RUNTIME } from "./runtime/mod.ts";
+import { adaptWebSocket, dialFailure, openWebSocket, RUNTIME } from "./runtime/mod.ts";
 import { checkCaCerts } from "./_tls.ts";
 import { Endpoint } from "./_endpoint.ts";
 import type { ConnectionOptions } from "./_options.ts";
@@ -343,18 +343,9 @@ function describeDialFailure(
   message: string,
   caCerts: string[] | undefined,
 ): string {
-  // Bun: "WebSocket connection to '<url>' failed: …"; Deno: "NetworkError: failed to connect
-  // to WebSocket: …". The URL is said already.
-  const detail = message
-    .replace(/^WebSocket connection to '[^']*' failed: /, "")
-    .replace(/^NetworkError: failed to connect to WebSocket: /, "");
+  const { detail, untrustedIssuer } = dialFailure(message);
   if (!detail || (code !== 1006 && code !== 0)) return describeClose(code, reason);
-  // An issuer it does not trust (not a wrong name or an expired certificate, which a CA
-  // would not fix). Deno: "UnknownIssuer"; Bun: "unable to verify the first certificate",
-  // "self signed certificate (in certificate chain)", "unable to get local issuer …".
-  const untrusted = /UnknownIssuer|unable to verify|self[- ]signed|unable to get .*issuer/i
-    .test(detail);
-  const hint = !untrusted
+  const hint = !untrustedIssuer
     ? ""
     : caCerts?.length
     ? "; the server's certificate is not signed by the given caCerts"

@@ -134,3 +134,33 @@ export function openWebSocketWith(
   }
   return ws;
 }
+
+/** Why a client `WebSocket` failed to open, as the runtime said it. */
+export interface DialFailure {
+  /** The runtime's reason, without the URL it repeats; `""` if it gave none. */
+  detail: string;
+  /**
+   * Whether the server's certificate comes from an issuer the runtime does not trust (not a
+   * wrong name or an expired certificate, which a CA would not fix).
+   */
+  untrustedIssuer: boolean;
+}
+
+/**
+ * Reads the runtime's reason for a failed dial from the `error` event's message (the `close`
+ * event that follows says only 1006). Bun: "WebSocket connection to '<url>' failed: …";
+ * Deno: "NetworkError: failed to connect to WebSocket: …". An untrusted issuer is, on Deno,
+ * "UnknownIssuer"; on Bun, "unable to verify the first certificate", "self signed certificate
+ * (in certificate chain)", "unable to get local issuer …".
+ *
+ * @param message The error event's message.
+ * @returns The reason, and whether the issuer was not trusted.
+ */
+export function dialFailure(message: string): DialFailure {
+  const detail = message
+    .replace(/^WebSocket connection to '[^']*' failed: /, "")
+    .replace(/^NetworkError: failed to connect to WebSocket: /, "");
+  const untrustedIssuer = /UnknownIssuer|unable to verify|self[- ]signed|unable to get .*issuer/i
+    .test(detail);
+  return { detail, untrustedIssuer };
+}

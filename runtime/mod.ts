@@ -43,7 +43,7 @@ import {
 import { openWebSocketWith } from "./_web_socket.ts";
 import type { DialTls, Listening, ListenOptions, ScriptRuntime, SocketAcceptor } from "./_types.ts";
 
-export { adaptWebSocket } from "./_web_socket.ts";
+export { adaptWebSocket, dialFailure } from "./_web_socket.ts";
 export { bunWebSocketHandlers } from "./_bun.ts";
 export type { BunServerLike, BunServerWebSocket, BunSocket, BunWebSocketHandlers } from "./_bun.ts";
 export type { DenoServeHandlerInfo } from "./_deno.ts";
