@@ -44,8 +44,8 @@ export interface SocketAcceptor {
    * until as many {@linkcode socketClosed} calls came before it stops listening.
    */
   socketOpened(): void;
-  /** Called once such a socket has closed. */
-  socketClosed(): void;
+  /** Called once such a socket has closed; passed as an event listener, so called unbound. */
+  readonly socketClosed: () => void;
 }
 
 /** Where and how a server listens. */
