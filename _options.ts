@@ -1,5 +1,6 @@
 /**
- * Option handling shared by the server and the client.
+ * Option handling shared by the server and the client: the options both take for their
+ * connections ({@linkcode ConnectionOptions}), and checking them once, at construction.
  *
  * @module
  */
@@ -9,7 +10,35 @@ import type { HeartbeatOptions as CoreHeartbeat } from "./protocol/heartbeat.ts"
 import { FRAME_HEADER_BYTES } from "./protocol/frame.ts";
 import { DEFAULT_SETTINGS, MIN_FRAME_BYTES, type Settings } from "./protocol/handshake.ts";
 import type { RateLimitOptions } from "./protocol/rate_limit.ts";
-import type { HeartbeatOptions, Limits, Logger, PingHandler, RateLimit } from "./types.ts";
+import type {
+  Handler,
+  HeartbeatOptions,
+  Limits,
+  Logger,
+  PingHandler,
+  PongHandler,
+  RateLimit,
+} from "./types.ts";
+
+/** What a server and a client both take for the connections they make. */
+export interface ConnectionOptions {
+  /** Run the heartbeat on every connection. Default `true`. */
+  keepAlive?: boolean;
+  /** Heartbeat timing. Default `{ interval: 10_000, timeout: 30_000 }`. */
+  heartbeat?: HeartbeatOptions;
+  /** Called on each ping from the peer; may return the data for the pong. Default: echo. */
+  onPing?: PingHandler;
+  /** Called on each pong, with the measured round-trip time. */
+  onPong?: PongHandler;
+  /** Data carried by this end's pings. Default `""`. */
+  appData?: string;
+  /** Where log lines go. Default: nowhere. */
+  logger?: Logger;
+  /** Limits enforced on every connection; the defaults are safe on the internet. */
+  limits?: Limits;
+  /** Serves the peer's requests with this handler (a connection's `serve()` overrides it). */
+  handler?: Handler;
+}
 
 const noop = (): void => {};
 

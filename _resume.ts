@@ -22,6 +22,7 @@
 
 import { Deadline, setDeadline } from "./_deadlines.ts";
 import type { Connection } from "./connection.ts";
+import { timingSafeEqual } from "./_timing_safe_equal.ts";
 
 /** Most ended connections kept for resumption at once; the oldest go first. */
 export const MAX_RESUMABLE = 65_536;
@@ -194,14 +195,4 @@ function randomSecret(): string {
   let binary = "";
   for (const byte of bytes) binary += String.fromCharCode(byte);
   return btoa(binary).replaceAll("+", "-").replaceAll("/", "_").replace(/=+$/, "");
-}
-
-/** Compares two strings in time that depends only on their lengths. */
-export function timingSafeEqual(a: string, b: string): boolean {
-  const length = Math.max(a.length, b.length);
-  let diff = a.length ^ b.length;
-  for (let i = 0; i < length; i++) {
-    diff |= (a.charCodeAt(i) | 0) ^ (b.charCodeAt(i) | 0);
-  }
-  return diff === 0;
 }

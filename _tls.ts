@@ -1,7 +1,7 @@
 /**
  * TLS options: the certificate and key a server listens with, and the extra CA
  * certificates a client trusts. Only checks live here; how each runtime takes them is in
- * the listen code (`server.ts`, `gateway.ts`) and in `openWebSocket` (`_socket.ts`).
+ * the runtime adapters (`runtime/`) and the gateway's `node:http` front.
  *
  * @module
  */

@@ -9,64 +9,29 @@
  * @module
  */
 
-import { adaptWebSocket, CLIENT_DELAYS_MID_SIZE_MESSAGES, openWebSocket } from "./_socket.ts";
+import { adaptWebSocket, dialFailure, openWebSocket, RUNTIME } from "./runtime/mod.ts";
 import { checkCaCerts } from "./_tls.ts";
-import { EventStream } from "./_event_stream.ts";
-import {
-  answerPing,
-  type ConnectionLimits,
-  connectionLimits,
-  QUIET_LOGGER,
-  resolveHeartbeat,
-} from "./_options.ts";
-import { Connection, type ConnectionCloseInfo } from "./connection.ts";
+import { Endpoint } from "./_endpoint.ts";
+import type { ConnectionOptions } from "./_options.ts";
+import { Backoff, type ReconnectOptions } from "./_backoff.ts";
+import type { Connection, ConnectionCloseInfo } from "./connection.ts";
 import { HandshakeError } from "./errors.ts";
 import { CloseCode, TERMINAL_CLOSE_CODES } from "./protocol/close_codes.ts";
-import { Session } from "./protocol/session.ts";
-import type { HeartbeatOptions as HeartbeatTiming } from "./protocol/heartbeat.ts";
 import {
   type ConnectionEvent,
-  ConnectionType,
   EventType,
   type Handler,
-  type HeartbeatOptions,
   type Limits,
   type Logger,
-  type PingHandler,
-  type PongHandler,
 } from "./types.ts";
 
-/** Reconnection backoff. */
-export interface ReconnectOptions {
-  /** Milliseconds before the first retry. Default 250. */
-  initialDelay?: number;
-  /** Largest delay between retries, milliseconds. Default 30 000. */
-  maxDelay?: number;
-  /** Growth of the delay per failed attempt. Default 2. */
-  factor?: number;
-  /** Fraction of each delay chosen at random (0–1), so that agents do not reconnect in step. Default 0.5. */
-  jitter?: number;
-  /** Attempts before giving up (a `ConnectionFailure` event says so). Default unlimited. */
-  maxAttempts?: number;
-}
-
 /** Options for {@linkcode WebSocketClient}. */
-export interface WebSocketClientOptions {
+export interface WebSocketClientOptions extends ConnectionOptions {
   /** The server's WebSocket URL (`ws://` or `wss://`). */
   url: string | URL;
   /** Heartbeat, and reconnect when the connection is lost. Default `true`. */
   keepAlive?: boolean;
-  /** Heartbeat timing. Default `{ interval: 10_000, timeout: 30_000 }`. */
-  heartbeat?: HeartbeatOptions;
-  /** Called on each ping from the server; may return the data for the pong. Default: echo. */
-  onPing?: PingHandler;
-  /** Called on each pong, with the measured round-trip time. */
-  onPong?: PongHandler;
-  /** Data carried by the client's pings. Default `""`. */
-  appData?: string;
-  /** Where log lines go. Default: nowhere. */
-  logger?: Logger;
-  /** Backoff between reconnection attempts. */
+  /** Backoff between reconnection attempts (see {@linkcode ReconnectOptions} for the defaults). */
   reconnect?: ReconnectOptions;
   /** Headers for the upgrade request (Deno and Bun; browsers cannot send them). */
   headers?: HeadersInit;
@@ -88,8 +53,6 @@ export interface WebSocketClientOptions {
   caCerts?: string[];
   /** Limits enforced on the connection; `handshakeTimeout` also bounds each dial. */
   limits?: Limits;
-  /** Serves the server's requests from the first connection on (same as `connection.serve`). */
-  handler?: Handler;
 }
 
 /**
@@ -107,10 +70,8 @@ export interface WebSocketClientOptions {
  */
 export class WebSocketClient {
   readonly #options: WebSocketClientOptions;
-  readonly #logger: Logger;
-  readonly #limits: ConnectionLimits;
-  readonly #heartbeat: HeartbeatTiming | false;
-  readonly #events = new EventStream();
+  readonly #endpoint: Endpoint;
+  readonly #backoff: Backoff;
   #metadata: unknown = null;
   #handler: Handler | undefined;
   #connection: Connection | undefined;
@@ -118,7 +79,6 @@ export class WebSocketClient {
   #closed = false;
   #reconnecting: Promise<void> | undefined;
   #connecting: Promise<Connection> | undefined;
-  #cancelWait: (() => void) | undefined;
 
   /**
    * Creates a client; nothing is dialed until `connect()`.
@@ -135,10 +95,9 @@ export class WebSocketClient {
     }
     if (options.caCerts !== undefined) checkCaCerts(options.caCerts, "caCerts");
     this.#options = options;
-    this.#logger = options.logger ?? QUIET_LOGGER;
     this.#handler = options.handler;
-    this.#limits = connectionLimits(options.limits ?? {});
-    this.#heartbeat = resolveHeartbeat(options.keepAlive, options.heartbeat);
+    this.#endpoint = new Endpoint("client", options);
+    this.#backoff = new Backoff(options.reconnect);
   }
 
   /**
@@ -150,6 +109,10 @@ export class WebSocketClient {
   withMetadata(metadata: unknown): this {
     this.#metadata = metadata ?? null;
     return this;
+  }
+
+  get #logger(): Logger {
+    return this.#endpoint.logger;
   }
 
   /** The live connection, if connected. After a reconnect this is the new connection. */
@@ -164,7 +127,7 @@ export class WebSocketClient {
    * @returns An async iterable of events.
    */
   events(): AsyncIterableIterator<ConnectionEvent> {
-    return this.#events.subscribe();
+    return this.#endpoint.events.subscribe();
   }
 
   /**
@@ -189,10 +152,10 @@ export class WebSocketClient {
    */
   async close(): Promise<void> {
     this.#closed = true;
-    this.#cancelWait?.();
+    this.#backoff.cancel();
     await this.#connection?.close({ timeout: 1_000 });
     await this.#reconnecting;
-    this.#events.end();
+    this.#endpoint.events.end();
   }
 
   /** Same as {@linkcode close}; for `await using`. */
@@ -286,44 +249,23 @@ export class WebSocketClient {
     onOpen: (connection: Connection) => void,
     onFail: (info: ConnectionCloseInfo) => void,
   ): void {
-    const options = this.#options;
-    // Assigned once below; the session's ping answer needs it before then.
-    // deno-lint-ignore prefer-const
-    let connection!: Connection;
+    const endpoint = this.#endpoint;
     let opened = false;
-    const session = new Session({
-      role: "client",
-      settings: this.#limits.settings,
-      handshakeTimeout,
-      heartbeat: this.#heartbeat,
-      appData: options.appData ?? "",
-      answerPing: (data) => answerPing(options.onPing, data, connection, this.#logger),
-      splitMessages: CLIENT_DELAYS_MID_SIZE_MESSAGES,
-      resetRateLimit: this.#limits.resetRateLimit,
-      pingRateLimit: this.#limits.pingRateLimit,
-    }, performance.now());
-    session.hello(this.#metadata, this.#resumeToken);
-    connection = new Connection({
-      socket: adaptWebSocket(ws),
-      session,
-      type: ConnectionType.ClientSide,
+    endpoint.connect(adaptWebSocket(ws), {
+      remoteAddr: remoteOf(this.#options.url),
       metadata: this.#metadata,
-      remoteAddr: remoteOf(options.url),
-      logger: this.#logger,
-      onPong: options.onPong,
       handler: this.#handler,
-      maxQueuedBytes: this.#limits.maxQueuedBytes,
+      session: {
+        handshakeTimeout,
+        splitMessages: RUNTIME.clientDelaysMidSizeMessages,
+      },
+      hello: { metadata: this.#metadata, resumeToken: this.#resumeToken },
       hooks: {
         onOpen: (open, welcome) => {
           opened = true;
           if (welcome?.resumeToken) this.#resumeToken = welcome.resumeToken;
           this.#connection = open;
-          this.#events.publish({
-            type: EventType.ConnectionReceived,
-            connectionId: open.id,
-            connection: open,
-            resumed: welcome?.resumed === true,
-          });
+          endpoint.opened(open, welcome?.resumed === true);
           onOpen(open);
           if (this.#closed) open.close({ timeout: 0 });
         },
@@ -335,15 +277,7 @@ export class WebSocketClient {
             onFail(info);
             return;
           }
-          const base = { connectionId: ended.id, connection: ended };
-          if (info.error) {
-            this.#events.publish({ type: EventType.ConnectionFailure, ...base, error: info.error });
-          }
-          this.#events.publish({
-            type: EventType.ConnectionClosed,
-            ...base,
-            ...(info.error ? { error: info.error } : {}),
-          });
+          endpoint.ended(ended, info);
           if (this.#connection === ended && this.#shouldReconnect(info.code)) {
             this.#reconnecting = this.#reconnect();
           }
@@ -355,23 +289,20 @@ export class WebSocketClient {
   #shouldReconnect(code: number): boolean {
     if (this.#closed || this.#options.keepAlive === false) return false;
     if (TERMINAL_CLOSE_CODES.has(code)) {
-      this.#logger.error("swaggersocket: server refused the client; not reconnecting", code);
+      this.#logger.error(
+        "swaggersocket: server refused the client; not reconnecting",
+        code,
+      );
       return false;
     }
     return true;
   }
 
   async #reconnect(): Promise<void> {
-    const backoff = this.#options.reconnect ?? {};
-    const initialDelay = backoff.initialDelay ?? 250;
-    const maxDelay = backoff.maxDelay ?? 30_000;
-    const factor = backoff.factor ?? 2;
-    const jitter = Math.min(Math.max(backoff.jitter ?? 0.5, 0), 1);
-    const maxAttempts = backoff.maxAttempts ?? Infinity;
+    const backoff = this.#backoff;
     let lastError: unknown;
-    for (let attempt = 1; attempt <= maxAttempts; attempt++) {
-      const delay = Math.min(maxDelay, initialDelay * factor ** (attempt - 1));
-      await this.#wait(delay * (1 - jitter * Math.random()));
+    for (let attempt = 1; attempt <= backoff.maxAttempts; attempt++) {
+      await backoff.wait(attempt);
       if (this.#closed) return;
       try {
         await this.#dial();
@@ -384,7 +315,7 @@ export class WebSocketClient {
         if (this.#closed) return;
       }
     }
-    this.#events.publish({
+    this.#endpoint.events.publish({
       type: EventType.ConnectionFailure,
       connectionId: this.#connection?.id ?? "",
       error: new HandshakeError(
@@ -393,17 +324,6 @@ export class WebSocketClient {
         false,
         { cause: lastError },
       ),
-    });
-  }
-
-  #wait(ms: number): Promise<void> {
-    return new Promise((resolve) => {
-      const timer = setTimeout(done, ms);
-      function done(): void {
-        clearTimeout(timer);
-        resolve();
-      }
-      this.#cancelWait = done;
     });
   }
 }
@@ -423,18 +343,9 @@ function describeDialFailure(
   message: string,
   caCerts: string[] | undefined,
 ): string {
-  // Bun: "WebSocket connection to '<url>' failed: …"; Deno: "NetworkError: failed to connect
-  // to WebSocket: …". The URL is said already.
-  const detail = message
-    .replace(/^WebSocket connection to '[^']*' failed: /, "")
-    .replace(/^NetworkError: failed to connect to WebSocket: /, "");
+  const { detail, untrustedIssuer } = dialFailure(message);
   if (!detail || (code !== 1006 && code !== 0)) return describeClose(code, reason);
-  // An issuer it does not trust (not a wrong name or an expired certificate, which a CA
-  // would not fix). Deno: "UnknownIssuer"; Bun: "unable to verify the first certificate",
-  // "self signed certificate (in certificate chain)", "unable to get local issuer …".
-  const untrusted = /UnknownIssuer|unable to verify|self[- ]signed|unable to get .*issuer/i
-    .test(detail);
-  const hint = !untrusted
+  const hint = !untrustedIssuer
     ? ""
     : caCerts?.length
     ? "; the server's certificate is not signed by the given caCerts"

@@ -32,16 +32,11 @@
  */
 
 export { WebSocketServer } from "./server.ts";
-export type {
-  AuthorizeContext,
-  BunServerLike,
-  BunWebSocketHandlers,
-  DenoServeHandlerInfo,
-  ServerAddr,
-  WebSocketServerOptions,
-} from "./server.ts";
+export type { AuthorizeContext, ServerAddr, WebSocketServerOptions } from "./server.ts";
 export { WebSocketClient } from "./client.ts";
-export type { ReconnectOptions, WebSocketClientOptions } from "./client.ts";
+export type { WebSocketClientOptions } from "./client.ts";
+export type { ReconnectOptions } from "./_backoff.ts";
+export type { ConnectionOptions } from "./_options.ts";
 export { Connection } from "./connection.ts";
 export type {
   CloseOptions,
@@ -49,7 +44,12 @@ export type {
   FetchFunction,
   ForwardRequest,
 } from "./connection.ts";
-export type { BunServerWebSocket } from "./_socket.ts";
+export type {
+  BunServerLike,
+  BunServerWebSocket,
+  BunWebSocketHandlers,
+  DenoServeHandlerInfo,
+} from "./runtime/mod.ts";
 export type { TlsOptions } from "./_tls.ts";
 export { ConnectionType, EventType } from "./types.ts";
 export type {

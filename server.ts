@@ -11,41 +11,28 @@
 
 import { ulid } from "ulid";
 import {
-  adaptBunSocket,
-  adaptWebSocket,
-  type BunServerWebSocket,
-  type BunSocket,
+  type BunServerLike,
+  type BunWebSocketHandlers,
+  bunWebSocketHandlers,
+  type DenoServeHandlerInfo,
+  RUNTIME,
   type Socket,
-} from "./_socket.ts";
-import { EventStream } from "./_event_stream.ts";
+  type SocketAcceptor,
+  type Upgraded,
+  upgradeWebSocket,
+} from "./runtime/mod.ts";
+import { Endpoint } from "./_endpoint.ts";
 import { ADDRESS_RATES, AddressLimits, type AddressRates } from "./_address_limits.ts";
 import { ResumeStore } from "./_resume.ts";
 import { checkTls, type TlsOptions } from "./_tls.ts";
-import { Connection } from "./connection.ts";
+import type { Connection } from "./connection.ts";
 import { ClientRefusedError } from "./errors.ts";
 import { CloseCode } from "./protocol/close_codes.ts";
-import { Session } from "./protocol/session.ts";
 import { DEFAULT_SETTINGS } from "./protocol/handshake.ts";
-import type { HeartbeatOptions as HeartbeatTiming } from "./protocol/heartbeat.ts";
+import type { AddressRateLimits, ConnectionEvent, Logger } from "./types.ts";
 import {
-  type AddressRateLimits,
-  type ConnectionEvent,
-  ConnectionType,
-  EventType,
-  type Handler,
-  type HeartbeatOptions,
-  type Limits,
-  type Logger,
-  type PingHandler,
-  type PongHandler,
-} from "./types.ts";
-import {
-  answerPing,
-  type ConnectionLimits,
-  connectionLimits,
-  QUIET_LOGGER,
+  type ConnectionOptions,
   rateLimit,
-  resolveHeartbeat,
   SERVER_INITIAL_WINDOW,
   SERVER_MAX_CONCURRENT_STREAMS,
 } from "./_options.ts";
@@ -80,25 +67,13 @@ export interface AuthorizeContext {
 }
 
 /** Options for {@linkcode WebSocketServer}. */
-export interface WebSocketServerOptions {
+export interface WebSocketServerOptions extends ConnectionOptions {
   /** Interface to listen on. Default `"0.0.0.0"`, as `Deno.serve` and `Bun.serve`. */
   hostname?: string;
   /** Port to listen on; 0 picks a free port (see `server.addr`). Default 0. */
   port?: number;
   /** Only upgrade requests for this path (others get 404). Default: any path. */
   path?: string;
-  /** Run the heartbeat on every connection. Default `true`. */
-  keepAlive?: boolean;
-  /** Heartbeat timing. Default `{ interval: 10_000, timeout: 30_000 }`. */
-  heartbeat?: HeartbeatOptions;
-  /** Called on each ping from a client; may return the data for the pong. Default: echo. */
-  onPing?: PingHandler;
-  /** Called on each pong, with the measured round-trip time. */
-  onPong?: PongHandler;
-  /** Data carried by the server's pings. Default `""`. */
-  appData?: string;
-  /** Where log lines go. Default: nowhere. */
-  logger?: Logger;
   /**
    * Decides whether a client may connect, after its hello. Return `false` (or throw) to
    * refuse: the client gets close code 4003 and a `HandshakeError`, and does not retry.
@@ -106,12 +81,8 @@ export interface WebSocketServerOptions {
    * (the client retries unless that code is terminal).
    */
   authorize?: (context: AuthorizeContext) => boolean | Promise<boolean>;
-  /** Limits enforced on every connection; the defaults are safe on the internet. */
-  limits?: Limits;
   /** Origins allowed to connect (browsers send `Origin`). Default: any, including none. */
   allowedOrigins?: string[];
-  /** Serves every connection's requests with this handler (a connection's `serve()` overrides it). */
-  handler?: Handler;
   /** Milliseconds `close()` lets in-flight exchanges finish. Default 10 000. */
   closeTimeout?: number;
   /**
@@ -148,71 +119,6 @@ export interface ServerAddr {
   hostname: string;
   /** The port. */
   port: number;
-}
-
-/** The part of `Deno.ServeHandlerInfo` used here. */
-export interface DenoServeHandlerInfo {
-  /** The client's address. */
-  remoteAddr: { hostname: string; port: number };
-}
-
-/** The part of Bun's `Server` used here, described structurally. */
-export interface BunServerLike {
-  /** Upgrades the request; returns whether it did. */
-  upgrade(request: Request, options?: { data?: unknown; headers?: HeadersInit }): boolean;
-  /** The client's address. */
-  requestIP?(request: Request): { address: string; port: number } | null;
-}
-
-/** Bun's `websocket` handlers for `Bun.serve`, described structurally. */
-export interface BunWebSocketHandlers {
-  /** A socket opened. */
-  open(ws: BunServerWebSocket): void;
-  /** A message arrived. */
-  message(ws: BunServerWebSocket, message: string | Uint8Array): void;
-  /** A socket closed. */
-  close(ws: BunServerWebSocket, code: number, reason: string): void;
-  /** A full send buffer drained. */
-  drain(ws: BunServerWebSocket): void;
-  /** Largest message Bun accepts: the server's `limits.maxMessageBytes`. */
-  maxPayloadLength: number;
-}
-
-interface DenoRuntime {
-  serve(
-    options: {
-      hostname?: string;
-      port?: number;
-      onListen?: (addr: unknown) => void;
-      cert?: string;
-      key?: string;
-    },
-    handler: (request: Request, info: DenoServeHandlerInfo) => Response | Promise<Response>,
-  ): { addr: { hostname: string; port: number }; shutdown(): Promise<void> };
-  upgradeWebSocket(request: Request): { socket: WebSocket; response: Response };
-}
-
-interface BunRuntime {
-  serve(options: {
-    hostname?: string;
-    port?: number;
-    tls?: { cert: string; key: string };
-    fetch: (
-      request: Request,
-      server: BunServerLike,
-    ) => Response | undefined | Promise<Response | undefined>;
-    websocket: BunWebSocketHandlers;
-  }): {
-    hostname: string;
-    port: number;
-    stop(closeActiveConnections?: boolean): Promise<void> | void;
-  };
-}
-
-interface BunSocketData {
-  /** Set by `upgrade()`, taken by `open`: Bun keeps `data` as long as the socket. */
-  swaggersocket?: { request: Request; remoteAddr: { hostname: string; port: number } };
-  socket?: BunSocket;
 }
 
 /**
@@ -253,24 +159,22 @@ export class WebSocketServer {
   static {
     upgradedSockets.check = (server, request) => server.#checkUpgrade(request);
     upgradedSockets.accept = (server, socket, request, remoteAddr) =>
-      server.#accept(socket, request.headers.get("origin"), request, remoteAddr);
+      server.#accept({ socket, origin: request.headers.get("origin"), request, remoteAddr });
   }
 
   readonly #options: WebSocketServerOptions;
-  readonly #logger: Logger;
-  readonly #limits: ConnectionLimits;
+  readonly #endpoint: Endpoint;
   readonly #addressLimits: AddressLimits | undefined;
-  readonly #heartbeat: HeartbeatTiming | false;
-  readonly #events = new EventStream();
   readonly #connections = new Map<string, Connection>();
   readonly #handshaking = new Set<Connection>();
-  /** Deno sockets whose close handshake has not finished yet (see `#shutdown`). */
+  /**
+   * Sockets whose close handshake has not finished yet, of those the runtime's listener
+   * would cut short at shutdown (see `#shutdown`).
+   */
   #openSockets = 0;
   #allSocketsClosed: (() => void) | undefined;
-  // One listener for every socket: a promise per socket would cost each idle connection.
-  readonly #onSocketClose = (): void => {
-    if (--this.#openSockets === 0) this.#allSocketsClosed?.();
-  };
+  /** Takes the sockets the runtime upgrades: one for every socket, made once. */
+  readonly #acceptor: SocketAcceptor;
   #addr: ServerAddr | undefined;
   #stopListening: (() => Promise<void>) | undefined;
   #closing: Promise<void> | undefined;
@@ -286,33 +190,28 @@ export class WebSocketServer {
    */
   constructor(options: WebSocketServerOptions = {}) {
     this.#options = options;
-    this.#logger = options.logger ?? QUIET_LOGGER;
     const limits = options.limits ?? {};
-    this.#limits = connectionLimits(limits, {
+    this.#endpoint = new Endpoint("server", options, {
       initialWindow: SERVER_INITIAL_WINDOW,
       maxConcurrentStreams: SERVER_MAX_CONCURRENT_STREAMS,
     });
     this.#addressLimits = limits.addressRateLimits === false
       ? undefined
       : new AddressLimits(addressRates(limits.addressRateLimits ?? {}));
-    this.#heartbeat = resolveHeartbeat(options.keepAlive, options.heartbeat);
-    const maxMessageBytes = this.#limits.settings.maxMessageBytes ??
+    const maxMessageBytes = this.#endpoint.limits.settings.maxMessageBytes ??
       DEFAULT_SETTINGS.maxMessageBytes;
-    this.websocket = {
-      open: (ws) => {
-        const data = ws.data as BunSocketData;
-        const { request, remoteAddr } = data.swaggersocket!;
-        data.swaggersocket = undefined;
-        const socket = adaptBunSocket(ws);
-        data.socket = socket;
-        this.#accept(socket, request.headers.get("origin"), request, remoteAddr);
+    this.#acceptor = {
+      keepsRequests: options.authorize !== undefined,
+      accept: (upgraded) => this.#accept(upgraded),
+      socketOpened: () => {
+        this.#openSockets++;
       },
-      message: (ws, message) => (ws.data as BunSocketData).socket?.dispatchMessage(message),
-      close: (ws, code, reason) => (ws.data as BunSocketData).socket?.dispatchClose(code, reason),
-      drain: (ws) => (ws.data as BunSocketData).socket?.dispatchDrain(),
-      // Bun refuses a larger message itself (1009) before buffering it whole.
-      maxPayloadLength: maxMessageBytes,
+      // One listener for every socket: a promise per socket would cost each idle connection.
+      socketClosed: () => {
+        if (--this.#openSockets === 0) this.#allSocketsClosed?.();
+      },
     };
+    this.websocket = bunWebSocketHandlers(this.#acceptor, maxMessageBytes);
     const resumeWindow = options.resumeWindow ?? 30_000;
     if (!(resumeWindow >= 0) || !Number.isFinite(resumeWindow)) {
       throw new RangeError(
@@ -327,6 +226,10 @@ export class WebSocketServer {
       checkTls(options.tls, "tls");
     }
     if (!options.noServer) this.#listen();
+  }
+
+  get #logger(): Logger {
+    return this.#endpoint.logger;
   }
 
   /** Where the server listens. */
@@ -373,40 +276,7 @@ export class WebSocketServer {
   upgrade(request: Request, context?: DenoServeHandlerInfo | BunServerLike): Response | undefined {
     const refusal = this.#checkUpgrade(request);
     if (refusal) return refusal;
-    if (context && typeof (context as BunServerLike).upgrade === "function") {
-      const server = context as BunServerLike;
-      const ip = server.requestIP?.(request);
-      const data: BunSocketData = {
-        swaggersocket: {
-          request,
-          remoteAddr: { hostname: ip?.address ?? "", port: ip?.port ?? 0 },
-        },
-      };
-      if (server.upgrade(request, { data })) return undefined;
-      return new Response("WebSocket upgrade failed", { status: 400 });
-    }
-    const deno = (globalThis as { Deno?: DenoRuntime }).Deno;
-    if (!deno?.upgradeWebSocket) {
-      throw new TypeError("Cannot upgrade: pass Bun's server as the context, or run on Deno");
-    }
-    // Deno's info.remoteAddr throws once the request has been upgraded: read it first.
-    const remote = (context as DenoServeHandlerInfo | undefined)?.remoteAddr;
-    // So does the request once upgraded ("Request closed"), and `authorize` reads it later,
-    // after the hello: it gets a detached copy.
-    const origin = request.headers.get("origin");
-    const kept = this.#options.authorize
-      ? new Request(request.url, { method: request.method, headers: new Headers(request.headers) })
-      : undefined;
-    const { socket, response } = deno.upgradeWebSocket(request);
-    // `close()` waits for this before `Deno.serve`'s shutdown, which would overtake the
-    // socket's own close frame with a 1001.
-    this.#openSockets++;
-    socket.addEventListener("close", this.#onSocketClose, { once: true });
-    this.#accept(adaptWebSocket(socket), origin, kept, {
-      hostname: remote?.hostname ?? "",
-      port: remote?.port ?? 0,
-    });
-    return response;
+    return upgradeWebSocket(request, context, this.#acceptor);
   }
 
   /**
@@ -416,7 +286,7 @@ export class WebSocketServer {
    * @returns An async iterable that ends when the server closes.
    */
   events(): AsyncIterableIterator<ConnectionEvent> {
-    return this.#events.subscribe();
+    return this.#endpoint.events.subscribe();
   }
 
   /** The connections that completed their handshake and are still open. */
@@ -513,8 +383,8 @@ export class WebSocketServer {
   async #shutdown(): Promise<void> {
     const timeout = this.#options.closeTimeout ?? 10_000;
     const all = [...this.#handshaking, ...this.#connections.values()];
-    // Stop listening only once the connections have drained: Deno's `shutdown()` closes
-    // upgraded WebSockets at once (1001), which would cut in-flight exchanges short.
+    // Stop listening only once the connections have drained: a runtime's listener may close
+    // upgraded WebSockets at once (Deno's, with 1001), which would cut in-flight exchanges short.
     // Meanwhile new upgrades get 503 (`#checkUpgrade`), so nothing new is accepted.
     await Promise.all(
       all.map((connection) =>
@@ -522,7 +392,7 @@ export class WebSocketServer {
       ),
     );
     // A connection ends when it starts closing its socket; let the close frames go out
-    // (bounded) so that Deno's shutdown does not overtake them with its own 1001.
+    // (bounded) so that the listener's shutdown does not overtake them with its own 1001.
     let timer: ReturnType<typeof setTimeout> | undefined;
     await Promise.race([
       new Promise<void>((resolve) => {
@@ -534,37 +404,20 @@ export class WebSocketServer {
     clearTimeout(timer);
     await this.#stopListening?.();
     this.#resume?.clear();
-    this.#events.end();
+    this.#endpoint.events.end();
   }
 
   #listen(): void {
-    const hostname = this.#options.hostname ?? "0.0.0.0";
-    const port = this.#options.port ?? 0;
     const tls = this.#options.tls;
-    const bun = (globalThis as { Bun?: BunRuntime }).Bun;
-    const deno = (globalThis as { Deno?: DenoRuntime }).Deno;
-    if (bun) {
-      const server = bun.serve({
-        hostname,
-        port,
-        ...(tls ? { tls: { cert: tls.cert, key: tls.key } } : {}),
-        fetch: (request, bunServer) => this.upgrade(request, bunServer),
-        websocket: this.websocket,
-      });
-      this.#addr = { hostname: server.hostname, port: server.port };
-      this.#stopListening = async () => {
-        await server.stop(false);
-      };
-    } else if (deno) {
-      const server = deno.serve(
-        { hostname, port, onListen: () => {}, ...(tls ? { cert: tls.cert, key: tls.key } : {}) },
-        (request, info) => this.upgrade(request, info)!,
-      );
-      this.#addr = { hostname: server.addr.hostname, port: server.addr.port };
-      this.#stopListening = () => server.shutdown();
-    } else {
-      throw new TypeError("Cannot listen: neither Deno.serve nor Bun.serve exists; use noServer");
-    }
+    const listening = RUNTIME.listen({
+      hostname: this.#options.hostname ?? "0.0.0.0",
+      port: this.#options.port ?? 0,
+      ...(tls ? { tls: { cert: tls.cert, key: tls.key } } : {}),
+      serve: (request, context) =>
+        this.upgrade(request, context as DenoServeHandlerInfo | BunServerLike),
+    }, this.websocket);
+    this.#addr = listening.addr;
+    this.#stopListening = listening.stop;
   }
 
   #checkUpgrade(request: Request): Response | undefined {
@@ -583,50 +436,31 @@ export class WebSocketServer {
   }
 
   /** `request` is for `authorize` only, which reads it once: an open connection does not keep it. */
-  #accept(
-    socket: Socket,
-    origin: string | null,
-    request: Request | undefined,
-    remoteAddr: { hostname: string; port: number },
-  ): void {
+  #accept({ socket, origin, request, remoteAddr }: Upgraded): void {
     const options = this.#options;
     let upgradeRequest = request;
     const limits = options.limits ?? {};
     const address = remoteAddr.hostname;
     const addressLimits = this.#addressLimits;
-    // Assigned once below; the session's ping answer needs it before then.
-    // deno-lint-ignore prefer-const
-    let connection!: Connection;
+    const endpoint = this.#endpoint;
+    const logger = endpoint.logger;
     let resumed = false;
     let metadataCost = 0;
-    const now = performance.now();
-    const session = new Session({
-      role: "server",
-      settings: this.#limits.settings,
-      handshakeTimeout: limits.handshakeTimeout,
-      heartbeat: this.#heartbeat,
-      appData: options.appData ?? "",
-      answerPing: (data) => answerPing(options.onPing, data, connection, this.#logger),
-      maxMetadataBytes: limits.maxMetadataBytes,
-      maxMetadataValues: limits.maxMetadataValues,
-      resetRateLimit: this.#limits.resetRateLimit,
-      pingRateLimit: this.#limits.pingRateLimit,
-      sharedPingLimit: addressLimits?.pings(address, now),
-    }, now);
-    connection = new Connection({
-      socket,
-      session,
-      type: ConnectionType.ServerSide,
+    const now = endpoint.now();
+    const connection = endpoint.connect(socket, {
       remoteAddr,
-      logger: this.#logger,
-      onPong: options.onPong,
       handler: options.handler,
-      maxQueuedBytes: this.#limits.maxQueuedBytes,
+      session: {
+        handshakeTimeout: limits.handshakeTimeout,
+        maxMetadataBytes: limits.maxMetadataBytes,
+        maxMetadataValues: limits.maxMetadataValues,
+        sharedPingLimit: addressLimits?.pings(address, now),
+      },
       hooks: {
         onHello: ({ metadata, resume, metadataCost: cost }, answer) => {
           metadataCost = cost;
           const resumes = resume === undefined ||
-              addressLimits?.mayResume(address, performance.now()) === false
+              addressLimits?.mayResume(address, endpoint.now()) === false
             ? undefined
             : this.#resume?.resumes(resume);
           const authorizing = this.#authorize(upgradeRequest, metadata, connection, resumes);
@@ -634,7 +468,7 @@ export class WebSocketServer {
           authorizing.then(async (refusal) => {
             if (refusal) return answer.refuse(refusal.code as CloseCode, refusal.reason);
             const store = this.#resume;
-            const now = performance.now();
+            const now = endpoint.now();
             // Past its rate of failures, an address's tokens are not looked at: guessing
             // costs the guesser, and a wrong token only ever meant a fresh id.
             const redeemed = resume !== undefined && !connection.isClosed &&
@@ -670,29 +504,16 @@ export class WebSocketServer {
         onOpen: (opened) => {
           this.#handshaking.delete(opened);
           this.#connections.set(opened.id, opened);
-          this.#logger.info("swaggersocket: connection received", opened.id, opened.remoteAddr);
-          this.#events.publish({
-            type: EventType.ConnectionReceived,
-            connectionId: opened.id,
-            connection: opened,
-            resumed,
-          });
+          logger.info("swaggersocket: connection received", opened.id, opened.remoteAddr);
+          endpoint.opened(opened, resumed);
         },
         onEnd: (ended, info) => {
-          this.#resume?.release(ended, performance.now());
+          this.#resume?.release(ended, endpoint.now());
           this.#handshaking.delete(ended);
           if (this.#connections.get(ended.id) !== ended) return;
           this.#connections.delete(ended.id);
-          this.#logger.info("swaggersocket: connection closed", ended.id, info.code, info.reason);
-          const base = { connectionId: ended.id, connection: ended };
-          if (info.error) {
-            this.#events.publish({ type: EventType.ConnectionFailure, ...base, error: info.error });
-          }
-          this.#events.publish({
-            type: EventType.ConnectionClosed,
-            ...base,
-            ...(info.error ? { error: info.error } : {}),
-          });
+          logger.info("swaggersocket: connection closed", ended.id, info.code, info.reason);
+          endpoint.ended(ended, info);
         },
       },
     });
@@ -735,7 +556,11 @@ export class WebSocketServer {
       return (await authorize(context)) === true ? undefined : unauthorized;
     } catch (error) {
       if (error instanceof ClientRefusedError) {
-        this.#logger.debug("swaggersocket: authorize refused a client", error.code, error.reason);
+        this.#logger.debug(
+          "swaggersocket: authorize refused a client",
+          error.code,
+          error.reason,
+        );
         return { code: error.code, reason: error.reason };
       }
       this.#logger.warn("swaggersocket: authorize threw; refusing", error);

@@ -7,23 +7,9 @@
 
 import assert from "node:assert/strict";
 
-/** A promise with its resolve/reject exposed. */
-export interface Deferred<T> {
-  promise: Promise<T>;
-  resolve(value: T): void;
-  reject(reason: unknown): void;
-}
+import { deferred } from "./_deferred.ts";
 
-/** Makes a {@linkcode Deferred}. */
-export function deferred<T = void>(): Deferred<T> {
-  let resolve!: (value: T) => void;
-  let reject!: (reason: unknown) => void;
-  const promise = new Promise<T>((res, rej) => {
-    resolve = res;
-    reject = rej;
-  });
-  return { promise, resolve, reject };
-}
+export { type Deferred, deferred } from "./_deferred.ts";
 
 /** `RequestInit` for a streamed body (`duplex` is missing from some lib.dom versions). */
 export function streamInit(

@@ -18,35 +18,17 @@ import {
   WebSocketServer,
   type WebSocketServerOptions,
 } from "../mod.ts";
-import {
-  adaptBunSocket,
-  adaptWebSocket,
-  type BunServerWebSocket,
-  type BunSocket,
-  type Socket,
-} from "../_socket.ts";
+import type { Socket } from "../_socket.ts";
+import { adaptWebSocket } from "../runtime/mod.ts";
+import { adaptBunSocket, type BunServerWebSocket, type BunSocket } from "../runtime/_bun.ts";
 import { IS_BUN, withTimeout } from "./_helpers.ts";
 
 /** How long closing one resource may take before the test fails. */
 const CLOSE_GUARD = 15_000;
 
-/** A promise with its resolve/reject exposed. */
-export interface Deferred<T> {
-  promise: Promise<T>;
-  resolve(value: T): void;
-  reject(reason: unknown): void;
-}
+import { deferred } from "./_deferred.ts";
 
-/** Makes a {@linkcode Deferred}. */
-export function deferred<T = void>(): Deferred<T> {
-  let resolve!: (value: T) => void;
-  let reject!: (reason: unknown) => void;
-  const promise = new Promise<T>((res, rej) => {
-    resolve = res;
-    reject = rej;
-  });
-  return { promise, resolve, reject };
-}
+export { type Deferred, deferred } from "./_deferred.ts";
 
 /**
  * Everything one test started, closed in reverse order by {@linkcode Resources.closeAll}

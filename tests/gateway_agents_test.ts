@@ -35,9 +35,9 @@ import {
   agentNameProblem,
   isConnectionIdShaped,
   NameRegistry,
-} from "../_agent_names.ts";
-import { credentialLine, parseCredentials, tokenDigest } from "../_credentials.ts";
-import { type AdmittedConnection, AgentAdmission } from "../_agent_admission.ts";
+} from "../gateway/_agent_names.ts";
+import { credentialLine, parseCredentials, tokenDigest } from "../gateway/_credentials.ts";
+import { type AdmittedConnection, AgentAdmission } from "../gateway/_admission.ts";
 import { BUN_BIN, DENO_BIN, eventWhere, ROOT_DIR, serverHolds, withTimeout } from "./_helpers.ts";
 import { deferred, Resources } from "./_server_helpers.ts";
 import { connectRaw } from "./_raw_peer.ts";

@@ -5,11 +5,11 @@
 
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { agentRoute, climbsOut, rawTarget } from "../_raw_target.ts";
-import { addressMatcher } from "../_address_match.ts";
-import { agentRequestHeaders, type Hop } from "../_proxy_headers.ts";
+import { agentRoute, climbsOut, rawTarget } from "../gateway/_raw_target.ts";
+import { addressMatcher } from "../gateway/_address_match.ts";
+import { agentRequestHeaders, type Hop } from "../gateway/_proxy_headers.ts";
 import { mapCookiePath, mapLocation, mapResponsePaths, type PathMap } from "../_path_rewrite.ts";
-import { announcesBody } from "../_framing.ts";
+import { announcesBody } from "../runtime/_framing.ts";
 
 describe("rawTarget() and agentRoute()", () => {
   it("take the target after the origin, as sent", () => {

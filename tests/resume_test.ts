@@ -24,7 +24,8 @@ import {
   type Welcome,
 } from "../protocol/mod.ts";
 import { decodeWelcome } from "../protocol/handshake.ts";
-import { MAX_RESUMABLE, ResumeStore, timingSafeEqual } from "../_resume.ts";
+import { MAX_RESUMABLE, ResumeStore } from "../_resume.ts";
+import { timingSafeEqual } from "../_timing_safe_equal.ts";
 import { withTimeout } from "./_helpers.ts";
 import { startProxy, type TcpProxy } from "./_proxy.ts";
 import { connectRaw, frameMessage, type RawPeer } from "./_raw_peer.ts";

@@ -7,7 +7,8 @@
 
 import { afterEach, describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { adaptWebSocket, type Socket } from "../_socket.ts";
+import type { Socket } from "../_socket.ts";
+import { adaptWebSocket } from "../runtime/mod.ts";
 import { withTimeout } from "./_helpers.ts";
 import { type AppServer, deferred, startAdaptedSocketServer } from "./_server_helpers.ts";
 

@@ -61,6 +61,7 @@ if (want("checks")) {
       "protocol/mod.ts",
       "gateway.ts",
       "agent.ts",
+      "cli/",
       "tests/",
       "examples/",
       "bench/",

@@ -22,17 +22,17 @@
  * @module
  */
 
-import type { Logger } from "./types.ts";
-import { ClientRefusedError } from "./errors.ts";
-import { CloseCode } from "./protocol/close_codes.ts";
+import type { Logger } from "../types.ts";
+import { ClientRefusedError } from "../errors.ts";
+import { CloseCode } from "../protocol/close_codes.ts";
 import { agentNameProblem, isConnectionIdShaped, NameRegistry } from "./_agent_names.ts";
 import {
   type CredentialsTable,
   readCredentialsFile,
   readCredentialsFileSync,
-  sameDigest,
   tokenDigest,
 } from "./_credentials.ts";
+import { timingSafeEqual } from "../_timing_safe_equal.ts";
 
 /** What the admission needs of a connection (a `Connection` fits). */
 export interface AdmittedConnection {
@@ -128,7 +128,7 @@ export class AgentAdmission<C extends AdmittedConnection> {
       (current) =>
         current.holder === resumes ||
         (current.credential !== undefined && credential !== undefined &&
-          sameDigest(current.credential, credential)),
+          timingSafeEqual(current.credential, credential)),
     );
     if (!claim.claimed) throw new ClientRefusedError(CloseCode.NameInUse, "Agent name in use");
     connection.closed.then(() => this.#names.release(name, connection));
@@ -207,7 +207,7 @@ export class AgentAdmission<C extends AdmittedConnection> {
       return digest !== undefined && table.verify(name, digest) ? "credential" : undefined;
     }
     if (shared !== undefined) {
-      return digest !== undefined && sameDigest(digest, shared) ? "shared" : undefined;
+      return digest !== undefined && timingSafeEqual(digest, shared) ? "shared" : undefined;
     }
     return table === undefined ? "open" : undefined;
   }

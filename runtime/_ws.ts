@@ -7,7 +7,8 @@
 
 // @ts-types="@types/ws"
 import type { WebSocket as WsWebSocket } from "ws";
-import { plainBytes, type Socket } from "./_socket.ts";
+import type { Socket } from "../_socket.ts";
+import { plainBytes } from "./_plain_bytes.ts";
 
 const noop = (): void => {};
 const utf8 = new TextDecoder();

@@ -12,10 +12,10 @@
 
 import { Agent as HttpAgent, type IncomingMessage, request as httpRequest } from "node:http";
 import { Agent as HttpsAgent, request as httpsRequest } from "node:https";
-import type { Handler, HandlerInfo } from "./types.ts";
-import { withoutHopByHop } from "./_proxy_headers.ts";
-import { drained } from "./_drained.ts";
-import { mapResponsePaths, type PathMap } from "./_path_rewrite.ts";
+import type { Handler, HandlerInfo } from "../types.ts";
+import { withoutHopByHop } from "../_hop_by_hop.ts";
+import { drained } from "../runtime/_drained.ts";
+import { mapResponsePaths, type PathMap } from "../_path_rewrite.ts";
 
 /** Options for {@linkcode tunnelHandler}. */
 export interface TunnelOptions {

@@ -23,6 +23,7 @@
 import { readFileSync } from "node:fs";
 import { readFile } from "node:fs/promises";
 import { agentNameProblem } from "./_agent_names.ts";
+import { timingSafeEqual } from "../_timing_safe_equal.ts";
 
 /** Bytes in a SHA-256 digest. */
 const DIGEST_BYTES = 32;
@@ -99,7 +100,7 @@ export class CredentialsTable {
    */
   verify(name: string, digest: Uint8Array): boolean {
     const expected = this.#digests.get(name);
-    return expected !== undefined && sameDigest(digest, expected);
+    return expected !== undefined && timingSafeEqual(digest, expected);
   }
 }
 
@@ -213,19 +214,6 @@ export async function readCredentialsFile(path: string): Promise<CredentialsTabl
 export async function tokenDigest(token: string): Promise<Uint8Array> {
   const bytes = new TextEncoder().encode(token);
   return new Uint8Array(await crypto.subtle.digest("SHA-256", bytes));
-}
-
-/**
- * Compares two digests in time independent of where they differ.
- *
- * @param a A digest.
- * @param b Another.
- * @returns Whether they are equal.
- */
-export function sameDigest(a: Uint8Array, b: Uint8Array): boolean {
-  let diff = a.length ^ b.length;
-  for (let i = 0; i < b.length; i++) diff |= (a[i] ?? 0) ^ b[i];
-  return diff === 0;
 }
 
 /**

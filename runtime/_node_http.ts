@@ -14,7 +14,7 @@ import type { IncomingMessage, Server } from "node:http";
 import { createServer as createHttpsServer } from "node:https";
 import type { Duplex } from "node:stream";
 import type { Buffer } from "node:buffer";
-import { plainBytes } from "./_socket.ts";
+import { plainBytes } from "./_plain_bytes.ts";
 import { announcesBody } from "./_framing.ts";
 import { drained } from "./_drained.ts";
 

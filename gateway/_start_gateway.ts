@@ -1,0 +1,508 @@
+/**
+ * Starting a gateway: its options, the HTTP routes, forwarding to agents, and accepting
+ * their sockets. `gateway.ts` documents what it does.
+ *
+ * @module
+ */
+
+import type { IncomingMessage } from "node:http";
+import type { Duplex } from "node:stream";
+import type { Buffer } from "node:buffer";
+// @ts-types="@types/ws"
+import { WebSocketServer as WsServer } from "ws";
+import type { Connection } from "../connection.ts";
+import type { HeartbeatOptions, Logger } from "../types.ts";
+import { checkTls, type TlsOptions } from "../_tls.ts";
+import { withoutHopByHop } from "../_hop_by_hop.ts";
+import { mapResponsePaths, type PathMap } from "../_path_rewrite.ts";
+import { timingSafeEqual } from "../_timing_safe_equal.ts";
+import { type CallerRequest, listenHttp } from "../runtime/_node_http.ts";
+import { adaptWsSocket } from "../runtime/_ws.ts";
+import { upgradedSockets, WebSocketServer } from "../server.ts";
+import { DEFAULT_SETTINGS } from "../protocol/handshake.ts";
+import { addressMatcher } from "./_address_match.ts";
+import { agentRequestHeaders, type Hop } from "./_proxy_headers.ts";
+import { type AgentRoute, agentRoute, rawTarget, splitTarget } from "./_raw_target.ts";
+import { AgentAdmission, type CredentialsReload } from "./_admission.ts";
+import { type AgentInfo, describeAgent } from "./_agent_info.ts";
+import {
+  DEFAULT_AGENT_TIMEOUT,
+  DEFAULT_AGENTS_PATH,
+  DEFAULT_GATEWAY_HOSTNAME,
+  DEFAULT_GATEWAY_PORT,
+} from "./_defaults.ts";
+
+/** Options for {@linkcode startGateway}. */
+export interface GatewayOptions {
+  /** Interface to listen on. Default `"127.0.0.1"`. */
+  hostname?: string;
+  /** Port to listen on; 0 picks a free one (see `gateway.addr`). Default 8080. */
+  port?: number;
+  /** Path where agents dial in with a WebSocket. Default `"/agents/connect"`. */
+  path?: string;
+  /**
+   * Shared secret agents must send as `token` in their metadata. With `credentialsFile`
+   * too, it admits only names the file does not list. Default: none required.
+   */
+  token?: string;
+  /**
+   * A file binding agent names to their own tokens, one `NAME sha256:HEX` line each (the
+   * SHA-256 of the token in hex; `#` comments and blank lines allowed). Listed names need
+   * their token; unlisted ones get in only with `token`. Read at start (a bad file throws a
+   * `CredentialsFileError` naming the line) and by `gateway.reloadCredentials()`.
+   * Default: none.
+   */
+  credentialsFile?: string;
+  /**
+   * Secret every HTTP caller must present, as `Authorization: Bearer <apiToken>` or, so that
+   * callers keep `Authorization` for the agent's API, `Proxy-Authorization: Bearer
+   * <apiToken>`; else 401. `GET /healthz` needs none. The gateway consumes it: it is not
+   * forwarded to agents. Default: none required.
+   */
+  apiToken?: string;
+  /**
+   * Addresses and CIDR blocks (`10.0.0.0/8`, `::1`) of proxies in front of the gateway whose
+   * forwarding headers are believed: from them, `X-Forwarded-For` and `Forwarded` are
+   * appended to and `X-Forwarded-Host` and `-Proto` kept (and used for rewriting). From
+   * anyone else those headers are replaced. Default: none.
+   */
+  trustedProxies?: string[];
+  /**
+   * Send agents the caller's `Host` (a tunnel passes it to its upstream), as nginx's
+   * `proxy_set_header Host $host`. Default `false`: the tunnel sends its upstream's own host
+   * (`X-Forwarded-Host` carries the caller's either way).
+   */
+  preserveHost?: boolean;
+  /**
+   * Rewrite what points into the agent's own root, as nginx's `proxy_redirect default` and
+   * `proxy_cookie_path` do: a root-relative `Location` (or one on the gateway's own origin)
+   * gets the `/agents/{agent}` prefix, and so does each `Set-Cookie` `Path`. Default `true`.
+   */
+  rewrite?: boolean;
+  /** Milliseconds an agent has to send a response head before the caller gets 504. Default 30 000. */
+  timeout?: number;
+  /** Heartbeat timing on agents' connections. */
+  heartbeat?: HeartbeatOptions;
+  /** Milliseconds `close()` lets in-flight exchanges finish. Default 5 000. */
+  closeTimeout?: number;
+  /** Where log lines go (agents connecting and leaving, failures). Default: nowhere. */
+  logger?: Logger;
+  /**
+   * Serve `https` and `wss` directly with this certificate and key, both PEM text (not file
+   * names; the CLI's `--cert` and `--key` read the files), on Deno and on Bun. `gateway.url`
+   * then starts with `https://`, `gateway.agentsUrl` with `wss://`, and forwarded requests
+   * carry `x-forwarded-proto: https`. Agents whose runtime does not trust the certificate's
+   * issuer pass it as `caCerts` (`--ca FILE`). Default: plain `http` and `ws`.
+   *
+   * @example Usage
+   * ```ts ignore
+   * const gateway = await startGateway({
+   *   port: 8443,
+   *   tls: { cert: await Deno.readTextFile("cert.pem"), key: await Deno.readTextFile("key.pem") },
+   * });
+   * console.log(gateway.agentsUrl); // wss://127.0.0.1:8443/agents/connect
+   * ```
+   */
+  tls?: TlsOptions;
+}
+
+/** A running gateway, from {@linkcode startGateway}. */
+export interface Gateway {
+  /** Where it listens (the real port when `port` was 0). */
+  readonly addr: { hostname: string; port: number };
+  /** Its HTTP base URL, e.g. `http://127.0.0.1:8080` (`https://` with `tls`). */
+  readonly url: string;
+  /**
+   * The WebSocket URL agents dial, e.g. `ws://127.0.0.1:8080/agents/connect` (`wss://` with
+   * `tls`).
+   */
+  readonly agentsUrl: string;
+  /** The swaggersocket server holding the agents' connections (events, lookups). */
+  readonly server: WebSocketServer;
+  /** The connected agents, as `GET /agents` lists them. */
+  agents(): AgentInfo[];
+  /**
+   * Reads `credentialsFile` again (the script does on SIGHUP). The new table applies at
+   * once: connected agents whose entry was removed or changed are closed with 4003 and do
+   * not reconnect. If the file cannot be read or parsed, the old table stays in force.
+   *
+   * @returns How many names the file lists, and how many agents were closed.
+   * @throws {TypeError} If the gateway has no `credentialsFile`.
+   * @throws {CredentialsFileError} If the file cannot be read or a line is not an entry.
+   */
+  reloadCredentials(): Promise<CredentialsReload>;
+  /** Stops accepting, lets in-flight exchanges finish (bounded), closes agents and the listener. */
+  close(): Promise<void>;
+  /** Same as `close()`; for `await using`. */
+  [Symbol.asyncDispose](): Promise<void>;
+}
+
+/** Methods that web `Request`s refuse (the Fetch standard's forbidden methods). */
+const UNCARRIED_METHODS = new Set(["CONNECT", "TRACE", "TRACK"]);
+
+/** A JSON error answer: `{ error, message }`. */
+function errorResponse(status: number, error: string, message: string): Response {
+  return jsonResponse({ error, message }, status);
+}
+
+/** A JSON answer of the gateway's own, with its length. */
+function jsonResponse(value: unknown, status = 200): Response {
+  const bytes = new TextEncoder().encode(JSON.stringify(value));
+  return new Response(bytes, {
+    status,
+    headers: {
+      "content-type": "application/json",
+      "content-length": `${bytes.length}`,
+      "cache-control": "no-store",
+    },
+  });
+}
+
+/**
+ * Starts a gateway: an HTTP server that accepts agents on a WebSocket path and forwards
+ * `/agents/{id-or-name}/…` to them. It serves with `node:http` (`node:https` with `tls`) on
+ * Deno and on Bun alike, which hands over what a reverse proxy needs and the runtimes' own
+ * servers do not (the raw target, a GET's body, a streamed body's length); agents' sockets
+ * are upgraded by the `ws` package. It resolves once listening; `gateway.addr` has the port.
+ *
+ * @example Usage
+ * ```ts ignore
+ * import { startGateway } from "@swaggersocket/swaggersocket/gateway";
+ *
+ * await using gateway = await startGateway({ port: 0 });
+ * // An agent dials gateway.agentsUrl with metadata { name: "printer" }, then:
+ * const response = await fetch(`${gateway.url}/agents/printer/status`);
+ * ```
+ *
+ * @param options Where to listen, the agents' path, the token and the timeout.
+ * @returns The running gateway, once it listens.
+ * @throws {TypeError} If an option is invalid or `tls` is not PEM text.
+ * @throws {RangeError} If `timeout` is not positive.
+ * @throws {CredentialsFileError} If `credentialsFile` cannot be read or a line is not an entry.
+ * @throws {Error} If it cannot listen (`EADDRINUSE`, …).
+ */
+export async function startGateway(options: GatewayOptions = {}): Promise<Gateway> {
+  const hostname = options.hostname ?? DEFAULT_GATEWAY_HOSTNAME;
+  const port = options.port ?? DEFAULT_GATEWAY_PORT;
+  const path = options.path ?? DEFAULT_AGENTS_PATH;
+  const timeout = options.timeout ?? DEFAULT_AGENT_TIMEOUT;
+  const closeTimeout = options.closeTimeout ?? 5_000;
+  const token = options.token;
+  const apiToken = options.apiToken;
+  const logger = options.logger;
+  const isTrustedProxy = addressMatcher(options.trustedProxies ?? []);
+  const preserveHost = options.preserveHost ?? false;
+  const rewrite = options.rewrite ?? true;
+  const tls = options.tls === undefined ? undefined : checkTls(options.tls, "tls");
+  /**
+   * `"https"` when the gateway serves TLS itself, else `"http"`: the scheme of `gateway.url`
+   * (`wss`/`ws` for `agentsUrl`), and what `x-forwarded-proto` says to agents.
+   */
+  const protocol: "http" | "https" = tls ? "https" : "http";
+  if (apiToken !== undefined && apiToken.length === 0) {
+    throw new TypeError("Invalid apiToken: must not be empty");
+  }
+  if (!path.startsWith("/")) throw new TypeError(`Invalid agents path: ${path} must start with /`);
+  if (!(timeout > 0)) throw new RangeError(`Invalid timeout: ${timeout} must be positive`);
+  const admission = new AgentAdmission<Connection>({
+    token,
+    credentialsFile: options.credentialsFile,
+    logger,
+  });
+
+  const server = new WebSocketServer({
+    noServer: true,
+    path,
+    heartbeat: options.heartbeat,
+    closeTimeout,
+    logger,
+    // Names, tokens and who holds which name: see `_admission.ts`.
+    authorize: (context) => admission.authorize(context),
+  });
+  /** Forwarded exchanges still running: aborted if `close()` outlasts its grace period. */
+  const inFlight = new Set<AbortController>();
+
+  function findAgent(key: string): Connection | undefined {
+    // An id-shaped key only by id, any other only by name.
+    return admission.find(key, (id) => server.connection(id));
+  }
+
+  async function forward(request: CallerRequest, route: AgentRoute, hop: Hop): Promise<Response> {
+    const agentKey = route.key;
+    const agent = findAgent(agentKey);
+    if (!agent) {
+      return errorResponse(404, "agent_not_found", `No agent with id or name "${agentKey}"`);
+    }
+    const headers = agentRequestHeaders(request.headers, hop);
+    const controller = new AbortController();
+    inFlight.add(controller);
+    const timer = setTimeout(
+      () =>
+        controller.abort(
+          new DOMException(`The agent did not answer within ${timeout} ms`, "TimeoutError"),
+        ),
+      timeout,
+    );
+    // The caller hanging up before the head arrives cancels the agent's exchange too.
+    // (After the head, cancelling the response body does that.)
+    const onCallerGone = (): void => controller.abort(request.signal.reason);
+    request.signal.addEventListener("abort", onCallerGone, { once: true });
+    let response: Response;
+    try {
+      response = await agent.forward({
+        method: request.method,
+        target: route.target,
+        headers,
+        body: request.body,
+        signal: controller.signal,
+      });
+    } catch (error) {
+      inFlight.delete(controller);
+      const name = (error as Error | undefined)?.name;
+      if (name === "TimeoutError" && controller.signal.aborted) {
+        logger?.warn("gateway: agent timed out", agent.id, request.method, route.target);
+        return errorResponse(
+          504,
+          "agent_timeout",
+          `Agent "${agentKey}" did not answer within ${timeout} ms`,
+        );
+      }
+      logger?.warn("gateway: agent failed", agent.id, request.method, route.target, error);
+      return errorResponse(
+        502,
+        "agent_unavailable",
+        `Agent "${agentKey}" went away before answering: ${(error as Error).message}`,
+      );
+    } finally {
+      clearTimeout(timer);
+      request.signal.removeEventListener("abort", onCallerGone);
+    }
+    const release = (): void => {
+      inFlight.delete(controller);
+    };
+    const out = withoutHopByHop(response.headers);
+    if (rewrite) mapResponsePaths(out, gatewayPaths(request.headers, hop));
+    const init = { status: response.status, statusText: response.statusText, headers: out };
+    if (response.body === null) {
+      release();
+      return new Response(null, init);
+    }
+    return new Response(passThrough(response.body, release), init);
+  }
+
+  /** Where a response's root-relative paths go: under the agent's prefix on the gateway. */
+  function gatewayPaths(headers: Headers, hop: Hop): PathMap {
+    const host = (hop.trusted && headers.get("x-forwarded-host")) || hop.host;
+    const proto = (hop.trusted && headers.get("x-forwarded-proto")) || hop.proto;
+    let origin = "null";
+    try {
+      origin = new URL(`${proto}://${host}`).origin;
+    } catch {
+      // A Host no URL can have: only root-relative paths are mapped.
+    }
+    return { origin, from: "/", to: `${hop.prefix}/` };
+  }
+
+  /**
+   * Whether the caller presented the API token: the name of the header that carried it
+   * (which is not forwarded, so that it never reaches an agent), `""` when none is needed,
+   * or `undefined` when the caller did not.
+   */
+  function credential(request: CallerRequest): string | undefined {
+    if (apiToken === undefined) return "";
+    for (const name of ["proxy-authorization", "authorization"]) {
+      const value = request.headers.get(name);
+      if (value === null || !/^bearer /i.test(value)) continue;
+      if (timingSafeEqual(value.slice(7).trim(), apiToken)) return name;
+    }
+    return undefined;
+  }
+
+  async function handle(request: CallerRequest): Promise<Response> {
+    // Routed on the target as the caller sent it: see _raw_target.ts.
+    const target = rawTarget(request.target);
+    const rawPath = splitTarget(target).path;
+    if (rawPath === "/healthz") {
+      return new Response("ok\n", {
+        headers: {
+          "content-type": "text/plain; charset=utf-8",
+          "content-length": "3",
+          "cache-control": "no-store",
+        },
+      });
+    }
+    const consumed = credential(request);
+    if (consumed === undefined) {
+      const response = errorResponse(
+        401,
+        "unauthorized",
+        "This gateway needs its API token: Authorization: Bearer <token>",
+      );
+      response.headers.set("www-authenticate", 'Bearer realm="swaggersocket gateway"');
+      return response;
+    }
+    if (rawPath === "/agents" || rawPath === "/agents/") {
+      if (request.method !== "GET" && request.method !== "HEAD") {
+        return errorResponse(405, "method_not_allowed", "Use GET /agents");
+      }
+      return jsonResponse(server.connections().map(describeAgent));
+    }
+    const route = agentRoute(target, "/agents/");
+    if (route === "malformed_key") {
+      return errorResponse(400, "bad_request", `Malformed agent id or name in ${rawPath}`);
+    }
+    if (route === "climbs_out") {
+      return errorResponse(
+        400,
+        "bad_request",
+        `The path ${rawPath} climbs out of its agent's prefix with dot segments`,
+      );
+    }
+    if (route) {
+      if (UNCARRIED_METHODS.has(request.method.toUpperCase())) {
+        // `Request` refuses these on both ends: say so, rather than blame the agent with a 502.
+        return errorResponse(
+          501,
+          "method_not_supported",
+          `The gateway cannot carry ${request.method} requests to agents`,
+        );
+      }
+      const hop: Hop = {
+        clientAddr: request.clientAddr,
+        host: request.headers.get("host") ?? "",
+        proto: protocol,
+        prefix: `/agents/${encodeURIComponent(route.key)}`,
+        trusted: isTrustedProxy(request.clientAddr),
+        preserveHost,
+        credentialHeader: consumed,
+      };
+      return await forward(request, route, hop);
+    }
+    if (rawPath === "/") {
+      const host = request.headers.get("host") ?? gateway.addr.hostname;
+      return jsonResponse({
+        agents: `${protocol}://${host}/agents`,
+        forward: `${protocol}://${host}/agents/{id-or-name}/{path}`,
+        connect: `${tls ? "wss" : "ws"}://${host}${path}`,
+      });
+    }
+    return errorResponse(404, "not_found", `No route for ${request.method} ${rawPath}`);
+  }
+
+  const sockets = new WsServer({
+    noServer: true,
+    // `ws` refuses a larger message itself (1009) before buffering it whole.
+    maxPayload: DEFAULT_SETTINGS.maxMessageBytes,
+  });
+
+  /** Takes an agent's dial; any other upgrade request is answered as an ordinary one. */
+  function onUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): boolean {
+    const target = rawTarget(req.url ?? "/");
+    if (splitTarget(target).path !== path) return false;
+    if (req.headers.upgrade?.toLowerCase() !== "websocket") return false;
+    const headers = new Headers();
+    for (let i = 0; i < req.rawHeaders.length; i += 2) {
+      headers.append(req.rawHeaders[i], req.rawHeaders[i + 1]);
+    }
+    // What `authorize` sees: the dial's headers and URL (it has no body).
+    const request = new Request(new URL(target, gateway.url), { headers });
+    const refusal = upgradedSockets.check(server, request);
+    if (refusal) {
+      socket.end(`HTTP/1.1 ${refusal.status} ${refusal.statusText}\r\nConnection: close\r\n\r\n`);
+      return true;
+    }
+    const peer = req.socket;
+    const remoteAddr = { hostname: peer.remoteAddress ?? "", port: peer.remotePort ?? 0 };
+    sockets.handleUpgrade(req, socket, head, (ws) => {
+      upgradedSockets.accept(server, adaptWsSocket(ws), request, remoteAddr);
+    });
+    return true;
+  }
+
+  /** What answers a request that `node:http` could not parse. */
+  function unparsable(method: string | undefined): Response {
+    return method === undefined
+      ? errorResponse(400, "bad_request", "The request could not be parsed")
+      : errorResponse(
+        501,
+        "method_not_supported",
+        `The gateway cannot carry ${method} requests to agents`,
+      );
+  }
+
+  const front = await listenHttp({ hostname, port, tls, handler: handle, onUpgrade, unparsable });
+  const addr = front.addr;
+
+  /** Closes the agents' sockets: lets their close frames go out (bounded), then cuts them. */
+  async function closeSockets(): Promise<void> {
+    const open = [...sockets.clients].filter((ws) => ws.readyState !== ws.CLOSED);
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    await Promise.race([
+      Promise.all(open.map((ws) => new Promise((resolve) => ws.once("close", resolve)))),
+      new Promise((resolve) => timer = setTimeout(resolve, 1_000)),
+    ]);
+    clearTimeout(timer);
+    for (const ws of sockets.clients) ws.terminate();
+  }
+
+  const host = addr.hostname.includes(":") ? `[${addr.hostname}]` : addr.hostname;
+  let closing: Promise<void> | undefined;
+  const gateway: Gateway = {
+    addr,
+    url: `${protocol}://${host}:${addr.port}`,
+    agentsUrl: `${tls ? "wss" : "ws"}://${host}:${addr.port}${path}`,
+    server,
+    agents: () => server.connections().map(describeAgent),
+    reloadCredentials: () => admission.reloadCredentials(),
+    close: () => {
+      closing ??= (async () => {
+        await server.close();
+        // Whatever still streams (an endless event stream) is cut now.
+        for (const controller of inFlight) controller.abort();
+        inFlight.clear();
+        await closeSockets();
+        await front.stop();
+      })();
+      return closing;
+    },
+    [Symbol.asyncDispose]: () => gateway.close(),
+  };
+  return gateway;
+}
+
+/**
+ * Passes `body` through, calling `done` once when it ends, errors or is cancelled.
+ * (A `TransformStream` would not forward a cancel from the caller to the agent.)
+ */
+function passThrough(
+  body: ReadableStream<Uint8Array>,
+  done: () => void,
+): ReadableStream<Uint8Array> {
+  const reader = body.getReader();
+  let finished = false;
+  const finish = (): void => {
+    if (finished) return;
+    finished = true;
+    done();
+  };
+  return new ReadableStream<Uint8Array>({
+    async pull(controller) {
+      try {
+        const { done: end, value } = await reader.read();
+        if (end) {
+          finish();
+          controller.close();
+        } else {
+          controller.enqueue(value);
+        }
+      } catch (error) {
+        finish();
+        controller.error(error);
+      }
+    },
+    cancel(reason) {
+      finish();
+      return reader.cancel(reason);
+    },
+  }, { highWaterMark: 0 });
+}

@@ -1,0 +1,138 @@
+/**
+ * Deno: its server (`Deno.serve`, `Deno.upgradeWebSocket`), its client's extra CAs
+ * (`Deno.createHttpClient`) and its script facilities, described structurally (no `Deno`
+ * type declarations needed). Deno's sockets are standard `WebSocket`s (`_web_socket.ts`).
+ *
+ * @module
+ */
+
+import { adaptWebSocket } from "./_web_socket.ts";
+import type {
+  DialTls,
+  Listening,
+  ListenOptions,
+  RemoteAddr,
+  ScriptRuntime,
+  SocketAcceptor,
+} from "./_types.ts";
+
+/** The part of `Deno.ServeHandlerInfo` used here. */
+export interface DenoServeHandlerInfo {
+  /** The client's address. */
+  remoteAddr: { hostname: string; port: number };
+}
+
+/** The part of the `Deno` global used here. */
+export interface DenoGlobal {
+  serve(
+    options: {
+      hostname?: string;
+      port?: number;
+      onListen?: (addr: unknown) => void;
+      cert?: string;
+      key?: string;
+    },
+    handler: (request: Request, info: DenoServeHandlerInfo) => Response | Promise<Response>,
+  ): { addr: RemoteAddr; shutdown(): Promise<void> };
+  upgradeWebSocket(request: Request): { socket: WebSocket; response: Response };
+  createHttpClient?(options: { caCerts: string[] }): { close(): void };
+  args: string[];
+  env: { get(name: string): string | undefined };
+  addSignalListener(signal: string, listener: () => void): void;
+  exit(code: number): never;
+  readTextFile(path: string): Promise<string>;
+  stdin: { readable: ReadableStream<Uint8Array> };
+}
+
+/**
+ * Listens with `Deno.serve` (`cert` and `key` for TLS).
+ *
+ * @param deno The `Deno` global.
+ * @param options Where, and what answers.
+ * @returns The listener.
+ */
+export function listenOnDeno(deno: DenoGlobal, options: ListenOptions): Listening {
+  const { hostname, port, tls } = options;
+  const server = deno.serve(
+    { hostname, port, onListen: () => {}, ...(tls ? { cert: tls.cert, key: tls.key } : {}) },
+    (request, info) => options.serve(request, info)!,
+  );
+  return {
+    addr: { hostname: server.addr.hostname, port: server.addr.port },
+    stop: () => server.shutdown(),
+  };
+}
+
+/**
+ * Upgrades with `Deno.upgradeWebSocket` and hands the socket to `acceptor`.
+ *
+ * @param deno The `Deno` global.
+ * @param request The upgrade request.
+ * @param info `Deno.serve`'s handler info, for the client's address.
+ * @param acceptor Who takes the socket.
+ * @returns The 101 response to return from the handler.
+ */
+export function upgradeOnDeno(
+  deno: DenoGlobal,
+  request: Request,
+  info: DenoServeHandlerInfo | undefined,
+  acceptor: SocketAcceptor,
+): Response {
+  // Deno's info.remoteAddr throws once the request has been upgraded: read it first.
+  const remote = info?.remoteAddr;
+  // So does the request once upgraded ("Request closed"), and `authorize` reads it later,
+  // after the hello: it gets a detached copy.
+  const origin = request.headers.get("origin");
+  const kept = acceptor.keepsRequests
+    ? new Request(request.url, { method: request.method, headers: new Headers(request.headers) })
+    : undefined;
+  const { socket, response } = deno.upgradeWebSocket(request);
+  // `Deno.serve`'s shutdown would overtake the socket's own close frame with a 1001.
+  acceptor.socketOpened();
+  socket.addEventListener("close", acceptor.socketClosed, { once: true });
+  acceptor.accept({
+    socket: adaptWebSocket(socket),
+    origin,
+    request: kept,
+    remoteAddr: { hostname: remote?.hostname ?? "", port: remote?.port ?? 0 },
+  });
+  return response;
+}
+
+/**
+ * Deno's `new WebSocket(url, { client })`, the `client` from `Deno.createHttpClient({ caCerts
+ * })`, which adds them to the default roots. It is closed once the socket has opened or
+ * failed: only the TLS handshake needs it.
+ *
+ * @param deno The `Deno` global.
+ * @param caCerts PEM certificates.
+ * @returns The constructor's fields.
+ * @throws {TypeError} If this Deno has no `createHttpClient`.
+ */
+export function dialTlsOnDeno(deno: DenoGlobal, caCerts: string[]): DialTls {
+  if (typeof deno.createHttpClient !== "function") throw cannotTrust();
+  const client = deno.createHttpClient({ caCerts });
+  return { init: { client }, release: () => client.close() };
+}
+
+/** The error for a runtime whose `WebSocket` takes no extra CAs. */
+export function cannotTrust(): TypeError {
+  return new TypeError("Cannot trust caCerts here: only Deno's and Bun's WebSocket take them");
+}
+
+/**
+ * Deno's script facilities.
+ *
+ * @param deno The `Deno` global.
+ * @returns Them.
+ */
+export function scriptOnDeno(deno: DenoGlobal): ScriptRuntime {
+  return {
+    args: deno.args,
+    env: (name) => deno.env.get(name),
+    onSignal: (signal, listener) => deno.addSignalListener(signal, listener),
+    readStdin: () => new Response(deno.stdin.readable).text(),
+    exit: (code) => deno.exit(code),
+    readTextFile: (path) => deno.readTextFile(path),
+  };
+}

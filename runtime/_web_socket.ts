@@ -1,0 +1,166 @@
+/**
+ * The standard `WebSocket`: the adapter to the {@linkcode Socket} contract (every client,
+ * and Deno's server sockets from `Deno.upgradeWebSocket`), and opening a client socket.
+ *
+ * @module
+ */
+
+import type { Socket } from "../_socket.ts";
+import { plainBytes } from "./_plain_bytes.ts";
+import type { DialTls } from "./_types.ts";
+
+const noop = (): void => {};
+
+// The adapters are classes, not object literals full of closures: a server holds one per
+// connection, and most connections are idle (on V8 a literal with a getter also ends up
+// as a slow dictionary object).
+
+/** A {@linkcode Socket} over a standard `WebSocket`; it is its own event listener. */
+class StandardSocket implements Socket {
+  readonly signalsDrain = false;
+  onMessage: (data: Uint8Array | string) => void = noop;
+  onClose: (code: number, reason: string) => void = noop;
+  onDrain: () => void = noop;
+  readonly #ws: WebSocket;
+  #closed = false;
+
+  constructor(ws: WebSocket) {
+    this.#ws = ws;
+    // Bun's client copies each binary message once more to make an ArrayBuffer; as a
+    // "nodebuffer" it does not. Elsewhere that value is refused (Deno keeps the old one,
+    // Node's undici falls back to "blob"), and "arraybuffer" it is.
+    const typed = ws as { binaryType: string };
+    typed.binaryType = "nodebuffer";
+    if (typed.binaryType !== "nodebuffer") typed.binaryType = "arraybuffer";
+    ws.addEventListener("message", this);
+    ws.addEventListener("close", this);
+  }
+
+  get bufferedAmount(): number {
+    return this.#ws.bufferedAmount;
+  }
+
+  send(data: Uint8Array): void {
+    this.#ws.send(data);
+  }
+
+  close(code: number, reason: string): void {
+    const ws = this.#ws;
+    // Deno's server socket is still CONNECTING when upgradeWebSocket returns, and
+    // there close() is silently ignored: close once it has opened instead.
+    if (ws.readyState === WebSocket.CONNECTING) {
+      ws.addEventListener("open", () => this.close(code, reason), { once: true });
+      return;
+    }
+    try {
+      ws.close(code, reason);
+    } catch {
+      ws.close();
+    }
+  }
+
+  handleEvent(event: Event): void {
+    if (event.type === "message") {
+      const data = (event as MessageEvent).data as string | ArrayBuffer | Uint8Array;
+      this.onMessage(
+        typeof data === "string"
+          ? data
+          : data instanceof ArrayBuffer
+          ? new Uint8Array(data)
+          : plainBytes(data),
+      );
+      return;
+    }
+    if (this.#closed) return;
+    this.#closed = true;
+    const { code, reason } = event as CloseEvent;
+    // Deno reports a dropped TCP connection as code 0; RFC 6455 calls that 1006.
+    this.onClose(code || 1006, reason);
+  }
+}
+
+/**
+ * Adapts a standard `WebSocket` that is already open (or opening).
+ *
+ * @param ws The socket.
+ * @returns The adapter.
+ */
+export function adaptWebSocket(ws: WebSocket): Socket {
+  return new StandardSocket(ws);
+}
+
+interface WebSocketWithOptions {
+  new (url: string | URL, options?: Record<string, unknown>): WebSocket;
+}
+
+/**
+ * Opens a client `WebSocket` with the options object Deno's and Bun's constructors take
+ * besides the standard protocols argument (`{ headers, … }`).
+ *
+ * @param url The `ws:`, `wss:`, `http:` or `https:` URL.
+ * @param headers Headers for the upgrade request.
+ * @param tls The runtime's fields to trust extra CAs, if any.
+ * @returns The socket, connecting.
+ * @throws {TypeError} From the constructor.
+ */
+export function openWebSocketWith(
+  url: string | URL,
+  headers: HeadersInit | undefined,
+  tls: DialTls | undefined,
+): WebSocket {
+  const init: Record<string, unknown> = { ...(headers === undefined ? {} : { headers }) };
+  if (tls) Object.assign(init, tls.init);
+  let ws: WebSocket;
+  try {
+    ws = new (WebSocket as unknown as WebSocketWithOptions)(url, init);
+  } catch (error) {
+    tls?.release?.();
+    throw error;
+  }
+  const free = tls?.release;
+  if (free) {
+    let released = false;
+    const release = (): void => {
+      if (released) return;
+      released = true;
+      try {
+        free();
+      } catch {
+        // Already closed.
+      }
+    };
+    ws.addEventListener("open", release, { once: true });
+    ws.addEventListener("close", release, { once: true });
+  }
+  return ws;
+}
+
+/** Why a client `WebSocket` failed to open, as the runtime said it. */
+export interface DialFailure {
+  /** The runtime's reason, without the URL it repeats; `""` if it gave none. */
+  detail: string;
+  /**
+   * Whether the server's certificate comes from an issuer the runtime does not trust (not a
+   * wrong name or an expired certificate, which a CA would not fix).
+   */
+  untrustedIssuer: boolean;
+}
+
+/**
+ * Reads the runtime's reason for a failed dial from the `error` event's message (the `close`
+ * event that follows says only 1006). Bun: "WebSocket connection to '<url>' failed: …";
+ * Deno: "NetworkError: failed to connect to WebSocket: …". An untrusted issuer is, on Deno,
+ * "UnknownIssuer"; on Bun, "unable to verify the first certificate", "self signed certificate
+ * (in certificate chain)", "unable to get local issuer …".
+ *
+ * @param message The error event's message.
+ * @returns The reason, and whether the issuer was not trusted.
+ */
+export function dialFailure(message: string): DialFailure {
+  const detail = message
+    .replace(/^WebSocket connection to '[^']*' failed: /, "")
+    .replace(/^NetworkError: failed to connect to WebSocket: /, "");
+  const untrustedIssuer = /UnknownIssuer|unable to verify|self[- ]signed|unable to get .*issuer/i
+    .test(detail);
+  return { detail, untrustedIssuer };
+}
