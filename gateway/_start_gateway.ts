@@ -81,6 +81,13 @@ export interface GatewayOptions {
   rewrite?: boolean;
   /** Milliseconds an agent has to send a response head before the caller gets 504. Default 30 000. */
   timeout?: number;
+  /**
+   * Milliseconds a caller's connection may take to send a complete request head, from when
+   * it opens or its previous response ends; then it is closed (nginx's
+   * `client_header_timeout` and `keepalive_timeout`). Bounds what a slow or silent caller
+   * holds. Default 30 000.
+   */
+  idleTimeout?: number;
   /** Heartbeat timing on agents' connections. */
   heartbeat?: HeartbeatOptions;
   /** Milliseconds `close()` lets in-flight exchanges finish. Default 5 000. */
@@ -204,6 +211,10 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
   }
   if (!path.startsWith("/")) throw new TypeError(`Invalid agents path: ${path} must start with /`);
   if (!(timeout > 0)) throw new RangeError(`Invalid timeout: ${timeout} must be positive`);
+  const idleTimeout = options.idleTimeout ?? 30_000;
+  if (!(idleTimeout > 0)) {
+    throw new RangeError(`Invalid idleTimeout: ${idleTimeout} must be positive`);
+  }
   const admission = new AgentAdmission<Connection>({
     token,
     credentialsFile: options.credentialsFile,
@@ -430,7 +441,15 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
       );
   }
 
-  const front = await listenHttp({ hostname, port, tls, handler: handle, onUpgrade, unparsable });
+  const front = await listenHttp({
+    hostname,
+    port,
+    tls,
+    handler: handle,
+    onUpgrade,
+    unparsable,
+    idleTimeout,
+  });
   const addr = front.addr;
 
   /** Closes the agents' sockets: lets their close frames go out (bounded), then cuts them. */

@@ -54,6 +54,12 @@ export interface HttpFrontOptions {
    * line or header, raw non-ASCII bytes in the target).
    */
   unparsable: (method: string | undefined) => Response;
+  /**
+   * Milliseconds a caller's connection may take to send a complete request head, counted
+   * from when it opened or its last response ended (nginx's `client_header_timeout` and
+   * `keepalive_timeout` in one): then it is closed. A request being answered is not timed.
+   */
+  idleTimeout: number;
 }
 
 /** A listening front. */
@@ -71,20 +77,27 @@ export interface HttpFront {
  * @returns Once listening, the front.
  */
 export async function listenHttp(options: HttpFrontOptions): Promise<HttpFront> {
+  const idle = new IdleSockets(options.idleTimeout);
   const onRequest = (req: IncomingMessage, res: ServerResponse): void => {
+    idle.busy(req.socket);
+    res.on("finish", () => idle.wait(req.socket));
     serve(req, res, options.handler);
   };
   const server: Server = options.tls
     ? createHttpsServer({ cert: options.tls.cert, key: options.tls.key }, onRequest)
     : createHttpServer(onRequest);
-  // An upload may take long; a caller that sends its head slowly is still cut (60 s).
+  // Uploads may take long; heads are timed by `IdleSockets` (the runtimes ignore
+  // `headersTimeout`).
   server.requestTimeout = 0;
+  server.on(options.tls ? "secureConnection" : "connection", (socket: Duplex) => idle.wait(socket));
   server.on("upgrade", (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+    idle.busy(socket);
     socket.on("error", () => socket.destroy());
     if (!options.onUpgrade(req, socket, head)) serveOnSocket(req, socket, options.handler);
   });
   // A CONNECT is answered like any request (an agent route says 501), and the socket closes.
   server.on("connect", (req: IncomingMessage, socket: Duplex) => {
+    idle.busy(socket);
     socket.on("error", () => socket.destroy());
     serveOnSocket(req, socket, options.handler);
   });
@@ -119,6 +132,32 @@ export async function listenHttp(options: HttpFrontOptions): Promise<HttpFront> 
         server.closeAllConnections();
       }),
   };
+}
+
+/** Closes connections that send no request head in time (see `idleTimeout`). */
+class IdleSockets {
+  readonly #timeout: number;
+  readonly #timers = new WeakMap<Duplex, ReturnType<typeof setTimeout>>();
+
+  constructor(timeout: number) {
+    this.#timeout = timeout;
+  }
+
+  /** Starts timing: the socket must bring a request head within the timeout. */
+  wait(socket: Duplex): void {
+    if (socket.destroyed) return;
+    clearTimeout(this.#timers.get(socket));
+    const timer = setTimeout(() => socket.destroy(), this.#timeout);
+    // The timer must not keep a process alive that has nothing else to do.
+    (timer as { unref?: () => void }).unref?.();
+    this.#timers.set(socket, timer);
+  }
+
+  /** A request arrived: it is not timed while it is answered. */
+  busy(socket: Duplex): void {
+    clearTimeout(this.#timers.get(socket));
+    this.#timers.delete(socket);
+  }
 }
 
 /**
