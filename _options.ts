@@ -73,7 +73,7 @@ export function resolveHeartbeat(
 /**
  * A server's default `initialWindow`: 2 MiB, twice a client's 1 MiB. A peer's messages carry
  * at most half the window it was given (PROTOCOL.md §7), so this lets uploads travel in
- * 1 MiB messages, 1.2–2× faster than 256 KiB ones (bench/RESULTS.md, session 6). Clients keep
+ * 1 MiB messages, 1.2–2× faster than 256 KiB ones (bench/HISTORY.md, session 6). Clients keep
  * 1 MiB: a larger window cost a slow-reading Bun client 5–9 MiB more RSS.
  */
 export const SERVER_INITIAL_WINDOW = 2 * 1024 * 1024;

@@ -10,7 +10,7 @@
  * shared two-core machine their throughput swings with everything else running. The
  * process's own CPU time per exchange (user + system, both ends, 100 B each way) moves
  * far less with load; the minimum of several runs is what the A/B comparisons in
- * RESULTS.md ("What each change bought") use. Prints one line per run and the minimum.
+ * HISTORY.md ("What each change bought") use. Prints one line per run and the minimum.
  *
  * @module
  */
