@@ -25,6 +25,12 @@ import { agentRequestHeaders, type Hop } from "./_proxy_headers.ts";
 import { type AgentRoute, agentRoute, rawTarget, splitTarget } from "./_raw_target.ts";
 import { AgentAdmission, type CredentialsReload } from "./_admission.ts";
 import { type AgentInfo, describeAgent } from "./_agent_info.ts";
+import { GatewayObserver } from "./_observer.ts";
+import { passThrough } from "./_pass_through.ts";
+import { dashboardPage } from "./_dashboard.ts";
+import type { GatewayRoute } from "./_stats.ts";
+import { METRICS_CONTENT_TYPE } from "./_metrics.ts";
+import { ClientRefusedError } from "../errors.ts";
 import {
   DEFAULT_AGENT_TIMEOUT,
   DEFAULT_AGENTS_PATH,
@@ -152,6 +158,34 @@ function errorResponse(status: number, error: string, message: string): Response
   return jsonResponse({ error, message }, status);
 }
 
+/** Where the dashboard is, and its event stream. */
+const DASHBOARD_PATH = "/dashboard";
+const DASHBOARD_EVENTS_PATH = "/dashboard/events";
+
+/** A text answer of the gateway's own, with its length. */
+function textResponse(
+  status: number,
+  text: string,
+  type = "text/plain; charset=utf-8",
+): Response {
+  const bytes = new TextEncoder().encode(text);
+  return new Response(bytes, {
+    status,
+    headers: {
+      "content-type": type,
+      "content-length": `${bytes.length}`,
+      "cache-control": "no-store",
+    },
+  });
+}
+
+/** The `name` an agent's metadata claims, if any. */
+function nameOf(metadata: unknown): unknown {
+  return typeof metadata === "object" && metadata !== null
+    ? (metadata as { name?: unknown }).name
+    : undefined;
+}
+
 /** A JSON answer of the gateway's own, with its length. */
 function jsonResponse(value: unknown, status = 200): Response {
   const bytes = new TextEncoder().encode(JSON.stringify(value));
@@ -221,6 +255,11 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
     logger,
   });
 
+  /** Forwarded exchanges still running: aborted if `close()` outlasts its grace period. */
+  const inFlight = new Set<AbortController>();
+  // Assigned below: the server's hooks need it, and it needs the server.
+  // deno-lint-ignore prefer-const
+  let observer!: GatewayObserver;
   const server = new WebSocketServer({
     noServer: true,
     path,
@@ -228,10 +267,21 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
     closeTimeout,
     logger,
     // Names, tokens and who holds which name: see `_admission.ts`.
-    authorize: (context) => admission.authorize(context),
+    authorize: async (context) => {
+      const refuse = (code: number, reason: string): void =>
+        observer.refused(code, reason, nameOf(context.metadata), context.remoteAddr);
+      try {
+        if (await admission.authorize(context)) return true;
+        refuse(4003, "Unauthorized");
+        return false;
+      } catch (error) {
+        if (error instanceof ClientRefusedError) refuse(error.code, error.reason);
+        throw error;
+      }
+    },
+    onPong: (_data, rtt) => observer.rtt(rtt),
   });
-  /** Forwarded exchanges still running: aborted if `close()` outlasts its grace period. */
-  const inFlight = new Set<AbortController>();
+  observer = new GatewayObserver(server, () => inFlight.size, logger);
 
   function findAgent(key: string): Connection | undefined {
     // An id-shaped key only by id, any other only by name.
@@ -240,9 +290,36 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
 
   async function forward(request: CallerRequest, route: AgentRoute, hop: Hop): Promise<Response> {
     const agentKey = route.key;
+    const started = performance.now();
+    const time = new Date().toISOString();
+    let bytesIn = 0;
+    let bytesOut = 0;
+    let status = 0;
+    let durationMs = 0;
+    /** Tells the observer once the exchange is over (the response body ended or broke off). */
+    const ended = (error?: Error): void =>
+      observer.forwarded({
+        time,
+        agent: agentKey,
+        method: request.method,
+        path: route.target,
+        status,
+        durationMs,
+        bytesIn,
+        bytesOut,
+        error,
+      });
+    const answer = (response: Response, error?: Error): Response => {
+      status = response.status;
+      durationMs = Math.round((performance.now() - started) * 10) / 10;
+      if (response.body === null || error) ended(error);
+      return response;
+    };
     const agent = findAgent(agentKey);
     if (!agent) {
-      return errorResponse(404, "agent_not_found", `No agent with id or name "${agentKey}"`);
+      return answer(
+        errorResponse(404, "agent_not_found", `No agent with id or name "${agentKey}"`),
+      );
     }
     const headers = agentRequestHeaders(request.headers, hop);
     const controller = new AbortController();
@@ -264,41 +341,48 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
         method: request.method,
         target: route.target,
         headers,
-        body: request.body,
+        body: request.body &&
+          passThrough(request.body, (n) => bytesIn += n, () => {}),
         signal: controller.signal,
       });
     } catch (error) {
       inFlight.delete(controller);
       const name = (error as Error | undefined)?.name;
       if (name === "TimeoutError" && controller.signal.aborted) {
-        logger?.warn("gateway: agent timed out", agent.id, request.method, route.target);
-        return errorResponse(
-          504,
-          "agent_timeout",
-          `Agent "${agentKey}" did not answer within ${timeout} ms`,
+        return answer(
+          errorResponse(
+            504,
+            "agent_timeout",
+            `Agent "${agentKey}" did not answer within ${timeout} ms`,
+          ),
+          error as Error,
         );
       }
-      logger?.warn("gateway: agent failed", agent.id, request.method, route.target, error);
-      return errorResponse(
-        502,
-        "agent_unavailable",
-        `Agent "${agentKey}" went away before answering: ${(error as Error).message}`,
+      return answer(
+        errorResponse(
+          502,
+          "agent_unavailable",
+          `Agent "${agentKey}" went away before answering: ${(error as Error).message}`,
+        ),
+        error as Error,
       );
     } finally {
       clearTimeout(timer);
       request.signal.removeEventListener("abort", onCallerGone);
     }
-    const release = (): void => {
-      inFlight.delete(controller);
-    };
     const out = withoutHopByHop(response.headers);
     if (rewrite) mapResponsePaths(out, gatewayPaths(request.headers, hop));
     const init = { status: response.status, statusText: response.statusText, headers: out };
     if (response.body === null) {
-      release();
-      return new Response(null, init);
+      inFlight.delete(controller);
+      return answer(new Response(null, init));
     }
-    return new Response(passThrough(response.body, release), init);
+    const body = passThrough(response.body, (n) => bytesOut += n, (error) => {
+      inFlight.delete(controller);
+      // A caller that hangs up is no failure of the agent's.
+      ended(request.signal.aborted ? undefined : error as Error | undefined);
+    });
+    return answer(new Response(body, init));
   }
 
   /** Where a response's root-relative paths go: under the agent's prefix on the gateway. */
@@ -323,53 +407,113 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
     if (apiToken === undefined) return "";
     for (const name of ["proxy-authorization", "authorization"]) {
       const value = request.headers.get(name);
-      if (value === null || !/^bearer /i.test(value)) continue;
-      if (timingSafeEqual(value.slice(7).trim(), apiToken)) return name;
+      if (value !== null && timingSafeEqual(presented(value) ?? "", apiToken)) return name;
     }
     return undefined;
   }
+
+  /** The token in `Bearer <token>`, or the password in `Basic base64(user:token)`. */
+  function presented(value: string): string | undefined {
+    if (/^bearer /i.test(value)) return value.slice(7).trim();
+    if (!/^basic /i.test(value)) return undefined;
+    try {
+      const decoded = new TextDecoder().decode(
+        Uint8Array.from(atob(value.slice(6).trim()), (c) => c.charCodeAt(0)),
+      );
+      return decoded.slice(decoded.indexOf(":") + 1);
+    } catch {
+      return undefined;
+    }
+  }
+
+  /** The gateway's own routes, by raw path. */
+  const OWN_ROUTES: Record<string, GatewayRoute> = {
+    "/healthz": "healthz",
+    "/readyz": "readyz",
+    "/metrics": "metrics",
+    "/agents": "agents",
+    "/agents/": "agents",
+    [DASHBOARD_PATH]: "dashboard",
+    [DASHBOARD_EVENTS_PATH]: "dashboard",
+    "/": "root",
+  };
 
   async function handle(request: CallerRequest): Promise<Response> {
     // Routed on the target as the caller sent it: see _raw_target.ts.
     const target = rawTarget(request.target);
     const rawPath = splitTarget(target).path;
-    if (rawPath === "/healthz") {
-      return new Response("ok\n", {
-        headers: {
-          "content-type": "text/plain; charset=utf-8",
-          "content-length": "3",
-          "cache-control": "no-store",
-        },
-      });
+    const own = OWN_ROUTES[rawPath];
+    if (own === undefined) return await toAgent(request, target, rawPath);
+    const response = ownRoute(own, request, rawPath);
+    observer.answered(own, response.status);
+    return response;
+  }
+
+  /** Answers the gateway's own routes: health, readiness, metrics, the list, the dashboard. */
+  function ownRoute(own: GatewayRoute, request: CallerRequest, rawPath: string): Response {
+    if (own === "healthz") return textResponse(200, "ok\n");
+    if (own === "readyz") {
+      return closing ? textResponse(503, "draining\n") : textResponse(200, "ready\n");
     }
-    const consumed = credential(request);
-    if (consumed === undefined) {
-      const response = errorResponse(
-        401,
-        "unauthorized",
-        "This gateway needs its API token: Authorization: Bearer <token>",
-      );
-      response.headers.set("www-authenticate", 'Bearer realm="swaggersocket gateway"');
-      return response;
+    if (credential(request) === undefined) return unauthorized(own === "dashboard");
+    if (request.method !== "GET" && request.method !== "HEAD") {
+      return errorResponse(405, "method_not_allowed", `Use GET ${rawPath}`);
     }
-    if (rawPath === "/agents" || rawPath === "/agents/") {
-      if (request.method !== "GET" && request.method !== "HEAD") {
-        return errorResponse(405, "method_not_allowed", "Use GET /agents");
+    switch (own) {
+      case "metrics":
+        return textResponse(200, observer.stats.render(), METRICS_CONTENT_TYPE);
+      case "agents":
+        return jsonResponse(server.connections().map(describeAgent));
+      case "dashboard":
+        return rawPath === DASHBOARD_PATH
+          ? dashboardPage(DASHBOARD_EVENTS_PATH)
+          : observer.feed.stream(request.signal);
+      default: {
+        const host = request.headers.get("host") ?? gateway.addr.hostname;
+        return jsonResponse({
+          agents: `${protocol}://${host}/agents`,
+          forward: `${protocol}://${host}/agents/{id-or-name}/{path}`,
+          connect: `${tls ? "wss" : "ws"}://${host}${path}`,
+          dashboard: `${protocol}://${host}${DASHBOARD_PATH}`,
+        });
       }
-      return jsonResponse(server.connections().map(describeAgent));
     }
-    const route = agentRoute(target, "/agents/");
-    if (route === "malformed_key") {
+  }
+
+  /** 401: a browser (the dashboard) is asked for the token as a Basic password. */
+  function unauthorized(browser: boolean): Response {
+    const response = errorResponse(
+      401,
+      "unauthorized",
+      "This gateway needs its API token: Authorization: Bearer <token>",
+    );
+    response.headers.set(
+      "www-authenticate",
+      browser ? 'Basic realm="swaggersocket gateway"' : 'Bearer realm="swaggersocket gateway"',
+    );
+    return response;
+  }
+
+  /** Routes everything but the gateway's own paths: an agent's, or 404. */
+  async function toAgent(
+    request: CallerRequest,
+    target: string,
+    rawPath: string,
+  ): Promise<Response> {
+    const consumed = credential(request);
+    if (consumed === undefined) return unauthorized(false);
+    const agent = agentRoute(target, "/agents/");
+    if (agent === "malformed_key") {
       return errorResponse(400, "bad_request", `Malformed agent id or name in ${rawPath}`);
     }
-    if (route === "climbs_out") {
+    if (agent === "climbs_out") {
       return errorResponse(
         400,
         "bad_request",
         `The path ${rawPath} climbs out of its agent's prefix with dot segments`,
       );
     }
-    if (route) {
+    if (agent) {
       if (UNCARRIED_METHODS.has(request.method.toUpperCase())) {
         // `Request` refuses these on both ends: say so, rather than blame the agent with a 502.
         return errorResponse(
@@ -382,22 +526,16 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
         clientAddr: request.clientAddr,
         host: request.headers.get("host") ?? "",
         proto: protocol,
-        prefix: `/agents/${encodeURIComponent(route.key)}`,
+        prefix: `/agents/${encodeURIComponent(agent.key)}`,
         trusted: isTrustedProxy(request.clientAddr),
         preserveHost,
         credentialHeader: consumed,
       };
-      return await forward(request, route, hop);
+      return await forward(request, agent, hop);
     }
-    if (rawPath === "/") {
-      const host = request.headers.get("host") ?? gateway.addr.hostname;
-      return jsonResponse({
-        agents: `${protocol}://${host}/agents`,
-        forward: `${protocol}://${host}/agents/{id-or-name}/{path}`,
-        connect: `${tls ? "wss" : "ws"}://${host}${path}`,
-      });
-    }
-    return errorResponse(404, "not_found", `No route for ${request.method} ${rawPath}`);
+    const response = errorResponse(404, "not_found", `No route for ${request.method} ${rawPath}`);
+    observer.answered("other", response.status);
+    return response;
   }
 
   const sockets = new WsServer({
@@ -475,6 +613,7 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
     reloadCredentials: () => admission.reloadCredentials(),
     close: () => {
       closing ??= (async () => {
+        observer.close();
         await server.close();
         // Whatever still streams (an endless event stream) is cut now.
         for (const controller of inFlight) controller.abort();
@@ -487,41 +626,4 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
     [Symbol.asyncDispose]: () => gateway.close(),
   };
   return gateway;
-}
-
-/**
- * Passes `body` through, calling `done` once when it ends, errors or is cancelled.
- * (A `TransformStream` would not forward a cancel from the caller to the agent.)
- */
-function passThrough(
-  body: ReadableStream<Uint8Array>,
-  done: () => void,
-): ReadableStream<Uint8Array> {
-  const reader = body.getReader();
-  let finished = false;
-  const finish = (): void => {
-    if (finished) return;
-    finished = true;
-    done();
-  };
-  return new ReadableStream<Uint8Array>({
-    async pull(controller) {
-      try {
-        const { done: end, value } = await reader.read();
-        if (end) {
-          finish();
-          controller.close();
-        } else {
-          controller.enqueue(value);
-        }
-      } catch (error) {
-        finish();
-        controller.error(error);
-      }
-    },
-    cancel(reason) {
-      finish();
-      return reader.cancel(reason);
-    },
-  }, { highWaterMark: 0 });
 }
