@@ -1,144 +1,248 @@
 /**
  * The gateway's command line: `deno run -A gateway.ts …` and `bun gateway.ts …` hand over
- * to {@linkcode runGateway} (see `gateway.ts` for the flags).
+ * to {@linkcode runGateway}. `--help` describes every flag; each has an environment variable
+ * (`SWAGGERSOCKET_GATEWAY_…`), and `--config FILE` (JSON, flag names as keys) covers the long
+ * lists. A command line it cannot run is one line and the usage, exit code 2; a gateway that
+ * cannot start is one line, exit code 1. Log lines go to standard output, one per event.
  *
  * @module
  */
 
-import { EventType } from "../types.ts";
 import { RUNTIME } from "../runtime/mod.ts";
 import { startGateway } from "../gateway/_start_gateway.ts";
-import { redacted } from "../gateway/_agent_info.ts";
 import { credentialLine } from "../gateway/_credentials.ts";
+import {
+  DEFAULT_AGENT_TIMEOUT,
+  DEFAULT_AGENTS_PATH,
+  DEFAULT_GATEWAY_HOSTNAME,
+  DEFAULT_GATEWAY_PORT,
+} from "../gateway/_defaults.ts";
 import { startAgent } from "../agent/_start_agent.ts";
-import { option } from "./_args.ts";
+import { EventType } from "../types.ts";
+import { type FlagTable, helpText, parseFlags, UsageError } from "./_flags.ts";
+import { createLog, LOG_FORMATS, LOG_LEVELS, type LogFormat, type LogLevel } from "./_log.ts";
+
+const ENV = (name: string): string =>
+  `SWAGGERSOCKET_GATEWAY_${name.toUpperCase().replaceAll("-", "_")}`;
+
+/** Every flag of the gateway, with its default and environment variable. */
+export const GATEWAY_FLAGS: FlagTable = withEnv({
+  help: { type: "boolean", short: "h", description: "Prints this help and exits" },
+  config: { type: "string", kind: "file", description: "Reads flags from a JSON file" },
+  hostname: {
+    type: "string",
+    default: DEFAULT_GATEWAY_HOSTNAME,
+    description: "The interface to listen on (0.0.0.0 for every one)",
+  },
+  port: {
+    type: "string",
+    kind: "port",
+    default: `${DEFAULT_GATEWAY_PORT}`,
+    description: "The port (0 picks a free one)",
+  },
+  path: { type: "string", default: DEFAULT_AGENTS_PATH, description: "Where agents dial in" },
+  token: { type: "string", valueName: "SECRET", description: "The shared secret agents present" },
+  credentials: {
+    type: "string",
+    kind: "file",
+    description: "Per-agent tokens, one 'NAME sha256:HEX' line each; SIGHUP reloads it",
+  },
+  "api-token": {
+    type: "string",
+    valueName: "SECRET",
+    description: "The secret HTTP callers present (Authorization: Bearer …)",
+  },
+  "trusted-proxies": {
+    type: "string",
+    kind: "list",
+    description: "Addresses and CIDR blocks whose X-Forwarded-* and Forwarded are kept",
+  },
+  "preserve-host": { type: "boolean", description: "Sends agents the caller's Host" },
+  "no-rewrite": {
+    type: "boolean",
+    description: "Leaves Location and Set-Cookie paths as the agent sent them",
+  },
+  timeout: {
+    type: "string",
+    kind: "ms",
+    default: `${DEFAULT_AGENT_TIMEOUT}`,
+    description: "How long an agent has to answer before the caller gets 504",
+  },
+  "idle-timeout": {
+    type: "string",
+    kind: "ms",
+    default: "30000",
+    description: "How long a caller's connection may wait to send a request head",
+  },
+  "drain-timeout": {
+    type: "string",
+    kind: "ms",
+    default: "5000",
+    description: "On SIGTERM or SIGINT, how long in-flight requests may finish",
+  },
+  cert: {
+    type: "string",
+    kind: "file",
+    description: "Serves https and wss with this PEM certificate (chain)",
+  },
+  key: { type: "string", kind: "file", description: "The PEM key of --cert" },
+  ca: {
+    type: "string",
+    kind: "file",
+    description: "With --demo and --cert, the CA the demo agent and curl lines trust",
+  },
+  "log-format": {
+    type: "string",
+    default: "pretty",
+    valueName: "pretty|json",
+    description: "How log lines look",
+  },
+  "log-level": {
+    type: "string",
+    default: "info",
+    valueName: "debug|info|warn|error",
+    description: "The least level logged",
+  },
+  demo: {
+    type: "boolean",
+    description: "Starts an agent named demo in the gateway and prints curl lines",
+  },
+  "exit-after": { type: "string", kind: "ms", description: "Stops after this long (demos, tests)" },
+  "hash-token": {
+    type: "string",
+    valueName: "NAME",
+    description: "Prints NAME's credentials line for the token on standard input, and exits",
+  },
+});
+
+function withEnv(table: FlagTable): FlagTable {
+  for (const [name, spec] of Object.entries(table)) {
+    if (name !== "help" && name !== "config" && name !== "hash-token") spec.env = ENV(name);
+  }
+  return table;
+}
+
+const USAGE = "gateway.ts [flags]    (deno run -A gateway.ts, or bun gateway.ts)";
+const SUMMARY =
+  "A gateway for agents behind NAT: agents dial its WebSocket path, HTTP callers reach them\n" +
+  "at /agents/{name}/…; /dashboard shows them live, /metrics counts for Prometheus.";
 
 async function main(): Promise<void> {
   const runtime = RUNTIME.script();
-  const { args } = runtime;
-  const from = (name: string): string | undefined =>
-    option(
-      args,
-      name,
-      runtime.env(`SWAGGERSOCKET_GATEWAY_${name.toUpperCase().replaceAll("-", "_")}`),
-    );
-  if (args.includes("--help") || args.includes("-h")) {
-    console.log(
-      "usage: gateway.ts [--hostname 127.0.0.1] [--port 8080] [--path /agents/connect]\n" +
-        "                  [--token SECRET] [--api-token SECRET] [--timeout MS] [--demo]\n" +
-        "                  [--exit-after MS] [--cert FILE --key FILE] [--ca FILE]\n" +
-        "                  [--credentials FILE] [--trusted-proxies CIDR,...]\n" +
-        "                  [--preserve-host] [--no-rewrite]\n" +
-        "       gateway.ts --hash-token NAME < token   (prints NAME's credentials line)\n" +
-        "env: SWAGGERSOCKET_GATEWAY_{HOSTNAME,PORT,PATH,TOKEN,API_TOKEN,TIMEOUT,CERT,KEY,CA,\n" +
-        "                            CREDENTIALS,TRUSTED_PROXIES}\n" +
-        "--credentials: per-agent tokens, one 'NAME sha256:HEX' line each; SIGHUP reloads it\n" +
-        "--cert/--key: serve https and wss with this PEM certificate (chain) and key\n" +
-        "--trusted-proxies: addresses/CIDR blocks whose X-Forwarded-* and Forwarded are kept\n" +
-        "--preserve-host: agents get the caller's Host; --no-rewrite: leave Location and\n" +
-        "      Set-Cookie paths as the agent sent them\n" +
-        "--ca: with --demo, the CA the demo agent and the printed curl lines trust\n" +
-        "      (default: the --cert file itself)",
-    );
+  const env = (name: string) => runtime.env(name);
+  const first = parseFlags(GATEWAY_FLAGS, runtime.args, { env });
+  if (first.values.help) {
+    console.log(helpText(USAGE, SUMMARY, GATEWAY_FLAGS));
     return;
   }
-  if (args.includes("--hash-token")) {
-    const name = option(args, "hash-token", undefined);
-    if (name === undefined || name.startsWith("--")) {
-      throw new TypeError("--hash-token needs the agent's name; the token comes on standard input");
-    }
+  if (first.positionals.length > 0) {
+    throw new UsageError(`Unexpected argument: ${first.positionals[0]} (flags start with --)`);
+  }
+  const configFile = first.values.config as string | undefined;
+  const config = configFile === undefined ? undefined : await readConfig(runtime, configFile);
+  const flags = configFile === undefined
+    ? first.values
+    : parseFlags(GATEWAY_FLAGS, runtime.args, { env, config }).values;
+  const text = (name: string): string | undefined => flags[name] as string | undefined;
+  const number = (name: string): number | undefined =>
+    text(name) === undefined ? undefined : Number(text(name));
+  const format = oneOf<LogFormat>("log-format", text("log-format")!, LOG_FORMATS);
+  const level = oneOf<LogLevel>("log-level", text("log-level")!, LOG_LEVELS);
+  const log = createLog({ format, level, write: (line) => console.log(line) });
+
+  const hashName = text("hash-token");
+  if (hashName !== undefined) {
     // One trailing newline (from `echo`, or a file) is not part of the token.
     const token = (await runtime.readStdin()).replace(/\r?\n$/, "");
-    console.log(await credentialLine(name, token));
+    console.log(await credentialLine(hashName, token));
     return;
   }
-  const portText = from("port");
-  const timeoutText = from("timeout");
-  const credentialsFile = from("credentials");
-  const certFile = from("cert");
-  const keyFile = from("key");
+  const certFile = text("cert");
+  const keyFile = text("key");
   if ((certFile === undefined) !== (keyFile === undefined)) {
-    throw new TypeError("--cert and --key go together: give both PEM files, or neither");
+    throw new UsageError("--cert and --key go together: give both PEM files, or neither");
   }
   const readPem = async (flag: string, file: string): Promise<string> => {
     try {
       return await runtime.readTextFile(file);
     } catch (error) {
-      throw new TypeError(`Cannot read --${flag} ${file}: ${(error as Error).message}`);
+      throw new UsageError(`Cannot read --${flag} ${file}: ${(error as Error).message}`);
     }
   };
   const tls = certFile !== undefined && keyFile !== undefined
     ? { cert: await readPem("cert", certFile), key: await readPem("key", keyFile) }
     : undefined;
-  const gateway = await startGateway({
-    tls,
-    hostname: from("hostname"),
-    port: portText === undefined ? undefined : Number(portText),
-    path: from("path"),
-    token: from("token"),
-    credentialsFile,
-    apiToken: from("api-token"),
-    timeout: timeoutText === undefined ? undefined : Number(timeoutText),
-    trustedProxies: from("trusted-proxies")?.split(",").map((entry) => entry.trim())
-      .filter((entry) => entry !== ""),
-    preserveHost: args.includes("--preserve-host"),
-    rewrite: !args.includes("--no-rewrite"),
-  });
+  const hostname = text("hostname")!;
+  const port = number("port")!;
+  const credentialsFile = text("credentials");
+  let gateway;
+  try {
+    gateway = await startGateway({
+      tls,
+      hostname,
+      port,
+      path: text("path"),
+      token: text("token"),
+      credentialsFile,
+      apiToken: text("api-token"),
+      timeout: number("timeout"),
+      idleTimeout: number("idle-timeout"),
+      closeTimeout: number("drain-timeout"),
+      trustedProxies: flags["trusted-proxies"] as string[] | undefined,
+      preserveHost: flags["preserve-host"] === true,
+      rewrite: flags["no-rewrite"] !== true,
+      logger: log,
+    });
+  } catch (error) {
+    if ((error as { code?: string }).code === "EADDRINUSE") {
+      throw new Error(`Cannot listen on ${hostname}:${port}: the address is in use`);
+    }
+    throw error;
+  }
   if (credentialsFile !== undefined) {
     // Only with a file: otherwise SIGHUP keeps its default (ending the process).
     const reload = (): void => {
       gateway.reloadCredentials().then(
-        ({ names, revoked }) =>
-          console.log(`credentials reloaded: ${names} names, ${revoked} agents revoked`),
-        (error: Error) =>
-          console.error(`gateway: credentials not reloaded, the old ones stay: ${error.message}`),
+        ({ names, revoked }) => log.info("credentials reloaded", { names, revoked }),
+        (error: Error) => log.error("credentials not reloaded, the old ones stay", error),
       );
     };
     try {
       runtime.onSignal("SIGHUP", reload);
     } catch (error) {
       // Windows has no SIGHUP (Deno refuses the listener): embedders call reloadCredentials().
-      console.error(`gateway: no SIGHUP reload here: ${(error as Error).message}`);
+      log.warn("no SIGHUP reload here", error);
     }
   }
-  console.log(`gateway listening on ${gateway.url}`);
-  console.log(`agents dial ${gateway.agentsUrl}`);
-  (async () => {
-    for await (const event of gateway.server.events()) {
-      if (event.type === EventType.ConnectionReceived) {
-        const metadata = redacted(event.connection?.metadata);
-        console.log(`agent connected ${event.connectionId} ${JSON.stringify(metadata)}`);
-      } else if (event.type === EventType.ConnectionClosed) {
-        console.log(`agent disconnected ${event.connectionId}`);
-      }
-    }
-  })();
+  log.info("gateway listening", { url: gateway.url, agents: gateway.agentsUrl });
 
   let stopping = false;
-  const stop = async (): Promise<void> => {
+  const stop = async (signal: string): Promise<void> => {
     if (stopping) return;
     stopping = true;
-    await Promise.race([gateway.close(), new Promise((resolve) => setTimeout(resolve, 10_000))]);
+    log.info("gateway draining", { signal });
+    await gateway.close();
+    log.info("gateway stopped");
     runtime.exit(0);
   };
-  runtime.onSignal("SIGINT", stop);
-  runtime.onSignal("SIGTERM", stop);
-  const exitAfter = Number(option(args, "exit-after", undefined) ?? 0);
-  if (exitAfter > 0) setTimeout(stop, exitAfter);
+  runtime.onSignal("SIGINT", () => stop("SIGINT"));
+  runtime.onSignal("SIGTERM", () => stop("SIGTERM"));
+  const exitAfter = number("exit-after");
+  if (exitAfter !== undefined) setTimeout(() => stop("exit-after"), exitAfter);
 
-  if (args.includes("--demo")) {
+  if (flags.demo === true) {
     // Subscribed first: the agent's end of the handshake completes a moment before the
     // gateway's, and the curl lines must work once printed.
     const events = gateway.server.events();
     // Over TLS the demo agent trusts --ca, else the gateway's own certificate file.
-    const demoCaFile = tls ? from("ca") ?? certFile : undefined;
+    const demoCaFile = tls ? text("ca") ?? certFile : undefined;
     const agent = startAgent({
       url: gateway.agentsUrl,
       name: "demo",
-      token: from("token"),
+      token: text("token"),
       ...(demoCaFile ? { caCerts: [await readPem("ca", demoCaFile)] } : {}),
       // A demo agent that cannot connect (a CA that does not fit) says why instead of hanging.
-      logger: { debug() {}, info() {}, warn: console.warn, error: console.error },
+      logger: log,
     });
     const connection = await agent.ready;
     if (!gateway.server.connection(connection.id)) {
@@ -149,46 +253,82 @@ async function main(): Promise<void> {
       }
     }
     await events.return?.();
-    // The API token is a secret: the lines name it by its variable, never print it.
-    const apiToken = from("api-token");
-    const curl = [
-      "curl",
-      ...(demoCaFile ? [`--cacert ${demoCaFile}`] : []),
-      ...(apiToken === undefined
-        ? []
-        : ['-H "Authorization: Bearer $SWAGGERSOCKET_GATEWAY_API_TOKEN"']),
-    ].join(" ");
-    const base = gateway.url;
-    console.log(`demo agent connected ${connection.id}`);
-    console.log("");
-    console.log("Try:");
-    if (apiToken !== undefined) {
-      console.log("  (with SWAGGERSOCKET_GATEWAY_API_TOKEN set to the API token in your shell)");
-    }
-    for (
-      const line of [
-        `${curl} ${base}/agents`,
-        `${curl} ${base}/agents/demo/hello`,
-        `${curl} ${base}/agents/demo/time`,
-        `${curl} -X POST --data-binary 'hello, agent' ${base}/agents/demo/echo`,
-        `${curl} -N ${base}/agents/demo/events`,
-        `${curl} -s '${base}/agents/demo/bytes?n=1048576' | wc -c`,
-        `${curl} ${base}/agents/${connection.id}/hello`,
-      ]
-    ) {
-      console.log(`  ${line}`);
-    }
-    console.log("");
-    console.log("Ctrl-C stops.");
+    printDemo(gateway.url, connection.id, demoCaFile, text("api-token") !== undefined);
   }
 }
 
-/** Runs the gateway's command line; a failure to start is one line on stderr, and exit 1. */
+/** The curl lines to try; the API token is a secret, so they name it by its variable. */
+function printDemo(base: string, id: string, caFile: string | undefined, withToken: boolean): void {
+  const curl = [
+    "curl",
+    ...(caFile ? [`--cacert ${caFile}`] : []),
+    ...(withToken ? ['-H "Authorization: Bearer $SWAGGERSOCKET_GATEWAY_API_TOKEN"'] : []),
+  ].join(" ");
+  const lines = [
+    "",
+    "Try:",
+    ...(withToken
+      ? ["  (with SWAGGERSOCKET_GATEWAY_API_TOKEN set to the API token in your shell)"]
+      : []),
+    ...[
+      `${curl} ${base}/agents`,
+      `${curl} ${base}/agents/demo/hello`,
+      `${curl} ${base}/agents/demo/time`,
+      `${curl} -X POST --data-binary 'hello, agent' ${base}/agents/demo/echo`,
+      `${curl} -N ${base}/agents/demo/events`,
+      `${curl} -s '${base}/agents/demo/bytes?n=1048576' | wc -c`,
+      `${curl} ${base}/agents/${id}/hello`,
+    ].map((line) => `  ${line}`),
+    `  open ${base}/dashboard in a browser${withToken ? " (the API token is the password)" : ""}`,
+    "",
+    "Ctrl-C stops.",
+  ];
+  console.log(lines.join("\n"));
+}
+
+async function readConfig(
+  runtime: { readTextFile(path: string): Promise<string> },
+  file: string,
+): Promise<Record<string, unknown>> {
+  let text: string;
+  try {
+    text = await runtime.readTextFile(file);
+  } catch (error) {
+    throw new UsageError(`Cannot read --config ${file}: ${(error as Error).message}`);
+  }
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch (error) {
+    throw new UsageError(`Invalid --config ${file}: ${(error as Error).message}`);
+  }
+  if (typeof value !== "object" || value === null || Array.isArray(value)) {
+    throw new UsageError(`Invalid --config ${file}: must be a JSON object of flag names`);
+  }
+  return value as Record<string, unknown>;
+}
+
+function oneOf<T extends string>(flag: string, value: string, choices: readonly T[]): T {
+  if (!(choices as readonly string[]).includes(value)) {
+    throw new UsageError(`Invalid --${flag}: ${value} (one of ${choices.join(", ")})`);
+  }
+  return value as T;
+}
+
+/**
+ * Runs the gateway's command line: a command line it cannot run prints the reason and the
+ * usage and exits 2; a failure to start is one line on stderr, and exit 1.
+ */
 export function runGateway(): void {
   // Not awaited at the top level: a promise that never settles there spins Bun (oven-sh/bun#14951).
   main().catch((error) => {
+    const script = RUNTIME.script();
+    if (error instanceof UsageError) {
+      console.error(`gateway: ${error.message}\nusage: ${USAGE}\nrun with --help for every flag`);
+      script.exit(2);
+    }
     console.error(`gateway: ${(error as Error).message}`);
-    RUNTIME.script().exit(1);
+    script.exit(1);
   });
 }
 

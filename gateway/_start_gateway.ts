@@ -265,7 +265,9 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
     path,
     heartbeat: options.heartbeat,
     closeTimeout,
-    logger,
+    // The server's own info lines (connection received, closed) are what the observer says
+    // with names and reasons: at debug they do not say it twice.
+    logger: logger && { ...logger, info: (...args: unknown[]) => logger.debug(...args) },
     // Names, tokens and who holds which name: see `_admission.ts`.
     authorize: async (context) => {
       const refuse = (code: number, reason: string): void =>

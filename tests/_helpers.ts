@@ -194,6 +194,8 @@ export interface LineProcess {
   waitFor(pattern: RegExp, ms?: number): Promise<RegExpMatchArray>;
   /** Writes one command line to its stdin. */
   send(line: string): void;
+  /** Sends the process a signal, if it is still running. */
+  signal(signal: "SIGTERM" | "SIGINT" | "SIGHUP"): void;
   /** Closes its stdin. */
   end(): void;
   /** Resolves with the exit code when the process has ended. */
@@ -227,12 +229,18 @@ export function spawnFixture(
  * @param command The executable.
  * @param argv Its arguments.
  * @param name What error messages call it.
+ * @param env Environment variables to add.
  * @returns The running process.
  */
-export function spawnLines(command: string, argv: string[], name: string): LineProcess {
+export function spawnLines(
+  command: string,
+  argv: string[],
+  name: string,
+  env: Record<string, string> = {},
+): LineProcess {
   const child = spawn(command, argv, {
     cwd: ROOT_DIR,
-    env: { ...process.env, DENO_NO_UPDATE_CHECK: "1", NO_COLOR: "1" },
+    env: { ...process.env, DENO_NO_UPDATE_CHECK: "1", NO_COLOR: "1", ...env },
     stdio: ["pipe", "pipe", "inherit"],
   });
   const lines: string[] = [];
@@ -281,6 +289,11 @@ export function spawnLines(command: string, argv: string[], name: string): LineP
     },
     send(line) {
       if (running()) child.stdin!.write(`${line}\n`);
+    },
+    signal(signal) {
+      // Not child.kill(): Deno then reports the exit as by that signal (code null), even
+      // when the child handles it and exits with a code of its own.
+      if (running()) process.kill(child.pid!, signal);
     },
     end() {
       if (running()) child.stdin!.end();

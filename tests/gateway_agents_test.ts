@@ -1011,8 +1011,12 @@ describe("gateway script: credentials", () => {
           "150000",
         ]);
         resources.defer("gateway.ts kill()", () => script.kill());
-        const [, url] = await script.waitFor("stdout", /^gateway listening on (\S+)$/, START_MS);
-        const [, agentsUrl] = await script.waitFor("stdout", /^agents dial (\S+)$/);
+        const [, url] = await script.waitFor(
+          "stdout",
+          /INFO +gateway listening url=(\S+) agents=\S+$/,
+          START_MS,
+        );
+        const [, agentsUrl] = await script.waitFor("stdout", /gateway listening .* agents=(\S+)$/);
         const start = (name: string, token: string): Agent => {
           const agent = startAgent({ url: agentsUrl, name, token, reconnect: FAST_RETRY });
           resources.defer(`agent ${name}.close()`, () => agent.close());
@@ -1026,23 +1030,32 @@ describe("gateway script: credentials", () => {
 
         const alpha = start("alpha", "alpha-token");
         const alphaConnection = await withTimeout(alpha.ready, STEP_MS, "alpha.ready");
-        await script.waitFor("stdout", new RegExp(`^agent connected ${alphaConnection.id} `));
+        await script.waitFor(
+          "stdout",
+          new RegExp(`agent connected .*\\bid=${alphaConnection.id}\\b`),
+        );
         assert.equal(await hello("alpha"), 200);
 
         // alpha removed, beta added: SIGHUP applies it, and alpha is closed with 4003.
         await writeCredentials(file, [["beta", "beta-token"]]);
         script.signal("SIGHUP");
-        await script.waitFor("stdout", /^credentials reloaded: 1 names, 1 agents revoked$/);
+        await script.waitFor("stdout", /INFO +credentials reloaded names=1 revoked=1$/);
         await stoppedWith(alpha, CloseCode.Unauthorized, "alpha");
         const beta = start("beta", "beta-token");
         const betaConnection = await withTimeout(beta.ready, STEP_MS, "beta.ready");
-        await script.waitFor("stdout", new RegExp(`^agent connected ${betaConnection.id} `));
+        await script.waitFor(
+          "stdout",
+          new RegExp(`agent connected .*\\bid=${betaConnection.id}\\b`),
+        );
         assert.equal(await hello("beta"), 200);
 
         // A file that does not parse: logged with its line, and the old table stays.
         writeFileSync(file, `# oops\nbeta\n`);
         script.signal("SIGHUP");
-        await script.waitFor("stderr", /credentials not reloaded, the old ones stay: .*line 2/);
+        await script.waitFor(
+          "stdout",
+          /ERROR credentials not reloaded, the old ones stay error=".*line 2/,
+        );
         assert.equal(await hello("beta"), 200);
         const again = await refusal(
           new WebSocketClient({ url: agentsUrl, keepAlive: false })

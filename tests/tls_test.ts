@@ -363,14 +363,16 @@ describe(`TLS (${RUNTIME})`, () => {
         ...WATCHDOG,
       ]);
       cleanup.add(() => fixture.kill());
-      const [, url] = await fixture.waitFor(/^gateway listening on (\S+)$/, START_MS);
-      const [, agentsUrl] = await fixture.waitFor(/^agents dial (\S+)$/, START_MS);
+      const [, url, agentsUrl] = await fixture.waitFor(
+        /gateway listening url=(\S+) agents=(\S+)$/,
+        START_MS,
+      );
       assert.match(url, /^https:\/\/127\.0\.0\.1:\d+$/);
       assert.equal(agentsUrl, `${url.replace(/^https:/, "wss:")}/agents/connect`);
       const agent = startAgent({ url: agentsUrl, name: "in-process", caCerts: [certs.ca] });
       cleanup.add(() => agent.close());
       const connection = await withTimeout(agent.ready, STEP_MS, "agent.ready");
-      await fixture.waitFor(new RegExp(`^agent connected ${connection.id} `), STEP_MS);
+      await fixture.waitFor(new RegExp(`agent connected .*\\bid=${connection.id}\\b`), STEP_MS);
       const hello = await fetchWithCa(`${url}/agents/in-process/hello`, certs.ca);
       assert.equal(hello.status, 200);
       assert.equal(hello.text, `hello from in-process (${RUNTIME})\n`);

@@ -1,0 +1,123 @@
+/**
+ * The gateway's command line under Deno and under Bun: strict flags (exit 2 with the usage),
+ * a `--help` that describes every flag, environment variables and a config file, a port in
+ * use named in one line (exit 1), JSON logs, and a drain on SIGTERM that exits 0.
+ */
+
+import { describe, it } from "node:test";
+import assert from "node:assert/strict";
+import { execFile } from "node:child_process";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { createServer } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import process from "node:process";
+import { BUN_BIN, DENO_BIN, ROOT_DIR, spawnLines, withTimeout } from "./_helpers.ts";
+import { GATEWAY_FLAGS } from "../cli/gateway.ts";
+
+const OPTIONS = { timeout: 120_000 };
+const RUN_MS = 30_000;
+
+/** Runs `gateway.ts` to its end: its exit code and output. */
+function run(
+  runtime: "deno" | "bun",
+  args: string[],
+  env: Record<string, string> = {},
+): Promise<{ code: number; stdout: string; stderr: string }> {
+  const script = join(ROOT_DIR, "gateway.ts");
+  const [bin, argv] = runtime === "deno"
+    ? [DENO_BIN, ["run", "-A", "--quiet", script, ...args]]
+    : [BUN_BIN, ["run", script, ...args]];
+  return new Promise((resolve) => {
+    execFile(bin, argv, {
+      cwd: ROOT_DIR,
+      env: { ...process.env, DENO_NO_UPDATE_CHECK: "1", NO_COLOR: "1", ...env },
+      timeout: RUN_MS,
+    }, (error, stdout, stderr) => {
+      const code = error ? (error as { code?: unknown }).code : 0;
+      resolve({ code: typeof code === "number" ? code : -1, stdout, stderr });
+    });
+  });
+}
+
+for (const runtime of ["deno", "bun"] as const) {
+  describe(`gateway.ts command line (${runtime})`, OPTIONS, () => {
+    it("refuses unknown flags, missing values and bad values with the usage and exit code 2", async () => {
+      const cases: [string[], RegExp][] = [
+        [["--prot", "8081"], /--prot/],
+        [["--port"], /--port/],
+        [["--token", "--port", "0"], /--token/],
+        [["--port", "80808"], /--port: 80808 is not a port/],
+        [["--timeout", "soon"], /--timeout/],
+        [["--log-format", "xml"], /--log-format: xml/],
+        [["stray"], /Unexpected argument: stray/],
+      ];
+      for (const [args, message] of cases) {
+        const { code, stderr, stdout } = await run(runtime, args);
+        assert.equal(code, 2, `${args.join(" ")}: ${stderr}`);
+        assert.match(stderr, message, args.join(" "));
+        assert.match(stderr, /usage: gateway\.ts/);
+        assert.equal(stdout, "", "nothing started");
+      }
+    });
+
+    it("--help describes every flag with its default and environment variable", async () => {
+      const { code, stdout } = await run(runtime, ["--help"]);
+      assert.equal(code, 0);
+      for (const [name, spec] of Object.entries(GATEWAY_FLAGS)) {
+        const line = stdout.split("\n").find((l) => new RegExp(`^ +(-\\w, )?--${name}\\b`).test(l));
+        assert.ok(line, `--${name} is described`);
+        if (spec.default !== undefined) assert.match(line, new RegExp(`default ${spec.default}`));
+        if (spec.env) assert.match(line, new RegExp(`env ${spec.env}`));
+      }
+    });
+
+    it("takes flags from the environment and a config file, logs JSON, and drains on SIGTERM with exit 0", async () => {
+      const dir = mkdtempSync(join(tmpdir(), "ss-cli-"));
+      try {
+        const config = join(dir, "gateway.json");
+        writeFileSync(config, JSON.stringify({ "trusted-proxies": ["10.0.0.0/8"], port: 0 }));
+        const script = join(ROOT_DIR, "gateway.ts");
+        const argv = runtime === "deno"
+          ? ["run", "-A", "--quiet", script, "--config", config]
+          : ["run", script, "--config", config];
+        const gateway = spawnLines(runtime === "deno" ? DENO_BIN : BUN_BIN, argv, "gateway.ts", {
+          SWAGGERSOCKET_GATEWAY_LOG_FORMAT: "json",
+          SWAGGERSOCKET_GATEWAY_API_TOKEN: "from-env",
+        });
+        try {
+          const [line] = await gateway.waitFor(/^\{.*"msg":"gateway listening".*\}$/, RUN_MS);
+          const listening = JSON.parse(line);
+          assert.equal(listening.level, "info");
+          assert.match(listening.time, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
+          const refused = await fetch(`${listening.url}/agents`);
+          assert.equal(refused.status, 401, "the API token came from the environment");
+          await refused.body?.cancel();
+          gateway.signal("SIGTERM");
+          await gateway.waitFor(/"msg":"gateway draining","signal":"SIGTERM"/, RUN_MS);
+          assert.equal(await withTimeout(gateway.exited, RUN_MS, "exit"), 0);
+        } finally {
+          await gateway.kill();
+        }
+      } finally {
+        rmSync(dir, { recursive: true, force: true });
+      }
+    });
+
+    it("names the address in one line and exits 1 when the port is in use", async () => {
+      const holder = createServer();
+      await new Promise<void>((resolve) => holder.listen(0, "127.0.0.1", resolve));
+      const { port } = holder.address() as { port: number };
+      try {
+        const { code, stderr } = await run(runtime, ["--port", String(port)]);
+        assert.equal(code, 1);
+        assert.equal(
+          stderr.trim(),
+          `gateway: Cannot listen on 127.0.0.1:${port}: the address is in use`,
+        );
+      } finally {
+        holder.close();
+      }
+    });
+  });
+}
