@@ -16,7 +16,8 @@
  * @module
  */
 
-import { Deadline, setDeadline } from "./_deadlines.ts";
+import { type Clock, systemClock } from "./_clock.ts";
+import { Deadline, type Deadlines, deadlinesOf } from "./_deadlines.ts";
 import { appendHeaders, headerList } from "./_header_list.ts";
 import { InboundBody } from "./_inbound_body.ts";
 import {
@@ -115,8 +116,11 @@ export interface ConnectionInit {
   onPong?: PongHandler;
   /** The handler to serve from the start. */
   handler?: Handler;
-  /** Milliseconds since an arbitrary origin; `performance.now` by default. */
-  clock?: () => number;
+  /**
+   * The endpoint's clock, the one its session's times are on: deadlines, the drain timer
+   * and the close timeout all run on it. The system clock by default.
+   */
+  clock?: Clock;
   /**
    * Response and request bodies are read from the application only while less than this
    * many bytes wait to be sent (the outbound share of `limits.maxBufferedBytes`).
@@ -280,7 +284,6 @@ const NULL_BODY_STATUS = new Set([204, 205, 304]);
 const EMPTY = new Uint8Array(0);
 const noop = (): void => {};
 const encoder = new TextEncoder();
-const performanceNow = (): number => performance.now();
 
 /**
  * One WebSocket carrying HTTP exchanges both ways: `serve()` a handler for the
@@ -310,7 +313,8 @@ export class Connection {
   readonly #socket: Socket;
   readonly #session: Session;
   readonly #logger: Logger;
-  readonly #clock: () => number;
+  readonly #clock: Clock;
+  readonly #deadlines: Deadlines;
   readonly #hooks: HandshakeHooks;
   readonly #onPing: PingHandler | undefined;
   readonly #onPong: PongHandler | undefined;
@@ -334,7 +338,7 @@ export class Connection {
   #accountFn: ((delta: number) => void) | undefined;
   #flushScheduled = false;
   #sendSoonScheduled = false;
-  #drainTimer: ReturnType<typeof setTimeout> | undefined;
+  #drainTimer: unknown;
   /** A macrotask poll of a full socket is pending. */
   #drainPolling = false;
   /** When the socket last filled up, while polling it on macrotasks. */
@@ -345,7 +349,7 @@ export class Connection {
   /** The session deadline `#deadline` stands for, on `#clock`. */
   #timerAt: number | undefined;
   #ended: ConnectionCloseInfo | undefined;
-  #closing: { code: number; reason: string; deadline: ReturnType<typeof setTimeout> } | undefined;
+  #closing: { code: number; reason: string; deadline: unknown } | undefined;
   #resolveClosed!: (info: ConnectionCloseInfo) => void;
 
   /**
@@ -360,7 +364,8 @@ export class Connection {
     this.#socket = init.socket;
     this.#session = init.session;
     this.#logger = init.logger;
-    this.#clock = init.clock ?? performanceNow;
+    this.#clock = init.clock ?? systemClock;
+    this.#deadlines = deadlinesOf(this.#clock);
     this.#maxQueuedBytes = init.maxQueuedBytes ?? MAX_QUEUED_BYTES;
     this.#hooks = init.hooks ?? {};
     this.#onPing = init.onPing;
@@ -522,7 +527,7 @@ export class Connection {
       this.#closing = {
         code,
         reason,
-        deadline: setTimeout(() => this.#closeSocket(code, reason), timeout),
+        deadline: this.#clock.setTimer(() => this.#closeSocket(code, reason), timeout),
       };
       this.#session.goAway(code, reason);
       this.#schedule();
@@ -995,7 +1000,7 @@ export class Connection {
       );
       return;
     }
-    this.#session.handleMessage(data, this.#clock());
+    this.#session.handleMessage(data, this.#clock.now());
     this.#processEvents();
     // A reset or a finished stream may have freed queued output.
     this.#wakeQueueWaiters();
@@ -1050,7 +1055,7 @@ export class Connection {
   #flush = (): void => {
     this.#flushScheduled = false;
     if (this.#ended) return;
-    const now = this.#clock();
+    const now = this.#clock.now();
     const deadline = this.#session.pollTimeout();
     if (deadline !== undefined && deadline <= now) this.#session.handleTimeout(now);
     // A body that did not end within the macrotask streams: its head goes now.
@@ -1093,7 +1098,7 @@ export class Connection {
     if (!this.#socket.signalsDrain) {
       // A fast link drains the buffer in about a millisecond, less than a timer tick (1–2 ms):
       // poll on the next macrotask for up to DRAIN_POLL_MS of a stall, then on a timer.
-      const now = this.#clock();
+      const now = this.#clock.now();
       this.#drainStalledAt ??= now;
       if (!this.#slowDrain && now - this.#drainStalledAt < DRAIN_POLL_MS) {
         this.#drainPolling = true;
@@ -1102,7 +1107,7 @@ export class Connection {
       }
       this.#slowDrain = true;
       this.#drainStalledAt = undefined;
-      this.#drainTimer = setTimeout(() => {
+      this.#drainTimer = this.#clock.setTimer(() => {
         this.#drainTimer = undefined;
         this.#flush();
       }, 1);
@@ -1119,10 +1124,7 @@ export class Connection {
     const at = this.#session.pollTimeout();
     if (at === this.#timerAt && (at === undefined || this.#deadline.pending)) return;
     this.#timerAt = at;
-    setDeadline(
-      this.#deadline,
-      at === undefined ? undefined : performance.now() + Math.max(0, at - this.#clock()),
-    );
+    this.#deadlines.set(this.#deadline, at);
   }
 
   #processEvents(): void {
@@ -1323,9 +1325,9 @@ export class Connection {
     if (this.#ended) return;
     this.#ended = info;
     this.#session.close();
-    setDeadline(this.#deadline, undefined);
-    if (this.#drainTimer !== undefined) clearTimeout(this.#drainTimer);
-    if (this.#closing) clearTimeout(this.#closing.deadline);
+    this.#deadlines.set(this.#deadline, undefined);
+    if (this.#drainTimer !== undefined) this.#clock.clearTimer(this.#drainTimer);
+    if (this.#closing) this.#clock.clearTimer(this.#closing.deadline);
     this.#drainTimer = undefined;
     const error = new ConnectionClosedError(
       `Connection closed: ${info.code}${info.reason ? ` ${info.reason}` : ""}`,

@@ -15,8 +15,9 @@ import assert from "node:assert/strict";
 import { setImmediate } from "node:timers";
 import { Connection } from "../connection.ts";
 import type { Socket } from "../_socket.ts";
-import { decodeFrames, FLAG_END_STREAM, FrameType, Session } from "../protocol/mod.ts";
+import { CloseCode, decodeFrames, FLAG_END_STREAM, FrameType, Session } from "../protocol/mod.ts";
 import { ConnectionType, type Handler } from "../types.ts";
+import { FakeClock } from "./_fake_clock.ts";
 import { withTimeout } from "./_helpers.ts";
 import { concatBytes } from "./_raw_frames.ts";
 
@@ -284,5 +285,27 @@ describe("Connection output: when it leaves, and what travels together", () => {
     } finally {
       await closeAll(client, server);
     }
+  });
+
+  it("Connection keeps its deadlines on the clock it is given", async () => {
+    const clock = new FakeClock(50_000);
+    const socket = new MemorySocket();
+    socket.deliver = false;
+    const session = new Session({ role: "client", handshakeTimeout: 1_000 }, clock.now());
+    session.hello(null);
+    const connection = new Connection({
+      socket,
+      session,
+      type: ConnectionType.ClientSide,
+      logger: quiet,
+      clock,
+    });
+    await new Promise((resolve) => setImmediate(resolve));
+    assert.equal(socket.sent.length, 1, "the hello left");
+    clock.advance(999);
+    assert.equal(connection.isClosed, false);
+    clock.advance(1);
+    assert.equal(connection.isClosed, true, "timed out on the fake clock, with no sleeping");
+    assert.equal((await connection.closed).code, CloseCode.HandshakeTimeout);
   });
 });
