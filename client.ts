@@ -301,6 +301,7 @@ export class WebSocketClient {
       splitMessages: CLIENT_DELAYS_MID_SIZE_MESSAGES,
       resetRateLimit: this.#limits.resetRateLimit,
       pingRateLimit: this.#limits.pingRateLimit,
+      bodyWithHead: true,
     }, performance.now());
     session.hello(this.#metadata, this.#resumeToken);
     connection = new Connection({

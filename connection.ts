@@ -38,6 +38,7 @@ import {
   ProtocolError,
 } from "./errors.ts";
 import { CloseCode, fitCloseReason, ResetCode } from "./protocol/close_codes.ts";
+import { GoingAwayError, HeaderSizeError, StreamLimitError } from "./protocol/errors.ts";
 import type { RequestHead, ResponseHead } from "./protocol/payload.ts";
 import type { Session, SessionEvent } from "./protocol/session.ts";
 import type { Welcome } from "./protocol/handshake.ts";
@@ -550,17 +551,12 @@ export class Connection {
   ): void {
     const { head, body, signal } = parts;
     if (signal?.aborted) return reject(abortReason(signal));
-    const refusal = this.#refusal();
-    if (refusal) return reject(refusal);
+    if (this.#ended || this.#closing) return reject(this.#refusal(undefined));
     let streamId: number;
     try {
       streamId = this.#session.openStream(head, body === null);
     } catch (error) {
-      return reject(
-        error instanceof RangeError && error.message.includes("headers")
-          ? new ExchangeTooLargeError(error.message)
-          : new ExchangeRefusedError(String((error as Error).message)),
-      );
+      return reject(this.#refusal(error));
     }
     let cleanup = noop;
     if (signal) {
@@ -593,7 +589,11 @@ export class Connection {
     else this.#schedule();
   }
 
-  #refusal(): Error | undefined {
+  /**
+   * Why a request cannot go: the connection ended or is closing, or the session refused
+   * the stream (`error`, by its class).
+   */
+  #refusal(error: unknown): Error {
     if (this.#ended) {
       return new ConnectionClosedError(
         `Connection closed: ${this.#ended.code}${
@@ -602,18 +602,20 @@ export class Connection {
         this.#ended.code,
       );
     }
-    const phase = this.#session.phase;
-    if (this.#closing || phase === "draining") {
+    if (this.#closing || error instanceof GoingAwayError) {
       return new ExchangeRefusedError("Connection is going away: no new exchanges");
     }
-    if (phase !== "open") {
+    if (error instanceof StreamLimitError) {
+      return new ExchangeRefusedError(
+        `Too many concurrent exchanges: the peer allows ${error.limit}`,
+      );
+    }
+    if (error instanceof HeaderSizeError) return new ExchangeTooLargeError(error.message);
+    // The session is not open yet, or no longer: its handshake did not complete.
+    if (error instanceof TypeError) {
       return new ConnectionClosedError("Connection is not open", 1006);
     }
-    const limit = this.#session.peerSettings.maxConcurrentStreams;
-    if (this.#session.localStreamCount >= limit) {
-      return new ExchangeRefusedError(`Too many concurrent exchanges: the peer allows ${limit}`);
-    }
-    return undefined;
+    return new ExchangeRefusedError(String((error as Error).message));
   }
 
   /** @param arrived The whole body if it has arrived (`null`: none); `undefined` if it streams in. */
@@ -809,7 +811,7 @@ export class Connection {
       this.#session.sendHeaders(streamId, head, end);
       return true;
     } catch (error) {
-      const tooLarge = error instanceof RangeError;
+      const tooLarge = error instanceof HeaderSizeError;
       this.#logger.error("swaggersocket: cannot send response", error);
       this.#session.reset(
         streamId,
@@ -1145,31 +1147,23 @@ export class Connection {
         this.#hooks.onOpen?.(this, event.welcome);
         return;
       case "request":
-        this.#onRequest(
-          event.streamId,
-          event.head,
-          event.end ? null : this.#takeArrivedBody(event.streamId),
-        );
+        this.#onRequest(event.streamId, event.head, this.#arrived(event));
         return;
       case "response":
-        this.#onResponse(
-          event.streamId,
-          event.head,
-          event.end ? null : this.#takeArrivedBody(event.streamId),
-        );
+        this.#onResponse(event.streamId, event.head, this.#arrived(event));
         return;
       case "data":
-        this.#onData(event.streamId, event.chunk, event.end, event.retained);
+        this.#onData(event.streamId, event.local, event.chunk, event.end, event.retained);
         return;
       case "reset":
-        this.#onReset(event.streamId, event.code, event.reason, event.byPeer);
+        this.#onReset(event.streamId, event.local, event.code, event.reason, event.byPeer);
         return;
       case "writable":
         this.#wakeWriter(event.streamId);
         return;
       case "finished":
-        this.#finishOutgoing(event.streamId);
-        this.#finishIncoming(event.streamId);
+        if (event.local) this.#finishOutgoing(event.streamId);
+        else this.#finishIncoming(event.streamId);
         return;
       case "ping":
         this.#callHook(() => this.#onPing?.(event.data, this));
@@ -1188,33 +1182,21 @@ export class Connection {
   }
 
   /**
-   * The rest of a body, if all of it is already queued right behind its HEADERS (a small
-   * body usually arrives in the same message): taken off the queue, so the `Request` or
-   * `Response` gets bytes instead of a stream, which costs several times less to build
-   * and to read.
+   * A head's body: `null` for none, the bytes if they came whole with the head (a small
+   * body usually does; the `Request` or `Response` then gets bytes instead of a stream,
+   * which costs several times less to build and to read), `undefined` if it streams in.
    */
-  #takeArrivedBody(streamId: number): BodyBytes | undefined {
-    let count = 0;
-    let size = 0;
-    for (;;) {
-      const event = this.#session.peekEvent(count);
-      if (event?.type !== "data" || event.streamId !== streamId) return undefined;
-      count++;
-      size += event.chunk.byteLength;
-      if (event.end) break;
-    }
+  #arrived(
+    event: { streamId: number; end: boolean; body?: Uint8Array },
+  ): BodyBytes | null | undefined {
+    if (event.end) return null;
+    const body = event.body;
+    if (body === undefined) return undefined;
     // Handed to the application whole: its connection credit comes back at once.
-    this.#session.consume(streamId, size);
-    // The session's chunk: a copy, or a view that is most of its message (whose buffer
-    // is an ArrayBuffer, never shared).
-    if (count === 1) return (this.#session.pollEvent() as { chunk: BodyBytes }).chunk;
-    const body = new Uint8Array(size);
-    for (let offset = 0; offset < size;) {
-      const { chunk } = this.#session.pollEvent() as { chunk: Uint8Array };
-      body.set(chunk, offset);
-      offset += chunk.byteLength;
-    }
-    return body;
+    this.#session.consume(event.streamId, body.byteLength);
+    // The session's chunk: a copy, or a view that is most of its message (whose buffer is
+    // an ArrayBuffer, never shared).
+    return body as BodyBytes;
   }
 
   #onHello(metadata: unknown, resume: string | undefined, metadataCost: number): void {
@@ -1237,8 +1219,14 @@ export class Connection {
     });
   }
 
-  #onData(streamId: number, chunk: Uint8Array, end: boolean, retained: number): void {
-    const body = this.#outgoing.get(streamId)?.body ?? this.#incoming.get(streamId)?.body;
+  #onData(
+    streamId: number,
+    local: boolean,
+    chunk: Uint8Array,
+    end: boolean,
+    retained: number,
+  ): void {
+    const body = local ? this.#outgoing.get(streamId)?.body : this.#incoming.get(streamId)?.body;
     if (!body) {
       // Nobody reads it (a HEAD or null-body response); give the credit straight back.
       this.#session.consume(streamId, chunk.byteLength);
@@ -1252,8 +1240,8 @@ export class Connection {
     }
   }
 
-  #onReset(streamId: number, code: number, reason: string, byPeer: boolean): void {
-    if (this.#outgoing.has(streamId)) {
+  #onReset(streamId: number, local: boolean, code: number, reason: string, byPeer: boolean): void {
+    if (local) {
       const message = `${byPeer ? "Peer reset the exchange" : "Exchange reset"}: ${reason}`;
       const error = code === ResetCode.Refused
         ? new ExchangeRefusedError(message)

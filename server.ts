@@ -612,6 +612,7 @@ export class WebSocketServer {
       resetRateLimit: this.#limits.resetRateLimit,
       pingRateLimit: this.#limits.pingRateLimit,
       sharedPingLimit: addressLimits?.pings(address, now),
+      bodyWithHead: true,
     }, now);
     connection = new Connection({
       socket,

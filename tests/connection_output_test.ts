@@ -68,13 +68,13 @@ async function connectedPair(handler: Handler): Promise<{
   serverSocket.peer = clientSocket;
   const server = new Connection({
     socket: serverSocket,
-    session: new Session({ role: "server" }, performance.now()),
+    session: new Session({ role: "server", bodyWithHead: true }, performance.now()),
     type: ConnectionType.ServerSide,
     logger: quiet,
     handler,
     hooks: { onHello: (_hello, answer) => answer.accept({ id: ID }) },
   });
-  const clientSession = new Session({ role: "client" }, performance.now());
+  const clientSession = new Session({ role: "client", bodyWithHead: true }, performance.now());
   clientSession.hello(null);
   let opened!: () => void;
   const open = new Promise<void>((resolve) => opened = resolve);
