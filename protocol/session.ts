@@ -816,7 +816,8 @@ export class Session {
 
   /**
    * An event still waiting, without taking it: lets the caller see that a body's
-   * DATA arrived in the same message as its HEADERS and hand it over whole.
+   * DATA arrived in the same message as its HEADERS and hand it over whole (the
+   * `bodyWithHead` option does that for the caller, with no peeking).
    *
    * @param index 0 for the event `pollEvent()` would return next, 1 for the one after, …
    * @returns The event, or `undefined` if fewer are waiting.

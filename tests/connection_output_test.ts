@@ -56,7 +56,7 @@ class MemorySocket implements Socket {
 }
 
 /** A client and a server `Connection` over a `MemorySocket` pair, handshake done. */
-async function connectedPair(handler: Handler): Promise<{
+async function connectedPair(handler: Handler, serverClock?: FakeClock): Promise<{
   client: Connection;
   server: Connection;
   clientSocket: MemorySocket;
@@ -73,6 +73,7 @@ async function connectedPair(handler: Handler): Promise<{
     logger: quiet,
     handler,
     hooks: { onHello: (_hello, answer) => answer.accept({ id: ID }) },
+    ...(serverClock ? { clock: serverClock } : {}),
   });
   const clientSession = new Session({ role: "client", bodyWithHead: true }, performance.now());
   clientSession.hello(null);
@@ -307,5 +308,31 @@ describe("Connection output: when it leaves, and what travels together", () => {
     clock.advance(1);
     assert.equal(connection.isClosed, true, "timed out on the fake clock, with no sleeping");
     assert.equal((await connection.closed).code, CloseCode.HandshakeTimeout);
+  });
+
+  it("Connection.close() waits for exchanges until its timeout on the connection's clock", {
+    timeout: GUARD * 2,
+  }, async () => {
+    const clock = new FakeClock(0);
+    let started!: () => void;
+    const handling = new Promise<void>((resolve) => started = resolve);
+    // The handler never answers: only the timeout ends the close.
+    const { client, server } = await connectedPair(() => {
+      started();
+      return new Promise<Response>(() => {});
+    }, clock);
+    try {
+      const response = client.fetch("/hang").catch((error) => error);
+      await withTimeout(handling, GUARD, "request");
+      const closing = server.close({ timeout: 1_000 });
+      clock.advance(999);
+      assert.equal(server.isClosed, false, "the exchange still has time");
+      clock.advance(1);
+      assert.equal(server.isClosed, true, "closed at the timeout, with no sleeping");
+      await withTimeout(closing, GUARD, "close");
+      await withTimeout(response, GUARD, "response");
+    } finally {
+      await closeAll(client, server);
+    }
   });
 });
