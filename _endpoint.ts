@@ -8,6 +8,7 @@
  */
 
 import type { Socket } from "./_socket.ts";
+import { type Clock, systemClock } from "./_clock.ts";
 import { EventStream } from "./_event_stream.ts";
 import {
   answerPing,
@@ -22,9 +23,6 @@ import type { Settings } from "./protocol/handshake.ts";
 import type { HeartbeatOptions as HeartbeatTiming } from "./protocol/heartbeat.ts";
 import { Session, type SessionOptions } from "./protocol/session.ts";
 import { ConnectionType, EventType, type Handler, type Logger } from "./types.ts";
-
-/** Milliseconds since an arbitrary origin. */
-export type Clock = () => number;
 
 /** What one connection adds to its end's options. */
 export interface ConnectionSetup {
@@ -52,11 +50,10 @@ export class Endpoint {
   readonly heartbeat: HeartbeatTiming | false;
   /** This end's connection events. */
   readonly events: EventStream = new EventStream();
-  /** The clock every connection of this end reads. */
-  readonly now: Clock;
+  /** The clock every session, connection and resume store of this end reads. */
+  readonly clock: Clock;
   readonly #options: ConnectionOptions;
   readonly #role: "server" | "client";
-  readonly #clock: Clock | undefined;
 
   /**
    * Checks the options.
@@ -64,19 +61,19 @@ export class Endpoint {
    * @param role Which end this is.
    * @param options The user's options.
    * @param defaults Settings this kind of end announces unless told otherwise.
-   * @param clock The clock for every session and connection; `performance.now` by default.
+   * @param clock The clock for every session, connection and resume store; the system's by
+   *   default (tests pass a fake one).
    * @throws {RangeError} If a limit or the heartbeat timing is out of range.
    */
   constructor(
     role: "server" | "client",
     options: ConnectionOptions,
     defaults: Partial<Settings> = {},
-    clock?: Clock,
+    clock: Clock = systemClock,
   ) {
     this.#role = role;
     this.#options = options;
-    this.#clock = clock;
-    this.now = clock ?? (() => performance.now());
+    this.clock = clock;
     this.logger = options.logger ?? QUIET_LOGGER;
     this.limits = connectionLimits(options.limits ?? {}, defaults);
     this.heartbeat = resolveHeartbeat(options.keepAlive, options.heartbeat);
@@ -103,8 +100,10 @@ export class Endpoint {
       answerPing: (data) => answerPing(options.onPing, data, connection, this.logger),
       resetRateLimit: limits.resetRateLimit,
       pingRateLimit: limits.pingRateLimit,
+      // A small body rides on its head's event: the connection then answers without a pump.
+      bodyWithHead: true,
       ...setup.session,
-    }, this.now());
+    }, this.clock.now());
     if (setup.hello) session.hello(setup.hello.metadata, setup.hello.resumeToken);
     connection = new Connection({
       socket,
@@ -117,9 +116,14 @@ export class Endpoint {
       handler: setup.handler,
       maxQueuedBytes: limits.maxQueuedBytes,
       hooks: setup.hooks,
-      ...(this.#clock ? { clock: this.#clock } : {}),
+      clock: this.clock,
     });
     return connection;
+  }
+
+  /** Milliseconds on this end's clock. */
+  now(): number {
+    return this.clock.now();
   }
 
   /**

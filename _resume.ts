@@ -20,7 +20,8 @@
  * @module
  */
 
-import { Deadline, setDeadline } from "./_deadlines.ts";
+import { type Clock, systemClock } from "./_clock.ts";
+import { Deadline, type Deadlines, deadlinesOf } from "./_deadlines.ts";
 import type { Connection } from "./connection.ts";
 import { timingSafeEqual } from "./_timing_safe_equal.ts";
 
@@ -66,17 +67,27 @@ export class ResumeStore {
   readonly #live = new Map<string, Live>();
   readonly #ended = new Map<string, Ended>();
   #endedBytes = 0;
-  readonly #sweeper = new Deadline(() => this.#sweep(performance.now()));
+  readonly #clock: Clock;
+  readonly #deadlines: Deadlines;
+  readonly #sweeper = new Deadline(() => this.#sweep(this.#clock.now()));
 
   /**
    * @param window Milliseconds an ended connection stays resumable.
    * @param max Most ended connections kept.
    * @param maxBytes Most memory they may take, by estimate.
+   * @param clock What the window is measured on: the endpoint's clock.
    */
-  constructor(window: number, max: number = MAX_RESUMABLE, maxBytes: number = MAX_RESUMABLE_BYTES) {
+  constructor(
+    window: number,
+    max: number = MAX_RESUMABLE,
+    maxBytes: number = MAX_RESUMABLE_BYTES,
+    clock: Clock = systemClock,
+  ) {
     this.#window = window;
     this.#max = max;
     this.#maxBytes = maxBytes;
+    this.#clock = clock;
+    this.#deadlines = deadlinesOf(this.#clock);
   }
 
   /** Ended connections currently kept (for tests). */
@@ -107,8 +118,11 @@ export class ResumeStore {
   /**
    * Redeems a token presented in a HELLO. Returns `undefined` for a malformed, wrong,
    * already used or expired token; otherwise deletes it and returns what it stood for.
+   *
+   * @param token The token.
+   * @param now The time; the store's clock by default.
    */
-  redeem(token: string, now: number): Redeemed | undefined {
+  redeem(token: string, now: number = this.#clock.now()): Redeemed | undefined {
     this.#sweep(now);
     const dot = token.lastIndexOf(".");
     if (dot <= 0) return undefined;
@@ -139,8 +153,13 @@ export class ResumeStore {
     return live && timingSafeEqual(live.secret, token.slice(dot + 1)) ? live.connection : undefined;
   }
 
-  /** A connection ended: keep its token for the window, if it still holds one. */
-  release(connection: Connection, now: number): void {
+  /**
+   * A connection ended: keep its token for the window, if it still holds one.
+   *
+   * @param connection The connection.
+   * @param now The time; the store's clock by default.
+   */
+  release(connection: Connection, now: number = this.#clock.now()): void {
     const live = this.#live.get(connection.id);
     if (live?.connection !== connection) return;
     this.#live.delete(connection.id);
@@ -163,7 +182,7 @@ export class ResumeStore {
     this.#live.clear();
     this.#ended.clear();
     this.#endedBytes = 0;
-    setDeadline(this.#sweeper, undefined);
+    this.#deadlines.set(this.#sweeper, undefined);
   }
 
   #delete(id: string): void {
@@ -186,7 +205,7 @@ export class ResumeStore {
     const oldest = this.#ended.values().next().value;
     const at = oldest?.expiresAt;
     if (at === this.#sweeper.at && this.#sweeper.pending) return;
-    setDeadline(this.#sweeper, at);
+    this.#deadlines.set(this.#sweeper, at);
   }
 }
 

@@ -23,7 +23,7 @@ import {
 } from "./runtime/mod.ts";
 import { Endpoint } from "./_endpoint.ts";
 import { ADDRESS_RATES, AddressLimits, type AddressRates } from "./_address_limits.ts";
-import { ResumeStore } from "./_resume.ts";
+import { MAX_RESUMABLE, MAX_RESUMABLE_BYTES, ResumeStore } from "./_resume.ts";
 import { checkTls, type TlsOptions } from "./_tls.ts";
 import type { Connection } from "./connection.ts";
 import { ClientRefusedError } from "./errors.ts";
@@ -218,7 +218,14 @@ export class WebSocketServer {
         `Invalid resumeWindow: ${resumeWindow} must be a non-negative number of milliseconds`,
       );
     }
-    this.#resume = resumeWindow > 0 ? new ResumeStore(resumeWindow) : undefined;
+    this.#resume = resumeWindow > 0
+      ? new ResumeStore(
+        resumeWindow,
+        MAX_RESUMABLE,
+        MAX_RESUMABLE_BYTES,
+        this.#endpoint.clock,
+      )
+      : undefined;
     if (options.tls !== undefined) {
       if (options.noServer) {
         throw new TypeError("Cannot use tls with noServer: the app that listens serves TLS");

@@ -6,6 +6,10 @@
 
 import type { Connection } from "./connection.ts";
 
+export { ConnectionType } from "./connection.ts";
+export type { Handler, HandlerInfo, PingHandler, PongHandler } from "./connection.ts";
+export type { Logger } from "./_logger.ts";
+
 /** What kind of connection event happened. String values match the names. */
 export const EventType = {
   /** A connection completed its handshake. */
@@ -18,17 +22,6 @@ export const EventType = {
 
 /** A value of {@linkcode EventType}. */
 export type EventType = typeof EventType[keyof typeof EventType];
-
-/** Which end of the socket a connection is. */
-export const ConnectionType = {
-  /** The server's end: it accepted the socket. */
-  ServerSide: "ServerSide",
-  /** The client's end: it dialed. */
-  ClientSide: "ClientSide",
-} as const;
-
-/** A value of {@linkcode ConnectionType}. */
-export type ConnectionType = typeof ConnectionType[keyof typeof ConnectionType];
 
 /** One event from `server.events()` or `client.events()`. */
 export interface ConnectionEvent {
@@ -43,52 +36,6 @@ export interface ConnectionEvent {
   /** For `ConnectionReceived`: whether the client resumed an earlier connection id. */
   resumed?: boolean;
 }
-
-/** Where log lines go. `console` fits; the default is quiet. */
-export interface Logger {
-  /** Chatty detail. */
-  debug(...args: unknown[]): void;
-  /** Normal events. */
-  info(...args: unknown[]): void;
-  /** Something unexpected that was handled. */
-  warn(...args: unknown[]): void;
-  /** Something failed. */
-  error(...args: unknown[]): void;
-}
-
-/** What a handler gets besides the request. */
-export interface HandlerInfo {
-  /** The connection the request came over. */
-  connection: Connection;
-  /** The peer's address, shaped like `Deno.ServeHandlerInfo`'s. */
-  remoteAddr: { transport: "tcp"; hostname: string; port: number };
-  /**
-   * The request target exactly as the peer sent it: for a relative request the path and
-   * query, dot segments, `//`, `\` and encodings untouched, where `request.url` holds
-   * what the URL parser made of it. A proxy forwards this (see `Connection.forward`).
-   */
-  readonly target: string;
-  /**
-   * The body of a GET or HEAD request that came with one, which a `Request` cannot carry
-   * (`request.body` is then `null`): a proxy forwards it (see `Connection.forward`). `null`
-   * for any other request, whose body is `request.body`.
-   */
-  readonly body: ReadableStream<Uint8Array> | null;
-  /**
-   * Resolves when the exchange has ended: the response was sent in full, or the peer
-   * cancelled, or the connection was lost. Never rejects. (`Deno.ServeHandlerInfo` has it too.)
-   */
-  readonly completed: Promise<void>;
-}
-
-/**
- * Serves requests that arrive over a connection. Any `Deno.serve` / `Bun.serve`
- * handler or Hono `app.fetch` fits.
- */
-export type Handler = (
-  request: Request,
-  info: HandlerInfo,
-) => Response | Promise<Response>;
 
 /** Heartbeat timing. */
 export interface HeartbeatOptions {
@@ -184,13 +131,3 @@ export interface AddressRateLimits {
   /** Pings, all connections together; more close the pinging connection with 4008. Default 1000 at once, 500 per second. */
   pings?: RateLimit;
 }
-
-/** The ping hook: gets the ping's data, may return the data the pong carries. */
-export type PingHandler = (appData: string, connection: Connection) => string | void;
-
-/** The pong hook: gets the pong's data and the measured round-trip time. */
-export type PongHandler = (
-  appData: string,
-  rtt: number | undefined,
-  connection: Connection,
-) => void;

@@ -52,7 +52,7 @@
 
 import { readUint32 } from "./_bytes.ts";
 import { CloseCode, fitCloseReason, ResetCode } from "./close_codes.ts";
-import { ProtocolError } from "./errors.ts";
+import { GoingAwayError, HeaderSizeError, ProtocolError, StreamLimitError } from "./errors.ts";
 import {
   checkFrames,
   encodeFrames,
@@ -149,31 +149,74 @@ export interface SessionOptions {
   messageDataBytes?: number;
   /** Send no message between 1 KiB and 64 KiB: cut them into 1 KiB ones (see the module doc). Default `false`. */
   splitMessages?: boolean;
-  /** Source of numbers in [0, 1) for heartbeat jitter. Default `Math.random`. */
+  /**
+   * Source of numbers in [0, 1): all the session draws (heartbeat jitter, nothing else).
+   * A seeded generator makes a session's timing reproducible. Default `Math.random`.
+   */
   random?: () => number;
+  /**
+   * Hand a body that arrives whole in the same message as its head on the head's event
+   * (its `body`), with no `data` event for it: the layer above can then give the
+   * application bytes instead of a stream. Default `false` (every body comes as `data`).
+   */
+  bodyWithHead?: boolean;
 }
 
 /** What the session tells the layer above. */
 export type SessionEvent =
   | { type: "hello"; metadata: unknown; resume?: string; metadataCost: number }
   | { type: "open"; id: string; welcome?: Welcome }
-  | { type: "request"; streamId: number; head: RequestHead; end: boolean }
-  | { type: "response"; streamId: number; head: ResponseHead; end: boolean }
+  | {
+    type: "request";
+    streamId: number;
+    head: RequestHead;
+    /** Whether the request has no body. */
+    end: boolean;
+    /** With `bodyWithHead`: the whole body, if it came with the head (to be consumed as `data`). */
+    body?: Uint8Array;
+  }
+  | {
+    type: "response";
+    streamId: number;
+    head: ResponseHead;
+    /** Whether the response has no body. */
+    end: boolean;
+    /** With `bodyWithHead`: the whole body, if it came with the head (to be consumed as `data`). */
+    body?: Uint8Array;
+  }
   | {
     type: "data";
     streamId: number;
+    /** Whether this end opened the stream: the chunk is of a response, not a request. */
+    local: boolean;
     chunk: Uint8Array;
     end: boolean;
     /** Bytes the chunk keeps alive: its message's length if it is a view into it, else its own. */
     retained: number;
   }
-  | { type: "reset"; streamId: number; code: number; reason: string; byPeer: boolean }
+  | {
+    type: "reset";
+    streamId: number;
+    /** Whether this end opened the stream (its request was refused or cancelled). */
+    local: boolean;
+    code: number;
+    reason: string;
+    byPeer: boolean;
+  }
   | { type: "writable"; streamId: number }
-  | { type: "finished"; streamId: number }
+  | {
+    type: "finished";
+    streamId: number;
+    /** Whether this end opened the stream (sent its request). */
+    local: boolean;
+  }
   | { type: "ping"; data: string }
   | { type: "pong"; data: string; rtt: number | undefined }
   | { type: "goaway"; lastStreamId: number; code: number; reason: string }
   | { type: "close"; code: number; reason: string; error?: ProtocolError };
+
+/** A `request` or `response` event. */
+type HeadEvent = Extract<SessionEvent, { type: "request" | "response" }>;
 
 /**
  * A stream that has this much or less to send in a message sends it first, in one frame
@@ -259,6 +302,9 @@ export class Session {
   /** Messages already cut (by `splitMessages` or the peer's `maxMessageBytes`), sent first. */
   #pending: Uint8Array[] = [];
   readonly #random: () => number;
+  readonly #bodyWithHead: boolean;
+  /** Streams whose head event came in the message being handled (see `StreamRecord.head`). */
+  #heads: StreamRecord[] = [];
   #id: string | undefined;
   #rtt: number | undefined;
 
@@ -329,6 +375,7 @@ export class Session {
     this.#messageDataBytes = options.messageDataBytes;
     this.#splitMessages = options.splitMessages ?? false;
     this.#random = options.random ?? Math.random;
+    this.#bodyWithHead = options.bodyWithHead ?? false;
     this.#nextLocalId = options.role === "client" ? 1 : 2;
     this.#connSendWindow = this.#peer.connectionWindow;
     this.#connRecvWindow = this.#local.connectionWindow;
@@ -453,17 +500,19 @@ export class Session {
    * @param head The request head.
    * @param end Whether the request has no body.
    * @returns The new stream id.
-   * @throws {TypeError} If the session is not open.
-   * @throws {RangeError} If the peer's concurrency or header limit would be exceeded.
+   * @throws {GoingAwayError} If a GOAWAY went either way (a `TypeError`).
+   * @throws {TypeError} If the session is not open otherwise.
+   * @throws {StreamLimitError} If the peer's concurrency limit is reached (a `RangeError`).
+   * @throws {HeaderSizeError} If the head exceeds the peer's limit (a `RangeError`).
+   * @throws {RangeError} If the stream ids are exhausted.
    */
   openStream(head: RequestHead, end: boolean): number {
     if (this.#phase !== "open") {
+      if (this.#phase === "draining") throw new GoingAwayError();
       throw new TypeError(`Cannot open stream: session is ${this.#phase}`);
     }
     if (this.#localOpen >= this.#peer.maxConcurrentStreams) {
-      throw new RangeError(
-        `Cannot open stream: peer allows ${this.#peer.maxConcurrentStreams} concurrent streams`,
-      );
+      throw new StreamLimitError(this.#peer.maxConcurrentStreams);
     }
     if (this.#nextLocalId > MAX_STREAM_ID) {
       throw new RangeError("Cannot open stream: ids exhausted");
@@ -486,7 +535,7 @@ export class Session {
    * @param head The response head.
    * @param end Whether the response has no body.
    * @throws {TypeError} If the stream is unknown or its response has started.
-   * @throws {RangeError} If the head exceeds the peer's `maxHeaderBytes`.
+   * @throws {HeaderSizeError} If the head exceeds the peer's `maxHeaderBytes` (a `RangeError`).
    */
   sendHeaders(streamId: number, head: ResponseHead, end: boolean): void {
     const stream = this.#stream(streamId, "send headers");
@@ -625,6 +674,8 @@ export class Session {
    */
   handleMessage(bytes: Uint8Array, now: number): void {
     if (this.#phase === "closed") return;
+    // Heads of the last message were polled since: their bodies come as `data` now.
+    if (this.#heads.length > 0) this.#forgetHeads();
     this.#heartbeat?.handleReceive(now);
     try {
       if (this.#handshake === "start" || this.#handshake === "hello_sent") {
@@ -765,7 +816,8 @@ export class Session {
 
   /**
    * An event still waiting, without taking it: lets the caller see that a body's
-   * DATA arrived in the same message as its HEADERS and hand it over whole.
+   * DATA arrived in the same message as its HEADERS and hand it over whole (the
+   * `bodyWithHead` option does that for the caller, with no peeking).
    *
    * @param index 0 for the event `pollEvent()` would return next, 1 for the one after, …
    * @returns The event, or `undefined` if fewer are waiting.
@@ -1135,6 +1187,7 @@ export class Session {
         this.#events.push({
           type: "reset",
           streamId: id,
+          local: true,
           code: ResetCode.TooLarge,
           reason:
             `Response headers: ${frame.payload.byteLength} bytes exceeds limit ${this.#local.maxHeaderBytes}`,
@@ -1144,7 +1197,7 @@ export class Session {
       }
       const head = decodeResponseHead(frame.payload);
       this.#recvTransition(existing, end ? "headers_end" : "headers");
-      this.#events.push({ type: "response", streamId: id, head, end });
+      this.#pushHead(existing, { type: "response", streamId: id, head, end });
       this.#maybeFinish(existing);
       return;
     }
@@ -1186,7 +1239,7 @@ export class Session {
     stream.recv = nextHalfState("idle", end ? "headers_end" : "headers")!;
     this.#streams.set(id, stream);
     this.#peerOpen++;
-    this.#events.push({ type: "request", streamId: id, head, end });
+    this.#pushHead(stream, { type: "request", streamId: id, head, end });
   }
 
   /**
@@ -1297,9 +1350,11 @@ export class Session {
     stream.arriving = undefined;
     if (arriving.copy === undefined) return this.#handOnPayload(stream, arriving.first, end);
     const chunk = arriving.copy.subarray(0, arriving.bytes);
+    if (end && stream.head !== undefined) return this.#bodyArrived(stream, chunk);
     this.#events.push({
       type: "data",
       streamId: stream.id,
+      local: stream.local,
       chunk,
       end,
       retained: arriving.copy.byteLength,
@@ -1313,13 +1368,34 @@ export class Session {
       messageBytes <= SMALL_VIEW_MESSAGE_BYTES || payload.byteLength === 0;
     // Not `slice()`: on a Node `Buffer` (Bun's messages) that is a view, not a copy.
     const chunk = view ? payload : new Uint8Array(payload);
+    if (end && stream.head !== undefined) return this.#bodyArrived(stream, chunk);
     this.#events.push({
       type: "data",
       streamId: stream.id,
+      local: stream.local,
       chunk,
       end,
       retained: view ? (payload.byteLength === 0 ? 0 : messageBytes) : chunk.byteLength,
     });
+  }
+
+  /** Emits a `request` or `response` event, which a body may join (see `bodyWithHead`). */
+  #pushHead(stream: StreamRecord, event: HeadEvent): void {
+    this.#events.push(event);
+    if (event.end || !this.#bodyWithHead) return;
+    stream.head = event;
+    this.#heads.push(stream);
+  }
+
+  /** The whole body came in the message of its head: it goes on the head's event. */
+  #bodyArrived(stream: StreamRecord, chunk: Uint8Array): void {
+    stream.head!.body = chunk;
+    stream.head = undefined;
+  }
+
+  #forgetHeads(): void {
+    for (const stream of this.#heads) stream.head = undefined;
+    this.#heads.length = 0;
   }
 
   #handleReset(frame: Frame, now: number): void {
@@ -1334,7 +1410,14 @@ export class Session {
     }
     const { code, reason } = decodeReset(frame.payload);
     this.#forget(stream);
-    this.#events.push({ type: "reset", streamId: stream.id, code, reason, byPeer: true });
+    this.#events.push({
+      type: "reset",
+      streamId: stream.id,
+      local: stream.local,
+      code,
+      reason,
+      byPeer: true,
+    });
   }
 
   #handleWindowUpdate(frame: Frame): void {
@@ -1389,6 +1472,7 @@ export class Session {
         this.#events.push({
           type: "reset",
           streamId: stream.id,
+          local: true,
           code: ResetCode.Refused,
           reason: "Peer is going away",
           byPeer: true,
@@ -1458,11 +1542,7 @@ export class Session {
   #checkHeaderSize(payload: Uint8Array): Uint8Array {
     // A header block travels in one frame, so the peer's frame limit bounds it too.
     const limit = Math.min(this.#peer.maxHeaderBytes, this.#peer.maxFrameBytes);
-    if (payload.byteLength > limit) {
-      throw new RangeError(
-        `Cannot send headers: ${payload.byteLength} bytes exceeds the peer's limit ${limit}`,
-      );
-    }
+    if (payload.byteLength > limit) throw new HeaderSizeError(payload.byteLength, limit);
     return payload;
   }
 
@@ -1495,7 +1575,9 @@ export class Session {
 
   #maybeFinish(stream: StreamRecord): void {
     if (stream.send === "closed" && stream.recv === "closed" && stream.outboxBytes === 0) {
-      if (this.#forget(stream)) this.#events.push({ type: "finished", streamId: stream.id });
+      if (this.#forget(stream)) {
+        this.#events.push({ type: "finished", streamId: stream.id, local: stream.local });
+      }
     }
   }
 

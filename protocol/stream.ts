@@ -81,6 +81,11 @@ export interface StreamRecord {
   queued: boolean;
   /** DATA received for this stream in the message being handled, not yet handed on. */
   arriving: Arrival | undefined;
+  /**
+   * The `request` or `response` event of a head that came in the message being handled,
+   * not yet polled: a body that ends in the same message goes on it (`bodyWithHead`).
+   */
+  head: { body?: Uint8Array } | undefined;
 }
 
 /**
@@ -125,5 +130,6 @@ export function createStream(
     writableSignalled: true,
     queued: false,
     arriving: undefined,
+    head: undefined,
   };
 }

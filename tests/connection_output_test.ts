@@ -15,8 +15,9 @@ import assert from "node:assert/strict";
 import { setImmediate } from "node:timers";
 import { Connection } from "../connection.ts";
 import type { Socket } from "../_socket.ts";
-import { decodeFrames, FLAG_END_STREAM, FrameType, Session } from "../protocol/mod.ts";
+import { CloseCode, decodeFrames, FLAG_END_STREAM, FrameType, Session } from "../protocol/mod.ts";
 import { ConnectionType, type Handler } from "../types.ts";
+import { FakeClock } from "./_fake_clock.ts";
 import { withTimeout } from "./_helpers.ts";
 import { concatBytes } from "./_raw_frames.ts";
 
@@ -55,7 +56,7 @@ class MemorySocket implements Socket {
 }
 
 /** A client and a server `Connection` over a `MemorySocket` pair, handshake done. */
-async function connectedPair(handler: Handler): Promise<{
+async function connectedPair(handler: Handler, serverClock?: FakeClock): Promise<{
   client: Connection;
   server: Connection;
   clientSocket: MemorySocket;
@@ -67,13 +68,14 @@ async function connectedPair(handler: Handler): Promise<{
   serverSocket.peer = clientSocket;
   const server = new Connection({
     socket: serverSocket,
-    session: new Session({ role: "server" }, performance.now()),
+    session: new Session({ role: "server", bodyWithHead: true }, performance.now()),
     type: ConnectionType.ServerSide,
     logger: quiet,
     handler,
     hooks: { onHello: (_hello, answer) => answer.accept({ id: ID }) },
+    ...(serverClock ? { clock: serverClock } : {}),
   });
-  const clientSession = new Session({ role: "client" }, performance.now());
+  const clientSession = new Session({ role: "client", bodyWithHead: true }, performance.now());
   clientSession.hello(null);
   let opened!: () => void;
   const open = new Promise<void>((resolve) => opened = resolve);
@@ -281,6 +283,54 @@ describe("Connection output: when it leaves, and what travels together", () => {
       assert.equal(received, 256 * 1024);
       push.close();
       assert.equal((await withTimeout(reader.read(), GUARD, "end")).done, true);
+    } finally {
+      await closeAll(client, server);
+    }
+  });
+
+  it("Connection keeps its deadlines on the clock it is given", async () => {
+    const clock = new FakeClock(50_000);
+    const socket = new MemorySocket();
+    socket.deliver = false;
+    const session = new Session({ role: "client", handshakeTimeout: 1_000 }, clock.now());
+    session.hello(null);
+    const connection = new Connection({
+      socket,
+      session,
+      type: ConnectionType.ClientSide,
+      logger: quiet,
+      clock,
+    });
+    await new Promise((resolve) => setImmediate(resolve));
+    assert.equal(socket.sent.length, 1, "the hello left");
+    clock.advance(999);
+    assert.equal(connection.isClosed, false);
+    clock.advance(1);
+    assert.equal(connection.isClosed, true, "timed out on the fake clock, with no sleeping");
+    assert.equal((await connection.closed).code, CloseCode.HandshakeTimeout);
+  });
+
+  it("Connection.close() waits for exchanges until its timeout on the connection's clock", {
+    timeout: GUARD * 2,
+  }, async () => {
+    const clock = new FakeClock(0);
+    let started!: () => void;
+    const handling = new Promise<void>((resolve) => started = resolve);
+    // The handler never answers: only the timeout ends the close.
+    const { client, server } = await connectedPair(() => {
+      started();
+      return new Promise<Response>(() => {});
+    }, clock);
+    try {
+      const response = client.fetch("/hang").catch((error) => error);
+      await withTimeout(handling, GUARD, "request");
+      const closing = server.close({ timeout: 1_000 });
+      clock.advance(999);
+      assert.equal(server.isClosed, false, "the exchange still has time");
+      clock.advance(1);
+      assert.equal(server.isClosed, true, "closed at the timeout, with no sleeping");
+      await withTimeout(closing, GUARD, "close");
+      await withTimeout(response, GUARD, "response");
     } finally {
       await closeAll(client, server);
     }

@@ -1,55 +1,88 @@
 /**
- * The shared deadline timer (`_deadlines.ts`): deadlines fire in time order, once, on one
- * timer; moving or cancelling one leaves the others alone.
+ * The deadline heap (`_deadlines.ts`): deadlines fire in time order, once, on one timer of
+ * their clock; moving or cancelling one leaves the others alone. On a fake clock: no sleeping.
  *
  * @module
  */
 
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { Deadline, setDeadline } from "../_deadlines.ts";
+import { Deadline, Deadlines, deadlinesOf } from "../_deadlines.ts";
+import { systemClock } from "../_clock.ts";
+import { FakeClock } from "./_fake_clock.ts";
 
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-
-describe("setDeadline()", () => {
-  it("setDeadline() fires deadlines once each, earliest first", async () => {
+describe("Deadlines", () => {
+  it("Deadlines.set() fires deadlines once each, earliest first, on one timer", () => {
+    const clock = new FakeClock(1_000);
+    const deadlines = new Deadlines(clock);
     const fired: number[] = [];
-    const now = performance.now();
-    const deadlines = [30, 5, 20, 10, 0, 15, 25].map((delay) => {
+    const all = [30, 5, 20, 10, 0, 15, 25].map((delay) => {
       const deadline = new Deadline(() => fired.push(delay));
-      setDeadline(deadline, now + delay);
+      deadlines.set(deadline, clock.now() + delay);
       return deadline;
     });
-    await sleep(80);
+    assert.equal(clock.pendingTimers, 1, "one timer for the whole heap");
+    clock.advance(12);
+    assert.deepEqual(fired, [0, 5, 10]);
+    clock.advance(100);
     assert.deepEqual(fired, [0, 5, 10, 15, 20, 25, 30]);
-    assert.ok(deadlines.every((deadline) => !deadline.pending));
+    assert.ok(all.every((deadline) => !deadline.pending));
+    assert.equal(clock.pendingTimers, 0, "no timer once the heap is empty");
   });
 
-  it("setDeadline() moves and cancels a deadline without touching the others", async () => {
+  it("Deadlines.set() moves and cancels a deadline without touching the others", () => {
+    const clock = new FakeClock();
+    const deadlines = new Deadlines(clock);
     const fired: string[] = [];
-    const now = performance.now();
     const a = new Deadline(() => fired.push("a"));
     const b = new Deadline(() => fired.push("b"));
     const c = new Deadline(() => fired.push("c"));
-    setDeadline(a, now + 5);
-    setDeadline(b, now + 10);
-    setDeadline(c, now + 15);
-    setDeadline(a, now + 25);
-    setDeadline(b, undefined);
+    deadlines.set(a, 5);
+    deadlines.set(b, 10);
+    deadlines.set(c, 15);
+    deadlines.set(a, 25);
+    deadlines.set(b, undefined);
     assert.equal(b.pending, false);
     assert.equal(a.pending, true);
-    await sleep(60);
+    clock.advance(20);
+    assert.deepEqual(fired, ["c"]);
+    clock.advance(5);
     assert.deepEqual(fired, ["c", "a"]);
   });
 
-  it("setDeadline() from a firing callback sets the next deadline", async () => {
+  it("Deadlines.set() from a firing callback sets the next deadline", () => {
+    const clock = new FakeClock();
+    const deadlines = new Deadlines(clock);
     let count = 0;
     const deadline: Deadline = new Deadline(() => {
-      if (++count < 3) setDeadline(deadline, performance.now() + 2);
+      if (++count < 3) deadlines.set(deadline, clock.now() + 2);
     });
-    setDeadline(deadline, performance.now());
-    await sleep(60);
+    deadlines.set(deadline, 0);
+    clock.advance(60);
     assert.equal(count, 3);
     assert.equal(deadline.pending, false);
+  });
+
+  it("Deadlines keeps the others' timer when a callback throws", () => {
+    const clock = new FakeClock();
+    const deadlines = new Deadlines(clock);
+    const fired: string[] = [];
+    deadlines.set(
+      new Deadline(() => {
+        throw new Error("boom");
+      }),
+      1,
+    );
+    deadlines.set(new Deadline(() => fired.push("later")), 10);
+    assert.throws(() => clock.advance(5), /boom/);
+    clock.advance(10);
+    assert.deepEqual(fired, ["later"]);
+  });
+
+  it("deadlinesOf() gives everything on one clock the same heap", () => {
+    const clock = new FakeClock();
+    assert.equal(deadlinesOf(clock), deadlinesOf(clock));
+    assert.notEqual(deadlinesOf(clock), deadlinesOf(new FakeClock()));
+    assert.equal(deadlinesOf(), deadlinesOf(systemClock), "the system clock by default");
   });
 });

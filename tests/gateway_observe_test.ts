@@ -173,13 +173,20 @@ describe("gateway: readiness, metrics and logs", TEST_OPTIONS, () => {
 
   it("says not ready (503) once it starts draining", async () => {
     const draining = await startGateway({ port: 0, closeTimeout: 2_000 });
+    let started!: () => void;
+    const handling = new Promise<void>((resolve) => started = resolve);
     const agent = startAgent({
       url: draining.agentsUrl,
       name: "busy",
-      handler: () => new Promise<Response>(() => {}),
+      handler: () => {
+        started();
+        return new Promise<Response>(() => {});
+      },
     });
     await serverHolds(draining.server, (await withTimeout(agent.ready, STEP_MS, "ready")).id);
     const pending = fetch(`${draining.url}/agents/busy/forever`).then((r) => r.status, () => 0);
+    // A request in flight keeps the gateway draining (up to closeTimeout), still answering.
+    await withTimeout(handling, STEP_MS, "the request to reach the agent");
     const closed = draining.close();
     const readiness = await fetch(`${draining.url}/readyz`);
     assert.equal(readiness.status, 503);

@@ -466,16 +466,16 @@ describe("Session exchanges", () => {
     pair.server.sendHeaders(ids[0], heads[0], true);
     assert.equal(pair.server.peerStreamCount, 0);
     assert.deepEqual(pair.events("server"), [
-      { type: "finished", streamId: ids[1] },
-      { type: "finished", streamId: ids[0] },
+      { type: "finished", streamId: ids[1], local: false },
+      { type: "finished", streamId: ids[0], local: false },
     ]);
     const sent = pair.step("server")!;
     assert.equal(sent.frames.length, 2);
     assert.deepEqual(pair.events("client"), [
       { type: "response", streamId: ids[1], head: heads[1], end: true },
-      { type: "finished", streamId: ids[1] },
+      { type: "finished", streamId: ids[1], local: true },
       { type: "response", streamId: ids[0], head: heads[0], end: true },
-      { type: "finished", streamId: ids[0] },
+      { type: "finished", streamId: ids[0], local: true },
     ]);
     assert.equal(pair.client.localStreamCount, 0);
     assert.equal(pair.client.hasStream(ids[0]), false);
@@ -565,7 +565,7 @@ describe("Session exchanges", () => {
     assert.deepEqual(last.frames.map((f) => [f.type, f.flags, f.payload.byteLength]), [
       [FrameType.Data, FLAG_END_STREAM, 0],
     ]);
-    assert.deepEqual(pair.events("server"), [{ type: "finished", streamId: id }]);
+    assert.deepEqual(pair.events("server"), [{ type: "finished", streamId: id, local: false }]);
     const events = pair.events("client");
     assert.deepEqual(types(events), ["response", "data", "data", "data", "finished"]);
     const data = ofType(events, "data");
@@ -687,7 +687,7 @@ describe("Session finished events", () => {
     pair.server.sendData(id, utf8.encode("y"), true);
     assert.deepEqual(pair.events("server"), [], "not before the last byte is transmitted");
     pair.step("server");
-    assert.deepEqual(pair.events("server"), [{ type: "finished", streamId: id }]);
+    assert.deepEqual(pair.events("server"), [{ type: "finished", streamId: id, local: false }]);
     assert.equal(pair.server.hasStream(id), false);
     assert.deepEqual(types(pair.events("client")), ["response", "data", "finished"]);
     assert.equal(pair.client.hasStream(id), false);
@@ -701,7 +701,7 @@ describe("Session finished events", () => {
     assert.deepEqual(types(pair.events("client")), ["response"], "the request half is open");
     pair.client.sendData(id, new Uint8Array(0), true);
     pair.step("client");
-    assert.deepEqual(pair.events("client"), [{ type: "finished", streamId: id }]);
+    assert.deepEqual(pair.events("client"), [{ type: "finished", streamId: id, local: true }]);
     assert.deepEqual(types(pair.events("server")), ["data", "finished"]);
   });
 
@@ -1151,6 +1151,7 @@ describe("Session resets", () => {
       {
         type: "reset",
         streamId: id,
+        local: false,
         code: ResetCode.Cancel,
         reason: "Aborted by the user",
         byPeer: true,
@@ -1170,6 +1171,7 @@ describe("Session resets", () => {
       {
         type: "reset",
         streamId: id,
+        local: true,
         code: ResetCode.Internal,
         reason: "Handler failed",
         byPeer: true,
@@ -1409,6 +1411,7 @@ describe("Session goAway", () => {
       {
         type: "reset",
         streamId: unseen,
+        local: true,
         code: ResetCode.Refused,
         reason: "Peer is going away",
         byPeer: true,

@@ -74,6 +74,7 @@ describe("createStream()", () => {
       writableSignalled: true,
       queued: false,
       arriving: undefined,
+      head: undefined,
     });
   });
 

@@ -7,7 +7,7 @@
 
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { handlerUrl, PLACEHOLDER_BASE, requestParts } from "../_request_parts.ts";
+import { handlerUrl, PLACEHOLDER_BASE, requestParts } from "../connection/_request_parts.ts";
 
 async function bytesOf(body: Uint8Array | ReadableStream<Uint8Array> | null): Promise<number[]> {
   if (body === null) return [];

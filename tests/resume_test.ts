@@ -24,8 +24,9 @@ import {
   type Welcome,
 } from "../protocol/mod.ts";
 import { decodeWelcome } from "../protocol/handshake.ts";
-import { MAX_RESUMABLE, ResumeStore } from "../_resume.ts";
+import { MAX_RESUMABLE, MAX_RESUMABLE_BYTES, ResumeStore } from "../_resume.ts";
 import { timingSafeEqual } from "../_timing_safe_equal.ts";
+import { FakeClock } from "./_fake_clock.ts";
 import { withTimeout } from "./_helpers.ts";
 import { startProxy, type TcpProxy } from "./_proxy.ts";
 import { connectRaw, frameMessage, type RawPeer } from "./_raw_peer.ts";
@@ -435,6 +436,21 @@ describe("ResumeStore", () => {
     store.redeem("nothing", 10_000);
     assert.equal(store.size, 0, "swept on use");
     assert.ok(MAX_RESUMABLE >= 10_000);
+  });
+
+  it("ResumeStore forgets an ended entry when its window passes on the store's clock", T, () => {
+    const clock = new FakeClock(10_000);
+    const store = new ResumeStore(1_000, MAX_RESUMABLE, MAX_RESUMABLE_BYTES, clock);
+    const a = fake("A");
+    const token = store.issue("A", a);
+    store.release(a);
+    assert.equal(store.size, 1);
+    clock.advance(999);
+    assert.equal(store.size, 1, "kept within the window");
+    clock.advance(1);
+    assert.equal(store.size, 0, "swept by its deadline, with no client coming back");
+    assert.equal(store.redeem(token), undefined);
+    assert.equal(clock.pendingTimers, 0, "no timer left once nothing is kept");
   });
 
   it("ResumeStore.redeem() returns the still-open connection that holds the id", T, () => {

@@ -12,7 +12,7 @@
  */
 
 import { headerList } from "./_header_list.ts";
-import type { RequestHead } from "./protocol/payload.ts";
+import type { RequestHead } from "../protocol/payload.ts";
 
 /** A request ready for the wire. */
 export interface RequestParts {

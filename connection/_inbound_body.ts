@@ -28,6 +28,9 @@ const MAX_BLOCK_BYTES = 64 * 1024;
 /** What one waiting chunk costs beyond its bytes: the typed array and its buffer's objects. */
 export const CHUNK_OVERHEAD_BYTES = 256;
 
+/** Body bytes as `Request` and `Response` take them. */
+export type BodyBytes = Uint8Array<ArrayBuffer>;
+
 interface Waiting {
   /** The bytes, or for a block, its whole buffer. */
   bytes: Uint8Array;
