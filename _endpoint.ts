@@ -61,19 +61,16 @@ export class Endpoint {
    * @param role Which end this is.
    * @param options The user's options.
    * @param defaults Settings this kind of end announces unless told otherwise.
-   * @param clock The clock for every session, connection and resume store; the system's by
-   *   default (tests pass a fake one).
    * @throws {RangeError} If a limit or the heartbeat timing is out of range.
    */
   constructor(
     role: "server" | "client",
     options: ConnectionOptions,
     defaults: Partial<Settings> = {},
-    clock: Clock = systemClock,
   ) {
     this.#role = role;
     this.#options = options;
-    this.clock = clock;
+    this.clock = options.clock ?? systemClock;
     this.logger = options.logger ?? QUIET_LOGGER;
     this.limits = connectionLimits(options.limits ?? {}, defaults);
     this.heartbeat = resolveHeartbeat(options.keepAlive, options.heartbeat);

@@ -5,6 +5,7 @@
  * @module
  */
 
+import type { Clock } from "./_clock.ts";
 import type { Connection } from "./connection.ts";
 import type { HeartbeatOptions as CoreHeartbeat } from "./protocol/heartbeat.ts";
 import { FRAME_HEADER_BYTES } from "./protocol/frame.ts";
@@ -38,6 +39,12 @@ export interface ConnectionOptions {
   limits?: Limits;
   /** Serves the peer's requests with this handler (a connection's `serve()` overrides it). */
   handler?: Handler;
+  /**
+   * The clock this end reads: its sessions, connections, deadlines and (on a server) resume
+   * tokens all keep time by it. For tests, which pass one they move by hand. Default: the
+   * system's (`performance.now()` and `setTimeout`).
+   */
+  clock?: Clock;
 }
 
 const noop = (): void => {};

@@ -51,6 +51,7 @@ export type {
   DenoServeHandlerInfo,
 } from "./runtime/mod.ts";
 export type { TlsOptions } from "./_tls.ts";
+export type { Clock } from "./_clock.ts";
 export { ConnectionType, EventType } from "./types.ts";
 export type {
   AddressRateLimits,
