@@ -72,14 +72,16 @@ export class Backoff {
   }
 
   /**
-   * Waits {@linkcode delay}`(attempt)`, or until {@linkcode cancel}.
+   * Waits {@linkcode delay}`(attempt)` (or `ms`, a delay drawn before, to be logged), or until
+   * {@linkcode cancel}.
    *
    * @param attempt 1 for the first retry.
+   * @param ms The wait, if drawn already.
    * @returns Resolves when the wait is over.
    */
-  wait(attempt: number): Promise<void> {
+  wait(attempt: number, ms: number = this.delay(attempt)): Promise<void> {
     return new Promise((resolve) => {
-      const timer = setTimeout(done, this.delay(attempt));
+      const timer = setTimeout(done, ms);
       function done(): void {
         clearTimeout(timer);
         resolve();

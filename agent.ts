@@ -31,11 +31,13 @@
  * `https://` base. `--ca FILE` trusts the PEM CA certificate(s) in that file besides the
  * runtime's default roots, for a gateway whose certificate is self-signed or from a private
  * CA (per socket, on Deno and on Bun alike: no `DENO_CERT` or `NODE_EXTRA_CA_CERTS` needed).
- * Each flag may come from the environment: `SWAGGERSOCKET_AGENT_URL`, `…_NAME`, `…_TOKEN`,
- * `…_UPSTREAM`, `…_CA`. Why a connect failed (say, a certificate it does not trust) goes to
- * stderr while it retries. It prints `connected <id>` on each connect, `disconnected <code>` on each
- * loss, `request <METHOD> <path>` per request (unless `--quiet`), and
- * `refused <message>` before exiting with status 1.
+ * Each flag may come from the environment (`SWAGGERSOCKET_AGENT_URL`, `…_NAME`, `…_TOKEN`,
+ * `…_UPSTREAM`, `…_CA`, …; `--help` lists them all); flags are checked strictly (an unknown
+ * flag, a missing value or a URL of the wrong kind is one line naming it, exit code 2). It logs
+ * one line per event on standard output (`--log-format pretty|json`, `--log-level`): each
+ * failed connect with its cause and the next delay (say, a certificate it does not trust),
+ * `connected` (its id), `disconnected` (the close code and reason), each `request` (unless
+ * `--quiet`), and `refused by the gateway` before exiting with status 1.
  *
  * @example Usage
  * ```ts ignore

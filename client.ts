@@ -301,16 +301,22 @@ export class WebSocketClient {
   async #reconnect(): Promise<void> {
     const backoff = this.#backoff;
     let lastError: unknown;
+    let ms = backoff.delay(1);
     for (let attempt = 1; attempt <= backoff.maxAttempts; attempt++) {
-      await backoff.wait(attempt);
+      await backoff.wait(attempt, ms);
       if (this.#closed) return;
       try {
         await this.#dial();
-        this.#logger.info("swaggersocket: reconnected after", attempt, "attempt(s)");
+        this.#logger.info("swaggersocket: reconnected", { attempts: attempt });
         return;
       } catch (error) {
         lastError = error;
-        this.#logger.warn("swaggersocket: reconnect attempt failed", attempt, error);
+        ms = backoff.delay(attempt + 1);
+        this.#logger.warn(
+          "swaggersocket: reconnect attempt failed",
+          { attempt, retryInMs: attempt < backoff.maxAttempts ? Math.round(ms) : undefined },
+          error,
+        );
         if (error instanceof HandshakeError && !error.retryable) break;
         if (this.#closed) return;
       }

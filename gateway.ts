@@ -7,6 +7,9 @@
  * | Route | What it does |
  * |---|---|
  * | `GET /healthz` | `ok` (no token needed) |
+ * | `GET /readyz` | `ready`, or 503 `draining` once `close()` has begun (no token needed) |
+ * | `GET /metrics` | Prometheus text format: agents, connections by close reason, requests by route and status class, latency, bytes, in-flight requests, heartbeat RTT |
+ * | `GET /dashboard` | a live page of the agents and the latest requests (server-sent events from `/dashboard/events`); with `apiToken`, a browser gives it as a Basic password |
  * | `GET /agents` | JSON list of agents: `id`, `name`, `metadata` (without `token`), `remoteAddr`, `connectedAt`, `rtt`, `inFlight` |
  * | `ANY /agents/{id-or-name}/{rest...}` | forwards the request to that agent as `/{rest...}?{query}`, streaming both ways |
  * | `GET /agents/connect` (WebSocket upgrade) | where agents dial in (option `path`) |
@@ -101,7 +104,9 @@
  *                        [--token SECRET] [--timeout 30000] [--demo] [--exit-after MS]
  *                        [--cert cert.pem --key key.pem] [--ca ca.pem]
  *                        [--credentials FILE] [--trusted-proxies 10.0.0.0/8,::1]
- *                        [--preserve-host] [--no-rewrite]
+ *                        [--preserve-host] [--no-rewrite] [--idle-timeout MS]
+ *                        [--drain-timeout MS] [--log-format pretty|json] [--log-level info]
+ *                        [--config gateway.json]
  * deno run -A gateway.ts --hash-token NAME < token.txt   # prints NAME's credentials line
  * bun gateway.ts …the same flags…
  * ```
@@ -115,10 +120,14 @@
  * the printed `curl` lines trust (default: the `--cert` file itself, which fits a self-signed
  * certificate).
  *
- * Each flag may also come from the environment: `SWAGGERSOCKET_GATEWAY_HOSTNAME`, `…_PORT`,
- * `…_PATH`, `…_TOKEN`, `…_API_TOKEN`, `…_TIMEOUT`, `…_CERT`, `…_KEY`, `…_CA`,
- * `…_CREDENTIALS`, `…_TRUSTED_PROXIES` (flags win). `--demo` also starts an agent named `demo`
- * inside the gateway process (the demo API of `agent.ts`) and prints `curl` lines to try.
+ * Each flag may also come from the environment (`SWAGGERSOCKET_GATEWAY_<FLAG>`, e.g.
+ * `…_API_TOKEN`) or a JSON `--config` file (flags win, then the environment); `--help` lists
+ * them all with their defaults. Flags are checked strictly: an unknown one, a missing value or
+ * a bad port is one line naming it and exit code 2; a port in use is one line naming the
+ * address, exit code 1. It logs one line per event on standard output. SIGTERM and SIGINT
+ * drain: new agents and callers are refused, in-flight requests get `--drain-timeout`, then it
+ * exits 0. `--demo` also starts an agent named `demo` inside the gateway process (the demo API
+ * of `agent.ts`) and prints `curl` lines to try.
  *
  * @example Usage
  * ```ts ignore

@@ -180,8 +180,14 @@ export function startAgent(options: AgentOptions): Agent {
           resolveStopped(error as Error);
           throw error;
         }
-        options.logger?.warn("agent: cannot connect yet, retrying", (error as Error).message);
-        await backoff.wait(attempt);
+        const ms = backoff.delay(attempt);
+        options.logger?.warn("cannot connect yet", {
+          url: url.href,
+          attempt,
+          retryInMs: Math.round(ms),
+          cause: (error as Error).message,
+        });
+        await backoff.wait(attempt, ms);
       }
     }
   })();

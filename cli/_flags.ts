@@ -31,6 +31,8 @@ export interface FlagSpec {
   short?: string;
   /** Schemes a `url` accepts. Default `ws`, `wss`, `http`, `https`. */
   schemes?: string[];
+  /** The only values a `text` flag takes (`--help` shows them as its value). */
+  choices?: readonly string[];
 }
 
 /** A table of flags by their long name (without `--`). */
@@ -150,6 +152,9 @@ function check(name: string, spec: FlagSpec, value: string): string | string[] {
       return value.split(",").map((item) => item.trim()).filter((item) => item !== "");
     default:
       if (value === "") throw new UsageError(`Invalid --${name}: empty`);
+      if (spec.choices && !spec.choices.includes(value)) {
+        throw new UsageError(`Invalid --${name}: ${value} (one of ${spec.choices.join(", ")})`);
+      }
       return value;
   }
 }
@@ -174,7 +179,7 @@ const VALUE_NAMES: Record<FlagKind, string> = {
 export function helpText(usageLine: string, summary: string, table: FlagTable): string {
   const rows = Object.entries(table).map(([name, spec]) => {
     const value = spec.type === "string"
-      ? ` ${spec.valueName ?? VALUE_NAMES[spec.kind ?? "text"]}`
+      ? ` ${spec.valueName ?? spec.choices?.join("|") ?? VALUE_NAMES[spec.kind ?? "text"]}`
       : "";
     const flag = `${spec.short ? `-${spec.short}, ` : ""}--${name}${value}`;
     const notes = [

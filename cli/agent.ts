@@ -1,6 +1,10 @@
 /**
  * The agent's command line: `deno run -A agent.ts …` and `bun agent.ts …` hand over to
- * {@linkcode runAgent} (see `agent.ts` for the flags).
+ * {@linkcode runAgent}. `--help` describes every flag; each has an environment variable
+ * (`SWAGGERSOCKET_AGENT_…`). A command line it cannot run is one line and the usage, exit code
+ * 2. Log lines go to standard output, one per event: connected, disconnected (with the close
+ * code), each request (unless `--quiet`), each failed connect with its cause and the next
+ * delay; a refusal by the gateway is logged and exits 1.
  *
  * @module
  */
@@ -9,76 +13,142 @@ import { EventType } from "../types.ts";
 import { RUNTIME } from "../runtime/mod.ts";
 import { DEFAULT_AGENTS_PATH } from "../gateway/_defaults.ts";
 import { startAgent } from "../agent/_start_agent.ts";
-import { option } from "./_args.ts";
+import { type FlagTable, helpText, parseFlags, UsageError } from "./_flags.ts";
+import { createLog, LOG_FORMATS, LOG_LEVELS, type LogFormat, type LogLevel } from "./_log.ts";
+
+const DEFAULT_URL = `ws://127.0.0.1:8080${DEFAULT_AGENTS_PATH}`;
+
+/** Every flag of the agent, with its default and environment variable. */
+export const AGENT_FLAGS: FlagTable = {
+  help: { type: "boolean", short: "h", description: "Prints this help and exits" },
+  url: {
+    type: "string",
+    kind: "url",
+    default: DEFAULT_URL,
+    env: "SWAGGERSOCKET_AGENT_URL",
+    description: "The gateway's agents URL (ws, wss, or an http(s) base); also the first argument",
+  },
+  name: {
+    type: "string",
+    env: "SWAGGERSOCKET_AGENT_NAME",
+    description: "The name callers reach it by (/agents/{name}/…); default RUNTIME-agent",
+  },
+  token: {
+    type: "string",
+    valueName: "SECRET",
+    env: "SWAGGERSOCKET_AGENT_TOKEN",
+    description: "The token the gateway asks of agents",
+  },
+  upstream: {
+    type: "string",
+    kind: "url",
+    schemes: ["http", "https"],
+    env: "SWAGGERSOCKET_AGENT_UPSTREAM",
+    description: "Tunnels every request to this local HTTP server (default: the demo API)",
+  },
+  ca: {
+    type: "string",
+    kind: "file",
+    env: "SWAGGERSOCKET_AGENT_CA",
+    description: "Trusts this PEM CA for a wss:// gateway (self-signed or private)",
+  },
+  "no-rewrite": {
+    type: "boolean",
+    env: "SWAGGERSOCKET_AGENT_NO_REWRITE",
+    description: "Passes the upstream's Location and Set-Cookie paths as they are",
+  },
+  quiet: {
+    type: "boolean",
+    env: "SWAGGERSOCKET_AGENT_QUIET",
+    description: "Logs no line per request",
+  },
+  "log-format": {
+    type: "string",
+    default: "pretty",
+    choices: LOG_FORMATS,
+    env: "SWAGGERSOCKET_AGENT_LOG_FORMAT",
+    description: "How log lines look",
+  },
+  "log-level": {
+    type: "string",
+    default: "info",
+    choices: LOG_LEVELS,
+    env: "SWAGGERSOCKET_AGENT_LOG_LEVEL",
+    description: "The least level logged",
+  },
+  "exit-after": { type: "string", kind: "ms", description: "Stops after this long (demos, tests)" },
+};
+
+const USAGE = "agent.ts [URL] [flags]    (deno run -A agent.ts, or bun agent.ts)";
+const SUMMARY =
+  "An agent: dials a gateway and serves its API (or tunnels to --upstream) to callers\n" +
+  "of the gateway, reconnecting with backoff.";
 
 async function main(): Promise<void> {
   const runtime = RUNTIME.script();
-  const { args } = runtime;
-  const from = (name: string): string | undefined =>
-    option(args, name, runtime.env(`SWAGGERSOCKET_AGENT_${name.toUpperCase()}`));
-  if (args.includes("--help") || args.includes("-h")) {
-    console.log(
-      "usage: agent.ts [ws://127.0.0.1:8080/agents/connect] --name NAME [--token SECRET]\n" +
-        "                [--upstream http://127.0.0.1:3000] [--quiet] [--exit-after MS]\n" +
-        "                [--ca ca.pem] [--no-rewrite]\n" +
-        "env: SWAGGERSOCKET_AGENT_{URL,NAME,TOKEN,UPSTREAM,CA}\n" +
-        "The URL may be wss:// or https://; --ca trusts that PEM CA (for a self-signed or\n" +
-        "private gateway certificate). Failed connects are retried and reported on stderr.\n" +
-        "--no-rewrite: pass the upstream's Location and Set-Cookie paths as they are",
-    );
+  const { values, positionals } = parseFlags(AGENT_FLAGS, runtime.args, {
+    env: (name) => runtime.env(name),
+  });
+  if (values.help) {
+    console.log(helpText(USAGE, SUMMARY, AGENT_FLAGS));
     return;
   }
-  const url = args.find((arg) => /^(wss?|https?):\/\//.test(arg)) ?? from("url") ??
-    `ws://127.0.0.1:8080${DEFAULT_AGENTS_PATH}`;
-  const name = from("name") ?? `${RUNTIME.name}-agent`;
-  const quiet = args.includes("--quiet");
-  // A watchdog for tests and demos: exit by itself after this many milliseconds.
-  const exitAfter = Number(option(args, "exit-after", undefined) ?? 0);
-  if (exitAfter > 0) {
-    setTimeout(() => {
-      console.log("exit-after reached");
-      runtime.exit(0);
-    }, exitAfter);
+  if (positionals.length > 1) {
+    throw new UsageError(`Unexpected argument: ${positionals[1]} (one URL at most)`);
   }
-  /** One line on stderr per warning: errors by their message, without a stack. */
-  const complain = (...parts: unknown[]): void =>
-    console.error(parts.map((part) => part instanceof Error ? part.message : part).join(" "));
-  const caFile = from("ca");
+  const text = (name: string): string | undefined => values[name] as string | undefined;
+  // The URL as the first argument is checked as --url is.
+  const url = positionals.length === 1
+    ? parseFlags({ url: AGENT_FLAGS.url }, ["--url", positionals[0]]).values.url as string
+    : text("url")!;
+  const format = text("log-format") as LogFormat;
+  const level = text("log-level") as LogLevel;
+  const log = createLog({ format, level, write: (line) => console.log(line) });
+  const name = text("name") ?? `${RUNTIME.name}-agent`;
+  const exitAfter = text("exit-after");
+  if (exitAfter !== undefined) {
+    // A watchdog for tests and demos.
+    setTimeout(() => {
+      log.info("exit-after reached");
+      runtime.exit(0);
+    }, Number(exitAfter));
+  }
+  const caFile = text("ca");
   let caCerts: string[] | undefined;
   if (caFile !== undefined) {
     try {
       caCerts = [await runtime.readTextFile(caFile)];
     } catch (error) {
-      throw new TypeError(`Cannot read --ca ${caFile}: ${(error as Error).message}`);
+      throw new UsageError(`Cannot read --ca ${caFile}: ${(error as Error).message}`);
     }
   }
   const agent = startAgent({
     url,
     name,
-    token: from("token"),
-    upstream: from("upstream"),
-    rewrite: !args.includes("--no-rewrite"),
+    token: text("token"),
+    upstream: text("upstream"),
+    rewrite: values["no-rewrite"] !== true,
     caCerts,
-    // Why a connect failed (a certificate not trusted, nothing listening) goes to stderr.
-    logger: { debug() {}, info() {}, warn: complain, error: complain },
+    logger: log,
     metadata: { runtime: RUNTIME.name },
-    onRequest: quiet ? undefined : (request) => {
+    onRequest: values.quiet === true ? undefined : (request) => {
       const target = new URL(request.url);
-      console.log(`request ${request.method} ${target.pathname}${target.search}`);
+      log.info("request", { method: request.method, path: `${target.pathname}${target.search}` });
     },
   });
   (async () => {
     for await (const event of agent.client.events()) {
       if (event.type === EventType.ConnectionReceived) {
-        console.log(`connected ${event.connectionId}`);
-      } else if (event.type === EventType.ConnectionClosed) {
-        console.log(`disconnected ${event.connectionId}`);
+        log.info("connected", { id: event.connectionId, name, gateway: url });
+      } else if (event.type === EventType.ConnectionClosed && event.connection) {
+        const { code, reason } = await event.connection.closed;
+        log.info("disconnected", { id: event.connectionId, code, reason });
       }
     }
   })();
   agent.stopped.then((error) => {
     if (error) {
-      console.log(`refused ${error.message}`);
+      log.error("refused by the gateway", error);
       runtime.exit(1);
     }
     runtime.exit(0);
@@ -90,12 +160,20 @@ async function main(): Promise<void> {
   runtime.onSignal("SIGTERM", stop);
 }
 
-/** Runs the agent's command line; a failure to start is one line on stderr, and exit 1. */
+/**
+ * Runs the agent's command line: a command line it cannot run prints the reason and the usage
+ * and exits 2; a failure to start is one line on stderr, and exit 1.
+ */
 export function runAgent(): void {
   // Not awaited at the top level: a promise that never settles there spins Bun (oven-sh/bun#14951).
   main().catch((error) => {
+    const script = RUNTIME.script();
+    if (error instanceof UsageError) {
+      console.error(`agent: ${error.message}\nusage: ${USAGE}\nrun with --help for every flag`);
+      script.exit(2);
+    }
     console.error(`agent: ${(error as Error).message}`);
-    RUNTIME.script().exit(1);
+    script.exit(1);
   });
 }
 

@@ -92,7 +92,12 @@ class RecordingLogger implements Logger {
 
   /** Resolves with the first line (past or future) whose text matches `pattern`. */
   waitFor(pattern: RegExp, what: string): Promise<unknown[]> {
-    const test = (args: unknown[]): boolean => pattern.test(args.map(String).join(" "));
+    // A fields object is read as its JSON, as the command line's log writes it.
+    const text = (arg: unknown): string =>
+      typeof arg === "object" && arg !== null && !(arg instanceof Error)
+        ? JSON.stringify(arg)
+        : String(arg);
+    const test = (args: unknown[]): boolean => pattern.test(args.map(text).join(" "));
     const seen = this.lines.find((line) => test(line.args));
     if (seen) return Promise.resolve(seen.args);
     const { promise, resolve } = deferred<unknown[]>();
@@ -577,7 +582,7 @@ describe("gateway agent identity", () => {
 
       const logger = new RecordingLogger();
       const waiting = agentFor(resources, gateway, "printer", "shared", logger);
-      await logger.waitFor(/retrying.*4014/, "the waiting agent to be refused and retry");
+      await logger.waitFor(/cannot connect yet.*4014/, "the waiting agent to be refused and retry");
       assert.deepEqual(await whoami(gateway, "printer"), { status: 200, id: held.id });
 
       await withTimeout(holder.close(), STEP_MS, "holder.close()");

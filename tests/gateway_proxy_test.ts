@@ -129,7 +129,7 @@ class Rig {
     ]);
     this.defer(() => fixture.kill());
     try {
-      const [, id] = await fixture.waitFor(/^connected (\S+)$/, 45_000);
+      const [, id] = await fixture.waitFor(/INFO +connected id=(\S+)/, 45_000);
       await held(gateway.server, id, events, STEP_MS);
     } finally {
       await events.return?.();

@@ -142,7 +142,7 @@ async function spawnAgent(
   const events = gateway.server.events();
   const fixture = spawnFixture(runtime, "agent.ts", [gateway.agentsUrl, ...args, ...WATCHDOG]);
   try {
-    const [, id] = await fixture.waitFor(/^connected (\S+)$/, START_MS);
+    const [, id] = await fixture.waitFor(/INFO +connected id=(\S+)/, START_MS);
     if (!gateway.server.connection(id)) {
       await withTimeout(
         (async () => {
@@ -400,7 +400,7 @@ describe("gateway with Deno and Bun agents", () => {
             STEP_MS,
             "request to the killed agent",
           );
-          await fixture.waitFor(/^request GET \/delay\?ms=600000$/, STEP_MS);
+          await fixture.waitFor(/INFO +request method=GET path="?\/delay\?ms=600000"?$/, STEP_MS);
           await fixture.kill();
           const response = await pending;
           assert.equal(response.status, 502);
@@ -434,10 +434,10 @@ describe("gateway with Deno and Bun agents", () => {
             ...WATCHDOG,
           ]);
           try {
-            const [line] = await fixture.waitFor(/^refused .*$/, START_MS);
+            const [line] = await fixture.waitFor(/ERROR refused by the gateway .*$/, START_MS);
             assert.match(line, /4003/);
             assert.equal(await withTimeout(fixture.exited, STEP_MS, "refused agent to exit"), 1);
-            assert.equal(fixture.lines.some((l) => l.startsWith("connected")), false);
+            assert.equal(fixture.lines.some((l) => / connected id=/.test(l)), false);
           } finally {
             await fixture.kill();
           }

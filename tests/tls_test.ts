@@ -339,7 +339,7 @@ describe(`TLS (${RUNTIME})`, () => {
         ...WATCHDOG,
       ]);
       cleanup.add(() => fixture.kill());
-      const [, id] = await fixture.waitFor(/^connected (\S+)$/, START_MS);
+      const [, id] = await fixture.waitFor(/INFO +connected id=(\S+)/, START_MS);
       await serverHolds(gateway.server, id, STEP_MS);
       const hello = await fetchWithCa(`${gateway.url}/agents/${name}/hello`, certs.ca);
       assert.equal(hello.status, 200);

@@ -1,7 +1,8 @@
 /**
- * The gateway's command line under Deno and under Bun: strict flags (exit 2 with the usage),
- * a `--help` that describes every flag, environment variables and a config file, a port in
- * use named in one line (exit 1), JSON logs, and a drain on SIGTERM that exits 0.
+ * The gateway's and the agent's command lines under Deno and under Bun: strict flags (exit 2
+ * with the usage), a `--help` that describes every flag, environment variables and a config
+ * file, a port in use named in one line (exit 1), JSON logs, a drain on SIGTERM that exits 0,
+ * and an agent that says why it cannot connect and when it tries next.
  */
 
 import { describe, it } from "node:test";
@@ -14,17 +15,20 @@ import { join } from "node:path";
 import process from "node:process";
 import { BUN_BIN, DENO_BIN, ROOT_DIR, spawnLines, withTimeout } from "./_helpers.ts";
 import { GATEWAY_FLAGS } from "../cli/gateway.ts";
+import { AGENT_FLAGS } from "../cli/agent.ts";
+import type { FlagTable } from "../cli/_flags.ts";
 
 const OPTIONS = { timeout: 120_000 };
 const RUN_MS = 30_000;
 
-/** Runs `gateway.ts` to its end: its exit code and output. */
+/** Runs `gateway.ts` (or `agent.ts`) to its end: its exit code and output. */
 function run(
   runtime: "deno" | "bun",
   args: string[],
   env: Record<string, string> = {},
+  file = "gateway.ts",
 ): Promise<{ code: number; stdout: string; stderr: string }> {
-  const script = join(ROOT_DIR, "gateway.ts");
+  const script = join(ROOT_DIR, file);
   const [bin, argv] = runtime === "deno"
     ? [DENO_BIN, ["run", "-A", "--quiet", script, ...args]]
     : [BUN_BIN, ["run", script, ...args]];
@@ -38,6 +42,16 @@ function run(
       resolve({ code: typeof code === "number" ? code : -1, stdout, stderr });
     });
   });
+}
+
+/** Asserts that a `--help` text has a line for every flag, with its default and variable. */
+function describesEvery(help: string, table: FlagTable): void {
+  for (const [name, spec] of Object.entries(table)) {
+    const line = help.split("\n").find((l) => new RegExp(`^ +(-\\w, )?--${name}\\b`).test(l));
+    assert.ok(line, `--${name} is described`);
+    if (spec.default !== undefined) assert.match(line, new RegExp(`default ${spec.default}`));
+    if (spec.env) assert.match(line, new RegExp(`env ${spec.env}`));
+  }
 }
 
 for (const runtime of ["deno", "bun"] as const) {
@@ -64,12 +78,7 @@ for (const runtime of ["deno", "bun"] as const) {
     it("--help describes every flag with its default and environment variable", async () => {
       const { code, stdout } = await run(runtime, ["--help"]);
       assert.equal(code, 0);
-      for (const [name, spec] of Object.entries(GATEWAY_FLAGS)) {
-        const line = stdout.split("\n").find((l) => new RegExp(`^ +(-\\w, )?--${name}\\b`).test(l));
-        assert.ok(line, `--${name} is described`);
-        if (spec.default !== undefined) assert.match(line, new RegExp(`default ${spec.default}`));
-        if (spec.env) assert.match(line, new RegExp(`env ${spec.env}`));
-      }
+      describesEvery(stdout, GATEWAY_FLAGS);
     });
 
     it("takes flags from the environment and a config file, logs JSON, and drains on SIGTERM with exit 0", async () => {
@@ -118,6 +127,64 @@ for (const runtime of ["deno", "bun"] as const) {
       } finally {
         holder.close();
       }
+    });
+  });
+}
+
+for (const runtime of ["deno", "bun"] as const) {
+  describe(`agent.ts command line (${runtime})`, OPTIONS, () => {
+    const agent = (args: string[], env: Record<string, string> = {}) =>
+      run(runtime, args, env, "agent.ts");
+
+    it("refuses unknown flags, a missing value, a flag taken for a name and bad URLs, exit 2", async () => {
+      const cases: [string[], RegExp][] = [
+        [["--nmae", "x"], /--nmae/],
+        [["--name"], /--name/],
+        [["--name", "--exit-after", "2500"], /--name/],
+        [
+          ["ftp://gw.example/agents/connect"],
+          /--url: ftp:\/\/gw\.example\/agents\/connect must start/,
+        ],
+        [["127.0.0.1:8080"], /--url/],
+        [["--upstream", "localhost:3000"], /--upstream: localhost:3000 must start with http:\/\//],
+        [["--upstream", "ws://x"], /--upstream/],
+        [["ws://a", "ws://b"], /Unexpected argument: ws:\/\/b/],
+      ];
+      for (const [args, message] of cases) {
+        const { code, stderr, stdout } = await agent(args);
+        assert.equal(code, 2, `${args.join(" ")}: ${stderr}`);
+        assert.match(stderr, message, args.join(" "));
+        assert.match(stderr, /usage: agent\.ts/);
+        assert.equal(stdout, "", "nothing started");
+        assert.doesNotMatch(stderr, /\n\s+at /, "no stack trace");
+      }
+    });
+
+    it("--help describes every flag with its default and environment variable", async () => {
+      const { code, stdout } = await agent(["--help"]);
+      assert.equal(code, 0);
+      describesEvery(stdout, AGENT_FLAGS);
+    });
+
+    it("says why it cannot connect and when it tries next", async () => {
+      const holder = createServer();
+      await new Promise<void>((resolve) => holder.listen(0, "127.0.0.1", resolve));
+      const { port } = holder.address() as { port: number };
+      // Nothing listens there once the holder is gone.
+      await new Promise<void>((resolve) => holder.close(() => resolve()));
+      const { code, stdout } = await agent(
+        [`ws://127.0.0.1:${port}/agents/connect`, "--exit-after", "1500"],
+        { SWAGGERSOCKET_AGENT_LOG_FORMAT: "json" },
+      );
+      assert.equal(code, 0, "exit-after ends it");
+      const lines = stdout.trim().split("\n").map((line) => JSON.parse(line));
+      const failed = lines.filter((line) => line.msg === "cannot connect yet");
+      assert.ok(failed.length >= 2, stdout);
+      assert.equal(failed[0].level, "warn");
+      assert.equal(failed[0].attempt, 1);
+      assert.equal(failed[1].attempt, 2);
+      assert.equal(typeof failed[0].retryInMs, "number");
+      assert.match(failed[0].cause, new RegExp(`127\\.0\\.0\\.1:${port}`));
     });
   });
 }
