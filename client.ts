@@ -55,6 +55,9 @@ export interface WebSocketClientOptions extends ConnectionOptions {
   limits?: Limits;
 }
 
+/** How long `close()` waits for the server to answer its close frame. */
+const CLOSE_HANDSHAKE_MS = 2_000;
+
 /**
  * Dials a server and keeps a connection to it.
  *
@@ -75,6 +78,8 @@ export class WebSocketClient {
   #metadata: unknown = null;
   #handler: Handler | undefined;
   #connection: Connection | undefined;
+  /** The socket of the latest connection (whose close `close()` waits for). */
+  #ws: WebSocket | undefined;
   #resumeToken: string | undefined;
   #closed = false;
   #reconnecting: Promise<void> | undefined;
@@ -154,8 +159,27 @@ export class WebSocketClient {
     this.#closed = true;
     this.#backoff.cancel();
     await this.#connection?.close({ timeout: 1_000 });
+    // The connection ends when it sends its close frame; the socket closes when the server's
+    // answers it. A process that exits in between (Ctrl-C) shows up as dropped (1006) on the
+    // other end, so wait for the handshake, bounded.
+    await this.#socketClosed(CLOSE_HANDSHAKE_MS);
     await this.#reconnecting;
     this.#endpoint.events.end();
+  }
+
+  /** Resolves when the current socket has closed, or after `ms`. */
+  #socketClosed(ms: number): Promise<void> {
+    const ws = this.#ws;
+    if (!ws || ws.readyState === WebSocket.CLOSED) return Promise.resolve();
+    return new Promise<void>((resolve) => {
+      const timer = setTimeout(done, ms);
+      function done(): void {
+        clearTimeout(timer);
+        ws!.removeEventListener("close", done);
+        resolve();
+      }
+      ws.addEventListener("close", done);
+    });
   }
 
   /** Same as {@linkcode close}; for `await using`. */
@@ -217,6 +241,7 @@ export class WebSocketClient {
       ws.addEventListener("error", onEarlyError);
       ws.addEventListener("close", onEarlyClose);
       ws.addEventListener("open", () => {
+        this.#ws = ws;
         ws.removeEventListener("error", onEarlyError);
         ws.removeEventListener("close", onEarlyClose);
         clearTimeout(timer);

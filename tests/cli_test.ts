@@ -13,7 +13,8 @@ import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import process from "node:process";
-import { BUN_BIN, DENO_BIN, ROOT_DIR, spawnLines, withTimeout } from "./_helpers.ts";
+import { BUN_BIN, DENO_BIN, ROOT_DIR, serverHolds, spawnLines, withTimeout } from "./_helpers.ts";
+import { startGateway } from "../gateway.ts";
 import { GATEWAY_FLAGS } from "../cli/gateway.ts";
 import { AGENT_FLAGS } from "../cli/agent.ts";
 import type { FlagTable } from "../cli/_flags.ts";
@@ -185,6 +186,32 @@ for (const runtime of ["deno", "bun"] as const) {
       assert.equal(failed[1].attempt, 2);
       assert.equal(typeof failed[0].retryInMs, "number");
       assert.match(failed[0].cause, new RegExp(`127\\.0\\.0\\.1:${port}`));
+    });
+  });
+}
+
+for (const runtime of ["deno", "bun"] as const) {
+  describe(`agent.ts stopped with a signal (${runtime})`, OPTIONS, () => {
+    it("closes cleanly: the gateway sees code 1000, not a dropped socket", async () => {
+      const gateway = await startGateway({ port: 0 });
+      const script = join(ROOT_DIR, "agent.ts");
+      const argv = runtime === "deno"
+        ? ["run", "-A", "--quiet", script, gateway.agentsUrl, "--name", `ctrl-c-${runtime}`]
+        : ["run", script, gateway.agentsUrl, "--name", `ctrl-c-${runtime}`];
+      const agent = spawnLines(runtime === "deno" ? DENO_BIN : BUN_BIN, argv, "agent.ts");
+      try {
+        const [, id] = await agent.waitFor(/INFO +connected id=(\S+)/, RUN_MS);
+        await serverHolds(gateway.server, id);
+        const closed = gateway.server.connection(id)!.closed;
+        agent.signal("SIGINT");
+        assert.equal(await withTimeout(agent.exited, RUN_MS, "the agent to exit"), 0);
+        const { code, error } = await withTimeout(closed, RUN_MS, "the gateway to see it close");
+        assert.equal(code, 1000);
+        assert.equal(error, undefined);
+      } finally {
+        await agent.kill();
+        await gateway.close();
+      }
     });
   });
 }
