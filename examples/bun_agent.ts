@@ -2,9 +2,9 @@
  * A Bun agent: dials the server with metadata, serves a small REST API with a plain
  * handler, calls the server's API, and reconnects whenever the connection is lost.
  *
- * Run (with examples/deno_server.ts running):
+ * Run (with examples/deno_server.ts running, or a mount example: pass its `/agents` URL):
  *
- *   bun run examples/bun_agent.ts [ws://127.0.0.1:8080] [--name agent-1] [--exit-after <ms>]
+ *   node_modules/.bin/bun examples/bun_agent.ts [ws://127.0.0.1:8090] [--name agent-1] [--exit-after <ms>]
  *
  * The agent needs no open port: it dials out, and the server calls its API over that
  * socket. Stop it with Ctrl-C.
@@ -27,7 +27,7 @@ function flag(name: string, fallback: string): string {
   const at = args.indexOf(`--${name}`);
   return at !== -1 && at + 1 < args.length ? args[at + 1] : fallback;
 }
-const url = args.find((arg) => /^wss?:\/\//.test(arg)) ?? "ws://127.0.0.1:8080";
+const url = args.find((arg) => /^wss?:\/\//.test(arg)) ?? "ws://127.0.0.1:8090";
 const name = flag("name", `bun-agent-${process.pid}`);
 const exitAfter = Number(flag("exit-after", "0"));
 const startedAt = Date.now();
@@ -79,17 +79,26 @@ const client = new WebSocketClient({
 
 // On every (re)connection, call the server's API. Not awaited: runs until the client closes.
 let connections = 0;
+let stopping = false;
 (async () => {
   for await (const event of client.events()) {
     if (event.type === EventType.ConnectionClosed) {
-      console.log(`disconnected from ${url}; reconnecting`);
+      if (!stopping) console.log(`disconnected from ${url}; reconnecting`);
       continue;
     }
     if (event.type !== EventType.ConnectionReceived) continue;
     const connection = event.connection!;
     console.log(`connected #${++connections} as ${connection.id}`);
     try {
-      const time = await (await connection.fetch("/time")).json() as { now: string };
+      // A server that serves no API of its own (the mount examples) answers 501.
+      const timeResponse = await connection.fetch("/time");
+      if (!timeResponse.ok) {
+        console.log(
+          `the server has no API to call: ${timeResponse.status} ${await timeResponse.text()}`,
+        );
+        continue;
+      }
+      const time = await timeResponse.json() as { now: string };
       console.log(`server time: ${time.now}`);
       const agents = await (await connection.fetch("/agents")).json() as unknown[];
       console.log(`agents online: ${agents.length}`);
@@ -100,6 +109,7 @@ let connections = 0;
 })();
 
 async function shutdown(): Promise<void> {
+  stopping = true;
   await client.close();
   process.exit(0);
 }

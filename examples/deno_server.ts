@@ -4,12 +4,14 @@
  *
  * Run:
  *
- *   deno run -A examples/deno_server.ts [--port 8080] [--hostname 127.0.0.1]
+ *   node_modules/.bin/deno run -A examples/deno_server.ts [--port 8090] [--hostname 127.0.0.1]
  *
  * then start one or more agents, for example
  *
- *   bun run examples/bun_agent.ts ws://127.0.0.1:8080
- *   deno run -A examples/hono.ts ws://127.0.0.1:8080
+ *   node_modules/.bin/bun examples/bun_agent.ts ws://127.0.0.1:8090
+ *   node_modules/.bin/deno run -A examples/hono.ts ws://127.0.0.1:8090
+ *
+ * (8090, so that it runs beside `npm start`'s gateway on 8080.)
  *
  * Pass `--hostname 0.0.0.0` to accept agents from other machines, `--port 0` to pick
  * a free port (printed), and `--exit-after <ms>` to stop by itself (for demos and tests).
@@ -25,7 +27,7 @@ function flag(name: string, fallback: string): string {
 }
 
 const hostname = flag("hostname", "127.0.0.1");
-const port = Number(flag("port", "8080"));
+const port = Number(flag("port", "8090"));
 const exitAfter = Number(flag("exit-after", "0"));
 
 /** Describes an agent for listings. */
@@ -55,7 +57,16 @@ const api: Handler = async (request, { connection }) => {
   return new Response("Not Found", { status: 404 });
 };
 
-const server = new WebSocketServer({ hostname, port, handler: api });
+let server: WebSocketServer;
+try {
+  server = new WebSocketServer({ hostname, port, handler: api });
+} catch (error) {
+  if (!(error instanceof Deno.errors.AddrInUse)) throw error;
+  console.error(
+    `port ${port} on ${hostname} is in use: pass --port with another (0: any free one)`,
+  );
+  Deno.exit(1);
+}
 console.log(`listening on ws://${server.addr.hostname}:${server.addr.port}`);
 
 // Watch agents come and go; call each one's API as it connects. Not awaited: the loop

@@ -4,8 +4,8 @@
  *
  * Run (with examples/deno_server.ts running):
  *
- *   deno run -A examples/hono.ts [ws://127.0.0.1:8080] [--name hono-1] [--exit-after <ms>]
- *   bun run examples/hono.ts [ws://127.0.0.1:8080]
+ *   node_modules/.bin/deno run -A examples/hono.ts [ws://127.0.0.1:8090] [--name hono-1] [--exit-after <ms>]
+ *   node_modules/.bin/bun examples/hono.ts [ws://127.0.0.1:8090]
  *
  * @module
  */
@@ -19,7 +19,7 @@ function flag(name: string, fallback: string): string {
   const at = args.indexOf(`--${name}`);
   return at !== -1 && at + 1 < args.length ? args[at + 1] : fallback;
 }
-const url = args.find((arg) => /^wss?:\/\//.test(arg)) ?? "ws://127.0.0.1:8080";
+const url = args.find((arg) => /^wss?:\/\//.test(arg)) ?? "ws://127.0.0.1:8090";
 const name = flag("name", `hono-agent-${process.pid}`);
 const exitAfter = Number(flag("exit-after", "0"));
 const runtime = typeof (globalThis as { Bun?: unknown }).Bun !== "undefined" ? "bun" : "deno";

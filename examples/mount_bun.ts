@@ -6,12 +6,14 @@
  *
  * Run:
  *
- *   bun run examples/mount_bun.ts [--port 8000] [--hostname 127.0.0.1]
+ *   node_modules/.bin/bun examples/mount_bun.ts [--port 8001] [--hostname 127.0.0.1]
  *
- * then, with an agent connected (`bun run examples/bun_agent.ts ws://127.0.0.1:8000/agents`):
+ * then, with an agent connected (`node_modules/.bin/bun examples/bun_agent.ts ws://127.0.0.1:8001/agents`):
  *
- *   curl http://127.0.0.1:8000/api/agents
- *   curl http://127.0.0.1:8000/api/agents/<id>/pets
+ *   curl http://127.0.0.1:8001/api/agents
+ *   curl http://127.0.0.1:8001/api/agents/<id>/pets
+ *
+ * (8001, so that it runs beside mount_deno.ts on 8000.)
  *
  * `--port 0` picks a free port (printed); `--exit-after <ms>` stops by itself.
  *
@@ -47,7 +49,7 @@ function flag(name: string, fallback: string): string {
   return at !== -1 && at + 1 < args.length ? args[at + 1] : fallback;
 }
 const hostname = flag("hostname", "127.0.0.1");
-const port = Number(flag("port", "8000"));
+const port = Number(flag("port", "8001"));
 const exitAfter = Number(flag("exit-after", "0"));
 
 // Does not listen by itself: `upgrade()` below hands it the agents' upgrade requests.
@@ -90,14 +92,25 @@ async function app(request: Request): Promise<Response> {
   return new Response("Not Found", { status: 404 });
 }
 
-const server = Bun.serve({
-  hostname,
-  port,
-  // `upgrade()` returns undefined once Bun has upgraded the request.
-  fetch: (request, bunServer) =>
-    new URL(request.url).pathname === "/agents" ? agents.upgrade(request, bunServer) : app(request),
-  websocket: agents.websocket,
-});
+let server: ReturnType<BunLike["serve"]>;
+try {
+  server = Bun.serve({
+    hostname,
+    port,
+    // `upgrade()` returns undefined once Bun has upgraded the request.
+    fetch: (request, bunServer) =>
+      new URL(request.url).pathname === "/agents"
+        ? agents.upgrade(request, bunServer)
+        : app(request),
+    websocket: agents.websocket,
+  });
+} catch (error) {
+  if ((error as { code?: string }).code !== "EADDRINUSE") throw error;
+  console.error(
+    `port ${port} on ${hostname} is in use: pass --port with another (0: any free one)`,
+  );
+  process.exit(1);
+}
 console.log(`listening on http://${server.hostname}:${server.port}`);
 
 async function shutdown(): Promise<void> {

@@ -5,9 +5,9 @@
  *
  * Run:
  *
- *   deno run -A examples/mount_deno.ts [--port 8000] [--hostname 127.0.0.1]
+ *   node_modules/.bin/deno run -A examples/mount_deno.ts [--port 8000] [--hostname 127.0.0.1]
  *
- * then, with an agent connected (`bun run examples/bun_agent.ts ws://127.0.0.1:8000/agents`):
+ * then, with an agent connected (`node_modules/.bin/bun examples/bun_agent.ts ws://127.0.0.1:8000/agents`):
  *
  *   curl http://127.0.0.1:8000/api/agents
  *   curl http://127.0.0.1:8000/api/agents/<id>/pets
@@ -68,16 +68,25 @@ async function app(request: Request): Promise<Response> {
   return new Response("Not Found", { status: 404 });
 }
 
-const server = Deno.serve({
-  hostname,
-  port,
-  onListen: (addr) => console.log(`listening on http://${addr.hostname}:${addr.port}`),
-}, (request, info) => {
-  if (new URL(request.url).pathname === "/agents") {
-    return agents.upgrade(request, info) ?? new Response("Upgrade failed", { status: 500 });
-  }
-  return app(request);
-});
+let server: Deno.HttpServer;
+try {
+  server = Deno.serve({
+    hostname,
+    port,
+    onListen: (addr) => console.log(`listening on http://${addr.hostname}:${addr.port}`),
+  }, (request, info) => {
+    if (new URL(request.url).pathname === "/agents") {
+      return agents.upgrade(request, info) ?? new Response("Upgrade failed", { status: 500 });
+    }
+    return app(request);
+  });
+} catch (error) {
+  if (!(error instanceof Deno.errors.AddrInUse)) throw error;
+  console.error(
+    `port ${port} on ${hostname} is in use: pass --port with another (0: any free one)`,
+  );
+  Deno.exit(1);
+}
 
 async function shutdown(): Promise<void> {
   await agents.close();

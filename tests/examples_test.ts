@@ -7,7 +7,20 @@ import { afterEach, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { type Connection, EventType, WebSocketClient, WebSocketServer } from "../mod.ts";
 import { patternStream, verifyPattern } from "./fixtures/_common.ts";
-import { type Fixture, nextEvent, RUNTIME, spawnFixture, withTimeout } from "./_helpers.ts";
+import { execFile } from "node:child_process";
+import { readFileSync } from "node:fs";
+import { createServer } from "node:net";
+import { join } from "node:path";
+import process from "node:process";
+import {
+  DENO_BIN,
+  type Fixture,
+  nextEvent,
+  ROOT_DIR,
+  RUNTIME,
+  spawnFixture,
+  withTimeout,
+} from "./_helpers.ts";
 
 /** Bytes of the streamed body sent through the mounted gateway. */
 const BIG = 1024 * 1024 + 7;
@@ -162,5 +175,58 @@ describe("examples", () => {
       assert.equal(missing.status, 404);
       await missing.body?.cancel();
     });
+
+    it(`${script} (${runtime}) and bun_agent.ts work together as the headers say`, async () => {
+      const app = spawn(runtime, `examples/${script}`, ["--hostname", "127.0.0.1", "--port", "0"]);
+      const [, port] = await app.waitFor(/^listening on http:\/\/127\.0\.0\.1:(\d+)$/, STEP_MS);
+      const agent = spawn("bun", "examples/bun_agent.ts", [`ws://127.0.0.1:${port}/agents`]);
+      const [, id] = await agent.waitFor(/^connected #1 as (\S+)$/, STEP_MS);
+      // This app serves no API to its agents: the agent says so instead of failing to parse.
+      await agent.waitFor(/^the server has no API to call: 501 /, STEP_MS);
+      const pets = await withTimeout(
+        fetch(`http://127.0.0.1:${port}/api/agents/${id}/pets`),
+        STEP_MS,
+        "the agent's pets through the app",
+      );
+      assert.deepEqual(await pets.json(), [{ id: 1, name: "Rex" }, { id: 2, name: "Tom" }]);
+      assert.equal(
+        agent.lines.some((line) => /failed|error/i.test(line)),
+        false,
+        agent.lines.join("\n"),
+      );
+    });
   }
+
+  it("the servers' default ports differ from each other and from npm start's 8080", () => {
+    const defaults = new Map<string, string>();
+    for (
+      const script of ["deno_server.ts", "mount_deno.ts", "mount_bun.ts", "openapi/deno_server.ts"]
+    ) {
+      const source = readFileSync(join(ROOT_DIR, "examples", script), "utf8");
+      defaults.set(script, /flag\("port", "(\d+)"\)/.exec(source)![1]);
+    }
+    const ports = [...defaults.values()];
+    assert.equal(new Set([...ports, "8080"]).size, ports.length + 1, JSON.stringify([...defaults]));
+  });
+
+  it("deno_server.ts names the port when it is in use, and exits 1", async () => {
+    const holder = createServer();
+    await new Promise<void>((resolve) => holder.listen(0, "127.0.0.1", resolve));
+    const { port } = holder.address() as { port: number };
+    steps.push(() => new Promise((resolve) => holder.close(resolve)));
+    const script = join(ROOT_DIR, "examples", "deno_server.ts");
+    const { code, stderr } = await new Promise<{ code: unknown; stderr: string }>((resolve) =>
+      execFile(
+        DENO_BIN,
+        ["run", "-A", "--quiet", script, "--port", String(port)],
+        { timeout: STEP_MS, env: { ...process.env, NO_COLOR: "1", DENO_NO_UPDATE_CHECK: "1" } },
+        (error, _stdout, stderr) => resolve({ code: error ? error.code : 0, stderr }),
+      )
+    );
+    assert.equal(code, 1);
+    assert.equal(
+      stderr.trim(),
+      `port ${port} on 127.0.0.1 is in use: pass --port with another (0: any free one)`,
+    );
+  });
 });

@@ -6,9 +6,9 @@
  *
  * Run (with examples/openapi/deno_server.ts running):
  *
- *   bun run examples/openapi/bun_agent.ts [ws://127.0.0.1:8080] [--name pets-1] [--exit-after <ms>]
+ *   node_modules/.bin/bun examples/openapi/bun_agent.ts [ws://127.0.0.1:8091] [--name pets-1] [--exit-after <ms>]
  *
- * It also runs under Deno (`deno run -A examples/openapi/bun_agent.ts`).
+ * It also runs under Deno (`node_modules/.bin/deno run -A examples/openapi/bun_agent.ts`).
  *
  * @module
  */
@@ -24,7 +24,7 @@ function flag(name: string, fallback: string): string {
   const at = args.indexOf(`--${name}`);
   return at !== -1 && at + 1 < args.length ? args[at + 1] : fallback;
 }
-const url = args.find((arg) => /^wss?:\/\//.test(arg)) ?? "ws://127.0.0.1:8080";
+const url = args.find((arg) => /^wss?:\/\//.test(arg)) ?? "ws://127.0.0.1:8091";
 const name = flag("name", `pets-agent-${process.pid}`);
 const exitAfter = Number(flag("exit-after", "0"));
 const runtime = typeof (globalThis as { Bun?: unknown }).Bun !== "undefined" ? "bun" : "deno";

@@ -5,11 +5,11 @@
  *
  * Run:
  *
- *   deno run -A examples/openapi/deno_server.ts [--port 8080] [--hostname 127.0.0.1]
+ *   node_modules/.bin/deno run -A examples/openapi/deno_server.ts [--port 8091] [--hostname 127.0.0.1]
  *
  * then start an agent:
  *
- *   bun run examples/openapi/bun_agent.ts ws://127.0.0.1:8080
+ *   node_modules/.bin/bun examples/openapi/bun_agent.ts ws://127.0.0.1:8091
  *
  * `--port 0` picks a free port (printed); `--exit-after <ms>` stops by itself.
  *
@@ -27,12 +27,21 @@ function flag(name: string, fallback: string): string {
 }
 
 const hostname = flag("hostname", "127.0.0.1");
-const port = Number(flag("port", "8080"));
+const port = Number(flag("port", "8091"));
 const exitAfter = Number(flag("exit-after", "0"));
 
 // The server's OpenAPI app, served to every agent: Hono's `app.fetch`, unchanged.
 const inventory = createInventoryApp();
-const server = new WebSocketServer({ hostname, port, handler: inventory.fetch });
+let server: WebSocketServer;
+try {
+  server = new WebSocketServer({ hostname, port, handler: inventory.fetch });
+} catch (error) {
+  if (!(error instanceof Deno.errors.AddrInUse)) throw error;
+  console.error(
+    `port ${port} on ${hostname} is in use: pass --port with another (0: any free one)`,
+  );
+  Deno.exit(1);
+}
 console.log(`listening on ws://${server.addr.hostname}:${server.addr.port}`);
 
 /** Calls an agent's Pets API, typed from the agent's OpenAPI document. */

@@ -6,8 +6,8 @@
  * Run (from the repository root, after `npm install`):
  *
  *   npm run openapi:generate
- *   deno run -A examples/openapi/generate.ts [out-dir]
- *   bun run examples/openapi/generate.ts [out-dir]
+ *   node_modules/.bin/deno run -A examples/openapi/generate.ts [out-dir]
+ *   node_modules/.bin/bun examples/openapi/generate.ts [out-dir]
  *
  * `out-dir` defaults to this directory; the tests generate into a temporary one and
  * compare, so a change to an app without regenerating fails the suite.
