@@ -76,7 +76,12 @@ export const AGENT_FLAGS: FlagTable = {
     env: "SWAGGERSOCKET_AGENT_LOG_LEVEL",
     description: "The least level logged",
   },
-  "exit-after": { type: "string", kind: "ms", description: "Stops after this long (demos, tests)" },
+  "exit-after": {
+    type: "string",
+    kind: "ms",
+    env: "SWAGGERSOCKET_AGENT_EXIT_AFTER",
+    description: "Stops after this long (demos, tests)",
+  },
 };
 
 const USAGE = "agent.ts [URL] [flags]    (deno run -A agent.ts, or bun agent.ts)";

@@ -315,8 +315,10 @@ async function send(
     res.end();
   } catch {
     // The body failed midway (the agent went away): cut the connection, as a proxy does, so
-    // that the caller sees a truncated response rather than a complete-looking one.
-    res.destroy();
+    // that the caller sees a truncated response rather than a complete-looking one. The
+    // socket itself: Bun's `res.destroy()` before any body byte sends a bare close-delimited
+    // 200, which looks like a complete empty answer.
+    (res.socket ?? res).destroy();
   } finally {
     signal.removeEventListener("abort", onAbort);
   }

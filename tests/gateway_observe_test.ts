@@ -171,6 +171,34 @@ describe("gateway: readiness, metrics and logs", TEST_OPTIONS, () => {
     assert.equal(closed.code, 1000);
   });
 
+  it("an agent failing mid-body is one warning line with its cause, not a stack trace", async () => {
+    const agent = startAgent({
+      url: gateway.agentsUrl,
+      name: "breaks",
+      token: "agents",
+      handler: () =>
+        new Response(
+          new ReadableStream({
+            start(controller) {
+              controller.enqueue(new TextEncoder().encode("part of it"));
+              controller.error(new Error("the disk went away"));
+            },
+          }),
+        ),
+    });
+    await serverHolds(gateway.server, (await withTimeout(agent.ready, STEP_MS, "ready")).id);
+    // The gateway cuts the caller's connection, as a proxy does: the head may not have left yet.
+    await assert.rejects(
+      fetch(`${gateway.url}/agents/breaks/file`, { headers: auth }).then((r) => r.text()),
+      "the caller never sees a complete-looking answer",
+    );
+    const [level, , fields] = await logged("request failed", (f) => f.path === "/file");
+    assert.equal(level, "warn");
+    assert.equal(fields.status, 200);
+    assert.ok(fields.error instanceof Error);
+    await agent.close();
+  });
+
   it("says not ready (503) once it starts draining", async () => {
     const draining = await startGateway({ port: 0, closeTimeout: 2_000 });
     let started!: () => void;
