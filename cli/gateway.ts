@@ -117,7 +117,8 @@ export const GATEWAY_FLAGS: FlagTable = withEnv({
 
 function withEnv(table: FlagTable): FlagTable {
   for (const [name, spec] of Object.entries(table)) {
-    if (name !== "help" && name !== "config" && name !== "hash-token") spec.env = ENV(name);
+    // `--hash-token` is a one-off command, not a setting.
+    if (name !== "help" && name !== "hash-token") spec.env = ENV(name);
   }
   return table;
 }

@@ -88,10 +88,9 @@ for (const runtime of ["deno", "bun"] as const) {
         const config = join(dir, "gateway.json");
         writeFileSync(config, JSON.stringify({ "trusted-proxies": ["10.0.0.0/8"], port: 0 }));
         const script = join(ROOT_DIR, "gateway.ts");
-        const argv = runtime === "deno"
-          ? ["run", "-A", "--quiet", script, "--config", config]
-          : ["run", script, "--config", config];
+        const argv = runtime === "deno" ? ["run", "-A", "--quiet", script] : ["run", script];
         const gateway = spawnLines(runtime === "deno" ? DENO_BIN : BUN_BIN, argv, "gateway.ts", {
+          SWAGGERSOCKET_GATEWAY_CONFIG: config,
           SWAGGERSOCKET_GATEWAY_LOG_FORMAT: "json",
           SWAGGERSOCKET_GATEWAY_API_TOKEN: "from-env",
         });
