@@ -276,7 +276,7 @@ export class WebSocketClient {
   ): void {
     const endpoint = this.#endpoint;
     let opened = false;
-    endpoint.connect(adaptWebSocket(ws), {
+    endpoint.connect(adaptWebSocket(ws, RUNTIME.binaryType), {
       remoteAddr: remoteOf(this.#options.url),
       metadata: this.#metadata,
       handler: this.#handler,

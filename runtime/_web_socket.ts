@@ -24,14 +24,9 @@ class StandardSocket implements Socket {
   readonly #ws: WebSocket;
   #closed = false;
 
-  constructor(ws: WebSocket) {
+  constructor(ws: WebSocket, binaryType: BinaryType) {
     this.#ws = ws;
-    // Bun's client copies each binary message once more to make an ArrayBuffer; as a
-    // "nodebuffer" it does not. Elsewhere that value is refused (Deno keeps the old one,
-    // Node's undici falls back to "blob"), and "arraybuffer" it is.
-    const typed = ws as { binaryType: string };
-    typed.binaryType = "nodebuffer";
-    if (typed.binaryType !== "nodebuffer") typed.binaryType = "arraybuffer";
+    (ws as { binaryType: string }).binaryType = binaryType;
     ws.addEventListener("message", this);
     ws.addEventListener("close", this);
   }
@@ -41,6 +36,8 @@ class StandardSocket implements Socket {
   }
 
   send(data: Uint8Array): void {
+    // A socket that has begun closing takes nothing more; browsers log an error for each try.
+    if (this.#ws.readyState > WebSocket.OPEN) return;
     this.#ws.send(data);
   }
 
@@ -80,13 +77,21 @@ class StandardSocket implements Socket {
 }
 
 /**
+ * How a runtime's `WebSocket` should hand over binary messages: Bun's client copies each one
+ * once more to make an `ArrayBuffer`, and as a `"nodebuffer"` it does not; everywhere else
+ * (Deno, browsers, which log a warning for a value they do not know) `"arraybuffer"`.
+ */
+export type BinaryType = "nodebuffer" | "arraybuffer";
+
+/**
  * Adapts a standard `WebSocket` that is already open (or opening).
  *
  * @param ws The socket.
+ * @param binaryType How it hands over binary messages (see {@linkcode BinaryType}).
  * @returns The adapter.
  */
-export function adaptWebSocket(ws: WebSocket): Socket {
-  return new StandardSocket(ws);
+export function adaptWebSocket(ws: WebSocket, binaryType: BinaryType = "arraybuffer"): Socket {
+  return new StandardSocket(ws, binaryType);
 }
 
 interface WebSocketWithOptions {

@@ -40,7 +40,7 @@ import {
   scriptOnDeno,
   upgradeOnDeno,
 } from "./_deno.ts";
-import { openWebSocketWith } from "./_web_socket.ts";
+import { type BinaryType, openWebSocketWith } from "./_web_socket.ts";
 import type { DialTls, Listening, ListenOptions, ScriptRuntime, SocketAcceptor } from "./_types.ts";
 
 export { adaptWebSocket, dialFailure } from "./_web_socket.ts";
@@ -68,6 +68,8 @@ export interface Runtime {
    * (`splitMessages`, PROTOCOL.md §9). Bun's client sets TCP_NODELAY and writes whole messages.
    */
   readonly clientDelaysMidSizeMessages: boolean;
+  /** How this runtime's `WebSocket` client should hand over binary messages. */
+  readonly binaryType: BinaryType;
   /**
    * Listens with the runtime's own server.
    *
@@ -117,6 +119,7 @@ function detect(): Runtime {
     return {
       name: "bun",
       clientDelaysMidSizeMessages: false,
+      binaryType: "nodebuffer",
       listen: (options, websocket) => listenOnBun(bun, options, websocket),
       upgrade: noUpgrade,
       dialTls: (caCerts) => dialTlsOnBun(process, caCerts),
@@ -126,6 +129,7 @@ function detect(): Runtime {
   if (deno) {
     return {
       name: "deno",
+      binaryType: "arraybuffer",
       clientDelaysMidSizeMessages: true,
       listen: (options) => listenOnDeno(deno, options),
       upgrade: typeof deno.upgradeWebSocket === "function"
@@ -138,6 +142,7 @@ function detect(): Runtime {
   }
   return {
     name: "other",
+    binaryType: "arraybuffer",
     clientDelaysMidSizeMessages: false,
     listen: noServer,
     upgrade: noUpgrade,

@@ -8,7 +8,7 @@
 import { afterEach, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import type { Socket } from "../_socket.ts";
-import { adaptWebSocket } from "../runtime/mod.ts";
+import { adaptWebSocket, RUNTIME } from "../runtime/mod.ts";
 import { withTimeout } from "./_helpers.ts";
 import { type AppServer, deferred, startAdaptedSocketServer } from "./_server_helpers.ts";
 
@@ -45,7 +45,8 @@ function collectMismatches(socket: Socket): Promise<number[]> {
 
 function openClient(port: number): Promise<Socket> {
   const ws = new WebSocket(`ws://127.0.0.1:${port}/`);
-  const socket = adaptWebSocket(ws);
+  // As the client adapts it: "nodebuffer" messages on Bun, ArrayBuffers elsewhere.
+  const socket = adaptWebSocket(ws, RUNTIME.binaryType);
   return new Promise((resolve, reject) => {
     ws.addEventListener("open", () => resolve(socket), { once: true });
     ws.addEventListener("error", () => reject(new Error("Cannot connect")), { once: true });
