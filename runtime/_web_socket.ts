@@ -38,7 +38,8 @@ class StandardSocket implements Socket {
   send(data: Uint8Array): void {
     // A socket that has begun closing takes nothing more; browsers log an error for each try.
     if (this.#ws.readyState > WebSocket.OPEN) return;
-    this.#ws.send(data);
+    // The library's bytes never live in a SharedArrayBuffer; the DOM's types ask to be told.
+    this.#ws.send(data as Uint8Array<ArrayBuffer>);
   }
 
   close(code: number, reason: string): void {

@@ -1,6 +1,6 @@
 /**
- * The client in a real headless Chromium (Debian's `chromium`), bundled for the browser with
- * `deno bundle --platform browser`: a page connects with metadata, serves a handler that the
+ * The client-only entry in a real headless Chromium (Debian's `chromium`), bundled for the
+ * browser with `deno bundle --platform browser`: a page connects with metadata, serves a handler that the
  * server calls, calls the server, and logs no warning or error of the library's.
  */
 
@@ -19,13 +19,13 @@ import { launchBrowser, NO_CHROMIUM } from "./_browser.ts";
 const OPTIONS = { timeout: 120_000, skip: NO_CHROMIUM };
 const STEP_MS = 30_000;
 
-/** Bundles `tests/fixtures/browser_client.ts` for the browser; resolves with the code. */
+/** Bundles the client-only entry (`client/mod.ts`) for the browser; resolves with the code. */
 function bundle(dir: string): Promise<string> {
   const out = join(dir, "client.js");
   return new Promise((resolve, reject) =>
     execFile(
       DENO_BIN,
-      ["bundle", "--quiet", "--platform", "browser", "-o", out, "tests/fixtures/browser_client.ts"],
+      ["bundle", "--quiet", "--platform", "browser", "-o", out, "client/mod.ts"],
       { cwd: ROOT_DIR, timeout: 120_000, env: { ...process.env, DENO_NO_UPDATE_CHECK: "1" } },
       (error, _stdout, stderr) =>
         error ? reject(new Error(stderr || String(error))) : resolve(readFileSync(out, "utf8")),

@@ -59,6 +59,7 @@ if (want("checks")) {
       "check",
       "mod.ts",
       "protocol/mod.ts",
+      "client/mod.ts",
       "gateway.ts",
       "agent.ts",
       "cli/",
@@ -66,7 +67,17 @@ if (want("checks")) {
       "examples/",
       "bench/",
     ]],
-    ["doc-lint", deno, ["doc", "--lint", "mod.ts", "protocol/mod.ts", "gateway.ts", "agent.ts"]],
+    // What runs in a page type-checks against the DOM's libraries too.
+    ["check-dom", deno, ["check", "--config", "tools/deno.dom.json", "client/mod.ts", "mod.ts"]],
+    ["doc-lint", deno, [
+      "doc",
+      "--lint",
+      "mod.ts",
+      "protocol/mod.ts",
+      "client/mod.ts",
+      "gateway.ts",
+      "agent.ts",
+    ]],
     ["publish-dry-run", deno, ["publish", "--dry-run", "--allow-dirty"]],
   ];
   for (const [label, command, args] of checks) {
