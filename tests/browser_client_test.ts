@@ -1,7 +1,10 @@
 /**
  * The client-only entry in a real headless Chromium (Debian's `chromium`), bundled for the
- * browser with `deno bundle --platform browser`: a page connects with metadata, serves a handler that the
- * server calls, calls the server, and logs no warning or error of the library's.
+ * browser with `deno bundle --platform browser`, against a server in this runtime: a page
+ * connects with metadata and serves a handler; the server calls it (small, 1 MiB, a streamed
+ * response) and the page calls the server; aborts go both ways; after a server restart the
+ * page reconnects with its handler still serving; through the gateway, curl reaches the page
+ * by name; and the page's console stays empty throughout.
  */
 
 import { after, before, describe, it } from "node:test";
@@ -11,9 +14,12 @@ import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { createServer, type Server } from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { EventType, WebSocketServer } from "../mod.ts";
-import { DENO_BIN, nextEvent, ROOT_DIR, RUNTIME, withTimeout } from "./_helpers.ts";
 import process from "node:process";
+import type { Browser, Page } from "puppeteer-core";
+import { type Connection, EventType, WebSocketServer } from "../mod.ts";
+import { startGateway } from "../gateway.ts";
+import { DENO_BIN, nextEvent, ROOT_DIR, RUNTIME, withTimeout } from "./_helpers.ts";
+import { deferred } from "./_deferred.ts";
 import { launchBrowser, NO_CHROMIUM } from "./_browser.ts";
 
 const OPTIONS = { timeout: 120_000, skip: NO_CHROMIUM };
@@ -33,70 +39,121 @@ function bundle(dir: string): Promise<string> {
   );
 }
 
-const PAGE = (wsUrl: string) =>
-  `<!doctype html><meta charset="utf-8"><title>agent page</title>
+/**
+ * The page: dials `?ws=` as `?name=`, serves a small API, and offers `window.page` to the
+ * test (calls to the server, and what its handler saw aborted).
+ */
+const PAGE = `<!doctype html><meta charset="utf-8"><title>agent page</title>
 <script type="module">
-import { WebSocketClient, EventType } from "/client.js";
+import { WebSocketClient } from "/client.js";
+const params = new URLSearchParams(location.search);
+const aborted = [];
 const client = new WebSocketClient({
-  url: ${JSON.stringify(wsUrl)},
+  url: params.get("ws"),
+  reconnect: { initialDelay: 50, maxDelay: 500 },
   handler: async (request) => {
     const url = new URL(request.url);
     if (url.pathname === "/hello") return new Response("hello from the page");
     if (url.pathname === "/echo") return new Response(await request.arrayBuffer());
+    if (url.pathname === "/stream") {
+      let n = 0;
+      return new Response(new ReadableStream({
+        pull(controller) {
+          if (n === 5) return controller.close();
+          controller.enqueue(new TextEncoder().encode("chunk " + n++ + "\\n"));
+        },
+      }));
+    }
+    if (url.pathname === "/forever") {
+      request.signal.addEventListener("abort", () => aborted.push(url.pathname));
+      return new Promise(() => {});
+    }
     return new Response("not here", { status: 404 });
   },
-}).withMetadata({ name: "page", kind: "browser" });
-const connection = await client.connect();
-const time = await (await connection.fetch("/time")).json();
-document.title = "connected " + connection.id + " " + time.now;
+}).withMetadata({ name: params.get("name"), kind: "browser" });
+let connection;
+try {
+  connection = await client.connect();
+} catch (error) {
+  document.title = "refused " + error.code;
+  throw error;
+}
+window.page = {
+  aborted,
+  async call(path, abortAfterMs) {
+    const signal = abortAfterMs === undefined ? undefined : AbortSignal.timeout(abortAfterMs);
+    try {
+      const response = await client.connection.fetch(path, { signal });
+      return await response.text();
+    } catch (error) {
+      return error.name;
+    }
+  },
+};
+document.title = "connected " + connection.id;
 </script>`;
 
 describe(`the client in a headless Chromium, against a ${RUNTIME} server`, OPTIONS, () => {
   let dir: string;
   let code: string;
-  let server: WebSocketServer;
   let site: Server;
   let siteUrl: string;
+  let browser: Browser;
+  const problems: string[] = [];
 
   before(async () => {
     dir = mkdtempSync(join(tmpdir(), "ss-browser-"));
     code = await bundle(dir);
-    server = new WebSocketServer({
-      hostname: "127.0.0.1",
-      port: 0,
-      handler: () => Response.json({ now: "2026-12-06T00:00:00Z" }),
-    });
-    const wsUrl = `ws://127.0.0.1:${server.addr.port}`;
     site = createServer((req, res) => {
-      if (req.url === "/client.js") {
-        res.writeHead(200, { "content-type": "text/javascript" });
-        res.end(code);
-      } else {
-        res.writeHead(200, { "content-type": "text/html" });
-        res.end(PAGE(wsUrl));
-      }
+      const js = req.url === "/client.js";
+      res.writeHead(200, { "content-type": js ? "text/javascript" : "text/html" });
+      res.end(js ? code : PAGE);
     });
     await new Promise<void>((resolve) => site.listen(0, "127.0.0.1", resolve));
     siteUrl = `http://127.0.0.1:${(site.address() as { port: number }).port}/`;
+    browser = await launchBrowser();
   });
   after(async () => {
-    await server?.close();
+    await browser?.close();
     await new Promise((resolve) => site?.close(resolve));
     rmSync(dir, { recursive: true, force: true });
+    assert.deepEqual(problems, [], "no warnings or errors in the pages' consoles");
   });
 
-  it("connects with metadata, serves the server's calls, calls the server, with a quiet console", async () => {
-    const browser = await launchBrowser();
+  /** Opens the page, dialing `ws` as `name`; it records any console warning or error. */
+  async function openPage(ws: string, name: string): Promise<Page> {
+    const page = await browser.newPage();
+    page.on("console", (message) => {
+      if (message.type() === "error" || message.type() === "warn") {
+        problems.push(`${message.type()}: ${message.text()}`);
+      }
+    });
+    page.on("pageerror", (error) => problems.push(`pageerror: ${error}`));
+    await page.goto(`${siteUrl}?ws=${encodeURIComponent(ws)}&name=${name}`);
+    return page;
+  }
+
+  const call = (page: Page, path: string, abortAfterMs?: number): Promise<string> =>
+    page.evaluate(`window.page.call(${JSON.stringify(path)}, ${abortAfterMs})`) as Promise<string>;
+
+  it("connects with metadata; each end calls the other; aborts go both ways", async () => {
+    const serverSawAbort = deferred<void>();
+    const server = new WebSocketServer({
+      hostname: "127.0.0.1",
+      port: 0,
+      handler: (request) => {
+        const path = new URL(request.url).pathname;
+        if (path === "/time") return Response.json({ now: "2026-12-06T00:00:00Z" });
+        request.signal.addEventListener("abort", () => serverSawAbort.resolve());
+        return new Promise<Response>(() => {});
+      },
+    });
     try {
-      const page = await browser.newPage();
-      const console: string[] = [];
-      page.on("console", (message) => console.push(`${message.type()}: ${message.text()}`));
-      page.on("pageerror", (error) => console.push(`pageerror: ${error}`));
       const received = nextEvent(server.events(), EventType.ConnectionReceived, STEP_MS);
-      await page.goto(siteUrl);
-      const event = await received;
-      const connection = event.connection!;
+      const page = await openPage(`ws://127.0.0.1:${server.addr.port}`, "page");
+      const connection: Connection = (await received).connection!;
       assert.deepEqual(connection.metadata, { name: "page", kind: "browser" });
+
       const hello = await withTimeout(connection.fetch("/hello"), STEP_MS, "GET /hello");
       assert.equal(await hello.text(), "hello from the page");
       const big = new Uint8Array(1024 * 1024).map((_, i) => i % 251);
@@ -106,12 +163,83 @@ describe(`the client in a headless Chromium, against a ${RUNTIME} server`, OPTIO
         "POST /echo 1 MiB",
       );
       assert.deepEqual(new Uint8Array(await echoed.arrayBuffer()), big);
-      await page.waitForFunction(`document.title.startsWith("connected ${connection.id}")`, {
-        timeout: STEP_MS,
-      });
-      assert.deepEqual(console, [], "no warnings or errors in the page's console");
+      const streamed = await withTimeout(connection.fetch("/stream"), STEP_MS, "GET /stream");
+      assert.equal(await streamed.text(), "chunk 0\nchunk 1\nchunk 2\nchunk 3\nchunk 4\n");
+
+      assert.equal(await call(page, "/time"), '{"now":"2026-12-06T00:00:00Z"}');
+
+      // The server gives up on the page: the page's handler sees its request aborted.
+      await assert.rejects(
+        connection.fetch("/forever", { signal: AbortSignal.timeout(100) }),
+        { name: "TimeoutError" },
+      );
+      await page.waitForFunction(`window.page.aborted.includes("/forever")`, { timeout: STEP_MS });
+      // The page gives up on the server: the server's handler sees it.
+      assert.equal(await call(page, "/never", 100), "TimeoutError");
+      await withTimeout(serverSawAbort.promise, STEP_MS, "the server's handler to see the abort");
+      await page.close();
     } finally {
-      await browser.close();
+      await server.close();
+    }
+  });
+
+  it("is refused by authorize without a word in the console", async () => {
+    const server = new WebSocketServer({
+      hostname: "127.0.0.1",
+      port: 0,
+      authorize: ({ metadata }) => (metadata as { name?: string }).name === "invited",
+    });
+    try {
+      const page = await browser.newPage();
+      const seen: string[] = [];
+      page.on("console", (message) => seen.push(`${message.type()}: ${message.text()}`));
+      await page.goto(
+        `${siteUrl}?ws=${encodeURIComponent(`ws://127.0.0.1:${server.addr.port}`)}&name=stranger`,
+      );
+      await page.waitForFunction(`document.title === "refused 4003"`, { timeout: STEP_MS });
+      assert.deepEqual(seen.filter((line) => /^(error|warn)/.test(line)), []);
+      await page.close();
+    } finally {
+      await server.close();
+    }
+  });
+
+  it("reconnects after a server restart, its handler still serving", async () => {
+    const first = new WebSocketServer({ hostname: "127.0.0.1", port: 0 });
+    const port = first.addr.port;
+    const received = nextEvent(first.events(), EventType.ConnectionReceived, STEP_MS);
+    const page = await openPage(`ws://127.0.0.1:${port}`, "survivor");
+    await received;
+    await first.close();
+    const second = new WebSocketServer({ hostname: "127.0.0.1", port });
+    try {
+      const again = await nextEvent(second.events(), EventType.ConnectionReceived, STEP_MS);
+      assert.equal((again.connection!.metadata as { name: string }).name, "survivor");
+      const hello = await withTimeout(again.connection!.fetch("/hello"), STEP_MS, "after restart");
+      assert.equal(await hello.text(), "hello from the page");
+      await page.close();
+    } finally {
+      await second.close();
+    }
+  });
+
+  it("through the gateway, curl reaches the page's handler by its name", async () => {
+    const gateway = await startGateway({ port: 0 });
+    try {
+      const received = nextEvent(gateway.server.events(), EventType.ConnectionReceived, STEP_MS);
+      const page = await openPage(gateway.agentsUrl, "kiosk");
+      await received;
+      const body = await new Promise<string>((resolve, reject) =>
+        execFile(
+          "curl",
+          ["-sS", "--max-time", "20", `${gateway.url}/agents/kiosk/hello`],
+          (error, stdout) => error ? reject(error) : resolve(stdout),
+        )
+      );
+      assert.equal(body, "hello from the page");
+      await page.close();
+    } finally {
+      await gateway.close();
     }
   });
 });
