@@ -33,7 +33,13 @@ export interface WebSocketClientOptions extends ConnectionOptions {
   keepAlive?: boolean;
   /** Backoff between reconnection attempts (see {@linkcode ReconnectOptions} for the defaults). */
   reconnect?: ReconnectOptions;
-  /** Headers for the upgrade request (Deno and Bun; browsers cannot send them). */
+  /**
+   * Headers for the upgrade request (an `Authorization` for the server's `authorize`), on Deno
+   * and Bun. A browser cannot send them (`connect()` then fails with a non-retryable
+   * `HandshakeError`): a page authenticates with a token in its metadata instead
+   * (`withMetadata({ name, token })`), which `authorize` reads as `metadata`, and the gateway's
+   * `--token` and `--credentials` check.
+   */
   headers?: HeadersInit;
   /**
    * CA certificates (PEM text, not file names) to trust for a `wss://` server, besides the

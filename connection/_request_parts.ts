@@ -40,6 +40,14 @@ const FORBIDDEN = new Set(["CONNECT", "TRACE", "TRACK"]);
 const encoder = new TextEncoder();
 
 /**
+ * Whether this platform's `Request` drops forbidden request headers (`cookie`, `host`,
+ * `origin`, `sec-*`, …): browsers do, Deno and Bun do not. Where it does, `fetch(url, init)`
+ * takes the same path as `fetch(new Request(url, init))`, so that the two send the same.
+ */
+const REQUEST_DROPS_FORBIDDEN_HEADERS = !new Request("http://x/", { headers: { cookie: "a" } })
+  .headers.has("cookie");
+
+/**
  * Turns `fetch`'s arguments into what goes on the wire.
  *
  * @param input A URL (relative or absolute) or a `Request`.
@@ -185,6 +193,7 @@ function fastParts(
     wire = absolute ? url.href : url.pathname + url.search;
   }
   let headers: [string, string][];
+  if (init?.headers !== undefined && REQUEST_DROPS_FORBIDDEN_HEADERS) return undefined;
   if (init?.headers === undefined) {
     headers = defaultType === undefined ? [] : [["content-type", defaultType]];
   } else {

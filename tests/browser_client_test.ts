@@ -80,6 +80,14 @@ try {
 }
 window.page = {
   aborted,
+  async headersBothWays() {
+    const headers = { cookie: "a=1", "x-ok": "1" };
+    const byInit = await (await client.connection.fetch("/headers", { headers })).json();
+    const byRequest = await (await client.connection.fetch(
+      new Request(new URL("/headers", location.href), { headers }),
+    )).json();
+    return JSON.stringify([byInit, byRequest]);
+  },
   async call(path, abortAfterMs) {
     const signal = abortAfterMs === undefined ? undefined : AbortSignal.timeout(abortAfterMs);
     try {
@@ -144,6 +152,7 @@ describe(`the client in a headless Chromium, against a ${RUNTIME} server`, OPTIO
       handler: (request) => {
         const path = new URL(request.url).pathname;
         if (path === "/time") return Response.json({ now: "2026-12-06T00:00:00Z" });
+        if (path === "/headers") return Response.json(Object.fromEntries(request.headers));
         request.signal.addEventListener("abort", () => serverSawAbort.resolve());
         return new Promise<Response>(() => {});
       },
@@ -167,6 +176,13 @@ describe(`the client in a headless Chromium, against a ${RUNTIME} server`, OPTIO
       assert.equal(await streamed.text(), "chunk 0\nchunk 1\nchunk 2\nchunk 3\nchunk 4\n");
 
       assert.equal(await call(page, "/time"), '{"now":"2026-12-06T00:00:00Z"}');
+      // A page's two ways to send headers send the same: the browser's forbidden ones dropped.
+      const sent = JSON.parse(
+        await page.evaluate(`window.page.headersBothWays()`) as string,
+      ) as Record<string, string>[];
+      assert.deepEqual(sent[0], sent[1]);
+      assert.equal(sent[0]["x-ok"], "1");
+      assert.equal(sent[0].cookie, undefined);
 
       // The server gives up on the page: the page's handler sees its request aborted.
       await assert.rejects(
