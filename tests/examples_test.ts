@@ -6,6 +6,8 @@
 import { afterEach, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { type Connection, EventType, WebSocketClient, WebSocketServer } from "../mod.ts";
+import { startGateway } from "../gateway.ts";
+import { launchBrowser, NO_CHROMIUM } from "./_browser.ts";
 import { patternStream, verifyPattern } from "./fixtures/_common.ts";
 import { execFile } from "node:child_process";
 import { readFileSync } from "node:fs";
@@ -196,6 +198,42 @@ describe("examples", () => {
       );
     });
   }
+
+  it("browser/serve.ts: the page in Chromium is an agent that curl reaches through the gateway", {
+    skip: NO_CHROMIUM,
+  }, async () => {
+    const site = spawn("deno", "examples/browser/serve.ts", ["--port", "0"]);
+    const [, url] = await site.waitFor(/^open (http:\/\/127\.0\.0\.1:\d+\/)$/, 60_000);
+    const gateway = await startGateway({ port: 0 });
+    steps.push(() => gateway.close());
+    const browser = await launchBrowser();
+    steps.push(() => browser.close());
+    const page = await browser.newPage();
+    const problems: string[] = [];
+    page.on("console", (message) => {
+      if (message.type() === "error" || message.type() === "warn") problems.push(message.text());
+    });
+    page.on("pageerror", (error) => problems.push(String(error)));
+    const received = nextEvent(gateway.server.events(), EventType.ConnectionReceived, STEP_MS);
+    await page.goto(`${url}?gateway=${encodeURIComponent(gateway.agentsUrl)}&name=tab`);
+    await received;
+    await page.waitForFunction(
+      `document.getElementById("status").textContent === "connected as tab"`,
+      { timeout: STEP_MS },
+    );
+    await page.click("#click");
+    const hello = await new Promise<string>((resolve, reject) =>
+      execFile(
+        "curl",
+        ["-sS", "--max-time", "20", `${gateway.url}/agents/tab/hello`],
+        (error, stdout) => error ? reject(error) : resolve(stdout),
+      )
+    );
+    assert.equal(hello, "hello from the browser tab\n");
+    const clicks = await withTimeout(fetch(`${gateway.url}/agents/tab/clicks`), STEP_MS, "clicks");
+    assert.deepEqual(await clicks.json(), { clicks: 1 });
+    assert.deepEqual(problems, []);
+  });
 
   it("the servers' default ports differ from each other and from npm start's 8080", () => {
     const defaults = new Map<string, string>();
