@@ -172,6 +172,21 @@ describe(`the client in a headless Chromium, against a ${RUNTIME} server`, OPTIO
         "POST /echo 1 MiB",
       );
       assert.deepEqual(new Uint8Array(await echoed.arrayBuffer()), big);
+      // A streamed request body, chunk by chunk, echoed back whole.
+      const parts = ["one ", "two ", "three"];
+      const upload = new ReadableStream<Uint8Array>({
+        pull(controller) {
+          const next = parts.shift();
+          if (next === undefined) controller.close();
+          else controller.enqueue(new TextEncoder().encode(next));
+        },
+      });
+      const uploaded = await withTimeout(
+        connection.fetch("/echo", { method: "POST", body: upload }),
+        STEP_MS,
+        "POST /echo streamed",
+      );
+      assert.equal(await uploaded.text(), "one two three");
       const streamed = await withTimeout(connection.fetch("/stream"), STEP_MS, "GET /stream");
       assert.equal(await streamed.text(), "chunk 0\nchunk 1\nchunk 2\nchunk 3\nchunk 4\n");
 
