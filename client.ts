@@ -27,8 +27,12 @@ import {
 
 /** Options for {@linkcode WebSocketClient}. */
 export interface WebSocketClientOptions extends ConnectionOptions {
-  /** The server's WebSocket URL (`ws://` or `wss://`). */
-  url: string | URL;
+  /**
+   * The server's WebSocket URL (`ws://` or `wss://`), or several: the client then dials them
+   * in turn, moving to the next whenever one fails (as NATS clients do), so that agents find
+   * another gateway of a cluster when theirs is gone. `connect()` tries each once.
+   */
+  url: string | URL | readonly (string | URL)[];
   /** Heartbeat, and reconnect when the connection is lost. Default `true`. */
   keepAlive?: boolean;
   /** Backoff between reconnection attempts (see {@linkcode ReconnectOptions} for the defaults). */
@@ -84,6 +88,9 @@ export class WebSocketClient {
   #metadata: unknown = null;
   #handler: Handler | undefined;
   #connection: Connection | undefined;
+  /** Where to dial, in turn; `#next` is the one the next dial uses. */
+  readonly #urls: string[];
+  #next = 0;
   /** The socket of the latest connection (whose close `close()` waits for). */
   #ws: WebSocket | undefined;
   #resumeToken: string | undefined;
@@ -100,10 +107,15 @@ export class WebSocketClient {
    * @throws {RangeError} If a limit or the heartbeat timing is out of range.
    */
   constructor(options: WebSocketClientOptions) {
-    const url = new URL(options.url);
-    if (!["ws:", "wss:", "http:", "https:"].includes(url.protocol)) {
-      throw new TypeError(`Cannot dial ${url.protocol} URLs: use ws: or wss:`);
+    const urls = Array.isArray(options.url) ? options.url : [options.url as string | URL];
+    if (urls.length === 0) throw new TypeError("Cannot dial: url is an empty list");
+    for (const each of urls) {
+      const url = new URL(each);
+      if (!["ws:", "wss:", "http:", "https:"].includes(url.protocol)) {
+        throw new TypeError(`Cannot dial ${url.protocol} URLs: use ws: or wss:`);
+      }
     }
+    this.#urls = urls.map(String);
     if (options.caCerts !== undefined) checkCaCerts(options.caCerts, "caCerts");
     this.#options = options;
     this.#handler = options.handler;
@@ -152,8 +164,20 @@ export class WebSocketClient {
     if (this.#closed) throw new TypeError("Cannot connect: the client is closed");
     if (this.#connection && !this.#connection.isClosed) return this.#connection;
     // Concurrent calls share one dial rather than opening a socket each.
-    this.#connecting ??= this.#dial().finally(() => this.#connecting = undefined);
+    this.#connecting ??= this.#dialEach().finally(() => this.#connecting = undefined);
     return await this.#connecting;
+  }
+
+  /** Dials each URL once, in turn, until one connects; rejects with the last failure. */
+  async #dialEach(): Promise<Connection> {
+    for (let tried = 1;; tried++) {
+      try {
+        return await this.#dial();
+      } catch (error) {
+        const terminal = error instanceof HandshakeError && !error.retryable;
+        if (terminal || tried >= this.#urls.length || this.#closed) throw error;
+      }
+    }
   }
 
   /**
@@ -193,14 +217,23 @@ export class WebSocketClient {
     return this.close();
   }
 
+  /** Dials the next URL; a failure moves the turn on to the one after. */
   #dial(): Promise<Connection> {
+    const url = this.#urls[this.#next];
+    return this.#dialUrl(url).catch((error) => {
+      this.#next = (this.#urls.indexOf(url) + 1) % this.#urls.length;
+      throw error;
+    });
+  }
+
+  #dialUrl(url: string): Promise<Connection> {
     const options = this.#options;
     const limits = options.limits ?? {};
     const handshakeTimeout = limits.handshakeTimeout ?? 10_000;
     return new Promise<Connection>((resolve, reject) => {
       let ws: WebSocket;
       try {
-        ws = openWebSocket(options.url, { headers: options.headers, caCerts: options.caCerts });
+        ws = openWebSocket(url, { headers: options.headers, caCerts: options.caCerts });
       } catch (error) {
         reject(
           new HandshakeError(`Cannot connect: ${(error as Error).message}`, 1006, false, {
@@ -236,7 +269,7 @@ export class WebSocketClient {
       const onEarlyClose = (event: CloseEvent): void => {
         fail(
           new HandshakeError(
-            `Cannot connect to ${options.url}: ${
+            `Cannot connect to ${url}: ${
               describeDialFailure(event.code, event.reason, failure, options.caCerts)
             }`,
             event.code || 1006,
@@ -255,7 +288,7 @@ export class WebSocketClient {
           ws.close();
           return;
         }
-        this.#open(ws, handshakeTimeout, (connection) => {
+        this.#open(ws, url, handshakeTimeout, (connection) => {
           settled = true;
           resolve(connection);
         }, (info) => {
@@ -276,6 +309,7 @@ export class WebSocketClient {
 
   #open(
     ws: WebSocket,
+    url: string,
     handshakeTimeout: number,
     onOpen: (connection: Connection) => void,
     onFail: (info: ConnectionCloseInfo) => void,
@@ -283,7 +317,7 @@ export class WebSocketClient {
     const endpoint = this.#endpoint;
     let opened = false;
     endpoint.connect(adaptWebSocket(ws, RUNTIME.binaryType), {
-      remoteAddr: remoteOf(this.#options.url),
+      remoteAddr: remoteOf(url),
       metadata: this.#metadata,
       handler: this.#handler,
       session: {

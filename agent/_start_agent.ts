@@ -18,10 +18,11 @@ import { demoHandler } from "./_demo_api.ts";
 /** Options for {@linkcode startAgent}. */
 export interface AgentOptions {
   /**
-   * The gateway's agents URL, e.g. `ws://127.0.0.1:8080/agents/connect`. An `http(s)://`
-   * or `ws(s)://` URL without a path gets the default agents path.
+   * The gateway's agents URL, e.g. `ws://127.0.0.1:8080/agents/connect`, or several (the
+   * gateways of a cluster): the agent dials them in turn, moving on when one fails. An
+   * `http(s)://` or `ws(s)://` URL without a path gets the default agents path.
    */
-  url: string | URL;
+  url: string | URL | readonly (string | URL)[];
   /**
    * The agent's name: callers reach it at `/agents/{name}/…`. 1–128 letters, digits, `.`,
    * `_`, `~` or `-`, starting with a letter or digit, and not shaped like a connection id
@@ -117,7 +118,8 @@ function agentsUrl(input: string | URL): URL {
  * @throws {TypeError} If the URL or `upstream` is not a valid URL of the right kind.
  */
 export function startAgent(options: AgentOptions): Agent {
-  const url = agentsUrl(options.url);
+  const urls = (Array.isArray(options.url) ? options.url : [options.url as string | URL])
+    .map(agentsUrl);
   const served = options.handler ??
     (options.upstream !== undefined
       ? tunnelHandler(options.upstream, { rewrite: options.rewrite })
@@ -135,7 +137,7 @@ export function startAgent(options: AgentOptions): Agent {
     ...(options.token !== undefined ? { token: options.token } : {}),
   };
   const client = new WebSocketClient({
-    url,
+    url: urls,
     handler,
     reconnect: options.reconnect,
     heartbeat: options.heartbeat,
@@ -182,7 +184,7 @@ export function startAgent(options: AgentOptions): Agent {
         }
         const ms = backoff.delay(attempt);
         options.logger?.warn("cannot connect yet", {
-          url: url.href,
+          url: urls.map((url) => url.href).join(" "),
           attempt,
           retryInMs: Math.round(ms),
           cause: (error as Error).message,

@@ -26,7 +26,8 @@ export const AGENT_FLAGS: FlagTable = {
     kind: "url",
     default: DEFAULT_URL,
     env: "SWAGGERSOCKET_AGENT_URL",
-    description: "The gateway's agents URL (ws, wss, or an http(s) base); also the first argument",
+    description:
+      "The gateway's agents URL (ws, wss, or an http(s) base); also the arguments, several for a cluster",
   },
   name: {
     type: "string",
@@ -98,14 +99,15 @@ async function main(): Promise<void> {
     console.log(helpText(USAGE, SUMMARY, AGENT_FLAGS));
     return;
   }
-  if (positionals.length > 1) {
-    throw new UsageError(`Unexpected argument: ${positionals[1]} (one URL at most)`);
-  }
   const text = (name: string): string | undefined => values[name] as string | undefined;
-  // The URL as the first argument is checked as --url is.
-  const url = positionals.length === 1
-    ? parseFlags({ url: AGENT_FLAGS.url }, ["--url", positionals[0]]).values.url as string
-    : text("url")!;
+  // URLs as arguments (several: the gateways of a cluster, dialed in turn) are checked as
+  // --url is.
+  const urls = positionals.length > 0
+    ? positionals.map((arg) =>
+      parseFlags({ url: AGENT_FLAGS.url }, ["--url", arg]).values.url as string
+    )
+    : [text("url")!];
+  const url = urls.join(" ");
   const format = text("log-format") as LogFormat;
   const level = text("log-level") as LogLevel;
   const log = createLog({ format, level, write: (line) => console.log(line) });
@@ -128,7 +130,7 @@ async function main(): Promise<void> {
     }
   }
   const agent = startAgent({
-    url,
+    url: urls,
     name,
     token: text("token"),
     upstream: text("upstream"),

@@ -148,7 +148,7 @@ for (const runtime of ["deno", "bun"] as const) {
         [["127.0.0.1:8080"], /--url/],
         [["--upstream", "localhost:3000"], /--upstream: localhost:3000 must start with http:\/\//],
         [["--upstream", "ws://x"], /--upstream/],
-        [["ws://a", "ws://b"], /Unexpected argument: ws:\/\/b/],
+        [["ws://a", "ftp://b"], /--url: ftp:\/\/b must start/],
       ];
       for (const [args, message] of cases) {
         const { code, stderr, stdout } = await agent(args);
@@ -164,6 +164,30 @@ for (const runtime of ["deno", "bun"] as const) {
       const { code, stdout } = await agent(["--help"]);
       assert.equal(code, 0);
       describesEvery(stdout, AGENT_FLAGS);
+    });
+
+    it("takes several gateway URLs and moves past one that is down", async () => {
+      const holder = createServer();
+      await new Promise<void>((resolve) => holder.listen(0, "127.0.0.1", resolve));
+      const { port } = holder.address() as { port: number };
+      await new Promise<void>((resolve) => holder.close(() => resolve()));
+      const gateway = await startGateway({ port: 0 });
+      try {
+        const script = join(ROOT_DIR, "agent.ts");
+        const urls = [`ws://127.0.0.1:${port}/agents/connect`, gateway.agentsUrl];
+        const argv = runtime === "deno"
+          ? ["run", "-A", "--quiet", script, ...urls, "--name", `two-${runtime}`]
+          : ["run", script, ...urls, "--name", `two-${runtime}`];
+        const agent = spawnLines(runtime === "deno" ? DENO_BIN : BUN_BIN, argv, "agent.ts");
+        try {
+          const [, id] = await agent.waitFor(/INFO +connected id=(\S+)/, RUN_MS);
+          await serverHolds(gateway.server, id);
+        } finally {
+          await agent.kill();
+        }
+      } finally {
+        await gateway.close();
+      }
     });
 
     it("says why it cannot connect and when it tries next", async () => {

@@ -288,6 +288,32 @@ describe("WebSocketClient", () => {
     assert.equal(client.connection, undefined);
   });
 
+  it("WebSocketClient with several URLs dials them in turn: past a dead one, and on to another when its server goes", async () => {
+    const gone = resources.server();
+    const deadUrl = urlOf(gone);
+    await withTimeout(gone.close(), GUARD, "server.close()");
+    const first = resources.server();
+    const second = resources.server();
+    const client = new WebSocketClient({
+      url: [deadUrl, urlOf(first), urlOf(second)],
+      reconnect: { initialDelay: 10, maxDelay: 50 },
+    });
+    resources.defer("client.close()", () => client.close());
+    const onFirst = nextEvent(first.events(), EventType.ConnectionReceived, GUARD);
+    const connection = await withTimeout(client.connect(), GUARD, "connect() past the dead URL");
+    assert.equal((await onFirst).connectionId, connection.id, "the second URL took it");
+    // Its server goes: the client moves on, to the third URL.
+    const onSecond = nextEvent(second.events(), EventType.ConnectionReceived, GUARD);
+    await withTimeout(first.close(), GUARD, "first.close()");
+    const moved = await onSecond;
+    assert.ok(moved.connection);
+    assert.equal(client.connection?.id, moved.connectionId);
+  });
+
+  it("WebSocketClient refuses an empty list of URLs", () => {
+    assert.throws(() => new WebSocketClient({ url: [] }), TypeError);
+  });
+
   it("WebSocketClient.connect() rejects with HandshakeError within limits.handshakeTimeout when the server never answers", async () => {
     const silent = startSilentWebSocketServer();
     resources.defer("silent server close()", () => silent.close());
