@@ -8,7 +8,7 @@
  * |---|---|
  * | `GET /healthz` | `ok` (no token needed) |
  * | `GET /readyz` | `ready`, or 503 `draining` once `close()` has begun (no token needed) |
- * | `GET /metrics` | Prometheus text format: agents, connections by close reason, requests by route and status class, latency, bytes, in-flight requests, heartbeat RTT |
+ * | `GET /metrics` | Prometheus text format: agents, connections by close reason, requests by route and status class, latency, bytes, in-flight requests, heartbeat RTT (with `apiToken`, it needs the token) |
  * | `GET /dashboard` | a live page of the agents and the latest requests (server-sent events from `/dashboard/events`); with `apiToken`, a browser gives it as a Basic password |
  * | `GET /agents` | JSON list of agents: `id`, `name`, `metadata` (without `token`), `remoteAddr`, `connectedAt`, `rtt`, `inFlight` |
  * | `ANY /agents/{id-or-name}/{rest...}` | forwards the request to that agent as `/{rest...}?{query}`, streaming both ways |
