@@ -145,6 +145,8 @@
 export { startGateway } from "./gateway/_start_gateway.ts";
 export type { Gateway, GatewayOptions } from "./gateway/_start_gateway.ts";
 export type { AgentInfo } from "./gateway/_agent_info.ts";
+export type { ClusterOptions } from "./gateway/_cluster.ts";
+export type { RedisLike } from "./cluster/_registry.ts";
 export {
   DEFAULT_AGENT_TIMEOUT,
   DEFAULT_AGENTS_PATH,

@@ -21,6 +21,7 @@
 
 /** The few commands of a Redis client used here (`@redis/client`'s `createClient()` fits). */
 export interface RedisLike {
+  /** Runs a Lua script (`EVAL`) with these keys and arguments; resolves with its reply. */
   eval(script: string, options: { keys: string[]; arguments: string[] }): Promise<unknown>;
 }
 

@@ -26,6 +26,7 @@ import { type AgentRoute, agentRoute, rawTarget, splitTarget } from "./_raw_targ
 import { AgentAdmission, type CredentialsReload } from "./_admission.ts";
 import { type AgentInfo, describeAgent } from "./_agent_info.ts";
 import { GatewayObserver } from "./_observer.ts";
+import { ClusterMembership, type ClusterOptions } from "./_cluster.ts";
 import { passThrough } from "./_pass_through.ts";
 import { dashboardPage } from "./_dashboard.ts";
 import type { GatewayRoute } from "./_stats.ts";
@@ -96,6 +97,13 @@ export interface GatewayOptions {
   idleTimeout?: number;
   /** Heartbeat timing on agents' connections. */
   heartbeat?: HeartbeatOptions;
+  /**
+   * Run as one instance of a cluster on Redis: agents held here are recorded for the other
+   * instances, a name taken on another instance since is given up (4015), and `GET /agents`
+   * lists every instance's agents. Forwarding to another instance's agent is not done yet.
+   * Default: a single gateway, no Redis.
+   */
+  cluster?: ClusterOptions;
   /** Milliseconds `close()` lets in-flight exchanges finish. Default 5 000. */
   closeTimeout?: number;
   /** Where log lines go (agents connecting and leaving, failures). Default: nowhere. */
@@ -284,6 +292,7 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
     onPong: (_data, rtt) => observer.rtt(rtt),
   });
   observer = new GatewayObserver(server, () => inFlight.size, logger);
+  const cluster = options.cluster && new ClusterMembership(server, options.cluster, logger);
 
   function findAgent(key: string): Connection | undefined {
     // An id-shaped key only by id, any other only by name.
@@ -446,13 +455,17 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
     const rawPath = splitTarget(target).path;
     const own = OWN_ROUTES[rawPath];
     if (own === undefined) return await toAgent(request, target, rawPath);
-    const response = ownRoute(own, request, rawPath);
+    const response = await ownRoute(own, request, rawPath);
     observer.answered(own, response.status);
     return response;
   }
 
   /** Answers the gateway's own routes: health, readiness, metrics, the list, the dashboard. */
-  function ownRoute(own: GatewayRoute, request: CallerRequest, rawPath: string): Response {
+  function ownRoute(
+    own: GatewayRoute,
+    request: CallerRequest,
+    rawPath: string,
+  ): Response | Promise<Response> {
     if (own === "healthz") return textResponse(200, "ok\n");
     if (own === "readyz") {
       return closing ? textResponse(503, "draining\n") : textResponse(200, "ready\n");
@@ -465,7 +478,17 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
       case "metrics":
         return textResponse(200, observer.stats.render(), METRICS_CONTENT_TYPE);
       case "agents":
-        return jsonResponse(server.connections().map(describeAgent));
+        return cluster
+          ? cluster.agents().then(
+            (agents) => jsonResponse(agents),
+            (error: Error) =>
+              errorResponse(
+                503,
+                "cluster_unavailable",
+                `Cannot list the cluster: ${error.message}`,
+              ),
+          )
+          : jsonResponse(server.connections().map(describeAgent));
       case "dashboard":
         return rawPath === DASHBOARD_PATH
           ? dashboardPage(DASHBOARD_EVENTS_PATH)
@@ -616,6 +639,7 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
     close: () => {
       closing ??= (async () => {
         observer.close();
+        await cluster?.leave();
         await server.close();
         // Whatever still streams (an endless event stream) is cut now.
         for (const controller of inFlight) controller.abort();

@@ -1,0 +1,102 @@
+/**
+ * Two gateways as a cluster on a real `redis-server`: each lists the other's agents, and a
+ * name claimed on both ends with exactly one holder. (Forwarding between instances is not
+ * built yet.)
+ */
+
+import { after, before, describe, it } from "node:test";
+import assert from "node:assert/strict";
+import { createClient } from "@redis/client";
+import { type AgentInfo, type Gateway, type RedisLike, startGateway } from "../gateway.ts";
+import { startAgent } from "../agent.ts";
+import type { Connection } from "../mod.ts";
+import { serverHolds, withTimeout } from "./_helpers.ts";
+import { NO_REDIS, type RedisServer, startRedis } from "./_redis.ts";
+
+const OPTIONS = { timeout: 60_000, skip: NO_REDIS };
+const STEP_MS = 20_000;
+
+describe("gateways as a cluster on redis-server", OPTIONS, () => {
+  let redis: RedisServer;
+  const clients: { destroy(): void }[] = [];
+  const gateways: Gateway[] = [];
+  const agents: { close(): Promise<void> }[] = [];
+
+  /** A gateway in the cluster, with a Redis client of its own. */
+  async function instance(): Promise<Gateway> {
+    const client = createClient({
+      socket: { path: redis.socket, tls: false },
+      disableOfflineQueue: true,
+    });
+    client.on("error", () => {});
+    await client.connect();
+    clients.push(client);
+    const gateway = await startGateway({
+      port: 0,
+      // Every instance of one test machine reaches the others on loopback.
+      cluster: { redis: client as unknown as RedisLike, advertise: "http://127.0.0.1", ttl: 1_500 },
+    });
+    gateways.push(gateway);
+    return gateway;
+  }
+
+  async function list(gateway: Gateway): Promise<AgentInfo[]> {
+    const response = await withTimeout(fetch(`${gateway.url}/agents`), STEP_MS, "GET /agents");
+    assert.equal(response.status, 200);
+    return await response.json() as AgentInfo[];
+  }
+
+  before(async () => {
+    redis = await startRedis();
+  });
+  after(async () => {
+    for (const agent of agents) await agent.close();
+    for (const gateway of gateways) await gateway.close();
+    for (const client of clients) client.destroy();
+    await redis?.close();
+  });
+
+  it("lists every instance's agents, each once, on any instance", async () => {
+    const [a, b] = [await instance(), await instance()];
+    const onA = startAgent({ url: a.agentsUrl, name: "on-a" });
+    const onB = startAgent({ url: b.agentsUrl, name: "on-b" });
+    agents.push(onA, onB);
+    await serverHolds(a.server, (await withTimeout(onA.ready, STEP_MS, "on-a")).id);
+    await serverHolds(b.server, (await withTimeout(onB.ready, STEP_MS, "on-b")).id);
+    for (const gateway of [a, b]) {
+      const names = (await list(gateway)).map((agent) => agent.name).sort();
+      assert.deepEqual(names, ["on-a", "on-b"]);
+    }
+    await onB.close();
+    // A listing refreshes its own instance's record first: B's now says that on-b is gone,
+    // and A reads it so.
+    assert.deepEqual((await list(b)).map((agent) => agent.name), ["on-a"]);
+    assert.deepEqual((await list(a)).map((agent) => agent.name), ["on-a"]);
+  });
+
+  it("a name claimed on two instances at once ends with exactly one holder", async () => {
+    const [a, b] = [gateways[0], gateways[1]];
+    const first = startAgent({ url: a.agentsUrl, name: "twice", reconnect: { maxAttempts: 1 } });
+    const second = startAgent({ url: b.agentsUrl, name: "twice", reconnect: { maxAttempts: 1 } });
+    agents.push(first, second);
+    const [one, two] = await Promise.all([
+      withTimeout(first.ready, STEP_MS, "first"),
+      withTimeout(second.ready, STEP_MS, "second"),
+    ]);
+    const onA: Connection = a.server.connection(one.id) ??
+      await serverHolds(a.server, one.id).then(() => a.server.connection(one.id)!);
+    const onB: Connection = b.server.connection(two.id) ??
+      await serverHolds(b.server, two.id).then(() => b.server.connection(two.id)!);
+    // The refresh after each claim gives the name up where it was taken later.
+    const loser = await withTimeout(
+      Promise.race([onA.closed.then(() => "a"), onB.closed.then(() => "b")]),
+      STEP_MS,
+      "one of them to give the name up",
+    );
+    const winner = loser === "a" ? onB : onA;
+    assert.equal(winner.isClosed, false, "the other keeps it");
+    const listed = (await list(a)).filter((agent) => agent.name === "twice");
+    assert.equal(listed.length, 1);
+    assert.equal(listed[0].id, winner.id);
+  });
+});
