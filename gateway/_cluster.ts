@@ -4,13 +4,20 @@
  * instance has taken since, and lists every instance's agents. The records themselves are
  * `cluster/_registry.ts`'s.
  *
- * Not here yet: forwarding a request to the instance that holds its agent, and resume tokens
- * shared between instances.
+ * A request for an agent held by another instance goes there in one streamed HTTP hop,
+ * authenticated by the cluster's secret and marked so that it is never forwarded twice.
+ *
+ * Not here yet: resume tokens shared between instances, and a retry when an owner has just
+ * lost its agent.
  *
  * @module
  */
 
 import { ulid } from "ulid";
+import { tunnelHandler } from "../agent/_tunnel.ts";
+import { timingSafeEqual } from "../_timing_safe_equal.ts";
+import type { Handler, HandlerInfo } from "../connection.ts";
+import { isConnectionIdShaped } from "./_agent_names.ts";
 import type { Connection } from "../connection.ts";
 import type { WebSocketServer } from "../server.ts";
 import type { Logger } from "../types.ts";
@@ -27,8 +34,10 @@ export interface ClusterOptions {
    * queue a call during an outage fails at once instead of waiting.
    */
   redis: RedisLike;
-  /** Where the other instances reach this one: its internal HTTP base URL. */
-  advertise: string;
+  /** Where the other instances reach this one: its internal HTTP base URL. Default: its URL. */
+  advertise?: string;
+  /** The secret the instances present to each other when one forwards to another. */
+  secret: string;
   /** Milliseconds a record lives without a refresh (refreshed every third of it). Default 15 000. */
   ttl?: number;
   /** Key prefix, to share one Redis between clusters. Default `"swaggersocket:"`. */
@@ -41,6 +50,9 @@ export class ClusterMembership {
   readonly #server: WebSocketServer;
   readonly #logger: Logger | undefined;
   readonly #timer: ReturnType<typeof setInterval>;
+  readonly #secret: string;
+  /** One tunnel per other instance, reused (keep-alive). */
+  readonly #tunnels = new Map<string, Handler>();
   #refreshing: Promise<void> | undefined;
   /** A refresh was asked for while one ran: it runs once more, to see what changed since. */
   #again = false;
@@ -52,13 +64,22 @@ export class ClusterMembership {
    * @param options The cluster's Redis and this instance's URL.
    * @param logger Where failures are logged.
    */
-  constructor(server: WebSocketServer, options: ClusterOptions, logger: Logger | undefined) {
+  constructor(
+    server: WebSocketServer,
+    options: ClusterOptions,
+    url: string,
+    logger: Logger | undefined,
+  ) {
     const ttl = options.ttl ?? 15_000;
+    if (typeof options.secret !== "string" || options.secret.length === 0) {
+      throw new TypeError("Invalid cluster.secret: must be a non-empty string");
+    }
     this.#server = server;
     this.#logger = logger;
+    this.#secret = options.secret;
     this.registry = new ClusterRegistry(options.redis, {
       instance: ulid(),
-      url: options.advertise,
+      url: options.advertise ?? url,
       ttl,
       prefix: options.prefix,
     });
@@ -124,6 +145,66 @@ export class ClusterMembership {
     );
   }
 
+  /**
+   * Whether a request came from another instance of this cluster (it bears the secret); such a
+   * request is answered here or not at all.
+   */
+  isPeer(headers: Headers): boolean {
+    const given = headers.get(SECRET_HEADER);
+    return given !== null && timingSafeEqual(given, this.#secret);
+  }
+
+  /**
+   * Which instance holds an agent, when it is not this one.
+   *
+   * @param key The agent's id (ULID-shaped, any case) or name.
+   * @returns The owner's URL, or `undefined` if no other instance has it.
+   * @throws {Error} If Redis cannot be reached.
+   */
+  async ownerOf(key: string): Promise<string | undefined> {
+    const owner = await this.registry.lookup(
+      isConnectionIdShaped(key) ? { id: key.toUpperCase() } : { name: key },
+    );
+    return owner && owner.instance !== this.registry.instance ? owner.url : undefined;
+  }
+
+  /**
+   * Forwards a request to the instance at `url`, streaming both ways, exactly as received
+   * (method, target, headers, body), with the secret and the hop mark added.
+   *
+   * @param url The owner's base URL.
+   * @param request What to send: the target is the gateway path (`/agents/{key}/…`).
+   * @returns The owner's answer, or 502 if it cannot be reached.
+   */
+  hop(
+    url: string,
+    request: {
+      method: string;
+      target: string;
+      headers: Headers;
+      body: ReadableStream<Uint8Array> | null;
+      signal: AbortSignal;
+    },
+  ): Promise<Response> {
+    let tunnel = this.#tunnels.get(url);
+    if (!tunnel) {
+      tunnel = tunnelHandler(url, { rewrite: false });
+      this.#tunnels.set(url, tunnel);
+    }
+    const headers = new Headers(request.headers);
+    headers.set(SECRET_HEADER, this.#secret);
+    headers.set(HOP_HEADER, this.registry.instance);
+    // The body goes as `info.body`: a `Request` cannot hold a GET's.
+    const carrier = new Request("http://hop/", {
+      method: request.method,
+      headers,
+      signal: request.signal,
+    });
+    // The tunnel reads only these two of a handler's `info`.
+    const info = { target: request.target, body: request.body } as unknown as HandlerInfo;
+    return Promise.resolve(tunnel(carrier, info));
+  }
+
   /** Leaves the cluster (a clean shutdown): its listing goes at once. */
   async leave(): Promise<void> {
     clearInterval(this.#timer);
@@ -151,6 +232,11 @@ export class ClusterMembership {
     }
   }
 }
+
+/** The header that carries the cluster's secret from one instance to another. */
+export const SECRET_HEADER = "x-swaggersocket-cluster-secret";
+/** The header that marks a request one instance forwarded to another. */
+export const HOP_HEADER = "x-swaggersocket-hop";
 
 function held(connection: Connection): HeldAgent {
   const name = (connection.metadata as { name?: unknown } | null)?.name;

@@ -26,7 +26,7 @@ import { type AgentRoute, agentRoute, rawTarget, splitTarget } from "./_raw_targ
 import { AgentAdmission, type CredentialsReload } from "./_admission.ts";
 import { type AgentInfo, describeAgent } from "./_agent_info.ts";
 import { GatewayObserver } from "./_observer.ts";
-import { ClusterMembership, type ClusterOptions } from "./_cluster.ts";
+import { ClusterMembership, type ClusterOptions, HOP_HEADER, SECRET_HEADER } from "./_cluster.ts";
 import { passThrough } from "./_pass_through.ts";
 import { dashboardPage } from "./_dashboard.ts";
 import type { GatewayRoute } from "./_stats.ts";
@@ -292,14 +292,20 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
     onPong: (_data, rtt) => observer.rtt(rtt),
   });
   observer = new GatewayObserver(server, () => inFlight.size, logger);
-  const cluster = options.cluster && new ClusterMembership(server, options.cluster, logger);
+  // Joined once listening (its default address is the gateway's own URL).
+  let cluster: ClusterMembership | undefined;
 
   function findAgent(key: string): Connection | undefined {
     // An id-shaped key only by id, any other only by name.
     return admission.find(key, (id) => server.connection(id));
   }
 
-  async function forward(request: CallerRequest, route: AgentRoute, hop: Hop): Promise<Response> {
+  async function forward(
+    request: CallerRequest,
+    route: AgentRoute,
+    hop: Hop,
+    peer: boolean,
+  ): Promise<Response> {
     const agentKey = route.key;
     const started = performance.now();
     const time = new Date().toISOString();
@@ -328,6 +334,23 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
     };
     const agent = findAgent(agentKey);
     if (!agent) {
+      // Another instance of the cluster may hold it (a request from one is not sent on).
+      if (cluster && !peer) {
+        let owner: string | undefined;
+        try {
+          owner = await cluster.ownerOf(agentKey);
+        } catch (error) {
+          return answer(
+            errorResponse(
+              502,
+              "cluster_unavailable",
+              `Cannot find agent "${agentKey}" in the cluster: ${(error as Error).message}`,
+            ),
+            error as Error,
+          );
+        }
+        if (owner !== undefined) return answer(await hopTo(owner, request, route, hop));
+      }
       return answer(
         errorResponse(404, "agent_not_found", `No agent with id or name "${agentKey}"`),
       );
@@ -394,6 +417,51 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
       ended(request.signal.aborted ? undefined : error as Error | undefined);
     });
     return answer(new Response(body, init));
+  }
+
+  /** Sends a request on to the instance that holds its agent, within the agent timeout. */
+  async function hopTo(
+    owner: string,
+    request: CallerRequest,
+    route: AgentRoute,
+    hop: Hop,
+  ): Promise<Response> {
+    const controller = new AbortController();
+    const timer = setTimeout(
+      () =>
+        controller.abort(
+          new DOMException(
+            `The owning instance did not answer within ${timeout} ms`,
+            "TimeoutError",
+          ),
+        ),
+      timeout,
+    );
+    const onCallerGone = (): void => controller.abort(request.signal.reason);
+    request.signal.addEventListener("abort", onCallerGone, { once: true });
+    try {
+      // The owner sees the caller as this instance would have: it trusts a peer's forwarding
+      // headers, and gets no API token (checked here).
+      return await cluster!.hop(owner, {
+        method: request.method,
+        target: `${hop.prefix}${route.target}`,
+        headers: agentRequestHeaders(request.headers, { ...hop, preserveHost: false }),
+        body: request.body,
+        signal: controller.signal,
+      });
+    } catch (error) {
+      const timedOut = (error as Error).name === "TimeoutError" && controller.signal.aborted;
+      return errorResponse(
+        timedOut ? 504 : 502,
+        timedOut ? "agent_timeout" : "agent_unavailable",
+        `The instance holding agent "${route.key}" ${
+          timedOut ? `did not answer within ${timeout} ms` : `failed: ${(error as Error).message}`
+        }`,
+      );
+    } finally {
+      clearTimeout(timer);
+      request.signal.removeEventListener("abort", onCallerGone);
+    }
   }
 
   /** Where a response's root-relative paths go: under the agent's prefix on the gateway. */
@@ -525,7 +593,15 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
     target: string,
     rawPath: string,
   ): Promise<Response> {
-    const consumed = credential(request);
+    // Another instance of the cluster, which checked the caller's token itself; its marks
+    // go no further.
+    const peer = cluster?.isPeer(request.headers) ?? false;
+    if (cluster) {
+      // Whoever sent them, they never reach an agent.
+      request.headers.delete(SECRET_HEADER);
+      request.headers.delete(HOP_HEADER);
+    }
+    const consumed = peer ? "" : credential(request);
     if (consumed === undefined) return unauthorized(false);
     const agent = agentRoute(target, "/agents/");
     if (agent === "malformed_key") {
@@ -552,11 +628,11 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
         host: request.headers.get("host") ?? "",
         proto: protocol,
         prefix: `/agents/${encodeURIComponent(agent.key)}`,
-        trusted: isTrustedProxy(request.clientAddr),
+        trusted: peer || isTrustedProxy(request.clientAddr),
         preserveHost,
         credentialHeader: consumed,
       };
-      return await forward(request, agent, hop);
+      return await forward(request, agent, hop, peer);
     }
     const response = errorResponse(404, "not_found", `No route for ${request.method} ${rawPath}`);
     observer.answered("other", response.status);
@@ -628,10 +704,20 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
   }
 
   const host = addr.hostname.includes(":") ? `[${addr.hostname}]` : addr.hostname;
+  const url = `${protocol}://${host}:${addr.port}`;
+  if (options.cluster) {
+    try {
+      cluster = new ClusterMembership(server, options.cluster, url, logger);
+    } catch (error) {
+      await front.stop();
+      await server.close();
+      throw error;
+    }
+  }
   let closing: Promise<void> | undefined;
   const gateway: Gateway = {
     addr,
-    url: `${protocol}://${host}:${addr.port}`,
+    url,
     agentsUrl: `${tls ? "wss" : "ws"}://${host}:${addr.port}${path}`,
     server,
     agents: () => server.connections().map(describeAgent),

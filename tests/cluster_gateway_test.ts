@@ -15,6 +15,7 @@ import { NO_REDIS, type RedisServer, startRedis } from "./_redis.ts";
 
 const OPTIONS = { timeout: 60_000, skip: NO_REDIS };
 const STEP_MS = 20_000;
+const SECRET = "cluster-secret";
 
 describe("gateways as a cluster on redis-server", OPTIONS, () => {
   let redis: RedisServer;
@@ -33,8 +34,8 @@ describe("gateways as a cluster on redis-server", OPTIONS, () => {
     clients.push(client);
     const gateway = await startGateway({
       port: 0,
-      // Every instance of one test machine reaches the others on loopback.
-      cluster: { redis: client as unknown as RedisLike, advertise: "http://127.0.0.1", ttl: 1_500 },
+      // Advertised as its own URL: every instance of one machine reaches the others there.
+      cluster: { redis: client as unknown as RedisLike, secret: SECRET, ttl: 1_500 },
     });
     gateways.push(gateway);
     return gateway;
@@ -72,6 +73,55 @@ describe("gateways as a cluster on redis-server", OPTIONS, () => {
     // and A reads it so.
     assert.deepEqual((await list(b)).map((agent) => agent.name), ["on-a"]);
     assert.deepEqual((await list(a)).map((agent) => agent.name), ["on-a"]);
+  });
+
+  it("a call through any instance reaches an agent on another, streaming, with the caller's headers", async () => {
+    const [a, b] = [gateways[0], gateways[1]];
+    const far = startAgent({
+      url: b.agentsUrl,
+      name: "far",
+      handler: async (request, info) =>
+        Response.json({
+          method: request.method,
+          target: info.target,
+          body: await request.text(),
+          xff: request.headers.get("x-forwarded-for"),
+          secret: request.headers.get("x-swaggersocket-cluster-secret"),
+          hop: request.headers.get("x-swaggersocket-hop"),
+          custom: request.headers.get("x-custom"),
+        }),
+    });
+    agents.push(far);
+    await serverHolds(b.server, (await withTimeout(far.ready, STEP_MS, "far")).id);
+    const response = await withTimeout(
+      fetch(`${a.url}/agents/far/x/../y?q=1`, {
+        method: "POST",
+        body: "through a",
+        headers: { "x-custom": "kept" },
+      }),
+      STEP_MS,
+      "POST through instance a",
+    );
+    assert.equal(response.status, 200);
+    const seen = await response.json();
+    assert.equal(seen.method, "POST");
+    assert.equal(seen.body, "through a");
+    assert.equal(seen.custom, "kept");
+    assert.equal(seen.secret, null, "the secret never reaches an agent");
+    assert.equal(seen.hop, null);
+    assert.match(seen.xff, /^127\.0\.0\.1/);
+    // A peer's request is never sent on: B does not hop an unknown agent back.
+    const unknown = await fetch(`${b.url}/agents/nobody/x`, {
+      headers: { "x-swaggersocket-cluster-secret": SECRET, "x-swaggersocket-hop": "A" },
+    });
+    assert.equal(unknown.status, 404);
+    await unknown.body?.cancel();
+    // A wrong secret is no peer: it is an ordinary caller, and its marks are not trusted.
+    const forged = await fetch(`${a.url}/agents/far/x`, {
+      headers: { "x-swaggersocket-cluster-secret": "guess" },
+    });
+    assert.equal(forged.status, 200);
+    assert.equal((await forged.json()).secret, null);
   });
 
   it("a name claimed on two instances at once ends with exactly one holder", async () => {
