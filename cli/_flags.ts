@@ -133,7 +133,10 @@ function check(name: string, spec: FlagSpec, value: string): string | string[] {
           `Invalid --${name}: ${value} must start with ${schemes.map((s) => `${s}://`).join(", ")}`,
         );
       }
-      if (url.hostname === "") throw new UsageError(`Invalid --${name}: ${value} has no host`);
+      // A unix: URL names a socket file, not a host.
+      if (url.hostname === "" && url.protocol !== "unix:") {
+        throw new UsageError(`Invalid --${name}: ${value} has no host`);
+      }
       return value;
     }
     case "port":

@@ -20,7 +20,16 @@ import {
 import { startAgent } from "../agent/_start_agent.ts";
 import { EventType } from "../types.ts";
 import { type FlagTable, helpText, parseFlags, UsageError } from "./_flags.ts";
-import { createLog, LOG_FORMATS, LOG_LEVELS, type LogFormat, type LogLevel } from "./_log.ts";
+import {
+  createLog,
+  type Log,
+  LOG_FORMATS,
+  LOG_LEVELS,
+  type LogFormat,
+  type LogLevel,
+} from "./_log.ts";
+import type { ClusterOptions } from "../gateway/_cluster.ts";
+import type { RedisLike } from "../cluster/_registry.ts";
 
 const ENV = (name: string): string =>
   `SWAGGERSOCKET_GATEWAY_${name.toUpperCase().replaceAll("-", "_")}`;
@@ -51,6 +60,24 @@ export const GATEWAY_FLAGS: FlagTable = withEnv({
     type: "string",
     valueName: "SECRET",
     description: "The secret HTTP callers present (Authorization: Bearer …)",
+  },
+  redis: {
+    type: "string",
+    kind: "url",
+    schemes: ["redis", "rediss", "unix"],
+    description:
+      "Joins a cluster of gateways on this Redis or Valkey (redis://, rediss://, unix:///path)",
+  },
+  "cluster-secret": {
+    type: "string",
+    valueName: "SECRET",
+    description: "With --redis: the secret the instances present to each other",
+  },
+  advertise: {
+    type: "string",
+    kind: "url",
+    schemes: ["http", "https"],
+    description: "With --redis: where the other instances reach this one (default: its URL)",
   },
   "trusted-proxies": {
     type: "string",
@@ -176,6 +203,7 @@ async function main(): Promise<void> {
   const hostname = text("hostname")!;
   const port = number("port")!;
   const credentialsFile = text("credentials");
+  const cluster = await joinCluster(text("redis"), text("cluster-secret"), text("advertise"), log);
   let gateway;
   try {
     gateway = await startGateway({
@@ -193,6 +221,7 @@ async function main(): Promise<void> {
       preserveHost: flags["preserve-host"] === true,
       rewrite: flags["no-rewrite"] !== true,
       logger: log,
+      cluster,
     });
   } catch (error) {
     if ((error as { code?: string }).code === "EADDRINUSE") {
@@ -285,6 +314,35 @@ function printDemo(base: string, id: string, caFile: string | undefined, withTok
     "Ctrl-C stops.",
   ];
   console.log(lines.join("\n"));
+}
+
+/** With `--redis`, the cluster options: a connected client without an offline queue. */
+async function joinCluster(
+  url: string | undefined,
+  secret: string | undefined,
+  advertise: string | undefined,
+  log: Log,
+): Promise<ClusterOptions | undefined> {
+  if (url === undefined) {
+    if (secret !== undefined || advertise !== undefined) {
+      throw new UsageError("--cluster-secret and --advertise go with --redis");
+    }
+    return undefined;
+  }
+  if (secret === undefined) throw new UsageError("--redis needs --cluster-secret");
+  // Loaded only for a cluster: a single gateway needs no Redis client.
+  const { createClient } = await import("@redis/client");
+  const parsed = new URL(url);
+  const client = parsed.protocol === "unix:"
+    ? createClient({ socket: { path: parsed.pathname, tls: false }, disableOfflineQueue: true })
+    : createClient({ url, disableOfflineQueue: true });
+  client.on("error", (error: Error) => log.warn("redis", error));
+  try {
+    await client.connect();
+  } catch (error) {
+    throw new Error(`Cannot connect to --redis ${url}: ${(error as Error).message}`);
+  }
+  return { redis: client as unknown as RedisLike, secret, advertise };
 }
 
 async function readConfig(

@@ -220,7 +220,10 @@ export class ClusterMembership {
       if (event.type !== EventType.ConnectionReceived || !event.connection) continue;
       const connection = event.connection;
       this.registry.claim(held(connection)).then(
-        () => this.refresh(),
+        () => {
+          this.#logger?.debug("agent recorded in the cluster", { id: connection.id });
+          return this.refresh();
+        },
         (error) => this.#logger?.warn("cluster claim failed", error),
       );
       connection.closed.then(() =>

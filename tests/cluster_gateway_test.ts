@@ -10,7 +10,16 @@ import { createClient } from "@redis/client";
 import { type AgentInfo, type Gateway, type RedisLike, startGateway } from "../gateway.ts";
 import { startAgent } from "../agent.ts";
 import type { Connection } from "../mod.ts";
-import { serverHolds, withTimeout } from "./_helpers.ts";
+import { join } from "node:path";
+import {
+  BUN_BIN,
+  DENO_BIN,
+  ROOT_DIR,
+  RUNTIME,
+  serverHolds,
+  spawnLines,
+  withTimeout,
+} from "./_helpers.ts";
 import { NO_REDIS, type RedisServer, startRedis } from "./_redis.ts";
 
 const OPTIONS = { timeout: 60_000, skip: NO_REDIS };
@@ -63,12 +72,15 @@ describe("gateways as a cluster on redis-server", OPTIONS, () => {
     const onB = startAgent({ url: b.agentsUrl, name: "on-b" });
     agents.push(onA, onB);
     await serverHolds(a.server, (await withTimeout(onA.ready, STEP_MS, "on-a")).id);
-    await serverHolds(b.server, (await withTimeout(onB.ready, STEP_MS, "on-b")).id);
+    const onBId = (await withTimeout(onB.ready, STEP_MS, "on-b")).id;
+    await serverHolds(b.server, onBId);
     for (const gateway of [a, b]) {
       const names = (await list(gateway)).map((agent) => agent.name).sort();
       assert.deepEqual(names, ["on-a", "on-b"]);
     }
+    const gone = b.server.connection(onBId)!.closed;
     await onB.close();
+    await withTimeout(gone, STEP_MS, "b to see on-b leave");
     // A listing refreshes its own instance's record first: B's now says that on-b is gone,
     // and A reads it so.
     assert.deepEqual((await list(b)).map((agent) => agent.name), ["on-a"]);
@@ -150,3 +162,57 @@ describe("gateways as a cluster on redis-server", OPTIONS, () => {
     assert.equal(listed[0].id, winner.id);
   });
 });
+
+for (const runtime of ["deno", "bun"] as const) {
+  describe(`gateway.ts --redis: two processes as a cluster (${runtime})`, OPTIONS, () => {
+    it("an agent on one instance answers a call through the other", async () => {
+      const redis = await startRedis();
+      const script = join(ROOT_DIR, "gateway.ts");
+      const bin = runtime === "deno" ? DENO_BIN : BUN_BIN;
+      const processes: ReturnType<typeof spawnLines>[] = [];
+      const agentsToClose: { close(): Promise<void> }[] = [];
+      try {
+        const urls: string[][] = [];
+        for (let i = 0; i < 2; i++) {
+          const args = [
+            script,
+            "--port",
+            "0",
+            "--redis",
+            `unix://${redis.socket}`,
+            "--log-level",
+            "debug",
+          ];
+          const gateway = spawnLines(
+            bin,
+            runtime === "deno" ? ["run", "-A", "--quiet", ...args] : ["run", ...args],
+            "gateway.ts",
+            { SWAGGERSOCKET_GATEWAY_CLUSTER_SECRET: SECRET },
+          );
+          processes.push(gateway);
+          const [, url, agentsUrl] = await gateway.waitFor(
+            /gateway listening url=(\S+) agents=(\S+)$/,
+            STEP_MS,
+          );
+          urls.push([url, agentsUrl]);
+        }
+        const agent = startAgent({ url: urls[1][1], name: "across" });
+        agentsToClose.push(agent);
+        const { id } = await withTimeout(agent.ready, STEP_MS, "the agent on the second instance");
+        // Reachable from the other instances once its record is in Redis.
+        await processes[1].waitFor(new RegExp(`agent recorded in the cluster id=${id}`), STEP_MS);
+        const response = await withTimeout(
+          fetch(`${urls[0][0]}/agents/across/hello`),
+          STEP_MS,
+          "a call through the first instance",
+        );
+        assert.equal(response.status, 200);
+        assert.equal(await response.text(), `hello from across (${RUNTIME})\n`);
+      } finally {
+        for (const agent of agentsToClose) await agent.close();
+        for (const process of processes) await process.kill();
+        await redis.close();
+      }
+    });
+  });
+}
