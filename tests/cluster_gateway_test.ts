@@ -161,6 +161,32 @@ describe("gateways as a cluster on redis-server", OPTIONS, () => {
     assert.equal(listed.length, 1);
     assert.equal(listed[0].id, winner.id);
   });
+
+  it("with Redis down, local calls still work and forwarded ones fail fast with a clear error", async () => {
+    const [a, b] = [gateways[0], gateways[1]];
+    const local = startAgent({ url: a.agentsUrl, name: "local-during-outage" });
+    const remote = startAgent({ url: b.agentsUrl, name: "remote-during-outage" });
+    agents.push(local, remote);
+    await serverHolds(a.server, (await withTimeout(local.ready, STEP_MS, "local")).id);
+    await serverHolds(b.server, (await withTimeout(remote.ready, STEP_MS, "remote")).id);
+    await redis.stop();
+    const here = await withTimeout(
+      fetch(`${a.url}/agents/local-during-outage/hello`),
+      STEP_MS,
+      "a local call during the outage",
+    );
+    assert.equal(here.status, 200);
+    await here.body?.cancel();
+    // Fast: well within the guard, which is shorter than the 30 s the gateway would wait
+    // for an agent.
+    const there = await withTimeout(
+      fetch(`${a.url}/agents/remote-during-outage/hello`),
+      STEP_MS,
+      "a forwarded call during the outage",
+    );
+    assert.equal(there.status, 502);
+    assert.equal((await there.json()).error, "cluster_unavailable");
+  });
 });
 
 for (const runtime of ["deno", "bun"] as const) {
