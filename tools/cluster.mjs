@@ -67,20 +67,25 @@ try {
     "redis",
   );
   for (const port of PORTS) {
-    await start(deno, [
-      "run",
-      "-A",
-      "gateway.ts",
-      "--port",
-      String(port),
-      "--redis",
-      `unix://${socket}`,
-      "--cluster-secret",
-      "demo-cluster-secret",
-      "--log-level",
-      "debug",
-      ...(port === PORTS[0] ? ["--demo"] : []),
-    ], port === PORTS[0] ? /Ctrl-C stops/ : /gateway listening/, `gateway:${port}`);
+    await start(
+      deno,
+      [
+        "run",
+        "-A",
+        "gateway.ts",
+        "--port",
+        String(port),
+        "--redis",
+        `unix://${socket}`,
+        "--cluster-secret",
+        "demo-cluster-secret",
+        "--log-level",
+        "debug",
+        ...(port === PORTS[0] ? ["--demo"] : []),
+      ],
+      port === PORTS[0] ? /Ctrl-C stops/ : /gateway listening/,
+      `gateway:${port}`,
+    );
   }
   console.log("\nThe demo agent is on the first instance; every instance reaches it:");
   for (const port of PORTS) console.log(`  curl http://127.0.0.1:${port}/agents/demo/hello`);
