@@ -25,7 +25,8 @@ export interface AgentInfo {
   inFlight: number;
 }
 
-function nameOf(metadata: unknown): string | null {
+/** The `name` string in an agent's metadata, or `null`. */
+export function nameOf(metadata: unknown): string | null {
   if (typeof metadata !== "object" || metadata === null || Array.isArray(metadata)) return null;
   const name = (metadata as { name?: unknown }).name;
   return typeof name === "string" ? name : null;

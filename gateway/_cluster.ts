@@ -24,7 +24,7 @@ import type { Logger } from "../types.ts";
 import { EventType } from "../types.ts";
 import { CloseCode } from "../protocol/close_codes.ts";
 import { ClusterRegistry, type HeldAgent, type RedisLike } from "../cluster/_registry.ts";
-import { type AgentInfo, describeAgent } from "./_agent_info.ts";
+import { type AgentInfo, describeAgent, nameOf } from "./_agent_info.ts";
 
 /** How a gateway joins a cluster. */
 export interface ClusterOptions {
@@ -242,6 +242,5 @@ export const SECRET_HEADER = "x-swaggersocket-cluster-secret";
 export const HOP_HEADER = "x-swaggersocket-hop";
 
 function held(connection: Connection): HeldAgent {
-  const name = (connection.metadata as { name?: unknown } | null)?.name;
-  return { id: connection.id, name: typeof name === "string" ? name : null };
+  return { id: connection.id, name: nameOf(connection.metadata) };
 }

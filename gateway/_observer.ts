@@ -51,10 +51,10 @@ export class GatewayObserver {
   }
 
   /** An agent was refused during its handshake. */
-  refused(code: number, reason: string, name: unknown, addr: string): void {
+  refused(code: number, reason: string, name: string | null, addr: string): void {
     this.stats.closed(closeReason(code));
     this.#logger?.warn("agent refused", {
-      name: typeof name === "string" ? name : undefined,
+      name: name ?? undefined,
       addr,
       code,
       reason,
@@ -73,6 +73,7 @@ export class GatewayObserver {
     this.stats.bytes("in", bytesIn);
     this.stats.bytes("out", bytesOut);
     this.feed.request(shown);
+    if (!this.#logger) return;
     const fields = {
       method: record.method,
       path: record.path,
@@ -82,8 +83,8 @@ export class GatewayObserver {
       in: bytesIn,
       out: bytesOut,
     };
-    if (error) this.#logger?.warn("request failed", fields, error);
-    else this.#logger?.info("request", fields);
+    if (error) this.#logger.warn("request failed", fields, error);
+    else this.#logger.info("request", fields);
   }
 
   /** Ends the dashboard's streams (the gateway is closing). */

@@ -16,7 +16,7 @@ import { checkTls, type TlsOptions } from "../_tls.ts";
 import { withoutHopByHop } from "../_hop_by_hop.ts";
 import { mapResponsePaths, type PathMap } from "../_path_rewrite.ts";
 import { timingSafeEqual } from "../_timing_safe_equal.ts";
-import { type CallerRequest, listenHttp } from "../runtime/_node_http.ts";
+import { type CallerRequest, headersOf, listenHttp } from "../runtime/_node_http.ts";
 import { adaptWsSocket } from "../runtime/_ws.ts";
 import { upgradedSockets, WebSocketServer } from "../server.ts";
 import { DEFAULT_SETTINGS } from "../protocol/handshake.ts";
@@ -24,7 +24,7 @@ import { addressMatcher } from "./_address_match.ts";
 import { agentRequestHeaders, type Hop } from "./_proxy_headers.ts";
 import { type AgentRoute, agentRoute, rawTarget, splitTarget } from "./_raw_target.ts";
 import { AgentAdmission, type CredentialsReload } from "./_admission.ts";
-import { type AgentInfo, describeAgent } from "./_agent_info.ts";
+import { type AgentInfo, describeAgent, nameOf } from "./_agent_info.ts";
 import { GatewayObserver } from "./_observer.ts";
 import { ClusterMembership, type ClusterOptions, HOP_HEADER, SECRET_HEADER } from "./_cluster.ts";
 import { passThrough } from "./_pass_through.ts";
@@ -187,24 +187,9 @@ function textResponse(
   });
 }
 
-/** The `name` an agent's metadata claims, if any. */
-function nameOf(metadata: unknown): unknown {
-  return typeof metadata === "object" && metadata !== null
-    ? (metadata as { name?: unknown }).name
-    : undefined;
-}
-
 /** A JSON answer of the gateway's own, with its length. */
 function jsonResponse(value: unknown, status = 200): Response {
-  const bytes = new TextEncoder().encode(JSON.stringify(value));
-  return new Response(bytes, {
-    status,
-    headers: {
-      "content-type": "application/json",
-      "content-length": `${bytes.length}`,
-      "cache-control": "no-store",
-    },
-  });
+  return textResponse(status, JSON.stringify(value), "application/json");
 }
 
 /**
@@ -356,19 +341,10 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
       );
     }
     const headers = agentRequestHeaders(request.headers, hop);
-    const controller = new AbortController();
-    inFlight.add(controller);
-    const timer = setTimeout(
-      () =>
-        controller.abort(
-          new DOMException(`The agent did not answer within ${timeout} ms`, "TimeoutError"),
-        ),
-      timeout,
-    );
     // The caller hanging up before the head arrives cancels the agent's exchange too.
     // (After the head, cancelling the response body does that.)
-    const onCallerGone = (): void => controller.abort(request.signal.reason);
-    request.signal.addEventListener("abort", onCallerGone, { once: true });
+    const { controller, settle } = untilHead(request.signal, "The agent");
+    inFlight.add(controller);
     let response: Response;
     try {
       response = await agent.forward({
@@ -401,8 +377,7 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
         error as Error,
       );
     } finally {
-      clearTimeout(timer);
-      request.signal.removeEventListener("abort", onCallerGone);
+      settle();
     }
     const out = withoutHopByHop(response.headers);
     if (rewrite) mapResponsePaths(out, gatewayPaths(request.headers, hop));
@@ -426,19 +401,7 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
     route: AgentRoute,
     hop: Hop,
   ): Promise<Response> {
-    const controller = new AbortController();
-    const timer = setTimeout(
-      () =>
-        controller.abort(
-          new DOMException(
-            `The owning instance did not answer within ${timeout} ms`,
-            "TimeoutError",
-          ),
-        ),
-      timeout,
-    );
-    const onCallerGone = (): void => controller.abort(request.signal.reason);
-    request.signal.addEventListener("abort", onCallerGone, { once: true });
+    const { controller, settle } = untilHead(request.signal, "The owning instance");
     try {
       // The owner sees the caller as this instance would have: it trusts a peer's forwarding
       // headers, and gets no API token (checked here).
@@ -459,9 +422,35 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
         }`,
       );
     } finally {
-      clearTimeout(timer);
-      request.signal.removeEventListener("abort", onCallerGone);
+      settle();
     }
+  }
+
+  /**
+   * Aborts when `who` has not answered within `timeout` (a `TimeoutError`) or the caller goes
+   * away, until `settle()` (called once the response head is in).
+   */
+  function untilHead(
+    caller: AbortSignal,
+    who: string,
+  ): { controller: AbortController; settle(): void } {
+    const controller = new AbortController();
+    const timer = setTimeout(
+      () =>
+        controller.abort(
+          new DOMException(`${who} did not answer within ${timeout} ms`, "TimeoutError"),
+        ),
+      timeout,
+    );
+    const onCallerGone = (): void => controller.abort(caller.reason);
+    caller.addEventListener("abort", onCallerGone, { once: true });
+    return {
+      controller,
+      settle() {
+        clearTimeout(timer);
+        caller.removeEventListener("abort", onCallerGone);
+      },
+    };
   }
 
   /** Where a response's root-relative paths go: under the agent's prefix on the gateway. */
@@ -650,10 +639,7 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
     const target = rawTarget(req.url ?? "/");
     if (splitTarget(target).path !== path) return false;
     if (req.headers.upgrade?.toLowerCase() !== "websocket") return false;
-    const headers = new Headers();
-    for (let i = 0; i < req.rawHeaders.length; i += 2) {
-      headers.append(req.rawHeaders[i], req.rawHeaders[i + 1]);
-    }
+    const headers = headersOf(req.rawHeaders);
     // What `authorize` sees: the dial's headers and URL (it has no body).
     const request = new Request(new URL(target, gateway.url), { headers });
     const refusal = upgradedSockets.check(server, request);

@@ -248,7 +248,13 @@ async function writeOnSocket(socket: Duplex, response: Response): Promise<void> 
   socket.end(body);
 }
 
-function headersOf(raw: string[]): Headers {
+/**
+ * A `node:http` message's headers, in order, repeated ones kept.
+ *
+ * @param raw Its `rawHeaders`: names and values in turn.
+ * @returns The headers.
+ */
+export function headersOf(raw: string[]): Headers {
   const headers = new Headers();
   for (let i = 0; i < raw.length; i += 2) headers.append(raw[i], raw[i + 1]);
   return headers;
