@@ -91,7 +91,7 @@
  * | 4003 | `Unauthorized` | yes | missing or wrong token; an unlisted name without the shared token; a credential revoked by a reload |
  * | 4004 | `InvalidMetadata` | yes | a `name` that is not a string, breaks the name rule or is ULID-shaped |
  * | 4014 | `NameInUse` | no | the name is held by another connection, which was not replaced |
- * | 4015 | `Superseded` | yes | a newer connection with the same per-agent token took the name |
+ * | 4015 | `Superseded` | yes | a newer connection with the same per-agent token took the name, or (in a cluster) another instance holds the agent now |
  *
  * With `apiToken` set, every HTTP caller must present that one (`GET /healthz` aside, which
  * answers `ok` to anyone), as a bearer token in `Authorization` or `Proxy-Authorization`;
