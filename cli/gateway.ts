@@ -79,6 +79,17 @@ export const GATEWAY_FLAGS: FlagTable = withEnv({
     schemes: ["http", "https"],
     description: "With --redis: where the other instances reach this one (default: its URL)",
   },
+  "cluster-ttl": {
+    type: "string",
+    kind: "ms",
+    description:
+      "With --redis: how long a record outlives its instance (refreshed every third; default 15000)",
+  },
+  "cluster-prefix": {
+    type: "string",
+    valueName: "PREFIX",
+    description: "With --redis: the key prefix, to share one Redis between clusters",
+  },
   "trusted-proxies": {
     type: "string",
     kind: "list",
@@ -203,7 +214,12 @@ async function main(): Promise<void> {
   const hostname = text("hostname")!;
   const port = number("port")!;
   const credentialsFile = text("credentials");
-  const cluster = await joinCluster(text("redis"), text("cluster-secret"), text("advertise"), log);
+  const cluster = await joinCluster(text("redis"), {
+    secret: text("cluster-secret"),
+    advertise: text("advertise"),
+    ttl: number("cluster-ttl"),
+    prefix: text("cluster-prefix"),
+  }, log);
   let gateway;
   try {
     gateway = await startGateway({
@@ -319,13 +335,15 @@ function printDemo(base: string, id: string, caFile: string | undefined, withTok
 /** With `--redis`, the cluster options: a connected client without an offline queue. */
 async function joinCluster(
   url: string | undefined,
-  secret: string | undefined,
-  advertise: string | undefined,
+  options: Omit<ClusterOptions, "redis" | "secret"> & { secret: string | undefined },
   log: Log,
 ): Promise<ClusterOptions | undefined> {
+  const { secret } = options;
   if (url === undefined) {
-    if (secret !== undefined || advertise !== undefined) {
-      throw new UsageError("--cluster-secret and --advertise go with --redis");
+    if (Object.values(options).some((value) => value !== undefined)) {
+      throw new UsageError(
+        "--cluster-secret, --advertise, --cluster-ttl and --cluster-prefix go with --redis",
+      );
     }
     return undefined;
   }
@@ -342,7 +360,7 @@ async function joinCluster(
   } catch (error) {
     throw new Error(`Cannot connect to --redis ${url}: ${(error as Error).message}`);
   }
-  return { redis: client as unknown as RedisLike, secret, advertise };
+  return { ...options, redis: client as unknown as RedisLike, secret };
 }
 
 async function readConfig(
