@@ -59,6 +59,50 @@ export interface Redeemed {
   previous?: Connection;
 }
 
+/** What a {@linkcode SharedResumeTokens} store says of a token. */
+export type SharedRedeemed =
+  /** Redeemed: what was kept with it. */
+  | { metadata: unknown; metadataCost: number }
+  /** The store has no token for that id (never had, expired, or lost). */
+  | "unknown"
+  /** The id's token is another one: a wrong or already used token. */
+  | "refused";
+
+/**
+ * Resume tokens kept beyond one server, so that a client may resume on another server of a
+ * cluster: the gateway's cluster keeps them in Redis (see `cluster/_resume_tokens.ts`).
+ * When a server has one, it is asked about every token presented, and its answer decides:
+ * a token it refuses is refused even where it was issued (it was used elsewhere); one it
+ * does not know, or cannot be asked about, is judged by the server's own store.
+ */
+export interface SharedResumeTokens {
+  /**
+   * A token was issued for a live connection; it replaces any earlier token of `id`.
+   *
+   * @param id The connection id.
+   * @param secret The token's secret (after the dot).
+   * @param metadata The connection's metadata.
+   * @param metadataCost What that metadata takes in memory, by estimate.
+   */
+  issued(id: string, secret: string, metadata: unknown, metadataCost: number): void;
+  /**
+   * The connection ended: its token stays redeemable for the resume window.
+   *
+   * @param id The connection id.
+   * @param secret The token's secret.
+   */
+  ended(id: string, secret: string): void;
+  /**
+   * Redeems a token, once.
+   *
+   * @param id The connection id (before the dot).
+   * @param secret The secret presented.
+   * @returns What was kept with it, `"unknown"` or `"refused"`.
+   * @throws {Error} If the store cannot be reached (the server's own store decides).
+   */
+  redeem(id: string, secret: string): Promise<SharedRedeemed>;
+}
+
 /** The server's resume tokens (one store per server). */
 export class ResumeStore {
   readonly #window: number;
@@ -158,10 +202,11 @@ export class ResumeStore {
    *
    * @param connection The connection.
    * @param now The time; the store's clock by default.
+   * @returns The secret of the token kept, if any.
    */
-  release(connection: Connection, now: number = this.#clock.now()): void {
+  release(connection: Connection, now: number = this.#clock.now()): string | undefined {
     const live = this.#live.get(connection.id);
-    if (live?.connection !== connection) return;
+    if (live?.connection !== connection) return undefined;
     this.#live.delete(connection.id);
     this.#sweep(now);
     this.#ended.set(connection.id, {
@@ -175,6 +220,7 @@ export class ResumeStore {
       this.#delete(this.#ended.keys().next().value!);
     }
     this.#arm();
+    return live.secret;
   }
 
   /** Forgets everything (the server closed). */

@@ -52,6 +52,7 @@ export type {
 } from "./runtime/mod.ts";
 export type { TlsOptions } from "./_tls.ts";
 export type { Clock } from "./_clock.ts";
+export type { SharedRedeemed, SharedResumeTokens } from "./_resume.ts";
 export { ConnectionType, EventType } from "./types.ts";
 export type {
   AddressRateLimits,

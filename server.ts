@@ -23,7 +23,14 @@ import {
 } from "./runtime/mod.ts";
 import { Endpoint } from "./_endpoint.ts";
 import { ADDRESS_RATES, AddressLimits, type AddressRates } from "./_address_limits.ts";
-import { MAX_RESUMABLE, MAX_RESUMABLE_BYTES, ResumeStore } from "./_resume.ts";
+import {
+  MAX_RESUMABLE,
+  MAX_RESUMABLE_BYTES,
+  type Redeemed,
+  ResumeStore,
+  type SharedRedeemed,
+  type SharedResumeTokens,
+} from "./_resume.ts";
 import { checkTls, type TlsOptions } from "./_tls.ts";
 import type { Connection } from "./connection.ts";
 import { ClientRefusedError } from "./errors.ts";
@@ -94,6 +101,11 @@ export interface WebSocketServerOptions extends ConnectionOptions {
    * `0` disables resumption (no tokens are issued). Default 30 000.
    */
   resumeWindow?: number;
+  /**
+   * Resume tokens shared with the other servers of a cluster, so that a client may resume
+   * on any of them (the gateway's cluster keeps them in Redis). Needs `resumeWindow`.
+   */
+  sharedResume?: SharedResumeTokens;
   /** Do not listen: mount on an existing `Deno.serve` / `Bun.serve` app with `upgrade()`. */
   noServer?: boolean;
   /**
@@ -478,9 +490,9 @@ export class WebSocketServer {
             const now = endpoint.now();
             // Past its rate of failures, an address's tokens are not looked at: guessing
             // costs the guesser, and a wrong token only ever meant a fresh id.
-            const redeemed = resume !== undefined && !connection.isClosed &&
+            const redeemed = resume !== undefined && store && !connection.isClosed &&
                 addressLimits?.mayResume(address, now) !== false
-              ? store?.redeem(resume, now)
+              ? await this.#redeem(store, resume, now)
               : undefined;
             if (resume !== undefined && store && !redeemed) {
               addressLimits?.failedResume(address, now);
@@ -501,6 +513,10 @@ export class WebSocketServer {
             }
             resumed = redeemed !== undefined;
             const resumeToken = store?.issue(id, connection, metadataCost);
+            if (resumeToken) {
+              const secret = resumeToken.slice(id.length + 1);
+              options.sharedResume?.issued(id, secret, connection.metadata, metadataCost);
+            }
             answer.accept({
               id,
               ...(resumeToken ? { resumeToken } : {}),
@@ -515,7 +531,8 @@ export class WebSocketServer {
           endpoint.opened(opened, resumed);
         },
         onEnd: (ended, info) => {
-          this.#resume?.release(ended, endpoint.now());
+          const secret = this.#resume?.release(ended, endpoint.now());
+          if (secret !== undefined) options.sharedResume?.ended(ended.id, secret);
           this.#handshaking.delete(ended);
           if (this.#connections.get(ended.id) !== ended) return;
           this.#connections.delete(ended.id);
@@ -544,6 +561,28 @@ export class WebSocketServer {
       return;
     }
     this.#handshaking.add(connection);
+  }
+
+  /**
+   * Redeems a resume token in this server's store and, if there is one, the cluster's, whose
+   * answer decides (see {@linkcode SharedResumeTokens}).
+   */
+  async #redeem(store: ResumeStore, token: string, now: number): Promise<Redeemed | undefined> {
+    const local = store.redeem(token, now);
+    const shared = this.#options.sharedResume;
+    const dot = token.lastIndexOf(".");
+    if (!shared || dot <= 0) return local;
+    const id = token.slice(0, dot);
+    let answer: SharedRedeemed;
+    try {
+      answer = await shared.redeem(id, token.slice(dot + 1));
+    } catch (error) {
+      this.#endpoint.logger.warn("swaggersocket: shared resume tokens unavailable", error);
+      return local;
+    }
+    if (answer === "unknown") return local;
+    if (answer === "refused") return undefined;
+    return local ?? { id, ...answer };
   }
 
   /** `undefined` to accept the client, else the close code and reason that refuse it. */

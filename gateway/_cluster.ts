@@ -7,8 +7,11 @@
  * A request for an agent held by another instance goes there in one streamed HTTP hop,
  * authenticated by the cluster's secret and marked so that it is never forwarded twice.
  *
- * Not here yet: resume tokens shared between instances, and a retry when an owner has just
- * lost its agent.
+ * Resume tokens are shared too (`cluster/_resume_tokens.ts`): an agent that lands on another
+ * instance after a failover keeps its connection id.
+ *
+ * An instance that has lost the agent since answers 421 with {@linkcode MOVED_HEADER}; the
+ * first instance then looks again and retries once.
  *
  * @module
  */
@@ -24,7 +27,9 @@ import type { Logger } from "../types.ts";
 import { EventType } from "../types.ts";
 import { CloseCode } from "../protocol/close_codes.ts";
 import { ClusterRegistry, type HeldAgent, type RedisLike } from "../cluster/_registry.ts";
+import { RedisResumeTokens } from "../cluster/_resume_tokens.ts";
 import { type AgentInfo, describeAgent, nameOf } from "./_agent_info.ts";
+import { newestOnce } from "./_agent_list.ts";
 
 /** How a gateway joins a cluster. */
 export interface ClusterOptions {
@@ -51,6 +56,13 @@ export class ClusterMembership {
   readonly #logger: Logger | undefined;
   readonly #timer: ReturnType<typeof setInterval>;
   readonly #secret: string;
+  readonly #tokens: RedisResumeTokens;
+  /** Agents connected here and not yet recorded in Redis. */
+  readonly #unclaimed = new Set<Connection>();
+  /** Agents recorded in Redis as held here. */
+  readonly #claimed = new Set<Connection>();
+  /** Owners looked up lately, oldest first: see {@linkcode ownerOf}. */
+  readonly #owners = new Map<string, { url: string; until: number }>();
   /** One tunnel per other instance, reused (keep-alive). */
   readonly #tunnels = new Map<string, Handler>();
   #refreshing: Promise<void> | undefined;
@@ -62,21 +74,25 @@ export class ClusterMembership {
    *
    * @param server The agents' server.
    * @param options The cluster's Redis and this instance's URL.
+   * @param url The gateway's URL.
+   * @param tokens The server's shared resume tokens (see {@linkcode sharedResumeTokens}).
    * @param logger Where failures are logged.
    */
   constructor(
     server: WebSocketServer,
     options: ClusterOptions,
     url: string,
+    tokens: RedisResumeTokens,
     logger: Logger | undefined,
   ) {
-    const ttl = options.ttl ?? 15_000;
+    const ttl = options.ttl ?? DEFAULT_TTL;
     if (typeof options.secret !== "string" || options.secret.length === 0) {
       throw new TypeError("Invalid cluster.secret: must be a non-empty string");
     }
     this.#server = server;
     this.#logger = logger;
     this.#secret = options.secret;
+    this.#tokens = tokens;
     this.registry = new ClusterRegistry(options.redis, {
       instance: ulid(),
       url: options.advertise ?? url,
@@ -110,24 +126,43 @@ export class ClusterMembership {
   }
 
   async #refreshOnce(): Promise<void> {
-    {
-      const connections = this.#server.connections();
-      try {
-        const lost = await this.registry.refresh(
-          connections.map(held),
-          connections.map(describeAgent),
-        );
-        for (const id of lost) {
-          this.#logger?.warn("agent taken by another instance", { id });
-          void this.#server.connection(id)?.close({
-            timeout: 0,
-            code: CloseCode.Superseded,
-            reason: "Another gateway instance holds this agent",
-          });
+    // Claimed first, so that a refresh never finds a new agent's name still held by the
+    // connection it replaces. A claim that fails (Redis away) is tried again next time.
+    const claims = await Promise.allSettled(
+      [...this.#unclaimed].map(async (connection) => {
+        await this.registry.claim(held(connection));
+        if (!this.#unclaimed.delete(connection)) {
+          // It closed while being claimed.
+          return await this.registry.release(held(connection));
         }
-      } catch (error) {
-        this.#logger?.warn("cluster refresh failed", error);
+        this.#claimed.add(connection);
+        this.#logger?.debug("agent recorded in the cluster", { id: connection.id });
+      }),
+    );
+    const failed = claims.filter((claim) => claim.status === "rejected");
+    if (failed.length > 0) {
+      this.#logger?.warn("cluster claims failed", {
+        agents: failed.length,
+        error: (failed[0] as PromiseRejectedResult).reason,
+      });
+    }
+    const connections = this.#server.connections();
+    try {
+      const lost = await this.registry.refresh(
+        connections.filter((connection) => this.#claimed.has(connection)).map(held),
+        connections.map(describeAgent),
+      );
+      for (const id of lost) {
+        this.#logger?.warn("agent taken by another instance", { id });
+        void this.#server.connection(id)?.close({
+          timeout: 0,
+          code: CloseCode.Superseded,
+          reason: "Another gateway instance holds this agent",
+        });
       }
+      await this.#tokens.refresh();
+    } catch (error) {
+      this.#logger?.warn("cluster refresh failed", error);
     }
   }
 
@@ -139,10 +174,7 @@ export class ClusterMembership {
    */
   async agents(): Promise<AgentInfo[]> {
     await this.refresh();
-    const seen = new Set<string>();
-    return (await this.registry.agents() as AgentInfo[]).filter((agent) =>
-      !seen.has(agent.id) && seen.add(agent.id)
-    );
+    return newestOnce(await this.registry.agents() as AgentInfo[]);
   }
 
   /**
@@ -155,17 +187,39 @@ export class ClusterMembership {
   }
 
   /**
-   * Which instance holds an agent, when it is not this one.
+   * Which instance holds an agent, when it is not this one. An owner found is remembered for
+   * a second (a burst of calls to one agent costs one lookup); a hop that fails forgets it.
    *
    * @param key The agent's id (ULID-shaped, any case) or name.
+   * @param fresh Ask Redis even if the owner is remembered.
    * @returns The owner's URL, or `undefined` if no other instance has it.
    * @throws {Error} If Redis cannot be reached.
    */
-  async ownerOf(key: string): Promise<string | undefined> {
+  async ownerOf(key: string, fresh = false): Promise<string | undefined> {
+    const now = performance.now();
+    const cached = this.#owners.get(key);
+    if (cached && !fresh && cached.until > now) return cached.url;
     const owner = await this.registry.lookup(
       isConnectionIdShaped(key) ? { id: key.toUpperCase() } : { name: key },
     );
-    return owner && owner.instance !== this.registry.instance ? owner.url : undefined;
+    const url = owner && owner.instance !== this.registry.instance ? owner.url : undefined;
+    this.#owners.delete(key);
+    if (url !== undefined) {
+      this.#owners.set(key, { url, until: now + OWNER_CACHE_MS });
+      if (this.#owners.size > OWNER_CACHE_SIZE) {
+        this.#owners.delete(this.#owners.keys().next().value!);
+      }
+    }
+    return url;
+  }
+
+  /**
+   * Forgets where an agent was: its owner failed or said it has it no longer.
+   *
+   * @param key The agent's id or name, as given to {@linkcode ownerOf}.
+   */
+  forget(key: string): void {
+    this.#owners.delete(key);
   }
 
   /**
@@ -219,27 +273,55 @@ export class ClusterMembership {
     for await (const event of this.#server.events()) {
       if (event.type !== EventType.ConnectionReceived || !event.connection) continue;
       const connection = event.connection;
-      this.registry.claim(held(connection)).then(
-        () => {
-          this.#logger?.debug("agent recorded in the cluster", { id: connection.id });
-          return this.refresh();
-        },
-        (error) => this.#logger?.warn("cluster claim failed", error),
-      );
-      connection.closed.then(() =>
+      this.#unclaimed.add(connection);
+      void this.refresh();
+      connection.closed.then(() => {
+        this.#unclaimed.delete(connection);
+        // Never claimed: nothing in Redis to release.
+        if (!this.#claimed.delete(connection)) return;
         this.registry.release(held(connection)).then(
           () => this.refresh(),
           (error) => this.#logger?.warn("cluster release failed", error),
-        )
-      );
+        );
+      });
     }
   }
 }
+
+/** Default milliseconds a record lives without a refresh. */
+const DEFAULT_TTL = 15_000;
+
+/**
+ * The resume tokens a cluster's instances share, for the agents' server: an agent that
+ * lands on another instance keeps its connection id.
+ *
+ * @param options The cluster.
+ * @param window The server's resume window in milliseconds.
+ * @returns The store, to give both the server and the {@linkcode ClusterMembership}.
+ */
+export function sharedResumeTokens(options: ClusterOptions, window: number): RedisResumeTokens {
+  return new RedisResumeTokens(options.redis, {
+    prefix: options.prefix,
+    ttl: options.ttl ?? DEFAULT_TTL,
+    window,
+  });
+}
+
+/** How long an owner looked up is trusted without asking Redis again, in milliseconds. */
+const OWNER_CACHE_MS = 1_000;
+/** Most owners remembered at once. */
+const OWNER_CACHE_SIZE = 10_000;
 
 /** The header that carries the cluster's secret from one instance to another. */
 export const SECRET_HEADER = "x-swaggersocket-cluster-secret";
 /** The header that marks a request one instance forwarded to another. */
 export const HOP_HEADER = "x-swaggersocket-hop";
+/**
+ * The header on an instance's answer to a forwarded request for an agent it does not hold
+ * (421 `agent_moved`): the forwarding instance looks again and retries once. Removed from
+ * agents' responses, so that none can fake it.
+ */
+export const MOVED_HEADER = "x-swaggersocket-moved";
 
 function held(connection: Connection): HeldAgent {
   return { id: connection.id, name: nameOf(connection.metadata) };

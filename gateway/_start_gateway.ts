@@ -25,8 +25,16 @@ import { agentRequestHeaders, type Hop } from "./_proxy_headers.ts";
 import { type AgentRoute, agentRoute, rawTarget, splitTarget } from "./_raw_target.ts";
 import { AgentAdmission, type CredentialsReload } from "./_admission.ts";
 import { type AgentInfo, describeAgent, nameOf } from "./_agent_info.ts";
+import { agentPage } from "./_agent_list.ts";
 import { GatewayObserver } from "./_observer.ts";
-import { ClusterMembership, type ClusterOptions, HOP_HEADER, SECRET_HEADER } from "./_cluster.ts";
+import {
+  ClusterMembership,
+  type ClusterOptions,
+  HOP_HEADER,
+  MOVED_HEADER,
+  SECRET_HEADER,
+  sharedResumeTokens,
+} from "./_cluster.ts";
 import { passThrough } from "./_pass_through.ts";
 import { dashboardPage } from "./_dashboard.ts";
 import type { GatewayRoute } from "./_stats.ts";
@@ -166,6 +174,12 @@ function errorResponse(status: number, error: string, message: string): Response
   return jsonResponse({ error, message }, status);
 }
 
+/**
+ * Milliseconds an agent that lost its connection may come back and keep its id (the
+ * server's default, said here because a cluster's shared tokens live as long).
+ */
+const RESUME_WINDOW = 30_000;
+
 /** Where the dashboard is, and its event stream. */
 const DASHBOARD_PATH = "/dashboard";
 const DASHBOARD_EVENTS_PATH = "/dashboard/events";
@@ -253,9 +267,14 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
   // Assigned below: the server's hooks need it, and it needs the server.
   // deno-lint-ignore prefer-const
   let observer!: GatewayObserver;
+  // A cluster's instances share the agents' resume tokens.
+  const resumeTokens = options.cluster &&
+    sharedResumeTokens(options.cluster, RESUME_WINDOW);
   const server = new WebSocketServer({
     noServer: true,
     path,
+    resumeWindow: RESUME_WINDOW,
+    sharedResume: resumeTokens,
     heartbeat: options.heartbeat,
     closeTimeout,
     // The server's own info lines (connection received, closed) are what the observer says
@@ -319,23 +338,18 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
     };
     const agent = findAgent(agentKey);
     if (!agent) {
-      // Another instance of the cluster may hold it (a request from one is not sent on).
-      if (cluster && !peer) {
-        let owner: string | undefined;
-        try {
-          owner = await cluster.ownerOf(agentKey);
-        } catch (error) {
-          return answer(
-            errorResponse(
-              502,
-              "cluster_unavailable",
-              `Cannot find agent "${agentKey}" in the cluster: ${(error as Error).message}`,
-            ),
-            error as Error,
-          );
-        }
-        if (owner !== undefined) return answer(await hopTo(owner, request, route, hop));
+      if (peer) {
+        // The instance that sent it found this one in Redis: the agent has just moved on.
+        const moved = errorResponse(
+          421,
+          "agent_moved",
+          `Agent "${agentKey}" is not held by this instance (any more)`,
+        );
+        moved.headers.set(MOVED_HEADER, "1");
+        return answer(moved);
       }
+      // Another instance of the cluster may hold it.
+      if (cluster) return answer(...await viaCluster(cluster, request, route, hop));
       return answer(
         errorResponse(404, "agent_not_found", `No agent with id or name "${agentKey}"`),
       );
@@ -380,6 +394,8 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
       settle();
     }
     const out = withoutHopByHop(response.headers);
+    // Only an instance says that an agent moved.
+    if (cluster) out.delete(MOVED_HEADER);
     if (rewrite) mapResponsePaths(out, gatewayPaths(request.headers, hop));
     const init = { status: response.status, statusText: response.statusText, headers: out };
     if (response.body === null) {
@@ -392,6 +408,54 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
       ended(request.signal.aborted ? undefined : error as Error | undefined);
     });
     return answer(new Response(body, init));
+  }
+
+  /**
+   * Finds the instance that holds an agent and sends the request on there. An owner that has
+   * lost the agent since (421 with {@linkcode MOVED_HEADER}) is asked about once more, and a
+   * bodiless request retried once; a body already sent cannot be, so its caller gets 503 with
+   * `Retry-After`.
+   *
+   * @returns The answer, and the error behind it if it is a failure.
+   */
+  async function viaCluster(
+    cluster: ClusterMembership,
+    request: CallerRequest,
+    route: AgentRoute,
+    hop: Hop,
+  ): Promise<[Response, Error?]> {
+    for (let attempt = 0;; attempt++) {
+      let owner: string | undefined;
+      try {
+        owner = await cluster.ownerOf(route.key, attempt > 0);
+      } catch (error) {
+        return [
+          errorResponse(
+            502,
+            "cluster_unavailable",
+            `Cannot find agent "${route.key}" in the cluster: ${(error as Error).message}`,
+          ),
+          error as Error,
+        ];
+      }
+      if (owner === undefined) {
+        return [errorResponse(404, "agent_not_found", `No agent with id or name "${route.key}"`)];
+      }
+      const response = await hopTo(owner, request, route, hop);
+      if (response.status >= 500) cluster.forget(route.key);
+      if (!response.headers.has(MOVED_HEADER)) return [response];
+      cluster.forget(route.key);
+      await response.body?.cancel();
+      if (attempt > 0 || request.body !== null) {
+        const moved = errorResponse(
+          503,
+          "agent_moved",
+          `Agent "${route.key}" is moving between gateway instances: try again`,
+        );
+        moved.headers.set("retry-after", "1");
+        return [moved];
+      }
+    }
   }
 
   /** Sends a request on to the instance that holds its agent, within the agent timeout. */
@@ -512,7 +576,7 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
     const rawPath = splitTarget(target).path;
     const own = OWN_ROUTES[rawPath];
     if (own === undefined) return await toAgent(request, target, rawPath);
-    const response = await ownRoute(own, request, rawPath);
+    const response = await ownRoute(own, request, rawPath, splitTarget(target).query);
     observer.answered(own, response.status);
     return response;
   }
@@ -522,6 +586,7 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
     own: GatewayRoute,
     request: CallerRequest,
     rawPath: string,
+    query: string,
   ): Response | Promise<Response> {
     if (own === "healthz") return textResponse(200, "ok\n");
     if (own === "readyz") {
@@ -537,7 +602,7 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
       case "agents":
         return cluster
           ? cluster.agents().then(
-            (agents) => jsonResponse(agents),
+            (agents) => listing(agents, rawPath, query),
             (error: Error) =>
               errorResponse(
                 503,
@@ -545,7 +610,7 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
                 `Cannot list the cluster: ${error.message}`,
               ),
           )
-          : jsonResponse(server.connections().map(describeAgent));
+          : listing(server.connections().map(describeAgent), rawPath, query);
       case "dashboard":
         return rawPath === DASHBOARD_PATH
           ? dashboardPage(DASHBOARD_EVENTS_PATH)
@@ -560,6 +625,15 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
         });
       }
     }
+  }
+
+  /** A page of `GET /agents`, with a `Link` to the next. */
+  function listing(agents: AgentInfo[], rawPath: string, query: string): Response {
+    const page = agentPage(agents, new URLSearchParams(query));
+    if (typeof page === "string") return errorResponse(400, "bad_request", page);
+    const response = jsonResponse(page.agents);
+    if (page.next) response.headers.set("link", `<${rawPath}${page.next}>; rel="next"`);
+    return response;
   }
 
   /** 401: a browser (the dashboard) is asked for the token as a Basic password. */
@@ -693,7 +767,7 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
   const url = `${protocol}://${host}:${addr.port}`;
   if (options.cluster) {
     try {
-      cluster = new ClusterMembership(server, options.cluster, url, logger);
+      cluster = new ClusterMembership(server, options.cluster, url, resumeTokens!, logger);
     } catch (error) {
       await front.stop();
       await server.close();

@@ -10,6 +10,7 @@ import { type ChildProcess, spawn } from "node:child_process";
 import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { createClient } from "@redis/client";
 import { withTimeout } from "./_helpers.ts";
 
 const REDIS_SERVER = "/usr/bin/redis-server";
@@ -91,4 +92,26 @@ export async function startRedis(): Promise<RedisServer> {
       rmSync(dir, { recursive: true, force: true });
     },
   };
+}
+
+/** A `@redis/client` client as the gateway makes one: no offline queue. */
+function redisClient(socket: string) {
+  return createClient({ socket: { path: socket, tls: false }, disableOfflineQueue: true });
+}
+
+/** A connection to a test's Redis. */
+export type RedisClient = ReturnType<typeof redisClient>;
+
+/**
+ * Connects a client to `redis` (errors while it reconnects are the test's to observe, not
+ * to print).
+ *
+ * @param redis The running server.
+ * @returns The connected client; `destroy()` it when done.
+ */
+export async function connectRedis(redis: RedisServer): Promise<RedisClient> {
+  const client = redisClient(redis.socket);
+  client.on("error", () => {});
+  await client.connect();
+  return client;
 }

@@ -1,15 +1,15 @@
 /**
- * Two gateways as a cluster on a real `redis-server`: each lists the other's agents, and a
- * name claimed on both ends with exactly one holder. (Forwarding between instances is not
- * built yet.)
+ * Gateways as a cluster on a real `redis-server`: each lists the others' agents, a call
+ * through any reaches an agent on another, a name claimed on two ends with exactly one
+ * holder, an owner that lost its agent makes the caller's instance look again, and an agent
+ * that moves to another instance keeps its id.
  */
 
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { createClient } from "@redis/client";
 import { type AgentInfo, type Gateway, type RedisLike, startGateway } from "../gateway.ts";
 import { startAgent } from "../agent.ts";
-import type { Connection } from "../mod.ts";
+import { type Connection, type ConnectionEvent, EventType } from "../mod.ts";
 import { join } from "node:path";
 import {
   BUN_BIN,
@@ -20,7 +20,7 @@ import {
   spawnLines,
   withTimeout,
 } from "./_helpers.ts";
-import { NO_REDIS, type RedisServer, startRedis } from "./_redis.ts";
+import { connectRedis, NO_REDIS, type RedisServer, startRedis } from "./_redis.ts";
 
 const OPTIONS = { timeout: 60_000, skip: NO_REDIS };
 const STEP_MS = 20_000;
@@ -34,12 +34,7 @@ describe("gateways as a cluster on redis-server", OPTIONS, () => {
 
   /** A gateway in the cluster, with a Redis client of its own. */
   async function instance(): Promise<Gateway> {
-    const client = createClient({
-      socket: { path: redis.socket, tls: false },
-      disableOfflineQueue: true,
-    });
-    client.on("error", () => {});
-    await client.connect();
+    const client = await connectRedis(redis);
     clients.push(client);
     const gateway = await startGateway({
       port: 0,
@@ -48,6 +43,18 @@ describe("gateways as a cluster on redis-server", OPTIONS, () => {
     });
     gateways.push(gateway);
     return gateway;
+  }
+
+  /** Waits until `via` finds `name` held by `holder` (a lookup sees it as Redis has it). */
+  async function claimed(via: Gateway, name: string, holder: Gateway): Promise<void> {
+    const deadline = Date.now() + STEP_MS;
+    while (true) {
+      const names = (await list(holder)).map((agent) => agent.name);
+      const seen = (await list(via)).filter((agent) => agent.name === name).length;
+      if (names.includes(name) && seen === 1) return;
+      assert.ok(Date.now() < deadline, `${name} never recorded: ${names}`);
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
   }
 
   async function list(gateway: Gateway): Promise<AgentInfo[]> {
@@ -122,12 +129,14 @@ describe("gateways as a cluster on redis-server", OPTIONS, () => {
     assert.equal(seen.secret, null, "the secret never reaches an agent");
     assert.equal(seen.hop, null);
     assert.match(seen.xff, /^127\.0\.0\.1/);
-    // A peer's request is never sent on: B does not hop an unknown agent back.
+    // A peer's request is never sent on: B says that it does not hold the agent (it has
+    // moved on, since A found it there), for A to look again.
     const unknown = await fetch(`${b.url}/agents/nobody/x`, {
       headers: { "x-swaggersocket-cluster-secret": SECRET, "x-swaggersocket-hop": "A" },
     });
-    assert.equal(unknown.status, 404);
-    await unknown.body?.cancel();
+    assert.equal(unknown.status, 421);
+    assert.equal(unknown.headers.get("x-swaggersocket-moved"), "1");
+    assert.equal((await unknown.json()).error, "agent_moved");
     // A wrong secret is no peer: it is an ordinary caller, and its marks are not trusted.
     const forged = await fetch(`${a.url}/agents/far/x`, {
       headers: { "x-swaggersocket-cluster-secret": "guess" },
@@ -160,6 +169,60 @@ describe("gateways as a cluster on redis-server", OPTIONS, () => {
     const listed = (await list(a)).filter((agent) => agent.name === "twice");
     assert.equal(listed.length, 1);
     assert.equal(listed[0].id, winner.id);
+  });
+
+  it("an instance that lost the agent since makes the caller's look again and retry once", async () => {
+    const [a, b] = [gateways[0], gateways[1]];
+    const c = await instance();
+    const whoami = (_request: Request, info: { connection: Connection }): Response =>
+      new Response(info.connection.id);
+    const first = startAgent({ url: b.agentsUrl, name: "mover", handler: whoami });
+    agents.push(first);
+    const firstId = (await withTimeout(first.ready, STEP_MS, "mover on b")).id;
+    await claimed(a, "mover", b);
+    // A looks the owner up and remembers it (for a second).
+    const before = await fetch(`${a.url}/agents/mover/x`);
+    assert.equal(await before.text(), firstId);
+    // The agent moves to C: B's records go, C's come.
+    const gone = b.server.connection(firstId)!.closed;
+    await first.close();
+    await withTimeout(gone, STEP_MS, "b to see mover leave");
+    const second = startAgent({ url: c.agentsUrl, name: "mover", handler: whoami });
+    agents.push(second);
+    const secondId = (await withTimeout(second.ready, STEP_MS, "mover on c")).id;
+    await claimed(a, "mover", c);
+    // A still remembers B: B answers "moved", A asks Redis again and goes to C.
+    const after = await withTimeout(fetch(`${a.url}/agents/mover/x`), STEP_MS, "GET via a");
+    assert.equal(after.status, 200);
+    assert.equal(await after.text(), secondId);
+  });
+
+  it("an agent that lands on another instance keeps its connection id (resume tokens in Redis)", async () => {
+    const [a, b] = [gateways[0], gateways[1]];
+    const c = await instance();
+    // It dials C first, and B when C is gone.
+    const agent = startAgent({
+      url: [c.agentsUrl, b.agentsUrl],
+      name: "resumer",
+      reconnect: { initialDelay: 50, maxDelay: 200 },
+    });
+    agents.push(agent);
+    const { id } = await withTimeout(agent.ready, STEP_MS, "resumer on c");
+    const events = agent.client.events();
+    await c.close();
+    let resumed: ConnectionEvent | undefined;
+    for await (const event of events) {
+      if (event.type === EventType.ConnectionReceived) {
+        resumed = event;
+        break;
+      }
+    }
+    assert.equal(resumed?.connectionId, id, "the same id on another instance");
+    assert.equal(resumed?.resumed, true);
+    await claimed(a, "resumer", b);
+    const response = await withTimeout(fetch(`${a.url}/agents/${id}/hello`), STEP_MS, "by id");
+    assert.equal(response.status, 200);
+    await response.body?.cancel();
   });
 
   it("with Redis down, local calls still work and forwarded ones fail fast with a clear error", async () => {

@@ -4,26 +4,27 @@
 
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { createClient } from "@redis/client";
 import { ClusterRegistry, type RedisLike } from "../cluster/_registry.ts";
-import { NO_REDIS, type RedisServer, startRedis } from "./_redis.ts";
+import { RedisResumeTokens } from "../cluster/_resume_tokens.ts";
+import {
+  connectRedis,
+  NO_REDIS,
+  type RedisClient,
+  type RedisServer,
+  startRedis,
+} from "./_redis.ts";
 
 const OPTIONS = { timeout: 60_000, skip: NO_REDIS };
 
 describe("ClusterRegistry (redis-server)", OPTIONS, () => {
   let redis: RedisServer;
-  let client: ReturnType<typeof createClient>;
+  let client: RedisClient;
   let a: ClusterRegistry;
   let b: ClusterRegistry;
 
   before(async () => {
     redis = await startRedis();
-    client = createClient({
-      socket: { path: redis.socket, tls: false },
-      disableOfflineQueue: true,
-    });
-    client.on("error", () => {});
-    await client.connect();
+    client = await connectRedis(redis);
     const like = client as unknown as RedisLike;
     a = new ClusterRegistry(like, { instance: "A", url: "http://a.internal", ttl: 5_000 });
     b = new ClusterRegistry(like, { instance: "B", url: "http://b.internal", ttl: 5_000 });
@@ -120,5 +121,66 @@ describe("ClusterRegistry (redis-server)", OPTIONS, () => {
       RangeError,
     );
     assert.throws(() => new ClusterRegistry(like, { instance: "a b", url: "x" }), TypeError);
+  });
+});
+
+describe("RedisResumeTokens (redis-server)", OPTIONS, () => {
+  let redis: RedisServer;
+  let client: RedisClient;
+
+  before(async () => {
+    redis = await startRedis();
+    client = await connectRedis(redis);
+  });
+  after(async () => {
+    client.destroy();
+    await redis?.close();
+  });
+
+  /** Resolves once `id`'s record is in Redis (a token is recorded without being awaited). */
+  async function recorded(id: string): Promise<string> {
+    for (let tries = 0; tries < 1_000; tries++) {
+      const value = await client.get(`swaggersocket:resume:${id}`);
+      if (value !== null) return value;
+    }
+    throw new Error(`${id} never recorded`);
+  }
+
+  it("redeems a token once, on any instance, and keeps only a digest of its secret", async () => {
+    const like = client as unknown as RedisLike;
+    const issuer = new RedisResumeTokens(like, { ttl: 5_000, window: 30_000 });
+    const other = new RedisResumeTokens(like, { ttl: 5_000, window: 30_000 });
+    issuer.issued("ID1", "the-secret", { name: "printer" }, 123);
+    const value = await recorded("ID1");
+    assert.doesNotMatch(value, /the-secret/);
+    const ttl = await client.pTTL("swaggersocket:resume:ID1");
+    assert.ok(ttl > 30_000 && ttl <= 35_000, `live: ttl + window, was ${ttl}`);
+    assert.equal(await other.redeem("ID1", "a-guess"), "refused");
+    assert.deepEqual(await other.redeem("ID1", "the-secret"), {
+      metadata: { name: "printer" },
+      metadataCost: 123,
+    });
+    assert.equal(await issuer.redeem("ID1", "the-secret"), "unknown", "single-use");
+  });
+
+  it("an ended connection's token lives for the window; a refresh re-creates lost live ones", async () => {
+    const like = client as unknown as RedisLike;
+    const tokens = new RedisResumeTokens(like, { ttl: 5_000, window: 2_000 });
+    tokens.issued("ID2", "two", null, 0);
+    tokens.issued("ID3", "three", null, 0);
+    await recorded("ID2");
+    await recorded("ID3");
+    tokens.ended("ID2", "two");
+    for (let tries = 0; (await client.pTTL("swaggersocket:resume:ID2")) > 2_000; tries++) {
+      assert.ok(tries < 1_000, "the window applied");
+    }
+    await client.flushAll();
+    await tokens.refresh();
+    assert.equal(await client.get("swaggersocket:resume:ID2"), null, "ended: not re-created");
+    assert.notEqual(await client.get("swaggersocket:resume:ID3"), null, "live: re-created");
+    // A token another instance issued since for the same id is left alone.
+    await client.set("swaggersocket:resume:ID3", "other 0 null");
+    await tokens.refresh();
+    assert.equal(await client.get("swaggersocket:resume:ID3"), "other 0 null");
   });
 });

@@ -274,6 +274,28 @@ describe("gateway with Deno and Bun agents", () => {
     },
   );
 
+  it("GET /agents pages by id with ?limit and a Link to the next page", TEST_OPTIONS, async () => {
+    const sorted = [...ids.values()].sort();
+    const pages: string[][] = [];
+    let next: string | null = `${gateway.url}/agents?limit=1`;
+    while (next !== null) {
+      const response: Response = await fetch(next);
+      assert.equal(response.status, 200);
+      pages.push((await response.json() as AgentInfo[]).map((agent) => agent.id));
+      const link = response.headers.get("link");
+      next = link === null
+        ? null
+        : new URL(link.match(/^<([^>]+)>; rel="next"$/)![1], gateway.url).href;
+      assert.ok(pages.length <= sorted.length, `no endless pages: ${link}`);
+    }
+    assert.deepEqual(pages, sorted.map((id) => [id]), "one agent per page, in id order");
+    for (const limit of ["0", "10001", "x", "-1", "1.5"]) {
+      const response = await fetch(`${gateway.url}/agents?limit=${limit}`);
+      assert.equal(response.status, 400, `limit=${limit}`);
+      assert.equal((await response.json()).error, "bad_request");
+    }
+  });
+
   for (const runtime of RUNTIMES) {
     it(
       `ANY /agents/{name}/… and /agents/{id}/… reach the ${runtime} agent`,

@@ -24,7 +24,13 @@ import {
   type Welcome,
 } from "../protocol/mod.ts";
 import { decodeWelcome } from "../protocol/handshake.ts";
-import { MAX_RESUMABLE, MAX_RESUMABLE_BYTES, ResumeStore } from "../_resume.ts";
+import {
+  MAX_RESUMABLE,
+  MAX_RESUMABLE_BYTES,
+  ResumeStore,
+  type SharedRedeemed,
+  type SharedResumeTokens,
+} from "../_resume.ts";
 import { timingSafeEqual } from "../_timing_safe_equal.ts";
 import { FakeClock } from "./_fake_clock.ts";
 import { withTimeout } from "./_helpers.ts";
@@ -306,6 +312,91 @@ describe("WebSocketServer resumption with a raw peer", () => {
     for (const resumeWindow of [-1, NaN, Infinity]) {
       assert.throws(() => new WebSocketServer({ noServer: true, resumeWindow }), RangeError);
     }
+  });
+});
+
+/** Resume tokens shared in memory: what the gateway's cluster keeps in Redis. */
+class MemorySharedTokens implements SharedResumeTokens {
+  readonly tokens = new Map<string, { secret: string; metadata: unknown; cost: number }>();
+  down = false;
+  issued(id: string, secret: string, metadata: unknown, metadataCost: number): void {
+    this.tokens.set(id, { secret, metadata, cost: metadataCost });
+  }
+  ended(): void {}
+  redeem(id: string, secret: string): Promise<SharedRedeemed> {
+    if (this.down) return Promise.reject(new Error("the shared store is down"));
+    const token = this.tokens.get(id);
+    if (!token) return Promise.resolve("unknown");
+    if (token.secret !== secret) return Promise.resolve("refused");
+    this.tokens.delete(id);
+    return Promise.resolve({ metadata: token.metadata, metadataCost: token.cost });
+  }
+}
+
+describe("WebSocketServer resumption with shared tokens (sharedResume)", () => {
+  const servers: WebSocketServer[] = [];
+  const peers: RawPeer[] = [];
+
+  function start(shared: SharedResumeTokens): { url: string; server: WebSocketServer } {
+    const server = new WebSocketServer({ hostname: "127.0.0.1", port: 0, sharedResume: shared });
+    servers.push(server);
+    return { url: `ws://127.0.0.1:${server.addr.port}`, server };
+  }
+
+  async function handshake(url: string, metadata: unknown, resume?: string): Promise<Welcome> {
+    const { peer, welcome } = await rawHandshake(url, metadata, resume);
+    peers.push(peer);
+    return welcome;
+  }
+
+  afterEach(async () => {
+    await Promise.all(peers.splice(0).map((peer) => peer.close()));
+    for (const server of servers.splice(0)) {
+      await withTimeout(server.close(), 15_000, "server.close()");
+    }
+  });
+
+  it(
+    "a token issued by one server resumes on another, once, and is then refused on both",
+    T,
+    async () => {
+      const shared = new MemorySharedTokens();
+      const one = start(shared);
+      const two = start(shared);
+      const first = await handshake(one.url, { name: "mover" });
+      assert.equal(shared.tokens.get(first.id)?.secret, first.resumeToken!.split(".")[1]);
+      // On the other server, with no metadata: the id and the metadata come back.
+      const events = new Recorder(two.server.events());
+      const moved = await handshake(two.url, null, first.resumeToken);
+      assert.equal(moved.id, first.id);
+      assert.equal(moved.resumed, true);
+      await withTimeout(events.wait(EventType.ConnectionReceived, first.id), GUARD, "opened");
+      await events.stop();
+      assert.deepEqual(two.server.metadata(first.id), { name: "mover" });
+      // Back on the first server, whose own store still has the token: the shared store has
+      // the newer one, so the used token gets a fresh id.
+      const again = await handshake(one.url, { name: "mover" }, first.resumeToken);
+      assert.notEqual(again.id, first.id);
+      assert.equal(again.resumed, undefined);
+    },
+  );
+
+  it("with the shared store down, the server's own tokens still resume", T, async () => {
+    const shared = new MemorySharedTokens();
+    const { url, server } = start(shared);
+    const events = new Recorder(server.events());
+    const first = await handshake(url, { name: "local" });
+    await peers.splice(0)[0].close();
+    await withTimeout(
+      events.wait(EventType.ConnectionClosed, first.id),
+      GUARD,
+      "the server to see the peer go",
+    );
+    await events.stop();
+    shared.down = true;
+    const resumed = await handshake(url, { name: "local" }, first.resumeToken);
+    assert.equal(resumed.id, first.id);
+    assert.equal(resumed.resumed, true);
   });
 });
 
