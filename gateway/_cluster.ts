@@ -192,23 +192,25 @@ export class ClusterMembership {
    *
    * @param key The agent's id (ULID-shaped, any case) or name.
    * @param fresh Ask Redis even if the owner is remembered.
-   * @returns The owner's URL, or `undefined` if no other instance has it.
+   * @returns The owner's URL; `null` if the agent is recorded on an instance that has
+   *   stopped refreshing its records (dead or frozen: the agent is on its way elsewhere);
+   *   `undefined` if no other instance has it.
    * @throws {Error} If Redis cannot be reached.
    */
-  async ownerOf(key: string, fresh = false): Promise<string | undefined> {
+  async ownerOf(key: string, fresh = false): Promise<string | null | undefined> {
     const now = performance.now();
     const cached = this.#owners.get(key);
     if (cached && !fresh && cached.until > now) return cached.url;
     const owner = await this.registry.lookup(
       isConnectionIdShaped(key) ? { id: key.toUpperCase() } : { name: key },
     );
-    const url = owner && owner.instance !== this.registry.instance ? owner.url : undefined;
     this.#owners.delete(key);
-    if (url !== undefined) {
-      this.#owners.set(key, { url, until: now + OWNER_CACHE_MS });
-      if (this.#owners.size > OWNER_CACHE_SIZE) {
-        this.#owners.delete(this.#owners.keys().next().value!);
-      }
+    if (!owner || owner.instance === this.registry.instance) return undefined;
+    const url = owner.url;
+    if (url === undefined) return null;
+    this.#owners.set(key, { url, until: now + OWNER_CACHE_MS });
+    if (this.#owners.size > OWNER_CACHE_SIZE) {
+      this.#owners.delete(this.#owners.keys().next().value!);
     }
     return url;
   }

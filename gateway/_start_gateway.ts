@@ -425,7 +425,7 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
     hop: Hop,
   ): Promise<[Response, Error?]> {
     for (let attempt = 0;; attempt++) {
-      let owner: string | undefined;
+      let owner: string | null | undefined;
       try {
         owner = await cluster.ownerOf(route.key, attempt > 0);
       } catch (error) {
@@ -440,6 +440,15 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
       }
       if (owner === undefined) {
         return [errorResponse(404, "agent_not_found", `No agent with id or name "${route.key}"`)];
+      }
+      if (owner === null) {
+        const response = errorResponse(
+          502,
+          "agent_unavailable",
+          `Agent "${route.key}" was held by a gateway instance that has stopped: it should reconnect to another shortly`,
+        );
+        response.headers.set("retry-after", "1");
+        return [response];
       }
       const response = await hopTo(owner, request, route, hop);
       if (response.status >= 500) cluster.forget(route.key);
