@@ -173,9 +173,13 @@ export function tunnelHandler(upstream: string | URL, options: TunnelOptions = {
       }
       // No framing of its own: a bodyless POST stays without `Content-Length: 0`.
       outgoing.useChunkedEncodingByDefault = false;
+      // Settled here, not on the `error` that `destroy` should bring: Deno's `node:http`
+      // emits none for a request on a reused keep-alive socket.
       const onAbort = (): void => {
+        reject(request.signal.reason);
         outgoing.destroy(request.signal.reason);
       };
+      if (request.signal.aborted) return onAbort();
       request.signal.addEventListener("abort", onAbort, { once: true });
       outgoing.on("error", (error) => {
         request.signal.removeEventListener("abort", onAbort);
