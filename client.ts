@@ -344,6 +344,9 @@ export class WebSocketClient {
           }
           endpoint.ended(ended, info);
           if (this.#connection === ended && this.#shouldReconnect(info.code)) {
+            // Tried next: the one after, as NATS clients do (this one may be frozen or
+            // draining; the id comes back anywhere the resume token is known).
+            this.#next = (this.#urls.indexOf(url) + 1) % this.#urls.length;
             this.#reconnecting = this.#reconnect();
           }
         },

@@ -310,6 +310,30 @@ describe("WebSocketClient", () => {
     assert.equal(client.connection?.id, moved.connectionId);
   });
 
+  it("WebSocketClient with several URLs dials the next one first when a connection is lost", async () => {
+    const first = resources.server();
+    const second = resources.server();
+    const client = new WebSocketClient({
+      url: [urlOf(first), urlOf(second)],
+      reconnect: { initialDelay: 10, maxDelay: 50 },
+    });
+    resources.defer("client.close()", () => client.close());
+    const onFirst = nextEvent(first.events(), EventType.ConnectionReceived, GUARD);
+    await withTimeout(client.connect(), GUARD, "connect()");
+    const held = (await onFirst).connection!;
+    // The first server is still up, but the client goes to the second: a server that lost
+    // a connection may be frozen or draining.
+    const onSecond = nextEvent(second.events(), EventType.ConnectionReceived, GUARD);
+    await held.close({
+      timeout: 0,
+      code: CloseCode.GoingAway,
+      reason: "draining",
+    });
+    const moved = await onSecond;
+    assert.ok(moved.connection);
+    assert.equal(client.connection?.id, moved.connectionId);
+  });
+
   it("WebSocketClient refuses an empty list of URLs", () => {
     assert.throws(() => new WebSocketClient({ url: [] }), TypeError);
   });
