@@ -107,9 +107,21 @@ export interface GatewayOptions {
   heartbeat?: HeartbeatOptions;
   /**
    * Run as one instance of a cluster on Redis: agents held here are recorded for the other
-   * instances, a name taken on another instance since is given up (4015), and `GET /agents`
-   * lists every instance's agents. Forwarding to another instance's agent is not done yet.
+   * instances, a call for an agent held by another instance goes there in one streamed hop,
+   * a name taken on another instance since is given up (4015), resume tokens are shared (an
+   * agent keeps its id on any instance), and `GET /agents` lists every instance's agents.
    * Default: a single gateway, no Redis.
+   *
+   * @example Two instances on one Redis
+   * ```ts ignore
+   * import { createClient } from "npm:@redis/client@6.4.0";
+   * const redis = createClient({ url: "redis://10.0.0.5:6379", disableOfflineQueue: true });
+   * await redis.connect();
+   * const gateway = await startGateway({
+   *   hostname: "0.0.0.0",
+   *   cluster: { redis, secret: Deno.env.get("CLUSTER_SECRET")!, advertise: "http://10.0.0.11:8080" },
+   * });
+   * ```
    */
   cluster?: ClusterOptions;
   /** Milliseconds `close()` lets in-flight exchanges finish. Default 5 000. */

@@ -145,6 +145,30 @@ describe("gateways as a cluster on redis-server", OPTIONS, () => {
     assert.equal((await forged.json()).secret, null);
   });
 
+  it("a large body streams both ways through the hop, byte for byte", async () => {
+    const [a, b] = [gateways[0], gateways[1]];
+    const echo = startAgent({
+      url: b.agentsUrl,
+      name: "echo-far",
+      handler: (request) => new Response(request.body),
+    });
+    agents.push(echo);
+    await claimed(a, "echo-far", b);
+    const size = 8 * 1024 * 1024;
+    const sent = new Uint8Array(size).map((_, i) => (i * 7) & 0xff);
+    const response = await withTimeout(
+      fetch(`${a.url}/agents/echo-far/echo`, { method: "POST", body: sent }),
+      STEP_MS,
+      "8 MiB through instance a",
+    );
+    assert.equal(response.status, 200);
+    const received = new Uint8Array(
+      await withTimeout(response.arrayBuffer(), STEP_MS, "the echo"),
+    );
+    assert.equal(received.length, size);
+    assert.ok(received.every((byte, i) => byte === sent[i]), "the same bytes");
+  });
+
   it("a name claimed on two instances at once ends with exactly one holder", async () => {
     const [a, b] = [gateways[0], gateways[1]];
     const first = startAgent({ url: a.agentsUrl, name: "twice", reconnect: { maxAttempts: 1 } });
