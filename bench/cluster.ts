@@ -1,0 +1,942 @@
+/**
+ * The cluster benchmark (`deno task bench:cluster`): what the hop between two gateway instances
+ * costs, and what a registry refresh of 10,000 agents costs, on loopback with a `redis-server`
+ * of its own.
+ *
+ * ```
+ * deno task bench:cluster                  # Deno gateways, 5 rounds × 4 phases of 3 s (~75 s)
+ * deno task bench:cluster --runtime bun    # Bun gateways and agent; the caller stays on Deno
+ * deno task bench:cluster --smoke          # every part, tiny (~10 s)
+ * bun bench/cluster.ts --runtime bun       # the caller and the refresh part under Bun too
+ * deno run -A bench/cluster.ts --parts refresh --agents 10000 --refreshes 10
+ * ```
+ *
+ * 1. **The hop** (`--parts hop`). It starts `/usr/bin/redis-server` on a unix socket in a temp
+ *    directory (`--save "" --appendonly no`), two `gateway.ts` processes A and B on it
+ *    (`--redis unix://… --cluster-secret …`, `--runtime deno|bun`), and one agent process (this
+ *    file with `--role agent`: `startAgent` with a handler answering a 64-byte body) connected
+ *    to A. "Local" is `GET A/agents/bench/ping`; "forwarded" is the same request to B, which
+ *    looks the agent up in Redis and hops to A (one streamed HTTP hop on a kept-alive
+ *    connection). The caller is this process, with `fetch` (connections kept alive), checking
+ *    every answer's status and body. Each round measures, in alternating order (local first in
+ *    even rounds, forwarded first in odd ones), **latency**: sequential requests, one at a
+ *    time, for `--duration` ms, p50 and p99 of each; then **throughput**: `--callers` concurrent
+ *    callers for `--duration` ms, requests/s, and (Linux, from `/proc/{pid}/stat`) the CPU µs
+ *    per request of each process (A, B, agent, redis, caller) and how many CPUs they kept busy
+ *    together: where the machine has few CPUs, B's work shares them with A's, and the
+ *    throughput ratio is about the ratio of CPU per request. Reported: the medians over
+ *    rounds, the median of the per-round differences (forwarded p50 − local p50) and ratios
+ *    (forwarded / local requests/s), and whether the issue's targets are met: the hop adds
+ *    ≤ 0.5 ms at p50 and keeps ≥ 0.8× the local throughput. A missed target is reported, not
+ *    an error.
+ *    The gateways run with `--log-level warn` (`--gateway-log-level`): at `info` each instance
+ *    writes one access line per request, and a forwarded request is logged twice.
+ * 2. **Refresh cost** (`--parts refresh`). `ClusterRegistry.refresh(held, listing)` from
+ *    `cluster/_registry.ts`, called directly with an `@redis/client` client on the same Redis,
+ *    for `--agents` (10,000) held agents (ULID ids, names) and a listing of as many entries
+ *    shaped like the live `GET /agents` answer of part 1. One cold refresh (creating every key),
+ *    then `--refreshes` warm ones: milliseconds per refresh (median, client side); and on the
+ *    Redis side, from `INFO commandstats` and `SLOWLOG` (threshold 1 ms), the EVAL time per
+ *    refresh and the longest single script: a refresh runs one script per 1,000 agents, and
+ *    the longest is how long Redis is blocked at a time.
+ *
+ * Options: `--runtime deno|bun` (gateways and agent), `--duration MS` (per phase, 3000),
+ * `--rounds N` (5), `--warmup MS` (2000, per path), `--callers N` (32), `--parts hop,refresh`,
+ * `--agents N` (10000), `--refreshes N` (10), `--gateway-log-level LEVEL` (warn), `--json FILE`
+ * (the raw results), `--max-seconds S` (the watchdog; by default the planned time plus 90 s),
+ * `--spin` (one nice-19 busy loop per CPU, as `bench/main.ts --spin`: steadier one-at-a-time
+ * latency on a VM), `--smoke` (`--duration 500 --rounds 2 --warmup 300 --refreshes 3`, ~10 s).
+ * Output: progress on stderr; tables (Markdown) and `RESULT <json>` on stdout. Exit status 1
+ * if any request failed or a part could not run; 3 if the watchdog fired.
+ *
+ * @module
+ */
+
+import { type ChildProcess, spawn, spawnSync } from "node:child_process";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { type AddressInfo, createServer } from "node:net";
+import { cpus, loadavg, tmpdir } from "node:os";
+import { join } from "node:path";
+import process from "node:process";
+import { createClient } from "@redis/client";
+import { ulid } from "ulid";
+import { startAgent } from "../agent.ts";
+import { ClusterRegistry, type HeldAgent, type RedisLike } from "../cluster/_registry.ts";
+import {
+  median,
+  now,
+  parseArgs,
+  printResult,
+  quantile,
+  readStdinLines,
+  RUNTIME,
+  sleep,
+} from "./_common.ts";
+
+type Runtime = "deno" | "bun";
+
+const ROOT = new URL("../", import.meta.url).pathname;
+const DENO = `${ROOT}node_modules/.bin/deno`;
+const BUN = `${ROOT}node_modules/.bin/bun`;
+const REDIS_SERVER = "/usr/bin/redis-server";
+const SECRET = "bench-cluster-secret";
+const AGENT_NAME = "bench";
+/** What the agent answers: 64 bytes. */
+const BODY = "swaggersocket cluster bench: a small body of sixty-four bytes..\n";
+const START_MS = 20_000;
+/** SLOWLOG's threshold while refreshes are timed, µs. */
+const SLOWLOG_THRESHOLD_US = 1_000;
+/** Agents per refresh script: `REFRESH_BATCH` in cluster/_registry.ts (not exported). */
+const REFRESH_BATCH = 1_000;
+
+const args = parseArgs(process.argv.slice(2));
+const smoke = args.has("smoke");
+
+function numberOption(name: string, fallback: number): number {
+  const value = args.get(name);
+  if (value === undefined) return fallback;
+  const n = Number(value);
+  if (!Number.isFinite(n) || n < 0) throw new TypeError(`Bad option: --${name} ${value}`);
+  return n;
+}
+
+// ---- the agent process (--role agent) -------------------------------------------------------
+
+/** Connects one agent answering {@linkcode BODY}; prints `READY <id>`; exits when stdin closes. */
+async function runAgent(): Promise<void> {
+  const bound = setTimeout(() => {
+    console.error("bench/cluster.ts agent: watchdog fired; exiting");
+    process.exit(3);
+  }, numberOption("exit-after", 600_000));
+  (bound as { unref?: () => void }).unref?.();
+  const agent = startAgent({
+    url: args.get("url")!,
+    name: args.get("name") ?? AGENT_NAME,
+    handler: () => new Response(BODY, { headers: { "content-type": "text/plain" } }),
+  });
+  const stop = async () => {
+    await Promise.race([agent.close(), sleep(2_000)]);
+    process.exit(0);
+  };
+  readStdinLines(() => {}, () => void stop());
+  for (const signal of ["SIGTERM", "SIGINT"] as const) process.on(signal, () => void stop());
+  const connection = await agent.ready;
+  console.log(`READY ${connection.id}`);
+  const error = await agent.stopped;
+  if (error) {
+    console.error(`bench/cluster.ts agent stopped: ${error.message}`);
+    process.exit(1);
+  }
+}
+
+// ---- processes --------------------------------------------------------------------------------
+
+/** A child process with its output kept (the last 8 KB of each stream). */
+interface Child {
+  name: string;
+  process: ChildProcess;
+  stdout: string;
+  stderr: string;
+  exited: Promise<number | null>;
+  running(): boolean;
+}
+
+const children = new Set<Child>();
+let tempDir: string | undefined;
+
+function launch(
+  name: string,
+  command: string,
+  argv: string[],
+  env: Record<string, string> = {},
+): Child {
+  const child = spawn(command, argv, {
+    cwd: ROOT,
+    env: { ...process.env, DENO_NO_UPDATE_CHECK: "1", NO_COLOR: "1", ...env },
+    stdio: ["pipe", "pipe", "pipe"],
+  });
+  const entry: Child = {
+    name,
+    process: child,
+    stdout: "",
+    stderr: "",
+    exited: new Promise((resolve) => child.on("close", (code) => resolve(code))),
+    running: () => child.exitCode === null && child.signalCode === null,
+  };
+  child.stdout!.setEncoding("utf8");
+  child.stdout!.on("data", (chunk: string) => entry.stdout = (entry.stdout + chunk).slice(-8192));
+  child.stderr!.setEncoding("utf8");
+  child.stderr!.on("data", (chunk: string) => entry.stderr = (entry.stderr + chunk).slice(-8192));
+  child.stdin!.on("error", () => {});
+  children.add(entry);
+  return entry;
+}
+
+/** Runs a script of this repository under `runtime`. */
+function launchScript(
+  name: string,
+  runtime: Runtime,
+  script: string,
+  argv: string[],
+  env: Record<string, string> = {},
+): Child {
+  return runtime === "deno"
+    ? launch(name, DENO, ["run", "-A", "--quiet", script, ...argv], env)
+    : launch(name, BUN, ["run", script, ...argv], env);
+}
+
+/** Waits until `check` is true, failing if `child` exits or `ms` pass. */
+async function until(
+  what: string,
+  check: () => boolean | Promise<boolean>,
+  ms: number,
+  child?: Child,
+): Promise<void> {
+  const deadline = now() + ms;
+  for (;;) {
+    if (await check()) return;
+    if (child && !child.running()) {
+      throw new Error(`${child.name} exited before ${what}:\n${child.stdout}\n${child.stderr}`);
+    }
+    if (now() > deadline) {
+      const output = child ? `:\n${child.stdout}\n${child.stderr}` : "";
+      throw new Error(`no ${what} within ${ms} ms${output}`);
+    }
+    await sleep(50);
+  }
+}
+
+/** Stops a child: closes its stdin, sends `signal`, and SIGKILL after `graceMs`. */
+async function stopChild(
+  child: Child,
+  signal: "SIGTERM" | "SIGINT",
+  graceMs: number,
+): Promise<void> {
+  if (child.running()) {
+    child.process.stdin!.end();
+    child.process.kill(signal);
+    const timer = setTimeout(() => child.process.kill("SIGKILL"), graceMs);
+    await child.exited;
+    clearTimeout(timer);
+  }
+  children.delete(child);
+}
+
+/** Kills whatever is left at once (the watchdog, a signal, an exit). */
+function killAll(): void {
+  for (const child of children) {
+    if (child.running()) child.process.kill("SIGKILL");
+  }
+  children.clear();
+  if (tempDir) rmSync(tempDir, { recursive: true, force: true });
+  tempDir = undefined;
+}
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once("error", reject);
+    server.listen(0, "127.0.0.1", () => {
+      const { port } = server.address() as AddressInfo;
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+/** `redis-server` on a unix socket in `dir`, without persistence; resolves once it is ready. */
+async function startRedis(dir: string): Promise<{ child: Child; socket: string }> {
+  const socket = join(dir, "redis.sock");
+  const child = launch("redis-server", REDIS_SERVER, [
+    "--port",
+    "0",
+    "--unixsocket",
+    socket,
+    "--unixsocketperm",
+    "700",
+    "--save",
+    "",
+    "--appendonly",
+    "no",
+    "--dir",
+    dir,
+  ]);
+  await until(
+    "redis-server ready",
+    () => /ready to accept connections/i.test(child.stdout),
+    START_MS,
+    child,
+  );
+  return { child, socket };
+}
+
+// ---- the caller -------------------------------------------------------------------------------
+
+interface LatencyResult {
+  n: number;
+  errors: number;
+  p50: number;
+  p99: number;
+}
+interface ThroughputResult {
+  n: number;
+  errors: number;
+  rps: number;
+  p50: number;
+  p99: number;
+  /** CPU µs per request of each process (Linux: `/proc/{pid}/stat`), when readable. */
+  cpu?: Record<string, number>;
+  /** CPUs busy on average over the phase, all those processes together. */
+  busy?: number;
+}
+
+/** Clock ticks per second of `/proc/{pid}/stat` (`getconf CLK_TCK`; 100 on Linux). */
+let clockTicks = 100;
+
+/** A process's CPU time so far, ms, or `NaN` where `/proc` cannot tell. */
+function cpuMs(pid: number | undefined): number {
+  if (pid === undefined) return NaN;
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    // After "pid (comm) ": state is field 3, utime 14 and stime 15.
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    return (Number(fields[11]) + Number(fields[12])) * 1000 / clockTicks;
+  } catch {
+    return NaN;
+  }
+}
+
+let firstError: string | undefined;
+
+function noteError(error: unknown): void {
+  firstError ??= error instanceof Error ? `${error.name}: ${error.message}` : String(error);
+}
+
+/** One request; resolves with its milliseconds, head to the end of the body. */
+async function once(url: string): Promise<number> {
+  const started = now();
+  const response = await fetch(url);
+  const text = await response.text();
+  const ms = now() - started;
+  if (response.status !== 200 || text !== BODY) {
+    throw new Error(`GET ${url}: ${response.status} ${text.slice(0, 200)}`);
+  }
+  return ms;
+}
+
+/** Fails if `work` outlasts `ms` (a hang reports itself instead of waiting for the watchdog). */
+function guarded<T>(work: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  return Promise.race([
+    work,
+    new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`${what} did not finish within ${ms} ms`)), ms);
+    }),
+  ]).finally(() => clearTimeout(timer));
+}
+
+async function sequential(url: string, ms: number): Promise<LatencyResult> {
+  const latencies: number[] = [];
+  let errors = 0;
+  const end = now() + ms;
+  while (now() < end) {
+    try {
+      latencies.push(await once(url));
+    } catch (error) {
+      errors++;
+      noteError(error);
+    }
+  }
+  return {
+    n: latencies.length,
+    errors,
+    p50: quantile(latencies, 0.5),
+    p99: quantile(latencies, 0.99),
+  };
+}
+
+async function concurrent(
+  url: string,
+  ms: number,
+  callers: number,
+  pids: Record<string, number | undefined> = {},
+): Promise<ThroughputResult> {
+  const latencies: number[] = [];
+  let errors = 0;
+  const cpuBefore = Object.fromEntries(
+    Object.entries(pids).map(([name, pid]) => [name, cpuMs(pid)]),
+  );
+  const started = now();
+  const end = started + ms;
+  await Promise.all(Array.from({ length: callers }, async () => {
+    while (now() < end) {
+      try {
+        latencies.push(await once(url));
+      } catch (error) {
+        errors++;
+        noteError(error);
+      }
+    }
+  }));
+  const elapsed = now() - started;
+  const cpu: Record<string, number> = {};
+  let busyMs = 0;
+  for (const [name, pid] of Object.entries(pids)) {
+    const used = cpuMs(pid) - cpuBefore[name];
+    cpu[name] = used * 1000 / Math.max(1, latencies.length);
+    busyMs += used;
+  }
+  return {
+    n: latencies.length,
+    errors,
+    rps: latencies.length / (elapsed / 1000),
+    p50: quantile(latencies, 0.5),
+    p99: quantile(latencies, 0.99),
+    cpu,
+    busy: busyMs / elapsed,
+  };
+}
+
+// ---- part 1: the hop --------------------------------------------------------------------------
+
+type Path = "local" | "forwarded";
+
+interface HopRound {
+  order: Path[];
+  latency: Record<Path, LatencyResult>;
+  throughput: Record<Path, ThroughputResult>;
+}
+
+/** One path's medians over rounds. */
+interface PathSummary {
+  p50: number;
+  p99: number;
+  rps: number;
+  /** CPU µs per request of each process, under load. */
+  cpu: Record<string, number>;
+  /** CPUs busy under load. */
+  busy: number;
+}
+
+interface HopResult {
+  runtime: Runtime;
+  callerRuntime: Runtime;
+  callers: number;
+  durationMs: number;
+  rounds: HopRound[];
+  local: PathSummary;
+  forwarded: PathSummary;
+  /** Median over rounds of (forwarded p50 − local p50), ms. */
+  p50Added: number;
+  /** Median over rounds of (forwarded p99 − local p99), ms. */
+  p99Added: number;
+  /** Median over rounds of forwarded / local requests/s. */
+  throughputRatio: number;
+  errors: number;
+  /** A live `GET /agents` entry, the template of part 2's listing. */
+  listed: Record<string, unknown> | undefined;
+}
+
+async function runHop(
+  redis: { child: Child; socket: string },
+  runtime: Runtime,
+  options: { duration: number; rounds: number; warmup: number; callers: number; bound: number },
+): Promise<HopResult> {
+  const logLevel = args.get("gateway-log-level") ?? "warn";
+  const gateway = ROOT + "gateway.ts";
+  const start = async (name: string): Promise<{ child: Child; url: string }> => {
+    const port = await freePort();
+    const child = launchScript(name, runtime, gateway, [
+      "--hostname",
+      "127.0.0.1",
+      "--port",
+      String(port),
+      "--redis",
+      `unix://${redis.socket}`,
+      "--log-level",
+      logLevel,
+      "--exit-after",
+      String(options.bound + 10_000),
+    ], { SWAGGERSOCKET_GATEWAY_CLUSTER_SECRET: SECRET });
+    const url = `http://127.0.0.1:${port}`;
+    await until(
+      `${name} to answer GET /agents`,
+      async () => {
+        try {
+          const response = await fetch(`${url}/agents`);
+          await response.body?.cancel();
+          return response.status === 200;
+        } catch {
+          return false;
+        }
+      },
+      START_MS,
+      child,
+    );
+    return { child, url };
+  };
+  progress(`starting gateways A and B (${runtime}) on redis ${redis.socket}`);
+  const [a, b] = [await start("gateway A"), await start("gateway B")];
+  progress(`A ${a.url}, B ${b.url}; starting the agent (${runtime})`);
+  const self = new URL(import.meta.url).pathname;
+  const agent = launchScript("agent", runtime, self, [
+    "--role",
+    "agent",
+    "--url",
+    `${a.url.replace("http:", "ws:")}/agents/connect`,
+    "--name",
+    AGENT_NAME,
+    "--exit-after",
+    String(options.bound + 10_000),
+  ]);
+  await until("the agent's READY line", () => /READY \S+/.test(agent.stdout), START_MS, agent);
+  const target = (base: string) => `${base}/agents/${AGENT_NAME}/ping`;
+  const urls: Record<Path, string> = { local: target(a.url), forwarded: target(b.url) };
+  // B finds the agent once A's claim is in Redis.
+  await until(
+    "B to reach the agent through A",
+    async () => {
+      try {
+        await once(urls.forwarded);
+        return true;
+      } catch {
+        return false;
+      }
+    },
+    START_MS,
+    b.child,
+  );
+  const listing = await (await fetch(`${a.url}/agents`)).json() as Record<string, unknown>[];
+  const listed = listing.find((entry) => entry.name === AGENT_NAME);
+
+  const phaseBound = options.duration + 30_000;
+  const pids = {
+    A: a.child.process.pid,
+    B: b.child.process.pid,
+    agent: agent.process.pid,
+    redis: redis.child.process.pid,
+    caller: process.pid,
+  };
+  progress(`warm-up: ${options.warmup} ms sequential and concurrent per path`);
+  for (const path of ["local", "forwarded"] as const) {
+    await guarded(sequential(urls[path], options.warmup / 2), phaseBound, "warm-up");
+    await guarded(
+      concurrent(urls[path], options.warmup / 2, options.callers),
+      phaseBound,
+      "warm-up",
+    );
+  }
+  const warmupErrors = firstError;
+  firstError = undefined;
+  if (warmupErrors) progress(`warm-up had failed requests: ${warmupErrors}`);
+
+  const rounds: HopRound[] = [];
+  for (let round = 0; round < options.rounds; round++) {
+    const order: Path[] = round % 2 === 0 ? ["local", "forwarded"] : ["forwarded", "local"];
+    const latency = {} as Record<Path, LatencyResult>;
+    const throughput = {} as Record<Path, ThroughputResult>;
+    for (const path of order) {
+      latency[path] = await guarded(
+        sequential(urls[path], options.duration),
+        phaseBound,
+        `${path} latency`,
+      );
+    }
+    for (const path of order) {
+      throughput[path] = await guarded(
+        concurrent(urls[path], options.duration, options.callers, pids),
+        phaseBound,
+        `${path} throughput`,
+      );
+    }
+    rounds.push({ order, latency, throughput });
+    progress(
+      `round ${round + 1}/${options.rounds}: p50 local ${ms(latency.local.p50)} forwarded ${
+        ms(latency.forwarded.p50)
+      } ms; req/s local ${throughput.local.rps.toFixed(0)} forwarded ${
+        throughput.forwarded.rps.toFixed(0)
+      }`,
+    );
+  }
+
+  await stopChild(agent, "SIGTERM", 3_000);
+  await Promise.all([stopChild(a.child, "SIGTERM", 8_000), stopChild(b.child, "SIGTERM", 8_000)]);
+  for (const child of [a.child, b.child]) {
+    const warnings = child.stdout.split("\n").filter((line) => /\b(WARN|ERROR)\b/i.test(line));
+    if (warnings.length > 0) {
+      progress(`${child.name} logged ${warnings.length} warning/error lines, the last:`);
+      for (const line of warnings.slice(-5)) progress(`  ${line}`);
+    }
+  }
+
+  const summary = (path: Path): PathSummary => ({
+    p50: median(rounds.map((r) => r.latency[path].p50)),
+    p99: median(rounds.map((r) => r.latency[path].p99)),
+    rps: median(rounds.map((r) => r.throughput[path].rps)),
+    cpu: Object.fromEntries(
+      Object.keys(pids).map((name) => [
+        name,
+        median(rounds.map((r) => r.throughput[path].cpu?.[name] ?? NaN)),
+      ]),
+    ),
+    busy: median(rounds.map((r) => r.throughput[path].busy ?? NaN)),
+  });
+  return {
+    runtime,
+    callerRuntime: RUNTIME,
+    callers: options.callers,
+    durationMs: options.duration,
+    rounds,
+    local: summary("local"),
+    forwarded: summary("forwarded"),
+    p50Added: median(rounds.map((r) => r.latency.forwarded.p50 - r.latency.local.p50)),
+    p99Added: median(rounds.map((r) => r.latency.forwarded.p99 - r.latency.local.p99)),
+    throughputRatio: median(
+      rounds.map((r) => r.throughput.forwarded.rps / r.throughput.local.rps),
+    ),
+    errors: rounds.reduce(
+      (sum, r) =>
+        sum + r.latency.local.errors + r.latency.forwarded.errors + r.throughput.local.errors +
+        r.throughput.forwarded.errors,
+      0,
+    ),
+    listed,
+  };
+}
+
+// ---- part 2: refresh cost ---------------------------------------------------------------------
+
+interface RefreshResult {
+  runtime: Runtime;
+  agents: number;
+  refreshes: number;
+  listingBytes: number;
+  stringifyMs: number;
+  coldMs: number;
+  /** Client-side milliseconds of each warm refresh. */
+  warmMs: number[];
+  medianMs: number;
+  /** EVAL calls and their total µs over the warm refreshes (`INFO commandstats`). */
+  evalCalls: number;
+  evalUsec: number;
+  /** Redis-side ms per warm refresh (EVAL time). */
+  redisMsPerRefresh: number;
+  /** The longest single EVAL over the warm refreshes (`SLOWLOG`), ms. */
+  longestScriptMs: number;
+  /** The median EVAL (`SLOWLOG`), ms. */
+  medianScriptMs: number;
+  /** The longest of each refresh's first script (which also writes the listing), ms. */
+  longestFirstBatchMs: number;
+  /** The longest and the median of the other scripts (agents' records only), ms. */
+  longestOtherBatchMs: number;
+  medianOtherBatchMs: number;
+  scriptsLogged: number;
+  /** Connections the refreshes reported lost (should be none). */
+  lost: number;
+  redisMemoryBytes: number;
+}
+
+async function runRefresh(
+  socket: string,
+  agents: number,
+  refreshes: number,
+  template: Record<string, unknown> | undefined,
+): Promise<RefreshResult> {
+  const client = createClient({ socket: { path: socket, tls: false }, disableOfflineQueue: true });
+  client.on("error", (error: Error) => noteError(error));
+  await client.connect();
+  const command = (argv: string[]) => client.sendCommand(argv) as Promise<unknown>;
+  try {
+    const registry = new ClusterRegistry(client as unknown as RedisLike, {
+      instance: ulid(),
+      url: "http://127.0.0.1:8080",
+      prefix: "bench-refresh:",
+    });
+    const shape = template ?? {
+      id: "",
+      name: "",
+      metadata: { name: "" },
+      remoteAddr: "127.0.0.1:40000",
+      connectedAt: new Date().toISOString(),
+      rtt: 0.312,
+      inFlight: 0,
+    };
+    const held: HeldAgent[] = [];
+    const listing: Record<string, unknown>[] = [];
+    const connectedAt = Date.now();
+    for (let i = 0; i < agents; i++) {
+      const agent = { id: ulid(), name: `agent-${String(i).padStart(5, "0")}` };
+      held.push(agent);
+      listing.push({
+        ...shape,
+        id: agent.id,
+        name: agent.name,
+        metadata: { ...(shape.metadata as object | null), name: agent.name },
+        remoteAddr: `10.0.${(i >> 8) & 255}.${i & 255}:${40000 + (i % 20000)}`,
+        connectedAt: new Date(connectedAt - i * 1000).toISOString(),
+        rtt: Math.round((0.2 + (i % 97) / 100) * 1000) / 1000,
+        inFlight: i % 3,
+      });
+    }
+    const stringifyStarted = now();
+    const json = JSON.stringify(listing);
+    const stringifyMs = now() - stringifyStarted;
+    const memoryBefore = usedMemory(String(await command(["INFO", "memory"])));
+
+    progress(`refresh: ${agents} agents, listing ${(json.length / 1024).toFixed(0)} KiB`);
+    let started = now();
+    let lost = (await registry.refresh(held, listing)).length;
+    const coldMs = now() - started;
+    const memoryAfter = usedMemory(String(await command(["INFO", "memory"])));
+
+    // Redis 7 also logs each command a script runs: a threshold of 1 ms keeps the EVALs (a
+    // batch of 1,000 agents takes milliseconds) and leaves out the µs-long GETs and SETs.
+    await command(["CONFIG", "SET", "slowlog-log-slower-than", String(SLOWLOG_THRESHOLD_US)]);
+    await command(["CONFIG", "SET", "slowlog-max-len", "10000"]);
+    await command(["SLOWLOG", "RESET"]);
+    await command(["CONFIG", "RESETSTAT"]);
+    const warmMs: number[] = [];
+    for (let i = 0; i < refreshes; i++) {
+      started = now();
+      lost += (await registry.refresh(held, listing)).length;
+      warmMs.push(now() - started);
+    }
+    const stats = String(await command(["INFO", "commandstats"]));
+    const log = await command(["SLOWLOG", "GET", "-1"]) as unknown[];
+    await command(["CONFIG", "SET", "slowlog-log-slower-than", "10000"]);
+    const evalLine = /cmdstat_eval:calls=(\d+),usec=(\d+)/.exec(stats);
+    const evalCalls = evalLine ? Number(evalLine[1]) : NaN;
+    const evalUsec = evalLine ? Number(evalLine[2]) : NaN;
+    // [id, time, µs, argv, …], newest first: put them in the order they ran.
+    const evals = log.filter((entry): entry is unknown[] =>
+      Array.isArray(entry) && Array.isArray(entry[3]) &&
+      String((entry[3] as unknown[])[0]).toUpperCase() === "EVAL"
+    ).sort((x, y) => Number(x[0]) - Number(y[0]));
+    const scripts = evals.map((entry) => Number(entry[2]) / 1000);
+    // With every script logged, each refresh's first (the one that also SETs the listing) is
+    // every `batches`-th.
+    const batches = Math.max(1, Math.ceil(agents / REFRESH_BATCH));
+    const complete = scripts.length === evalCalls && scripts.length === refreshes * batches;
+    const firstBatches = complete ? scripts.filter((_, i) => i % batches === 0) : [];
+    const otherBatches = complete ? scripts.filter((_, i) => i % batches !== 0) : [];
+    return {
+      runtime: RUNTIME,
+      agents,
+      refreshes,
+      listingBytes: new TextEncoder().encode(json).byteLength,
+      stringifyMs,
+      coldMs,
+      warmMs,
+      medianMs: median(warmMs),
+      evalCalls,
+      evalUsec,
+      redisMsPerRefresh: evalUsec / 1000 / refreshes,
+      longestScriptMs: scripts.length ? Math.max(...scripts) : NaN,
+      medianScriptMs: median(scripts),
+      longestFirstBatchMs: firstBatches.length ? Math.max(...firstBatches) : NaN,
+      longestOtherBatchMs: otherBatches.length ? Math.max(...otherBatches) : NaN,
+      medianOtherBatchMs: median(otherBatches),
+      scriptsLogged: scripts.length,
+      lost,
+      redisMemoryBytes: memoryAfter - memoryBefore,
+    };
+  } finally {
+    client.destroy();
+  }
+}
+
+function usedMemory(info: string): number {
+  const match = /used_memory:(\d+)/.exec(info);
+  return match ? Number(match[1]) : NaN;
+}
+
+// ---- report -----------------------------------------------------------------------------------
+
+function progress(text: string): void {
+  console.error(`[bench:cluster] ${text}`);
+}
+
+function ms(value: number): string {
+  return Number.isFinite(value) ? value.toFixed(value < 10 ? 3 : 1) : "–";
+}
+
+function table(header: string[], rows: string[][]): string {
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((row) => row[i].length)));
+  const line = (cells: string[]) => `| ${cells.map((c, i) => c.padEnd(widths[i])).join(" | ")} |`;
+  return [line(header), line(widths.map((w) => "-".repeat(w))), ...rows.map(line)].join("\n");
+}
+
+function reportHop(hop: HopResult): string {
+  const names = Object.keys(hop.local.cpu);
+  const row = (path: Path, s: PathSummary) => [
+    hop.runtime,
+    path,
+    ms(s.p50),
+    ms(s.p99),
+    s.rps.toFixed(0),
+    names.map((name) => Number.isFinite(s.cpu[name]) ? s.cpu[name].toFixed(0) : "–").join(" / "),
+    Number.isFinite(s.busy) ? s.busy.toFixed(2) : "–",
+  ];
+  const latencyMet = hop.p50Added <= 0.5;
+  const throughputMet = hop.throughputRatio >= 0.8;
+  return [
+    `Gateways and agent on ${hop.runtime}, caller on ${hop.callerRuntime}; ${hop.rounds.length} ` +
+    `rounds of ${hop.durationMs} ms per phase, medians over rounds; throughput with ` +
+    `${hop.callers} concurrent callers.`,
+    "",
+    table([
+      "gateways",
+      "path",
+      "p50 ms",
+      "p99 ms",
+      `req/s (${hop.callers} callers)`,
+      `CPU µs/req under load (${names.join(" / ")})`,
+      "CPUs busy",
+    ], [
+      row("local", hop.local),
+      row("forwarded", hop.forwarded),
+    ]),
+    "",
+    `- hop adds ${ms(hop.p50Added)} ms at p50 (${ms(hop.p99Added)} ms at p99), per-round ` +
+    `differences ${
+      hop.rounds.map((r) => ms(r.latency.forwarded.p50 - r.latency.local.p50))
+        .join(", ")
+    }: target ≤ 0.5 ms ${latencyMet ? "MET" : "NOT MET"}`,
+    `- forwarded throughput ${hop.throughputRatio.toFixed(2)}× local, per round ` +
+    `${
+      hop.rounds.map((r) => (r.throughput.forwarded.rps / r.throughput.local.rps).toFixed(2))
+        .join(", ")
+    }: target ≥ 0.8× ${throughputMet ? "MET" : "NOT MET"}`,
+    `- failed requests: ${hop.errors}`,
+  ].join("\n");
+}
+
+function reportRefresh(refresh: RefreshResult): string {
+  return [
+    `ClusterRegistry.refresh() of ${refresh.agents} agents from ${refresh.runtime}, ` +
+    `${refresh.refreshes} warm refreshes (after one cold one), listing ` +
+    `${(refresh.listingBytes / 1024).toFixed(0)} KiB of JSON.`,
+    "",
+    table(
+      [
+        "agents",
+        "cold ms",
+        "warm ms (median)",
+        "warm ms (min–max)",
+        "Redis EVAL ms per refresh",
+        "longest script ms",
+        "longest first script ms",
+        "other scripts ms (median, max)",
+      ],
+      [[
+        String(refresh.agents),
+        ms(refresh.coldMs),
+        ms(refresh.medianMs),
+        `${ms(Math.min(...refresh.warmMs))}–${ms(Math.max(...refresh.warmMs))}`,
+        ms(refresh.redisMsPerRefresh),
+        ms(refresh.longestScriptMs),
+        ms(refresh.longestFirstBatchMs),
+        `${ms(refresh.medianOtherBatchMs)}, ${ms(refresh.longestOtherBatchMs)}`,
+      ]],
+    ),
+    "",
+    `- A refresh runs one script per ${REFRESH_BATCH} agents; its first also writes the ` +
+    `listing. ${refresh.evalCalls} EVAL calls for ${refresh.refreshes} refreshes ` +
+    `(${refresh.scriptsLogged} of them over SLOWLOG's ${
+      SLOWLOG_THRESHOLD_US / 1000
+    } ms); JSON.stringify of the listing ` +
+    `${ms(refresh.stringifyMs)} ms; Redis memory for the records +` +
+    `${(refresh.redisMemoryBytes / 1024 / 1024).toFixed(1)} MiB; lost: ${refresh.lost}`,
+  ].join("\n");
+}
+
+// ---- main -------------------------------------------------------------------------------------
+
+async function main(): Promise<number> {
+  const runtime = (args.get("runtime") ?? "deno") as Runtime;
+  if (runtime !== "deno" && runtime !== "bun") {
+    throw new TypeError(`Bad option: --runtime ${runtime} (deno or bun)`);
+  }
+  const duration = numberOption("duration", smoke ? 500 : 3000);
+  const rounds = Math.max(1, Math.round(numberOption("rounds", smoke ? 2 : 5)));
+  const warmup = numberOption("warmup", smoke ? 300 : 2000);
+  const callers = Math.max(1, Math.round(numberOption("callers", 32)));
+  const agents = Math.round(numberOption("agents", 10_000));
+  const refreshes = Math.max(1, Math.round(numberOption("refreshes", smoke ? 3 : 10)));
+  const parts = (args.get("parts") ?? "hop,refresh").split(",");
+  const planned = parts.includes("hop") ? rounds * 4 * duration + 2 * warmup : 0;
+  const bound = numberOption("max-seconds", (planned + 90_000) / 1000) * 1000;
+
+  const timer = setTimeout(() => {
+    console.error(`[bench:cluster] watchdog fired after ${bound} ms; killing everything`);
+    killAll();
+    process.exit(3);
+  }, bound);
+  (timer as { unref?: () => void }).unref?.();
+
+  if (args.has("spin")) {
+    // As bench/main.ts's --spin: one nice-19 busy loop per CPU keeps the vCPUs awake, so that
+    // one-at-a-time latency measures the code rather than the hypervisor's wake-ups.
+    const loop = `const end = Date.now() + ${bound}; while (Date.now() < end);`;
+    for (const _ of cpus()) launch("spinner", "nice", ["-n", "19", DENO, "eval", loop]);
+  }
+  tempDir = mkdtempSync(join(tmpdir(), "ss-bench-cluster-"));
+  const redis = await startRedis(tempDir);
+  const version = (await new Promise<string>((resolve) => {
+    const probe = spawn(REDIS_SERVER, ["--version"], { stdio: ["ignore", "pipe", "ignore"] });
+    let out = "";
+    probe.stdout!.on("data", (chunk: Uint8Array) => out += new TextDecoder().decode(chunk));
+    probe.on("close", () => resolve(out.trim()));
+  })).replace(/^Redis server v=(\S+).*$/s, "$1");
+  const ticks = spawnSync("getconf", ["CLK_TCK"], { encoding: "utf8" });
+  if (Number(ticks.stdout) > 0) clockTicks = Number(ticks.stdout);
+  const git = (argv: string[]) =>
+    spawnSync("git", argv, { cwd: ROOT, encoding: "utf8" }).stdout?.trim() ?? "";
+  const commit = `${git(["rev-parse", "--short", "HEAD"]) || "?"}${
+    git(["status", "--porcelain", "--untracked-files=no"]) ? " + uncommitted changes" : ""
+  }`;
+  const machine = `commit ${commit}; ${cpus().length} × ${cpus()[0]?.model ?? "?"}, load average ` +
+    `${loadavg().map((l) => l.toFixed(2)).join(" ")} at the start, redis-server ${version}` +
+    (args.has("spin") ? ", --spin" : "");
+  progress(machine);
+
+  let hop: HopResult | undefined;
+  let refresh: RefreshResult | undefined;
+  let failed = false;
+  try {
+    if (parts.includes("hop")) {
+      hop = await runHop(redis, runtime, { duration, rounds, warmup, callers, bound });
+    }
+    if (parts.includes("refresh")) {
+      refresh = await runRefresh(redis.socket, agents, refreshes, hop?.listed);
+    }
+  } catch (error) {
+    failed = true;
+    console.error(`[bench:cluster] failed: ${(error as Error).stack ?? error}`);
+  } finally {
+    await stopChild(redis.child, "SIGTERM", 3_000);
+    killAll();
+  }
+
+  console.log(`\n## Cluster\n\n${machine}\n`);
+  if (hop) console.log(reportHop(hop) + "\n");
+  if (refresh) console.log(reportRefresh(refresh) + "\n");
+  if (firstError) console.log(`First failure: ${firstError}\n`);
+  const result = { machine, hop: hop && { ...hop, listed: undefined }, refresh };
+  printResult(result);
+  const jsonFile = args.get("json");
+  if (jsonFile) writeFileSync(jsonFile, JSON.stringify(result, null, 2));
+  return failed || (hop?.errors ?? 0) > 0 ? 1 : 0;
+}
+
+if (args.get("role") === "agent") {
+  await runAgent();
+} else {
+  process.on("exit", killAll);
+  for (const signal of ["SIGTERM", "SIGINT"] as const) {
+    process.on(signal, () => {
+      killAll();
+      process.exit(130);
+    });
+  }
+  process.exit(await main());
+}
