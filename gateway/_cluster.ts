@@ -4,8 +4,10 @@
  * instance has taken since, and lists every instance's agents. The records themselves are
  * `cluster/_registry.ts`'s.
  *
- * A request for an agent held by another instance goes there in one streamed HTTP hop,
- * authenticated by the cluster's secret and marked so that it is never forwarded twice.
+ * A request for an agent held by another instance goes there over this instance's link to
+ * it: a swaggersocket connection to its `/cluster/connect`, authenticated once by the
+ * cluster's secret, carrying many requests at once, streamed both ways. What arrives over a
+ * link is never forwarded again.
  *
  * Resume tokens are shared too (`cluster/_resume_tokens.ts`): an agent that lands on another
  * instance after a failover keeps its connection id.
@@ -17,9 +19,8 @@
  */
 
 import { ulid } from "ulid";
-import { tunnelHandler } from "../agent/_tunnel.ts";
+import { WebSocketClient } from "../client.ts";
 import { timingSafeEqual } from "../_timing_safe_equal.ts";
-import type { Handler, HandlerInfo } from "../connection.ts";
 import { isConnectionIdShaped } from "./_agent_names.ts";
 import type { Connection } from "../connection.ts";
 import type { WebSocketServer } from "../server.ts";
@@ -63,8 +64,8 @@ export class ClusterMembership {
   readonly #claimed = new Set<Connection>();
   /** Owners looked up lately, oldest first: see {@linkcode ownerOf}. */
   readonly #owners = new Map<string, { url: string; until: number }>();
-  /** One tunnel per other instance, reused (keep-alive). */
-  readonly #tunnels = new Map<string, Handler>();
+  /** This instance's links to the others, by base URL. */
+  readonly #links = new Map<string, WebSocketClient>();
   #refreshing: Promise<void> | undefined;
   /** A refresh was asked for while one ran: it runs once more, to see what changed since. */
   #again = false;
@@ -178,11 +179,11 @@ export class ClusterMembership {
   }
 
   /**
-   * Whether a request came from another instance of this cluster (it bears the secret); such a
-   * request is answered here or not at all.
+   * Whether a link's dial comes from another instance of this cluster: it bears the secret.
+   *
+   * @param given The dial's {@linkcode SECRET_HEADER}.
    */
-  isPeer(headers: Headers): boolean {
-    const given = headers.get(SECRET_HEADER);
+  isPeer(given: string | null): boolean {
     return given !== null && timingSafeEqual(given, this.#secret);
   }
 
@@ -225,14 +226,17 @@ export class ClusterMembership {
   }
 
   /**
-   * Forwards a request to the instance at `url`, streaming both ways, exactly as received
-   * (method, target, headers, body), with the secret and the hop mark added.
+   * Forwards a request to the instance at `url` over this instance's link to it (one
+   * connection, dialed on first use and again after it is lost, carrying many requests at
+   * once), streaming both ways, exactly as received (method, raw target, headers, body).
+   * What comes over a link is answered there or not at all: never forwarded twice.
    *
    * @param url The owner's base URL.
    * @param request What to send: the target is the gateway path (`/agents/{key}/…`).
-   * @returns The owner's answer, or 502 if it cannot be reached.
+   * @returns The owner's answer.
+   * @throws {Error} If the owner cannot be reached, or `signal` aborts first.
    */
-  hop(
+  async hop(
     url: string,
     request: {
       method: string;
@@ -242,28 +246,41 @@ export class ClusterMembership {
       signal: AbortSignal;
     },
   ): Promise<Response> {
-    let tunnel = this.#tunnels.get(url);
-    if (!tunnel) {
-      tunnel = tunnelHandler(url, { rewrite: false });
-      this.#tunnels.set(url, tunnel);
+    const connection = await untilAborted(this.#link(url), request.signal);
+    return await connection.forward(request);
+  }
+
+  /** The open link to the instance at `url`, dialing it if there is none. */
+  #link(url: string): Promise<Connection> {
+    const open = this.#links.get(url)?.connection;
+    if (open && !open.isClosed) return Promise.resolve(open);
+    let link = this.#links.get(url);
+    if (!link) {
+      const base = new URL(url);
+      base.protocol = base.protocol === "https:" ? "wss:" : "ws:";
+      base.pathname = CLUSTER_LINK_PATH;
+      link = new WebSocketClient({
+        url: base,
+        headers: { [SECRET_HEADER]: this.#secret },
+        // A lost link is dialed again by the next request for that instance, not in the
+        // background: a dead instance's URL may never answer again.
+        reconnect: { maxAttempts: 0 },
+        limits: { maxConcurrentStreams: CLUSTER_LINK_STREAMS },
+        logger: this.#logger && {
+          ...this.#logger,
+          info: (...args: unknown[]) => this.#logger!.debug(...args),
+        },
+      });
+      this.#links.set(url, link);
     }
-    const headers = new Headers(request.headers);
-    headers.set(SECRET_HEADER, this.#secret);
-    headers.set(HOP_HEADER, this.registry.instance);
-    // The body goes as `info.body`: a `Request` cannot hold a GET's.
-    const carrier = new Request("http://hop/", {
-      method: request.method,
-      headers,
-      signal: request.signal,
-    });
-    // The tunnel reads only these two of a handler's `info`.
-    const info = { target: request.target, body: request.body } as unknown as HandlerInfo;
-    return Promise.resolve(tunnel(carrier, info));
+    return link.connect();
   }
 
   /** Leaves the cluster (a clean shutdown): its listing goes at once. */
   async leave(): Promise<void> {
     clearInterval(this.#timer);
+    await Promise.all([...this.#links.values()].map((link) => link.close()));
+    this.#links.clear();
     try {
       await this.registry.leave();
     } catch (error) {
@@ -314,10 +331,23 @@ const OWNER_CACHE_MS = 1_000;
 /** Most owners remembered at once. */
 const OWNER_CACHE_SIZE = 10_000;
 
-/** The header that carries the cluster's secret from one instance to another. */
+/** Where an instance takes the other instances' links (see {@linkcode ClusterMembership.hop}). */
+export const CLUSTER_LINK_PATH = "/cluster/connect";
+/** Requests one link carries at once, each way. */
+export const CLUSTER_LINK_STREAMS = 4_096;
+
+/** Rejects with the signal's reason if it aborts before `promise` settles. */
+function untilAborted<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
+  if (signal.aborted) return Promise.reject(signal.reason);
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = (): void => reject(signal.reason);
+    signal.addEventListener("abort", onAbort, { once: true });
+    promise.then(resolve, reject).finally(() => signal.removeEventListener("abort", onAbort));
+  });
+}
+
+/** The header that carries the cluster's secret when one instance dials its link to another. */
 export const SECRET_HEADER = "x-swaggersocket-cluster-secret";
-/** The header that marks a request one instance forwarded to another. */
-export const HOP_HEADER = "x-swaggersocket-hop";
 /**
  * The header on an instance's answer to a forwarded request for an agent it does not hold
  * (421 `agent_moved`): the forwarding instance looks again and retries once. Removed from

@@ -28,9 +28,10 @@ import { type AgentInfo, describeAgent, nameOf } from "./_agent_info.ts";
 import { agentPage } from "./_agent_list.ts";
 import { GatewayObserver } from "./_observer.ts";
 import {
+  CLUSTER_LINK_PATH,
+  CLUSTER_LINK_STREAMS,
   ClusterMembership,
   type ClusterOptions,
-  HOP_HEADER,
   MOVED_HEADER,
   SECRET_HEADER,
   sharedResumeTokens,
@@ -591,12 +592,17 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
     "/": "root",
   };
 
-  async function handle(request: CallerRequest): Promise<Response> {
+  /**
+   * Answers a caller's request, or (`peer`) one that another instance of the cluster sent
+   * over its link: that one has had its API token checked there, its forwarding headers are
+   * trusted, and it is answered here or not at all.
+   */
+  async function handle(request: CallerRequest, peer = false): Promise<Response> {
     // Routed on the target as the caller sent it: see _raw_target.ts.
     const target = rawTarget(request.target);
     const rawPath = splitTarget(target).path;
     const own = OWN_ROUTES[rawPath];
-    if (own === undefined) return await toAgent(request, target, rawPath);
+    if (own === undefined) return await toAgent(request, target, rawPath, peer);
     const response = await ownRoute(own, request, rawPath, splitTarget(target).query);
     observer.answered(own, response.status);
     return response;
@@ -676,15 +682,8 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
     request: CallerRequest,
     target: string,
     rawPath: string,
+    peer: boolean,
   ): Promise<Response> {
-    // Another instance of the cluster, which checked the caller's token itself; its marks
-    // go no further.
-    const peer = cluster?.isPeer(request.headers) ?? false;
-    if (cluster) {
-      // Whoever sent them, they never reach an agent.
-      request.headers.delete(SECRET_HEADER);
-      request.headers.delete(HOP_HEADER);
-    }
     const consumed = peer ? "" : credential(request);
     if (consumed === undefined) return unauthorized(false);
     const agent = agentRoute(target, "/agents/");
@@ -729,15 +728,46 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
     maxPayload: DEFAULT_SETTINGS.maxMessageBytes,
   });
 
-  /** Takes an agent's dial; any other upgrade request is answered as an ordinary one. */
+  /**
+   * The other instances' links to this one (a cluster's): each is a connection over which an
+   * instance sends the requests for agents held here, many at once, as it would over HTTP
+   * (the caller's method, raw target, headers and body; the secret and hop marks included),
+   * and this instance answers them as it answers its own callers.
+   */
+  const links = options.cluster && new WebSocketServer({
+    noServer: true,
+    path: CLUSTER_LINK_PATH,
+    closeTimeout,
+    resumeWindow: 0,
+    limits: { maxConcurrentStreams: CLUSTER_LINK_STREAMS },
+    logger: logger && { ...logger, info: (...args: unknown[]) => logger.debug(...args) },
+    handler: (request, info) =>
+      handle({
+        method: request.method,
+        target: info.target,
+        headers: request.headers,
+        body: request.body ?? info.body,
+        signal: request.signal,
+        clientAddr: info.remoteAddr.hostname,
+      }, true),
+  });
+
+  /** Takes an agent's dial, or a cluster peer's; any other upgrade request is answered as an ordinary one. */
   function onUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): boolean {
     const target = rawTarget(req.url ?? "/");
-    if (splitTarget(target).path !== path) return false;
+    const upgradePath = splitTarget(target).path;
+    const link = upgradePath === CLUSTER_LINK_PATH && links;
+    if (upgradePath !== path && !link) return false;
     if (req.headers.upgrade?.toLowerCase() !== "websocket") return false;
     const headers = headersOf(req.rawHeaders);
+    if (link && !cluster!.isPeer(headers.get(SECRET_HEADER))) {
+      socket.end("HTTP/1.1 401 Unauthorized\r\nConnection: close\r\nContent-Length: 0\r\n\r\n");
+      return true;
+    }
+    const to = link || server;
     // What `authorize` sees: the dial's headers and URL (it has no body).
     const request = new Request(new URL(target, gateway.url), { headers });
-    const refusal = upgradedSockets.check(server, request);
+    const refusal = upgradedSockets.check(to, request);
     if (refusal) {
       socket.end(`HTTP/1.1 ${refusal.status} ${refusal.statusText}\r\nConnection: close\r\n\r\n`);
       return true;
@@ -745,7 +775,7 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
     const peer = req.socket;
     const remoteAddr = { hostname: peer.remoteAddress ?? "", port: peer.remotePort ?? 0 };
     sockets.handleUpgrade(req, socket, head, (ws) => {
-      upgradedSockets.accept(server, adaptWsSocket(ws), request, remoteAddr);
+      upgradedSockets.accept(to, adaptWsSocket(ws), request, remoteAddr);
     });
     return true;
   }
@@ -792,6 +822,7 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
     } catch (error) {
       await front.stop();
       await server.close();
+      await links?.close();
       throw error;
     }
   }
@@ -808,6 +839,7 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
         observer.close();
         await cluster?.leave();
         await server.close();
+        await links?.close();
         // Whatever still streams (an endless event stream) is cut now.
         for (const controller of inFlight) controller.abort();
         inFlight.clear();

@@ -9,7 +9,13 @@ import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { type AgentInfo, type Gateway, type RedisLike, startGateway } from "../gateway.ts";
 import { startAgent } from "../agent.ts";
-import { type Connection, type ConnectionEvent, EventType } from "../mod.ts";
+import {
+  type Connection,
+  type ConnectionEvent,
+  EventType,
+  HandshakeError,
+  WebSocketClient,
+} from "../mod.ts";
 import { join } from "node:path";
 import {
   BUN_BIN,
@@ -106,7 +112,6 @@ describe("gateways as a cluster on redis-server", OPTIONS, () => {
           body: await request.text(),
           xff: request.headers.get("x-forwarded-for"),
           secret: request.headers.get("x-swaggersocket-cluster-secret"),
-          hop: request.headers.get("x-swaggersocket-hop"),
           custom: request.headers.get("x-custom"),
         }),
     });
@@ -127,22 +132,32 @@ describe("gateways as a cluster on redis-server", OPTIONS, () => {
     assert.equal(seen.body, "through a");
     assert.equal(seen.custom, "kept");
     assert.equal(seen.secret, null, "the secret never reaches an agent");
-    assert.equal(seen.hop, null);
     assert.match(seen.xff, /^127\.0\.0\.1/);
-    // A peer's request is never sent on: B says that it does not hold the agent (it has
-    // moved on, since A found it there), for A to look again.
-    const unknown = await fetch(`${b.url}/agents/nobody/x`, {
-      headers: { "x-swaggersocket-cluster-secret": SECRET, "x-swaggersocket-hop": "A" },
+    // What comes over a link is never sent on: B says that it does not hold the agent (it
+    // has moved on, since A found it there), for A to look again.
+    const linkUrl = `${b.url.replace(/^http/, "ws")}/cluster/connect`;
+    const link = new WebSocketClient({
+      url: linkUrl,
+      headers: { "x-swaggersocket-cluster-secret": SECRET },
+      reconnect: { maxAttempts: 0 },
     });
-    assert.equal(unknown.status, 421);
-    assert.equal(unknown.headers.get("x-swaggersocket-moved"), "1");
-    assert.equal((await unknown.json()).error, "agent_moved");
-    // A wrong secret is no peer: it is an ordinary caller, and its marks are not trusted.
-    const forged = await fetch(`${a.url}/agents/far/x`, {
+    try {
+      const connection = await withTimeout(link.connect(), STEP_MS, "a link to b");
+      const unknown = await connection.fetch("http://b/agents/nobody/x");
+      assert.equal(unknown.status, 421);
+      assert.equal(unknown.headers.get("x-swaggersocket-moved"), "1");
+      assert.equal((await unknown.json()).error, "agent_moved");
+    } finally {
+      await link.close();
+    }
+    // Without the secret there is no link.
+    const forged = new WebSocketClient({
+      url: linkUrl,
       headers: { "x-swaggersocket-cluster-secret": "guess" },
+      reconnect: { maxAttempts: 0 },
     });
-    assert.equal(forged.status, 200);
-    assert.equal((await forged.json()).secret, null);
+    await assert.rejects(withTimeout(forged.connect(), STEP_MS, "a forged link"), HandshakeError);
+    await forged.close();
   });
 
   it("a large body streams both ways through the hop, byte for byte", async () => {
