@@ -62,6 +62,7 @@ import { createClient } from "@redis/client";
 import { ulid } from "ulid";
 import { startAgent } from "../agent.ts";
 import { ClusterRegistry, type HeldAgent, type RedisLike } from "../cluster/_registry.ts";
+import { RedisResumeTokens } from "../cluster/_resume_tokens.ts";
 import {
   median,
   now,
@@ -633,6 +634,10 @@ interface RefreshResult {
   /** Connections the refreshes reported lost (should be none). */
   lost: number;
   redisMemoryBytes: number;
+  /** The shared resume tokens' refresh for as many agents: the first (creating them), ms. */
+  tokensColdMs: number;
+  /** And the median of the warm ones, ms. */
+  tokensMedianMs: number;
 }
 
 async function runRefresh(
@@ -703,6 +708,23 @@ async function runRefresh(
     const stats = String(await command(["INFO", "commandstats"]));
     const log = await command(["SLOWLOG", "GET", "-1"]) as unknown[];
     await command(["CONFIG", "SET", "slowlog-log-slower-than", "10000"]);
+    // The shared resume tokens' refresh, which the gateway runs after this one: one token
+    // per agent (the first refresh creates them all).
+    const tokens = new RedisResumeTokens(client as unknown as RedisLike, {
+      prefix: "bench-refresh:",
+      ttl: 15_000,
+      window: 30_000,
+    });
+    for (const agent of held) tokens.issued(agent.id, ulid(), { name: agent.name }, 64);
+    started = now();
+    await tokens.refresh();
+    const tokensColdMs = now() - started;
+    const tokensWarmMs: number[] = [];
+    for (let i = 0; i < refreshes; i++) {
+      started = now();
+      await tokens.refresh();
+      tokensWarmMs.push(now() - started);
+    }
     const evalLine = /cmdstat_eval:calls=(\d+),usec=(\d+)/.exec(stats);
     const evalCalls = evalLine ? Number(evalLine[1]) : NaN;
     const evalUsec = evalLine ? Number(evalLine[2]) : NaN;
@@ -738,6 +760,8 @@ async function runRefresh(
       scriptsLogged: scripts.length,
       lost,
       redisMemoryBytes: memoryAfter - memoryBefore,
+      tokensColdMs,
+      tokensMedianMs: median(tokensWarmMs),
     };
   } finally {
     client.destroy();
@@ -846,6 +870,9 @@ function reportRefresh(refresh: RefreshResult): string {
     } ms); JSON.stringify of the listing ` +
     `${ms(refresh.stringifyMs)} ms; Redis memory for the records +` +
     `${(refresh.redisMemoryBytes / 1024 / 1024).toFixed(1)} MiB; lost: ${refresh.lost}`,
+    `- The shared resume tokens' refresh (RedisResumeTokens.refresh(), one token per agent, ` +
+    `run after the registry's): ${ms(refresh.tokensColdMs)} ms the first time (creating them), ` +
+    `${ms(refresh.tokensMedianMs)} ms warm (median; not in the EVAL figures above).`,
   ].join("\n");
 }
 
