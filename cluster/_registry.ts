@@ -242,6 +242,20 @@ export class ClusterRegistry {
   }
 
   /**
+   * Where an instance is reached, while it is alive.
+   *
+   * @param instance Its id.
+   * @returns Its internal URL, or `undefined` once its record has lapsed.
+   */
+  async urlOf(instance: string): Promise<string | undefined> {
+    const url = await this.#redis.eval("return redis.call('GET', KEYS[1])", {
+      keys: [`${this.#prefix}instance:${instance}`],
+      arguments: [],
+    });
+    return typeof url === "string" ? url : undefined;
+  }
+
+  /**
    * Every live instance's agents, as each last published them.
    *
    * @returns The listings, concatenated.

@@ -30,6 +30,7 @@ import { GatewayObserver } from "./_observer.ts";
 import {
   CLUSTER_LINK_PATH,
   CLUSTER_LINK_STREAMS,
+  CLUSTER_REFRESH_PATH,
   ClusterMembership,
   type ClusterOptions,
   MOVED_HEADER,
@@ -601,6 +602,10 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
     // Routed on the target as the caller sent it: see _raw_target.ts.
     const target = rawTarget(request.target);
     const rawPath = splitTarget(target).path;
+    if (peer && rawPath === CLUSTER_REFRESH_PATH && request.method === "POST") {
+      await cluster?.refresh();
+      return new Response(null, { status: 204 });
+    }
     const own = OWN_ROUTES[rawPath];
     if (own === undefined) return await toAgent(request, target, rawPath, peer);
     const response = await ownRoute(own, request, rawPath, splitTarget(target).query);

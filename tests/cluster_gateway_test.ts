@@ -10,6 +10,7 @@ import assert from "node:assert/strict";
 import { type AgentInfo, type Gateway, type RedisLike, startGateway } from "../gateway.ts";
 import { startAgent } from "../agent.ts";
 import {
+  CloseCode,
   type Connection,
   type ConnectionEvent,
   EventType,
@@ -39,13 +40,13 @@ describe("gateways as a cluster on redis-server", OPTIONS, () => {
   const agents: { close(): Promise<void> }[] = [];
 
   /** A gateway in the cluster, with a Redis client of its own. */
-  async function instance(): Promise<Gateway> {
+  async function instance(ttl = 1_500): Promise<Gateway> {
     const client = await connectRedis(redis);
     clients.push(client);
     const gateway = await startGateway({
       port: 0,
       // Advertised as its own URL: every instance of one machine reaches the others there.
-      cluster: { redis: client as unknown as RedisLike, secret: SECRET, ttl: 1_500 },
+      cluster: { redis: client as unknown as RedisLike, secret: SECRET, ttl },
     });
     gateways.push(gateway);
     return gateway;
@@ -208,6 +209,27 @@ describe("gateways as a cluster on redis-server", OPTIONS, () => {
     const listed = (await list(a)).filter((agent) => agent.name === "twice");
     assert.equal(listed.length, 1);
     assert.equal(listed[0].id, winner.id);
+  });
+
+  it("an instance whose agent's name is taken on another is told at once, and closes it with 4015", async () => {
+    // Refreshes every 40 s: only being told can close the older connection within the guard.
+    const [slowA, slowB] = [await instance(120_000), await instance(120_000)];
+    const older = startAgent({
+      url: slowA.agentsUrl,
+      name: "taken",
+      reconnect: { maxAttempts: 1 },
+    });
+    agents.push(older);
+    const olderId = (await withTimeout(older.ready, STEP_MS, "the older on a")).id;
+    await claimed(slowB, "taken", slowA);
+    const olderClosed = slowA.server.connection(olderId)!.closed;
+    const newer = startAgent({ url: slowB.agentsUrl, name: "taken" });
+    agents.push(newer);
+    await withTimeout(newer.ready, STEP_MS, "the newer on b");
+    const info = await withTimeout(olderClosed, STEP_MS, "the older to be closed");
+    assert.equal(info.code, CloseCode.Superseded);
+    const stopped = await withTimeout(older.stopped, STEP_MS, "the older agent to stop");
+    assert.ok(stopped instanceof Error, "4015 is terminal for the agent");
   });
 
   it("an instance that lost the agent since makes the caller's look again and retry once", async () => {
