@@ -1,0 +1,1018 @@
+/**
+ * The gateway benchmark (`deno task bench:gateway`): what the gateway costs against a plain
+ * reverse proxy, and against a bare server, on loopback.
+ *
+ * ```
+ * deno task bench:gateway                  # Deno servers: 5 rounds × 4 scenarios × 2 phases of 3 s (~2.3 min)
+ * deno task bench:gateway --runtime bun    # Bun servers; the caller stays on Deno
+ * deno task bench:gateway --smoke          # every scenario, tiny (~10 s)
+ * bun bench/gateway.ts --runtime bun       # the caller under Bun too
+ * deno run -A bench/gateway.ts --scenarios tunnel --phases throughput --rounds 1 \
+ *   --duration 15000 --profile /tmp/gw-prof  # CPU profiles of the servers under load, summarized
+ * deno run -A bench/gateway.ts --summarize /tmp/gw-prof   # summarize profiles taken before
+ * ```
+ *
+ * Every server runs in its own process under `--runtime deno|bun`:
+ *
+ * - an **upstream** (this file with `--role static`: `Deno.serve` or `Bun.serve` answering a
+ *   fixed 64-byte body to any path);
+ * - **proxy**: a plain reverse proxy in a few lines (`--role proxy`: `Deno.serve`/`Bun.serve`
+ *   whose handler returns `fetch(upstream + path)` with the caller's method, headers less
+ *   `Host`, and body) in front of the upstream;
+ * - **tunnel**: `gateway.ts` and `agent.ts --upstream <the same upstream> --name up` (its
+ *   `node:http` tunnel, `agent/_tunnel.ts`); requests go to `GATEWAY/agents/up/…`;
+ * - **bare**: `--role static` answering what the demo agent's `/hello` answers
+ *   (`hello from demo (RUNTIME)\n`);
+ * - **inproc**: `gateway.ts --demo`, whose demo agent runs in the gateway's own process
+ *   (dialing it over loopback); requests go to `GATEWAY/agents/demo/hello`.
+ *
+ * The gateways run with `--log-level warn` (`--gateway-log-level`): at `info` each request
+ * writes an access line. The agent runs with `--quiet --log-level warn`.
+ *
+ * The caller is this process, with `fetch` (connections kept alive), checking every answer's
+ * status and body. Each round measures every scenario, in an order rotated by one each round:
+ * **latency**, sequential requests one at a time for `--duration` ms (p50, p99), then
+ * **throughput**, `--callers` (32) concurrent callers for `--duration` ms (requests/s, and on
+ * Linux each process's CPU µs per request from `/proc/{pid}/stat`, the kernel's share of it,
+ * and how many CPUs they kept busy together). Reported: medians over rounds, the medians of per-round ratios (tunnel /
+ * proxy and inproc / bare requests/s) and differences (p50), and the issue's targets, met or
+ * not: gateway + tunnel ≥ 0.7× the plain proxy's throughput; the in-process agent ≥ 0.3× the
+ * bare server's. A missed target is reported, not an error.
+ *
+ * Options: `--runtime deno|bun`, `--duration MS` (per phase, 3000), `--rounds N` (5),
+ * `--warmup MS` (2000 per scenario), `--callers N` (32), `--scenarios proxy,tunnel,bare,inproc`,
+ * `--phases latency,throughput`, `--gateway-log-level LEVEL` (warn), `--json FILE`,
+ * `--max-seconds S` (the watchdog; by default the planned time plus 90 s), `--smoke`
+ * (`--duration 400 --rounds 2 --warmup 200`), `--profile DIR` (each server process under
+ * `--cpu-prof`, one sub-directory per process, stopped gracefully so that the profiles are
+ * written, then summarized), `--summarize DIR` (only summarize). A summary gives, for each
+ * sub-directory's `.cpuprofile` files, the shares of non-idle samples by category (GC, socket
+ * writes, natives, the `node:` polyfill by kind, `Headers`/WebIDL, other runtime JS, npm
+ * packages, our files), by file, by function, and by the nearest function of ours on the stack.
+ * Output: progress on stderr; tables (Markdown) and `RESULT <json>` on stdout. Exit status 1
+ * if any request failed or a scenario could not run; 3 if the watchdog fired.
+ *
+ * @module
+ */
+
+import { type ChildProcess, spawn, spawnSync } from "node:child_process";
+import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import { type AddressInfo, createServer } from "node:net";
+import { cpus, loadavg } from "node:os";
+import { join } from "node:path";
+import process from "node:process";
+import {
+  median,
+  now,
+  parseArgs,
+  printResult,
+  quantile,
+  readStdinLines,
+  RUNTIME,
+  sleep,
+} from "./_common.ts";
+
+type Runtime = "deno" | "bun";
+type Scenario = "proxy" | "tunnel" | "bare" | "inproc";
+const SCENARIOS: Scenario[] = ["proxy", "tunnel", "bare", "inproc"];
+const DESCRIBED: Record<Scenario, string> = {
+  proxy: "plain proxy → upstream",
+  tunnel: "gateway → tunnelling agent → upstream",
+  bare: "bare server",
+  inproc: "gateway with in-process agent",
+};
+
+const ROOT = new URL("../", import.meta.url).pathname;
+const DENO = `${ROOT}node_modules/.bin/deno`;
+const BUN = `${ROOT}node_modules/.bin/bun`;
+/** What the upstream answers: 64 bytes. */
+const UPSTREAM_BODY = "swaggersocket gateway bench: a small body of sixty-four bytes..\n";
+const START_MS = 20_000;
+
+const args = parseArgs(process.argv.slice(2));
+const smoke = args.has("smoke");
+
+function numberOption(name: string, fallback: number): number {
+  const value = args.get(name);
+  if (value === undefined) return fallback;
+  const n = Number(value);
+  if (!Number.isFinite(n) || n < 0) throw new TypeError(`Bad option: --${name} ${value}`);
+  return n;
+}
+
+// ---- the server processes (--role static|proxy) ---------------------------------------------
+
+interface BunServeLike {
+  serve(options: {
+    hostname: string;
+    port: number;
+    fetch: (request: Request) => Response | Promise<Response>;
+  }): { port: number };
+}
+
+/** Serves `handler` on 127.0.0.1 with the runtime's own server; returns the port. */
+function serveNative(handler: (request: Request) => Response | Promise<Response>): number {
+  const bun = (globalThis as { Bun?: BunServeLike }).Bun;
+  if (bun) return bun.serve({ hostname: "127.0.0.1", port: 0, fetch: handler }).port;
+  const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, handler);
+  return server.addr.port;
+}
+
+/** `--role static --body TEXT` or `--role proxy --upstream URL`: prints `READY <port>`. */
+function runRole(role: string): void {
+  const bound = setTimeout(() => {
+    console.error(`bench/gateway.ts ${role}: watchdog fired; exiting`);
+    process.exit(3);
+  }, numberOption("exit-after", 600_000));
+  (bound as { unref?: () => void }).unref?.();
+  let handler: (request: Request) => Response | Promise<Response>;
+  if (role === "static") {
+    const body = args.get("body") ?? UPSTREAM_BODY;
+    handler = () => new Response(body, { headers: { "content-type": "text/plain" } });
+  } else if (role === "proxy") {
+    // The plain reverse proxy: the caller's method, headers (less Host) and body, to the
+    // upstream's same path; its response as it comes.
+    const upstream = args.get("upstream")!.replace(/\/$/, "");
+    handler = (request) => {
+      const url = new URL(request.url);
+      const headers = new Headers(request.headers);
+      headers.delete("host");
+      return fetch(upstream + url.pathname + url.search, {
+        method: request.method,
+        headers,
+        body: request.body,
+        redirect: "manual",
+      });
+    };
+  } else {
+    throw new TypeError(`Bad option: --role ${role} (static or proxy)`);
+  }
+  const port = serveNative(handler);
+  const stop = () => process.exit(0);
+  readStdinLines(() => {}, stop);
+  for (const signal of ["SIGTERM", "SIGINT"] as const) process.on(signal, stop);
+  console.log(`READY ${port}`);
+}
+
+// ---- processes (as bench/cluster.ts) ----------------------------------------------------------
+
+/** A child process with its output kept (the last 8 KB of each stream). */
+interface Child {
+  name: string;
+  process: ChildProcess;
+  stdout: string;
+  stderr: string;
+  exited: Promise<number | null>;
+  running(): boolean;
+}
+
+const children = new Set<Child>();
+let profileDir: string | undefined;
+/** With `--profile`: each child's CPU ms in all, read just before it was stopped. */
+const cpuAtStop = new Map<string, { total: number; sys: number }>();
+
+function launch(name: string, command: string, argv: string[]): Child {
+  const child = spawn(command, argv, {
+    cwd: ROOT,
+    env: { ...process.env, DENO_NO_UPDATE_CHECK: "1", NO_COLOR: "1" },
+    stdio: ["pipe", "pipe", "pipe"],
+  });
+  const entry: Child = {
+    name,
+    process: child,
+    stdout: "",
+    stderr: "",
+    exited: new Promise((resolve) => child.on("close", (code) => resolve(code))),
+    running: () => child.exitCode === null && child.signalCode === null,
+  };
+  child.stdout!.setEncoding("utf8");
+  child.stdout!.on("data", (chunk: string) => entry.stdout = (entry.stdout + chunk).slice(-8192));
+  child.stderr!.setEncoding("utf8");
+  child.stderr!.on("data", (chunk: string) => entry.stderr = (entry.stderr + chunk).slice(-8192));
+  child.stdin!.on("error", () => {});
+  children.add(entry);
+  return entry;
+}
+
+/** Runs a script of this repository under `runtime` (under `--cpu-prof` with `--profile`). */
+function launchScript(name: string, runtime: Runtime, script: string, argv: string[]): Child {
+  let prof: string[] = [];
+  if (profileDir) {
+    const dir = join(profileDir, name.replace(/[^A-Za-z0-9_-]+/g, "-"));
+    mkdirSync(dir, { recursive: true });
+    prof = ["--cpu-prof", `--cpu-prof-dir=${dir}`];
+  }
+  return runtime === "deno"
+    ? launch(name, DENO, ["run", "-A", "--quiet", ...prof, script, ...argv])
+    : launch(name, BUN, [...prof, "run", script, ...argv]);
+}
+
+/** Waits until `check` is true, failing if `child` exits or `ms` pass. */
+async function until(
+  what: string,
+  check: () => boolean | Promise<boolean>,
+  ms: number,
+  child?: Child,
+): Promise<void> {
+  const deadline = now() + ms;
+  for (;;) {
+    if (await check()) return;
+    if (child && !child.running()) {
+      throw new Error(`${child.name} exited before ${what}:\n${child.stdout}\n${child.stderr}`);
+    }
+    if (now() > deadline) {
+      const output = child ? `:\n${child.stdout}\n${child.stderr}` : "";
+      throw new Error(`no ${what} within ${ms} ms${output}`);
+    }
+    await sleep(50);
+  }
+}
+
+/** Stops a child: closes its stdin, sends `signal`, and SIGKILL after `graceMs`. */
+async function stopChild(child: Child, signal: "SIGTERM" | "SIGINT", graceMs: number) {
+  if (child.running()) {
+    child.process.stdin!.end();
+    child.process.kill(signal);
+    const timer = setTimeout(() => child.process.kill("SIGKILL"), graceMs);
+    await child.exited;
+    clearTimeout(timer);
+  }
+  children.delete(child);
+}
+
+/** Kills whatever is left at once (the watchdog, a signal, an exit). */
+function killAll(): void {
+  for (const child of children) {
+    if (child.running()) child.process.kill("SIGKILL");
+  }
+  children.clear();
+}
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once("error", reject);
+    server.listen(0, "127.0.0.1", () => {
+      const { port } = server.address() as AddressInfo;
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+// ---- the caller (as bench/cluster.ts) ---------------------------------------------------------
+
+interface LatencyResult {
+  n: number;
+  errors: number;
+  p50: number;
+  p99: number;
+}
+interface ThroughputResult extends LatencyResult {
+  rps: number;
+  /** CPU µs per request of each process (Linux: `/proc/{pid}/stat`), when readable. */
+  cpu: Record<string, number>;
+  /** The kernel's share (0–1) of each process's CPU time over the phase. */
+  sys: Record<string, number>;
+  /** CPUs busy on average over the phase, all those processes together. */
+  busy: number;
+}
+
+/** Clock ticks per second of `/proc/{pid}/stat` (`getconf CLK_TCK`; 100 on Linux). */
+let clockTicks = 100;
+
+/** A process's CPU time so far, ms, in all and in the kernel (`NaN` where `/proc` cannot tell). */
+function cpuSplit(pid: number | undefined): { total: number; sys: number } {
+  if (pid === undefined) return { total: NaN, sys: NaN };
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    // After "pid (comm) ": state is field 3, utime 14 and stime 15.
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    const sys = Number(fields[12]) * 1000 / clockTicks;
+    return { total: Number(fields[11]) * 1000 / clockTicks + sys, sys };
+  } catch {
+    return { total: NaN, sys: NaN };
+  }
+}
+
+let firstError: string | undefined;
+
+function noteError(error: unknown): void {
+  firstError ??= error instanceof Error ? `${error.name}: ${error.message}` : String(error);
+}
+
+/** One request; resolves with its milliseconds, head to the end of the body. */
+async function once(url: string, body: string): Promise<number> {
+  const started = now();
+  const response = await fetch(url);
+  const text = await response.text();
+  const ms = now() - started;
+  if (response.status !== 200 || text !== body) {
+    throw new Error(`GET ${url}: ${response.status} ${text.slice(0, 200)}`);
+  }
+  return ms;
+}
+
+/** Fails if `work` outlasts `ms` (a hang reports itself instead of waiting for the watchdog). */
+function guarded<T>(work: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  return Promise.race([
+    work,
+    new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`${what} did not finish within ${ms} ms`)), ms);
+    }),
+  ]).finally(() => clearTimeout(timer));
+}
+
+async function sequential(url: string, body: string, ms: number): Promise<LatencyResult> {
+  const latencies: number[] = [];
+  let errors = 0;
+  const end = now() + ms;
+  while (now() < end) {
+    try {
+      latencies.push(await once(url, body));
+    } catch (error) {
+      errors++;
+      noteError(error);
+    }
+  }
+  return {
+    n: latencies.length,
+    errors,
+    p50: quantile(latencies, 0.5),
+    p99: quantile(latencies, 0.99),
+  };
+}
+
+async function concurrent(
+  url: string,
+  body: string,
+  ms: number,
+  callers: number,
+  pids: Record<string, number | undefined>,
+): Promise<ThroughputResult> {
+  const latencies: number[] = [];
+  let errors = 0;
+  const cpuBefore = Object.fromEntries(
+    Object.entries(pids).map(([name, pid]) => [name, cpuSplit(pid)]),
+  );
+  const started = now();
+  const end = started + ms;
+  await Promise.all(Array.from({ length: callers }, async () => {
+    while (now() < end) {
+      try {
+        latencies.push(await once(url, body));
+      } catch (error) {
+        errors++;
+        noteError(error);
+      }
+    }
+  }));
+  const elapsed = now() - started;
+  const cpu: Record<string, number> = {};
+  const sys: Record<string, number> = {};
+  let busyMs = 0;
+  for (const [name, pid] of Object.entries(pids)) {
+    const after = cpuSplit(pid);
+    const used = after.total - cpuBefore[name].total;
+    cpu[name] = used * 1000 / Math.max(1, latencies.length);
+    sys[name] = (after.sys - cpuBefore[name].sys) / used;
+    busyMs += used;
+  }
+  return {
+    n: latencies.length,
+    errors,
+    rps: latencies.length / (elapsed / 1000),
+    p50: quantile(latencies, 0.5),
+    p99: quantile(latencies, 0.99),
+    cpu,
+    sys,
+    busy: busyMs / elapsed,
+  };
+}
+
+// ---- the scenarios ----------------------------------------------------------------------------
+
+/** A scenario's target: the URL, the body it must answer, and the processes doing the work. */
+interface Target {
+  url: string;
+  body: string;
+  pids: Record<string, number | undefined>;
+}
+
+interface Round {
+  order: Scenario[];
+  latency: Partial<Record<Scenario, LatencyResult>>;
+  throughput: Partial<Record<Scenario, ThroughputResult>>;
+}
+
+/** One scenario's medians over rounds. */
+interface Summary {
+  p50: number;
+  p99: number;
+  rps: number;
+  /** p50 and p99 under load, ms. */
+  loadedP50: number;
+  loadedP99: number;
+  /** CPU µs per request of each process, under load. */
+  cpu: Record<string, number>;
+  /** The kernel's share of each process's CPU time, under load. */
+  sys: Record<string, number>;
+  busy: number;
+}
+
+interface BenchResult {
+  runtime: Runtime;
+  callerRuntime: Runtime;
+  callers: number;
+  durationMs: number;
+  scenarios: Scenario[];
+  rounds: Round[];
+  summary: Partial<Record<Scenario, Summary>>;
+  /** Medians of per-round ratios of requests/s. */
+  tunnelRatio: number;
+  inprocRatio: number;
+  /** Medians of per-round p50 differences, ms. */
+  tunnelP50Added: number;
+  inprocP50Added: number;
+  errors: number;
+}
+
+async function httpReady(child: Child, what: string, url: string, body: string): Promise<void> {
+  await until(
+    what,
+    async () => {
+      try {
+        await once(url, body);
+        return true;
+      } catch {
+        return false;
+      }
+    },
+    START_MS,
+    child,
+  );
+}
+
+async function startStatic(name: string, runtime: Runtime, body: string, exitAfter: number) {
+  const self = new URL(import.meta.url).pathname;
+  const child = launchScript(name, runtime, self, [
+    "--role",
+    "static",
+    "--body",
+    body,
+    "--exit-after",
+    String(exitAfter),
+  ]);
+  await until(`${name}'s READY line`, () => /READY \d+/.test(child.stdout), START_MS, child);
+  return { child, url: `http://127.0.0.1:${/READY (\d+)/.exec(child.stdout)![1]}` };
+}
+
+async function startGateway(name: string, runtime: Runtime, extra: string[], exitAfter: number) {
+  const port = await freePort();
+  const child = launchScript(name, runtime, ROOT + "gateway.ts", [
+    "--hostname",
+    "127.0.0.1",
+    "--port",
+    String(port),
+    "--log-level",
+    args.get("gateway-log-level") ?? "warn",
+    "--exit-after",
+    String(exitAfter),
+    ...extra,
+  ]);
+  return { child, url: `http://127.0.0.1:${port}` };
+}
+
+async function runBench(
+  runtime: Runtime,
+  scenarios: Scenario[],
+  phases: string[],
+  options: { duration: number; rounds: number; warmup: number; callers: number; bound: number },
+): Promise<BenchResult> {
+  const exitAfter = options.bound + 10_000;
+  const targets = {} as Record<Scenario, Target>;
+  const caller = process.pid;
+  const needUpstream = scenarios.includes("proxy") || scenarios.includes("tunnel");
+  const upstream = needUpstream
+    ? await startStatic("upstream", runtime, UPSTREAM_BODY, exitAfter)
+    : undefined;
+  if (upstream) {
+    await httpReady(
+      upstream.child,
+      "the upstream to answer",
+      `${upstream.url}/ping`,
+      UPSTREAM_BODY,
+    );
+  }
+  if (scenarios.includes("proxy")) {
+    const self = new URL(import.meta.url).pathname;
+    const proxy = launchScript("proxy", runtime, self, [
+      "--role",
+      "proxy",
+      "--upstream",
+      upstream!.url,
+      "--exit-after",
+      String(exitAfter),
+    ]);
+    await until("the proxy's READY line", () => /READY \d+/.test(proxy.stdout), START_MS, proxy);
+    const url = `http://127.0.0.1:${/READY (\d+)/.exec(proxy.stdout)![1]}/ping`;
+    await httpReady(proxy, "the proxy to answer", url, UPSTREAM_BODY);
+    targets.proxy = {
+      url,
+      body: UPSTREAM_BODY,
+      pids: { proxy: proxy.process.pid, upstream: upstream!.child.process.pid, caller },
+    };
+  }
+  if (scenarios.includes("tunnel")) {
+    const gateway = await startGateway("gateway", runtime, [], exitAfter);
+    const agent = launchScript("agent", runtime, ROOT + "agent.ts", [
+      `${gateway.url.replace("http:", "ws:")}/agents/connect`,
+      "--name",
+      "up",
+      "--upstream",
+      upstream!.url,
+      "--quiet",
+      "--log-level",
+      "warn",
+      "--exit-after",
+      String(exitAfter),
+    ]);
+    const url = `${gateway.url}/agents/up/ping`;
+    await httpReady(agent, "the gateway to reach the agent's upstream", url, UPSTREAM_BODY);
+    targets.tunnel = {
+      url,
+      body: UPSTREAM_BODY,
+      pids: {
+        gateway: gateway.child.process.pid,
+        agent: agent.process.pid,
+        upstream: upstream!.child.process.pid,
+        caller,
+      },
+    };
+  }
+  // What the demo agent's /hello answers (agent/_demo_api.ts).
+  const hello = `hello from demo (${runtime})\n`;
+  if (scenarios.includes("bare")) {
+    const bare = await startStatic("bare", runtime, hello, exitAfter);
+    const url = `${bare.url}/hello`;
+    await httpReady(bare.child, "the bare server to answer", url, hello);
+    targets.bare = { url, body: hello, pids: { bare: bare.child.process.pid, caller } };
+  }
+  if (scenarios.includes("inproc")) {
+    const gateway = await startGateway("gateway-demo", runtime, ["--demo"], exitAfter);
+    const url = `${gateway.url}/agents/demo/hello`;
+    await httpReady(gateway.child, "the gateway's demo agent to answer", url, hello);
+    targets.inproc = { url, body: hello, pids: { gateway: gateway.child.process.pid, caller } };
+  }
+
+  const phaseBound = options.duration + 30_000;
+  progress(`warm-up: ${options.warmup} ms per scenario (half sequential, half concurrent)`);
+  for (const scenario of scenarios) {
+    const { url, body, pids } = targets[scenario];
+    await guarded(sequential(url, body, options.warmup / 2), phaseBound, "warm-up");
+    await guarded(
+      concurrent(url, body, options.warmup / 2, options.callers, pids),
+      phaseBound,
+      "warm-up",
+    );
+  }
+  if (firstError) progress(`warm-up had failed requests: ${firstError}`);
+  firstError = undefined;
+
+  const rounds: Round[] = [];
+  for (let round = 0; round < options.rounds; round++) {
+    const shift = round % scenarios.length;
+    const order = [...scenarios.slice(shift), ...scenarios.slice(0, shift)];
+    const latency: Round["latency"] = {};
+    const throughput: Round["throughput"] = {};
+    if (phases.includes("latency")) {
+      for (const scenario of order) {
+        const { url, body } = targets[scenario];
+        latency[scenario] = await guarded(
+          sequential(url, body, options.duration),
+          phaseBound,
+          `${scenario} latency`,
+        );
+      }
+    }
+    if (phases.includes("throughput")) {
+      for (const scenario of order) {
+        const { url, body, pids } = targets[scenario];
+        throughput[scenario] = await guarded(
+          concurrent(url, body, options.duration, options.callers, pids),
+          phaseBound,
+          `${scenario} throughput`,
+        );
+      }
+    }
+    rounds.push({ order, latency, throughput });
+    progress(
+      `round ${round + 1}/${options.rounds} (${order.join(", ")}): ` +
+        order.map((s) =>
+          `${s} p50 ${ms(latency[s]?.p50 ?? NaN)} ms ${
+            (throughput[s]?.rps ?? NaN).toFixed(0)
+          } req/s`
+        ).join("; "),
+    );
+  }
+
+  // Gracefully, so that profiles get written.
+  for (const child of children) {
+    cpuAtStop.set(child.name.replace(/[^A-Za-z0-9_-]+/g, "-"), cpuSplit(child.process.pid));
+  }
+  const grace = profileDir ? 15_000 : 5_000;
+  await Promise.all([...children].map((child) => stopChild(child, "SIGTERM", grace)));
+
+  const summary: BenchResult["summary"] = {};
+  for (const scenario of scenarios) {
+    const lat = rounds.map((r) => r.latency[scenario]);
+    const thr = rounds.map((r) => r.throughput[scenario]);
+    summary[scenario] = {
+      p50: median(lat.map((r) => r?.p50 ?? NaN)),
+      p99: median(lat.map((r) => r?.p99 ?? NaN)),
+      rps: median(thr.map((r) => r?.rps ?? NaN)),
+      loadedP50: median(thr.map((r) => r?.p50 ?? NaN)),
+      loadedP99: median(thr.map((r) => r?.p99 ?? NaN)),
+      cpu: Object.fromEntries(
+        Object.keys(targets[scenario].pids).map((name) => [
+          name,
+          median(thr.map((r) => r?.cpu[name] ?? NaN)),
+        ]),
+      ),
+      sys: Object.fromEntries(
+        Object.keys(targets[scenario].pids).map((name) => [
+          name,
+          median(thr.map((r) => r?.sys[name] ?? NaN)),
+        ]),
+      ),
+      busy: median(thr.map((r) => r?.busy ?? NaN)),
+    };
+  }
+  const ratio = (a: Scenario, b: Scenario) =>
+    median(rounds.map((r) => (r.throughput[a]?.rps ?? NaN) / (r.throughput[b]?.rps ?? NaN)));
+  const added = (a: Scenario, b: Scenario) =>
+    median(rounds.map((r) => (r.latency[a]?.p50 ?? NaN) - (r.latency[b]?.p50 ?? NaN)));
+  let errors = 0;
+  for (const r of rounds) {
+    for (const s of scenarios) {
+      errors += (r.latency[s]?.errors ?? 0) + (r.throughput[s]?.errors ?? 0);
+    }
+  }
+  return {
+    runtime,
+    callerRuntime: RUNTIME,
+    callers: options.callers,
+    durationMs: options.duration,
+    scenarios,
+    rounds,
+    summary,
+    tunnelRatio: ratio("tunnel", "proxy"),
+    inprocRatio: ratio("inproc", "bare"),
+    tunnelP50Added: added("tunnel", "proxy"),
+    inprocP50Added: added("inproc", "bare"),
+    errors,
+  };
+}
+
+// ---- profiles ---------------------------------------------------------------------------------
+
+interface ProfileNode {
+  id: number;
+  callFrame: { functionName: string; url: string; lineNumber: number };
+  hitCount?: number;
+  children?: number[];
+}
+interface CpuProfile {
+  nodes: ProfileNode[];
+  samples?: number[];
+}
+
+/** Natives that write to a socket synchronously (Deno's `node:net` binding, Bun's sockets). */
+const SOCKET_WRITES =
+  /^(writev|writeLatin1String|writeUtf8String|writeBuffer|writeAsciiString|writeBuffered|cork|send|sendWebSocketFrame|write)$/;
+
+/**
+ * Where a frame belongs: GC, natives, the runtime's web APIs, the `node:` polyfill, npm
+ * packages, or our files (by file).
+ */
+function category(functionName: string, url: string): string {
+  if (functionName === "(garbage collector)") return "GC";
+  if (functionName === "(program)") return "(program): native, unattributed";
+  if (functionName === "(idle)" || functionName === "(root)") return "idle";
+  if (!url) {
+    if (SOCKET_WRITES.test(functionName)) return "socket writes (native, synchronous)";
+    if (functionName.startsWith("op_")) return "Deno ops (native)";
+    return "builtins (V8/JSC, no URL)";
+  }
+  const file = url.replace(/^file:\/\//, "");
+  if (/^(ext:deno_node\/|node:|internal:)/.test(url)) {
+    const name = url.replace(/^ext:deno_node\/|^node:|^internal:/, "");
+    const kind = /timers/.test(name)
+      ? "timers"
+      : /stream_wrap|stream_base|^net|tcp|_tls|internal_binding/.test(name)
+      ? "net"
+      : /http/.test(name)
+      ? "http"
+      : /stream/.test(name)
+      ? "streams"
+      : /events/.test(name)
+      ? "events"
+      : "other";
+    return `node: polyfill (${kind})`;
+  }
+  if (url === "ext:deno_fetch/20_headers.js") return "Headers (ext:deno_fetch/20_headers.js)";
+  if (url.startsWith("ext:deno_webidl/")) return "WebIDL conversions (ext:deno_webidl)";
+  if (url.startsWith("ext:")) return `runtime JS (${url.slice(4).split("/")[0]})`;
+  const npm = /\/node_modules\/(?:\.deno\/[^/]+\/node_modules\/)?(@[^/]+\/[^/]+|[^/]+)\//.exec(
+    file,
+  );
+  if (npm) return `npm ${npm[1]}`;
+  if (file.startsWith(ROOT)) return `ours: ${file.slice(ROOT.length)}`;
+  return `other: ${url}`;
+}
+
+/** Whether a frame is in our code (not npm, not the runtime). */
+function ours(url: string): boolean {
+  return url.startsWith(`file://${ROOT}`) && !url.includes("/node_modules/");
+}
+
+/**
+ * Samples (each the same time: counting works for V8's profiles, whose idle time is sampled
+ * as `(idle)`, and for JSC's, which take no samples while idle) by category, by file, by
+ * function, and by the nearest frame of ours on the stack (what our code caused, whatever
+ * runtime or polyfill code it ran in), of every profile in `dir`.
+ */
+function aggregate(dir: string): {
+  files: number;
+  total: number;
+  byCategory: Map<string, number>;
+  byUrl: Map<string, number>;
+  byFunction: Map<string, number>;
+  byCaller: Map<string, number>;
+} {
+  const byCategory = new Map<string, number>();
+  const byUrl = new Map<string, number>();
+  const byFunction = new Map<string, number>();
+  const byCaller = new Map<string, number>();
+  let total = 0;
+  let files = 0;
+  const add = (map: Map<string, number>, key: string, value: number) =>
+    map.set(key, (map.get(key) ?? 0) + value);
+  const name = (frame: ProfileNode["callFrame"]) =>
+    `${frame.functionName || "(anonymous)"}${
+      frame.url ? ` ${frame.url.replace(`file://${ROOT}`, "")}:${frame.lineNumber + 1}` : ""
+    }`;
+  for (const file of readdirSync(dir).filter((f) => f.endsWith(".cpuprofile"))) {
+    files++;
+    const profile = JSON.parse(readFileSync(join(dir, file), "utf8")) as CpuProfile;
+    const nodes = new Map(profile.nodes.map((node) => [node.id, node]));
+    const parent = new Map<number, number>();
+    for (const node of profile.nodes) {
+      for (const child of node.children ?? []) parent.set(child, node.id);
+    }
+    const hits = new Map<number, number>();
+    if (profile.samples && profile.samples.length > 0) {
+      for (const id of profile.samples) hits.set(id, (hits.get(id) ?? 0) + 1);
+    } else {
+      for (const node of profile.nodes) hits.set(node.id, node.hitCount ?? 0);
+    }
+    for (const [id, count] of hits) {
+      const frame = nodes.get(id)!.callFrame;
+      const kind = category(frame.functionName, frame.url);
+      if (kind === "idle") continue;
+      total += count;
+      add(byCategory, kind, count);
+      add(byUrl, frame.url || "(no URL)", count);
+      add(byFunction, `${name(frame)}\t${kind}`, count);
+      let at: number | undefined = id;
+      while (at !== undefined && !ours(nodes.get(at)!.callFrame.url)) at = parent.get(at);
+      add(byCaller, at === undefined ? `(none: ${kind})` : name(nodes.get(at)!.callFrame), count);
+    }
+  }
+  return { files, total, byCategory, byUrl, byFunction, byCaller };
+}
+
+/** Markdown tables of where each profiled process's time went (shares of non-idle samples). */
+function summarizeProfiles(dir: string, top = 12): string {
+  const out: string[] = [];
+  const dirs = readdirSync(dir).filter((d) => statSync(join(dir, d)).isDirectory()).sort();
+  for (const sub of dirs.length > 0 ? dirs : ["."]) {
+    const { files, total, byCategory, byUrl, byFunction, byCaller } = aggregate(join(dir, sub));
+    if (files === 0) continue;
+    const pct = (value: number) => `${(value * 100 / total).toFixed(1)} %`;
+    const sorted = (map: Map<string, number>) => [...map].sort((a, b) => b[1] - a[1]);
+    const cpu = cpuAtStop.get(sub);
+    out.push(
+      `### ${sub}: ${files} profile(s), ${total} non-idle samples` +
+        (cpu === undefined
+          ? ""
+          : `; ${(cpu.total / 1000).toFixed(1)} s of CPU in all, ${
+            (cpu.sys * 100 / cpu.total).toFixed(0)
+          } % of it in the kernel (/proc)`) +
+        "\n",
+      table(["category", "self"], sorted(byCategory).map(([k, v]) => [k, pct(v)])),
+      "",
+      table(
+        ["file (URL)", "self"],
+        sorted(byUrl).slice(0, top).map(([k, v]) => [k.replace(`file://${ROOT}`, ""), pct(v)]),
+      ),
+      "",
+      table(
+        ["function", "category", "self"],
+        sorted(byFunction).slice(0, top).map(([k, v]) => [...k.split("\t"), pct(v)]),
+      ),
+      "",
+      table(
+        ["nearest function of ours on the stack", "self time below it"],
+        sorted(byCaller).slice(0, top).map(([k, v]) => [k, pct(v)]),
+      ),
+      "",
+    );
+  }
+  return out.join("\n");
+}
+
+// ---- report -----------------------------------------------------------------------------------
+
+function progress(text: string): void {
+  console.error(`[bench:gateway] ${text}`);
+}
+
+function ms(value: number): string {
+  return Number.isFinite(value) ? value.toFixed(value < 10 ? 3 : 1) : "–";
+}
+
+function table(header: string[], rows: string[][]): string {
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((row) => row[i].length)));
+  const line = (cells: string[]) => `| ${cells.map((c, i) => c.padEnd(widths[i])).join(" | ")} |`;
+  return [line(header), line(widths.map((w) => "-".repeat(w))), ...rows.map(line)].join("\n");
+}
+
+function report(result: BenchResult): string {
+  const cpu = (s: Summary) => {
+    const entries = Object.entries(s.cpu);
+    const total = entries.reduce((sum, [, v]) => sum + (Number.isFinite(v) ? v : 0), 0);
+    return `${
+      entries.map(([k, v]) => `${k} ${Number.isFinite(v) ? v.toFixed(0) : "–"}`).join(" / ")
+    } ` +
+      `(${total.toFixed(0)})`;
+  };
+  const rows = result.scenarios.map((scenario) => {
+    const s = result.summary[scenario]!;
+    return [
+      scenario,
+      DESCRIBED[scenario],
+      ms(s.p50),
+      ms(s.p99),
+      s.rps.toFixed(0),
+      `${ms(s.loadedP50)} / ${ms(s.loadedP99)}`,
+      cpu(s),
+      Number.isFinite(s.busy) ? s.busy.toFixed(2) : "–",
+    ];
+  });
+  const lines = [
+    `Servers on ${result.runtime}, caller on ${result.callerRuntime}; ${result.rounds.length} ` +
+    `rounds of ${result.durationMs} ms per phase, medians over rounds; throughput with ` +
+    `${result.callers} concurrent callers.`,
+    "",
+    table([
+      "scenario",
+      "path",
+      "p50 ms",
+      "p99 ms",
+      `req/s (${result.callers} callers)`,
+      "p50 / p99 ms under load",
+      "CPU µs/req under load, by process (sum)",
+      "CPUs busy",
+    ], rows),
+    "",
+  ];
+  const perRound = (a: Scenario, b: Scenario) =>
+    result.rounds.map((r) =>
+      ((r.throughput[a]?.rps ?? NaN) / (r.throughput[b]?.rps ?? NaN)).toFixed(2)
+    ).join(", ");
+  if (result.summary.tunnel && result.summary.proxy) {
+    lines.push(
+      `- gateway + tunnelling agent: ${result.tunnelRatio.toFixed(2)}× the plain proxy's ` +
+        `throughput (per round ${perRound("tunnel", "proxy")}): target ≥ 0.7× ` +
+        `${result.tunnelRatio >= 0.7 ? "MET" : "NOT MET"}; p50 +${ms(result.tunnelP50Added)} ms`,
+    );
+  }
+  if (result.summary.inproc && result.summary.bare) {
+    lines.push(
+      `- gateway with an in-process agent: ${result.inprocRatio.toFixed(2)}× the bare ` +
+        `server's throughput (per round ${perRound("inproc", "bare")}): target ≥ 0.3× ` +
+        `${result.inprocRatio >= 0.3 ? "MET" : "NOT MET"}; p50 +${ms(result.inprocP50Added)} ms`,
+    );
+  }
+  lines.push(
+    `- the kernel's share of each process's CPU under load: ${
+      result.scenarios.map((scenario) =>
+        `${scenario} ${
+          Object.entries(result.summary[scenario]!.sys).map(([name, share]) =>
+            `${name} ${Number.isFinite(share) ? (share * 100).toFixed(0) : "–"} %`
+          ).join(", ")
+        }`
+      ).join("; ")
+    }`,
+    `- failed requests: ${result.errors}`,
+  );
+  return lines.join("\n");
+}
+
+// ---- main -------------------------------------------------------------------------------------
+
+async function main(): Promise<number> {
+  const summarize = args.get("summarize");
+  if (summarize) {
+    console.log(summarizeProfiles(summarize));
+    return 0;
+  }
+  const runtime = (args.get("runtime") ?? "deno") as Runtime;
+  if (runtime !== "deno" && runtime !== "bun") {
+    throw new TypeError(`Bad option: --runtime ${runtime} (deno or bun)`);
+  }
+  const duration = numberOption("duration", smoke ? 400 : 3000);
+  const rounds = Math.max(1, Math.round(numberOption("rounds", smoke ? 2 : 5)));
+  const warmup = numberOption("warmup", smoke ? 200 : 2000);
+  const callers = Math.max(1, Math.round(numberOption("callers", 32)));
+  const scenarios = (args.get("scenarios") ?? SCENARIOS.join(",")).split(",") as Scenario[];
+  for (const s of scenarios) {
+    if (!SCENARIOS.includes(s)) throw new TypeError(`Bad scenario: ${s} (${SCENARIOS.join(", ")})`);
+  }
+  const phases = (args.get("phases") ?? "latency,throughput").split(",");
+  const planned = rounds * scenarios.length * phases.length * duration +
+    scenarios.length * warmup;
+  const bound = numberOption("max-seconds", (planned + 90_000) / 1000) * 1000;
+  profileDir = args.get("profile");
+  if (profileDir) {
+    if (existsSync(profileDir) && readdirSync(profileDir).length > 0) {
+      throw new Error(`--profile ${profileDir}: the directory must be new or empty`);
+    }
+    mkdirSync(profileDir, { recursive: true });
+  }
+
+  const timer = setTimeout(() => {
+    console.error(`[bench:gateway] watchdog fired after ${bound} ms; killing everything`);
+    killAll();
+    process.exit(3);
+  }, bound);
+  (timer as { unref?: () => void }).unref?.();
+
+  const ticks = spawnSync("getconf", ["CLK_TCK"], { encoding: "utf8" });
+  if (Number(ticks.stdout) > 0) clockTicks = Number(ticks.stdout);
+  const git = (argv: string[]) =>
+    spawnSync("git", argv, { cwd: ROOT, encoding: "utf8" }).stdout?.trim() ?? "";
+  const commit = `${git(["rev-parse", "--short", "HEAD"]) || "?"}${
+    git(["status", "--porcelain", "--untracked-files=no"]) ? " + uncommitted changes" : ""
+  }`;
+  const version = (command: string, argv: string[]) =>
+    spawnSync(command, argv, { encoding: "utf8" }).stdout?.split("\n")[0]?.trim() ?? "?";
+  const load = () => loadavg().map((l) => l.toFixed(2)).join(" ");
+  const machine = `commit ${commit}; ${cpus().length} × ${cpus()[0]?.model ?? "?"}; ` +
+    `${runtime} ${
+      version(runtime === "deno" ? DENO : BUN, ["--version"]).replace(/^deno /, "")
+    }; load average ${load()} ` +
+    `at the start`;
+  progress(machine);
+
+  let result: BenchResult | undefined;
+  let failed = false;
+  try {
+    result = await runBench(runtime, scenarios, phases, {
+      duration,
+      rounds,
+      warmup,
+      callers,
+      bound,
+    });
+  } catch (error) {
+    failed = true;
+    console.error(`[bench:gateway] failed: ${(error as Error).stack ?? error}`);
+  } finally {
+    killAll();
+  }
+  const end = `load average ${load()} at the end`;
+  console.log(`\n## Gateway against a plain reverse proxy\n\n${machine}, ${end}\n`);
+  if (result) console.log(report(result) + "\n");
+  if (firstError) console.log(`First failure: ${firstError}\n`);
+  if (profileDir) console.log(`## Profiles (${profileDir})\n\n${summarizeProfiles(profileDir)}`);
+  printResult({ machine, end, result });
+  const jsonFile = args.get("json");
+  if (jsonFile) writeFileSync(jsonFile, JSON.stringify({ machine, end, result }, null, 2));
+  return failed || (result?.errors ?? 0) > 0 ? 1 : 0;
+}
+
+const role = args.get("role");
+if (role) {
+  runRole(role);
+} else {
+  process.on("exit", killAll);
+  for (const signal of ["SIGTERM", "SIGINT"] as const) {
+    process.on(signal, () => {
+      killAll();
+      process.exit(130);
+    });
+  }
+  process.exit(await main());
+}
