@@ -13,7 +13,7 @@
 import { Agent as HttpAgent, type IncomingMessage, request as httpRequest } from "node:http";
 import { Agent as HttpsAgent, request as httpsRequest } from "node:https";
 import type { Handler, HandlerInfo } from "../types.ts";
-import { withoutHopByHop } from "../_hop_by_hop.ts";
+import { connectionOptions, isHopByHop } from "../_hop_by_hop.ts";
 import { drained } from "../runtime/_drained.ts";
 import { mapResponsePaths, type PathMap } from "../_path_rewrite.ts";
 
@@ -140,19 +140,18 @@ export function tunnelHandler(upstream: string | URL, options: TunnelOptions = {
         }),
       );
     }
-    const headers = withoutHopByHop(request.headers);
-    headers.delete("expect");
-    if (!headers.has("host")) headers.set("host", base.host);
-    const body = request.body ?? info.body;
-    if (body !== null && !headers.has("content-length")) {
-      headers.set("transfer-encoding", "chunked");
-    }
     // An object, not a raw list: with a list, `node:http` writes the head at once, before
     // `useChunkedEncodingByDefault` below can keep it from framing a bodyless request.
     const fields: Record<string, string> = {};
-    headers.forEach((value, name) => {
-      fields[name] = value;
+    const listed = connectionOptions(request.headers.get("connection"));
+    request.headers.forEach((value, name) => {
+      if (name !== "expect" && !isHopByHop(name, listed)) fields[name] = value;
     });
+    fields.host ??= base.host;
+    const body = request.body ?? info.body;
+    if (body !== null && fields["content-length"] === undefined) {
+      fields["transfer-encoding"] = "chunked";
+    }
     return new Promise<Response>((resolve, reject) => {
       let outgoing: ReturnType<typeof httpRequest>;
       try {
@@ -189,10 +188,18 @@ export function tunnelHandler(upstream: string | URL, options: TunnelOptions = {
       outgoing.on("response", (response) => {
         request.signal.removeEventListener("abort", onAbort);
         const status = response.statusCode ?? 502;
-        const out = new Headers();
         const pairs = response.rawHeaders;
-        for (let i = 0; i + 1 < pairs.length; i += 2) out.append(pairs[i], pairs[i + 1]);
-        const kept = withoutHopByHop(out);
+        let listed: Set<string> | undefined;
+        for (let i = 0; i + 1 < pairs.length; i += 2) {
+          if (pairs[i].toLowerCase() !== "connection") continue;
+          for (const name of connectionOptions(pairs[i + 1]) ?? []) {
+            (listed ??= new Set()).add(name);
+          }
+        }
+        const kept = new Headers();
+        for (let i = 0; i + 1 < pairs.length; i += 2) {
+          if (!isHopByHop(pairs[i].toLowerCase(), listed)) kept.append(pairs[i], pairs[i + 1]);
+        }
         if (paths) mapResponsePaths(kept, paths);
         const hasBody = request.method !== "HEAD" && !NO_BODY_STATUS.has(status);
         if (!hasBody) response.resume();
