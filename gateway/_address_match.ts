@@ -116,6 +116,8 @@ function parseBlock(text: string): Block {
  */
 export function addressMatcher(entries: readonly string[]): (address: string) => boolean {
   const blocks = entries.map(parseBlock);
+  // No list (the default): no address to parse on every request.
+  if (blocks.length === 0) return () => false;
   return (text) => {
     const address = parseAddress(text);
     if (address === undefined) return false;

@@ -66,7 +66,7 @@ export class DashboardFeed {
   request(record: RequestRecord): void {
     this.#recent.push(record);
     if (this.#recent.length > RECENT_REQUESTS) this.#recent.shift();
-    this.#broadcast(event("request", record));
+    if (this.#streams.size > 0) this.#broadcast(event("request", record));
   }
 
   /** Tells every open stream that the agents changed. */

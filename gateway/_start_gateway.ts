@@ -410,7 +410,10 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
     const out = withoutHopByHop(response.headers);
     // Only an instance says that an agent moved.
     if (cluster) out.delete(MOVED_HEADER);
-    if (rewrite) mapResponsePaths(out, gatewayPaths(request.headers, hop));
+    // The map costs a URL parse: made only for an answer that has a path to map.
+    if (rewrite && (out.has("location") || out.has("set-cookie"))) {
+      mapResponsePaths(out, gatewayPaths(request.headers, hop));
+    }
     const init = { status: response.status, statusText: response.statusText, headers: out };
     if (response.body === null) {
       inFlight.delete(controller);
