@@ -219,14 +219,16 @@ export class WebSocketClient {
 
   /** Dials the next URL; a failure moves the turn on to the one after. */
   #dial(): Promise<Connection> {
-    const url = this.#urls[this.#next];
-    return this.#dialUrl(url).catch((error) => {
-      this.#next = (this.#urls.indexOf(url) + 1) % this.#urls.length;
+    const turn = this.#next;
+    return this.#dialUrl(turn).catch((error) => {
+      // By position, not by URL: a list may name one server twice.
+      this.#next = (turn + 1) % this.#urls.length;
       throw error;
     });
   }
 
-  #dialUrl(url: string): Promise<Connection> {
+  #dialUrl(turn: number): Promise<Connection> {
+    const url = this.#urls[turn];
     const options = this.#options;
     const limits = options.limits ?? {};
     const handshakeTimeout = limits.handshakeTimeout ?? 10_000;
@@ -288,7 +290,7 @@ export class WebSocketClient {
           ws.close();
           return;
         }
-        this.#open(ws, url, handshakeTimeout, (connection) => {
+        this.#open(ws, turn, handshakeTimeout, (connection) => {
           settled = true;
           resolve(connection);
         }, (info) => {
@@ -309,7 +311,7 @@ export class WebSocketClient {
 
   #open(
     ws: WebSocket,
-    url: string,
+    turn: number,
     handshakeTimeout: number,
     onOpen: (connection: Connection) => void,
     onFail: (info: ConnectionCloseInfo) => void,
@@ -317,7 +319,7 @@ export class WebSocketClient {
     const endpoint = this.#endpoint;
     let opened = false;
     endpoint.connect(adaptWebSocket(ws, RUNTIME.binaryType), {
-      remoteAddr: remoteOf(url),
+      remoteAddr: remoteOf(this.#urls[turn]),
       metadata: this.#metadata,
       handler: this.#handler,
       session: {
@@ -346,7 +348,7 @@ export class WebSocketClient {
           if (this.#connection === ended && this.#shouldReconnect(info.code)) {
             // Tried next: the one after, as NATS clients do (this one may be frozen or
             // draining; the id comes back anywhere the resume token is known).
-            this.#next = (this.#urls.indexOf(url) + 1) % this.#urls.length;
+            this.#next = (turn + 1) % this.#urls.length;
             this.#reconnecting = this.#reconnect();
           }
         },

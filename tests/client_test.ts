@@ -289,20 +289,21 @@ describe("WebSocketClient", () => {
   });
 
   it("WebSocketClient with several URLs dials them in turn: past a dead one, and on to another when its server goes", async () => {
-    const gone = resources.server();
-    const deadUrl = urlOf(gone);
-    await withTimeout(gone.close(), GUARD, "server.close()");
+    // Port 1: nothing listens there, and no test server can be given it (a closed server's
+    // port could be, and the "dead" URL would then reach a live one).
+    const deadUrl = "ws://127.0.0.1:1/";
     const first = resources.server();
     const second = resources.server();
     const client = new WebSocketClient({
-      url: [deadUrl, urlOf(first), urlOf(second)],
+      // The first server named twice: turns go by position, so a lost connection still moves on.
+      url: [deadUrl, urlOf(first), urlOf(first), urlOf(second)],
       reconnect: { initialDelay: 10, maxDelay: 50 },
     });
     resources.defer("client.close()", () => client.close());
     const onFirst = nextEvent(first.events(), EventType.ConnectionReceived, GUARD);
     const connection = await withTimeout(client.connect(), GUARD, "connect() past the dead URL");
     assert.equal((await onFirst).connectionId, connection.id, "the second URL took it");
-    // Its server goes: the client moves on, to the third URL.
+    // Its server goes: the client moves on, past the first server named again, to the last URL.
     const onSecond = nextEvent(second.events(), EventType.ConnectionReceived, GUARD);
     await withTimeout(first.close(), GUARD, "first.close()");
     const moved = await onSecond;
