@@ -14,6 +14,7 @@ import { Agent as HttpAgent, type IncomingMessage, request as httpRequest } from
 import { Agent as HttpsAgent, request as httpsRequest } from "node:https";
 import type { Handler, HandlerInfo } from "../types.ts";
 import { connectionOptions, isHopByHop } from "../_hop_by_hop.ts";
+import { relayedWithoutLength } from "../connection/_relayed.ts";
 import { drained } from "../runtime/_drained.ts";
 import { mapResponsePaths, type PathMap } from "../_path_rewrite.ts";
 
@@ -204,13 +205,13 @@ export function tunnelHandler(upstream: string | URL, options: TunnelOptions = {
         const hasBody = request.method !== "HEAD" && !NO_BODY_STATUS.has(status);
         if (!hasBody) response.resume();
         try {
-          resolve(
-            new Response(hasBody ? bodyStream(response) : null, {
-              status,
-              statusText: response.statusMessage ?? "",
-              headers: kept,
-            }),
-          );
+          const relayed = new Response(hasBody ? bodyStream(response) : null, {
+            status,
+            statusText: response.statusMessage ?? "",
+            headers: kept,
+          });
+          // An upstream that streamed without a length is relayed so (see `_relayed.ts`).
+          resolve(kept.has("content-length") ? relayed : relayedWithoutLength(relayed));
         } catch (error) {
           response.destroy();
           resolve(unavailable(base.origin, error));

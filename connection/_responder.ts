@@ -5,7 +5,8 @@
  * A response whose body is still being read is *held*, head and all, until the body ends,
  * `HOLD_RESPONSE_BYTES` have been read, or the macrotask flush comes (`releaseHeld`): a body
  * already in memory then leaves in the same message as its head, and the caller gets it
- * whole, as bytes rather than a stream.
+ * whole, as bytes rather than a stream. A body that ends while held is sent with its
+ * `Content-Length` (see `_relayed.ts` for the responses that keep their framing).
  *
  * @module
  */
@@ -19,6 +20,7 @@ import { appendHeaders, headerList } from "./_header_list.ts";
 import { type BodyBytes, InboundBody } from "./_inbound_body.ts";
 import { Urgency } from "./_output.ts";
 import { handlerUrl } from "./_request_parts.ts";
+import { isRelayedWithoutLength } from "./_relayed.ts";
 
 interface Incoming {
   controller: AbortController;
@@ -37,6 +39,8 @@ interface HeldResponse {
   head: ResponseHead;
   chunks: Uint8Array[];
   bytes: number;
+  /** Whether a body that ends while held gets a `content-length` (see `_relayed.ts`). */
+  sayLength: boolean;
 }
 
 /** The peer's address as a handler sees it (`HandlerInfo.remoteAddr`). */
@@ -295,7 +299,7 @@ export class Responder<C> implements BodySink {
       return;
     }
     // Held until the body ends, grows large or the flush comes (`push`, `releaseHeld`).
-    exchange.held = { head, chunks: [], bytes: 0 };
+    exchange.held = { head, chunks: [], bytes: 0, sayLength: !isRelayedWithoutLength(res) };
     context.heldResponses++;
     exchange.pump = this.#pumps.pump(streamId, body, this);
     context.output.wake();
@@ -338,6 +342,9 @@ export class Responder<C> implements BodySink {
     const held = exchange?.held;
     if (!exchange || !held) return true;
     this.#dropHeld(exchange);
+    // The whole body is here: say its length, as an HTTP server would, so that a gateway on
+    // the other end answers with a length rather than chunked.
+    if (end && held.sayLength) withLength(held.head.headers, held.bytes);
     if (!this.#sendHead(streamId, held.head, false)) return false;
     const session = this.#context.session;
     let more = true;
@@ -388,4 +395,13 @@ function streamOf(bytes: BodyBytes): ReadableStream<Uint8Array> {
 
 function textResponse(status: number, text: string): Response {
   return new Response(text, { status, headers: { "content-type": "text/plain; charset=utf-8" } });
+}
+
+/** Adds `content-length` to a complete response's headers, unless it has a length or framing. */
+function withLength(headers: [string, string][], bytes: number): void {
+  for (const [name] of headers) {
+    const lower = name.toLowerCase();
+    if (lower === "content-length" || lower === "transfer-encoding") return;
+  }
+  headers.push(["content-length", String(bytes)]);
 }

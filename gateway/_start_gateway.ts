@@ -26,6 +26,7 @@ import { type AgentRoute, agentRoute, rawTarget, splitTarget } from "./_raw_targ
 import { AgentAdmission, type CredentialsReload } from "./_admission.ts";
 import { type AgentInfo, describeAgent, nameOf } from "./_agent_info.ts";
 import { agentPage } from "./_agent_list.ts";
+import { relayedWithoutLength } from "../connection/_relayed.ts";
 import { GatewayObserver } from "./_observer.ts";
 import {
   CLUSTER_LINK_PATH,
@@ -424,7 +425,9 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
       // A caller that hangs up is no failure of the agent's.
       ended(request.signal.aborted ? undefined : error as Error | undefined);
     });
-    return answer(new Response(body, init));
+    const relayed = new Response(body, init);
+    // An agent's answer without a length stays so through a cluster's link too.
+    return answer(out.has("content-length") ? relayed : relayedWithoutLength(relayed));
   }
 
   /**

@@ -71,6 +71,27 @@ for (const direction of DIRECTIONS) {
     });
 
     it(
+      "Connection.fetch() gets a whole small body with its Content-Length; a streamed one without",
+      TEST_OPTIONS,
+      async () => {
+        let streamed: ReadableStreamDefaultController<Uint8Array> | undefined;
+        callee.serve((request) =>
+          new URL(request.url).pathname === "/whole"
+            ? new Response("hello, length")
+            : new Response(new ReadableStream({ start: (c) => void (streamed = c) }))
+        );
+        const whole = await withTimeout(caller.fetch("/whole"), GUARD, "fetch /whole");
+        assert.equal(whole.headers.get("content-length"), "13");
+        assert.equal(await whole.text(), "hello, length");
+        const open = await withTimeout(caller.fetch("/stream"), GUARD, "fetch /stream");
+        assert.equal(open.headers.get("content-length"), null, "its length is not known yet");
+        streamed!.enqueue(new TextEncoder().encode("late"));
+        streamed!.close();
+        assert.equal(await open.text(), "late");
+      },
+    );
+
+    it(
       "Connection.fetch() carries method, path, query, repeated headers and body to the handler",
       TEST_OPTIONS,
       async () => {

@@ -522,6 +522,22 @@ describe("gateway with Deno and Bun agents", () => {
 
   for (const runtime of RUNTIMES) {
     it(
+      `a ${runtime} agent's whole answer goes to the caller with its Content-Length, not chunked`,
+      TEST_OPTIONS,
+      async () => {
+        const head = await rawRequest(
+          gateway.addr.port,
+          `GET /agents/${runtime}-agent/whoami HTTP/1.1\r\nHost: gw\r\nConnection: close\r\n\r\n`,
+        );
+        assert.match(head, /^HTTP\/1\.1 200/, head);
+        assert.match(head, /\r\ncontent-length: \d+/i, head);
+        assert.doesNotMatch(head, /transfer-encoding/i, head);
+      },
+    );
+  }
+
+  for (const runtime of RUNTIMES) {
+    it(
       `hop-by-hop headers are dropped both ways through the ${runtime} tunnel; end-to-end ones kept`,
       TEST_OPTIONS,
       async () => {
