@@ -10,9 +10,13 @@
  * runtime (`Deno.upgradeWebSocket` / `Bun.serve`'s `websocket`); `web` is that raw server
  * with the web objects the API promises and no protocol (the floor: see below); `http` is
  * the runtime's own HTTP server (`Deno.serve` / `Bun.serve`). It listens on 127.0.0.1,
- * port 0, prints `READY <port>`, and answers each `rss` line on stdin with
- * `RSS <bytes> <connections>` (after a garbage collection). It exits when stdin closes or
- * its watchdog fires.
+ * port 0, prints `READY <port>`, and answers lines on stdin: `rss` with
+ * `RSS <bytes> <connections>` after the memory-reducing collection of `collectGarbage`
+ * (`rssnow`: without one); `mem` with `MEM <json>` (`rss`, `heapUsed`, `heapTotal`,
+ * `external`, `connections`) after an ordinary full collection, the kind a user's `gc()`
+ * runs (issue 23's reading: see `ordinaryGarbageCollection`); `snapshot <file>` with
+ * `SNAPSHOT <file>` once a V8 heap snapshot is written there (Deno; `bench/idle_heap.ts`).
+ * It exits when stdin closes or its watchdog fires.
  *
  * Routes (ss, http): `POST /echo` answers the request body; `POST /sink` reads the body and
  * answers its size; `GET /source?bytes=N` streams N bytes; `GET /hold` is answered only
@@ -176,6 +180,7 @@ interface BunLike {
       backpressureLimit: number;
     };
   }): { port: number };
+  gc(force: boolean): void;
 }
 const bun = (globalThis as { Bun?: BunLike }).Bun;
 const deno = (globalThis as { Deno?: DenoLike }).Deno;
@@ -258,6 +263,47 @@ if (kind === "ss") {
   throw new TypeError(`Unknown server kind: ${kind}`);
 }
 
+/**
+ * An ordinary full garbage collection, twice (the second takes what the first's finalizers
+ * let go): on V8 a plain `gc()` (`--expose-gc`), a major collection that, unlike
+ * `collectGarbage`'s memory-reducing one, leaves the young generation and the heap's pages as
+ * large as the process grew them; on Bun `Bun.gc(true)`, JavaScriptCore's synchronous full
+ * collection (the same as `collectGarbage` there).
+ */
+function ordinaryGarbageCollection(): void {
+  for (let i = 0; i < 2; i++) {
+    if (bun) bun.gc(true);
+    else (globalThis as { gc?: () => void }).gc?.();
+  }
+}
+
+/**
+ * JavaScriptCore's heap figures (Bun), whose `heapCapacity` stands for `heapTotal`: Bun's
+ * `process.memoryUsage().heapTotal` counts only some of the heap's blocks and can read below
+ * `heapUsed`.
+ */
+const jsc = bun ? await import("bun:jsc") as { heapStats(): { heapCapacity: number } } : undefined;
+
+/** The `MEM` answer: bytes after an ordinary collection, and the open connections. */
+function memory(): Record<string, number> {
+  ordinaryGarbageCollection();
+  const usage = process.memoryUsage();
+  return {
+    rss: usage.rss,
+    heapUsed: usage.heapUsed,
+    heapTotal: jsc ? jsc.heapStats().heapCapacity : usage.heapTotal,
+    external: usage.external,
+    connections: countConnections(),
+  };
+}
+
+async function writeSnapshot(file: string): Promise<void> {
+  const v8 = await import("node:v8");
+  ordinaryGarbageCollection();
+  v8.writeHeapSnapshot(file);
+  console.log(`SNAPSHOT ${file}`);
+}
+
 readStdinLines((line) => {
   if (line === "rss") {
     collectGarbage();
@@ -265,6 +311,13 @@ readStdinLines((line) => {
     console.log(`RSS ${rss()} ${countConnections()}`);
   } else if (line === "rssnow") {
     console.log(`RSS ${rss()} ${countConnections()}`);
+  } else if (line === "mem") {
+    console.log(`MEM ${JSON.stringify(memory())}`);
+  } else if (line.startsWith("snapshot ")) {
+    writeSnapshot(line.slice("snapshot ".length)).catch((error) => {
+      console.error("bench server: heap snapshot failed:", error);
+      process.exit(1);
+    });
   }
 }, () => process.exit(0));
 
