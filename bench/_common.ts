@@ -8,6 +8,7 @@
  * @module
  */
 
+import { type ChildProcess, spawn } from "node:child_process";
 import process from "node:process";
 
 /** This runtime's name. */
@@ -178,5 +179,92 @@ export async function drain(body: ReadableStream<Uint8Array> | null): Promise<nu
     const { done, value } = await reader.read();
     if (done) return bytes;
     bytes += value.byteLength;
+  }
+}
+
+/** The repository root: where bench processes run. */
+const BENCH_ROOT = new URL("../", import.meta.url).pathname;
+
+/**
+ * A bench process whose stdout lines can be awaited (`line`), fed through its stdin (`send`);
+ * every bench process exits when its stdin closes (`stop`).
+ */
+export class Proc {
+  readonly child: ChildProcess;
+  readonly #lines: string[] = [];
+  #waiters: (() => void)[] = [];
+  #exited = false;
+  readonly exited: Promise<number | null>;
+  #stderr = "";
+
+  constructor(readonly label: string, command: string, argv: string[]) {
+    this.child = spawn(command, argv, {
+      cwd: BENCH_ROOT,
+      env: { ...process.env, DENO_NO_UPDATE_CHECK: "1", NO_COLOR: "1" },
+      stdio: ["pipe", "pipe", "pipe"],
+    });
+    let buffered = "";
+    this.child.stdout!.setEncoding("utf8");
+    this.child.stdout!.on("data", (chunk: string) => {
+      buffered += chunk;
+      for (let i = buffered.indexOf("\n"); i !== -1; i = buffered.indexOf("\n")) {
+        this.#lines.push(buffered.slice(0, i).trim());
+        buffered = buffered.slice(i + 1);
+      }
+      this.#wake();
+    });
+    this.child.stderr!.setEncoding("utf8");
+    this.child.stderr!.on("data", (chunk: string) => {
+      this.#stderr = (this.#stderr + chunk).slice(-4000);
+    });
+    this.exited = new Promise((resolve) =>
+      this.child.on("close", (code) => {
+        this.#exited = true;
+        this.#wake();
+        resolve(code);
+      })
+    );
+  }
+
+  #wake(): void {
+    const waiters = this.#waiters;
+    this.#waiters = [];
+    for (const wake of waiters) wake();
+  }
+
+  /** Waits for (and consumes) the next line starting with `prefix`; returns the rest. */
+  async line(prefix: string, timeoutMs: number): Promise<string> {
+    const deadline = now() + timeoutMs;
+    for (;;) {
+      const i = this.#lines.findIndex((line) => line.startsWith(prefix + " "));
+      if (i !== -1) return this.#lines.splice(i, 1)[0].slice(prefix.length + 1);
+      if (this.#exited) {
+        throw new Error(`${this.label} exited before printing ${prefix}:\n${this.#stderr}`);
+      }
+      const left = deadline - now();
+      if (left <= 0) {
+        throw new Error(`${this.label}: no ${prefix} within ${timeoutMs} ms:\n${this.#stderr}`);
+      }
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      await new Promise<void>((resolve) => {
+        this.#waiters.push(resolve);
+        timer = setTimeout(resolve, left);
+      });
+      clearTimeout(timer);
+    }
+  }
+
+  /** Writes a line to the child's stdin. */
+  send(line: string): void {
+    this.child.stdin!.write(line + "\n");
+  }
+
+  /** Closes stdin (the children exit on it), then kills after a grace period. */
+  async stop(): Promise<void> {
+    if (this.#exited) return;
+    this.child.stdin!.end();
+    const timer = setTimeout(() => this.child.kill("SIGKILL"), 3000);
+    await this.exited;
+    clearTimeout(timer);
   }
 }

@@ -31,12 +31,11 @@
  * @module
  */
 
-import { type ChildProcess, spawn } from "node:child_process";
 import { mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import process from "node:process";
-import { now, numberArg, scriptArgs, sleep, watchdog } from "./_common.ts";
+import { numberArg, Proc, scriptArgs, sleep, watchdog } from "./_common.ts";
 
 const ROOT = new URL("../", import.meta.url).pathname;
 const DENO = `${ROOT}node_modules/.bin/deno`;
@@ -53,86 +52,15 @@ const maxSeconds = numberArg(args, "max-seconds", 600);
 const keep = args.get("keep");
 watchdog(maxSeconds * 1000, "bench idle_heap");
 
-/** A child process whose stdout lines can be awaited; it exits when its stdin closes. */
-class Child {
-  readonly process: ChildProcess;
-  readonly #lines: string[] = [];
-  #wake: () => void = () => {};
-  #exited = false;
-  #stderr = "";
-
-  constructor(readonly label: string, argv: string[]) {
-    this.process = spawn(DENO, argv, {
-      cwd: ROOT,
-      env: { ...process.env, DENO_NO_UPDATE_CHECK: "1", NO_COLOR: "1" },
-      stdio: ["pipe", "pipe", "pipe"],
-    });
-    let buffered = "";
-    this.process.stdout!.setEncoding("utf8");
-    this.process.stdout!.on("data", (chunk: string) => {
-      buffered += chunk;
-      for (let i = buffered.indexOf("\n"); i !== -1; i = buffered.indexOf("\n")) {
-        this.#lines.push(buffered.slice(0, i).trim());
-        buffered = buffered.slice(i + 1);
-      }
-      this.#wake();
-    });
-    this.process.stderr!.setEncoding("utf8");
-    this.process.stderr!.on("data", (chunk: string) => {
-      this.#stderr = (this.#stderr + chunk).slice(-4000);
-    });
-    this.process.on("close", () => {
-      this.#exited = true;
-      this.#wake();
-    });
-  }
-
-  /** Waits for (and consumes) the next line starting with `prefix`; returns the rest. */
-  async line(prefix: string, timeoutMs: number): Promise<string> {
-    const deadline = now() + timeoutMs;
-    for (;;) {
-      const i = this.#lines.findIndex((line) => line.startsWith(prefix + " "));
-      if (i !== -1) return this.#lines.splice(i, 1)[0].slice(prefix.length + 1);
-      if (this.#exited) {
-        throw new Error(`${this.label} exited before printing ${prefix}:\n${this.#stderr}`);
-      }
-      if (now() >= deadline) {
-        throw new Error(`${this.label}: no ${prefix} within ${timeoutMs} ms:\n${this.#stderr}`);
-      }
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, deadline - now());
-        this.#wake = () => {
-          clearTimeout(timer);
-          resolve();
-        };
-      });
-    }
-  }
-
-  send(line: string): void {
-    this.process.stdin!.write(line + "\n");
-  }
-
-  /** Closes stdin (the bench processes exit on it), then kills after a grace period. */
-  async stop(): Promise<void> {
-    if (this.#exited) return;
-    const closed = new Promise((resolve) => this.process.once("close", resolve));
-    this.process.stdin!.end();
-    const timer = setTimeout(() => this.process.kill("SIGKILL"), 3000);
-    await closed;
-    clearTimeout(timer);
-  }
-}
-
-const children: Child[] = [];
+const children: Proc[] = [];
 const dir = keep ?? mkdtempSync(join(tmpdir(), "idle-heap-"));
 if (keep) mkdirSync(keep, { recursive: true });
 process.on("exit", () => {
-  for (const child of children) child.process.kill("SIGKILL");
+  for (const child of children) child.child.kill("SIGKILL");
   if (!keep) rmSync(dir, { recursive: true, force: true });
 });
-function startChild(label: string, argv: string[]): Child {
-  const child = new Child(label, argv);
+function startChild(label: string, argv: string[]): Proc {
+  const child = new Proc(label, DENO, argv);
   children.push(child);
   return child;
 }
@@ -171,12 +99,12 @@ interface Memory {
   connections: number;
 }
 
-async function memoryOf(server: Child): Promise<Memory> {
+async function memoryOf(server: Proc): Promise<Memory> {
   server.send("mem");
   return JSON.parse(await server.line("MEM", 30_000));
 }
 
-async function snapshot(server: Child, file: string): Promise<void> {
+async function snapshot(server: Proc, file: string): Promise<void> {
   server.send(`snapshot ${file}`);
   await server.line("SNAPSHOT", 120_000);
 }

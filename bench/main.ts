@@ -24,7 +24,7 @@ import { type ChildProcess, spawn, spawnSync } from "node:child_process";
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { cpus, totalmem } from "node:os";
 import process from "node:process";
-import { median, now, parseArgs, RUNTIME, sleep } from "./_common.ts";
+import { median, now, parseArgs, Proc, RUNTIME, sleep } from "./_common.ts";
 
 const ROOT = new URL("../", import.meta.url).pathname;
 const DENO = `${ROOT}node_modules/.bin/deno`;
@@ -66,87 +66,6 @@ const scenarios = (args.get("scenarios") ?? ALL_SCENARIOS.join(",")).split(",");
 const want = (scenario: string): boolean => scenarios.includes(scenario);
 
 // ---- processes --------------------------------------------------------------
-
-/** A child process whose stdout lines can be awaited. */
-class Proc {
-  readonly child: ChildProcess;
-  readonly #lines: string[] = [];
-  #waiters: (() => void)[] = [];
-  #exited = false;
-  readonly exited: Promise<number | null>;
-  #stderr = "";
-
-  constructor(readonly label: string, command: string, argv: string[]) {
-    this.child = spawn(command, argv, {
-      cwd: ROOT,
-      env: { ...process.env, DENO_NO_UPDATE_CHECK: "1", NO_COLOR: "1" },
-      stdio: ["pipe", "pipe", "pipe"],
-    });
-    let buffered = "";
-    this.child.stdout!.setEncoding("utf8");
-    this.child.stdout!.on("data", (chunk: string) => {
-      buffered += chunk;
-      for (let i = buffered.indexOf("\n"); i !== -1; i = buffered.indexOf("\n")) {
-        this.#lines.push(buffered.slice(0, i).trim());
-        buffered = buffered.slice(i + 1);
-      }
-      this.#wake();
-    });
-    this.child.stderr!.setEncoding("utf8");
-    this.child.stderr!.on("data", (chunk: string) => {
-      this.#stderr = (this.#stderr + chunk).slice(-4000);
-    });
-    this.exited = new Promise((resolve) =>
-      this.child.on("close", (code) => {
-        this.#exited = true;
-        this.#wake();
-        resolve(code);
-      })
-    );
-  }
-
-  #wake(): void {
-    const waiters = this.#waiters;
-    this.#waiters = [];
-    for (const wake of waiters) wake();
-  }
-
-  /** Waits for (and consumes) the next line starting with `prefix`; returns the rest. */
-  async line(prefix: string, timeoutMs: number): Promise<string> {
-    const deadline = now() + timeoutMs;
-    for (;;) {
-      const i = this.#lines.findIndex((line) => line.startsWith(prefix + " "));
-      if (i !== -1) return this.#lines.splice(i, 1)[0].slice(prefix.length + 1);
-      if (this.#exited) {
-        throw new Error(`${this.label} exited before printing ${prefix}:\n${this.#stderr}`);
-      }
-      const left = deadline - now();
-      if (left <= 0) {
-        throw new Error(`${this.label}: no ${prefix} within ${timeoutMs} ms:\n${this.#stderr}`);
-      }
-      let timer: ReturnType<typeof setTimeout> | undefined;
-      await new Promise<void>((resolve) => {
-        this.#waiters.push(resolve);
-        timer = setTimeout(resolve, left);
-      });
-      clearTimeout(timer);
-    }
-  }
-
-  /** Writes a line to the child's stdin. */
-  send(line: string): void {
-    this.child.stdin!.write(line + "\n");
-  }
-
-  /** Closes stdin (the children exit on it), then kills after a grace period. */
-  async stop(): Promise<void> {
-    if (this.#exited) return;
-    this.child.stdin!.end();
-    const timer = setTimeout(() => this.child.kill("SIGKILL"), 3000);
-    await this.exited;
-    clearTimeout(timer);
-  }
-}
 
 const live = new Set<Proc>();
 
