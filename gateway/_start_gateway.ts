@@ -741,9 +741,9 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
 
   /**
    * The other instances' links to this one (a cluster's): each is a connection over which an
-   * instance sends the requests for agents held here, many at once, as it would over HTTP
-   * (the caller's method, raw target, headers and body; the secret and hop marks included),
-   * and this instance answers them as it answers its own callers.
+   * instance sends the requests for agents held here, many at once, with the caller's method,
+   * raw target, headers and body. This instance answers them as a peer's (`handle(…, true)`):
+   * its forwarding headers trusted, no API token asked, never forwarded again.
    */
   const links = options.cluster && new WebSocketServer({
     noServer: true,
