@@ -53,8 +53,7 @@
  */
 
 import { type ChildProcess, spawn, spawnSync } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { type AddressInfo, createServer } from "node:net";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { cpus, loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
 import process from "node:process";
@@ -63,16 +62,18 @@ import { ulid } from "ulid";
 import { startAgent } from "../agent.ts";
 import { ClusterRegistry, type HeldAgent, type RedisLike } from "../cluster/_registry.ts";
 import { RedisResumeTokens } from "../cluster/_resume_tokens.ts";
+import { median, now, parseArgs, printResult, readStdinLines, RUNTIME, sleep } from "./_common.ts";
 import {
-  median,
-  now,
-  parseArgs,
-  printResult,
-  quantile,
-  readStdinLines,
-  RUNTIME,
-  sleep,
-} from "./_common.ts";
+  concurrent,
+  freePort,
+  guarded,
+  type LatencyResult,
+  noteError,
+  once,
+  sequential,
+  takeFirstError,
+  type ThroughputResult,
+} from "./_http_load.ts";
 
 type Runtime = "deno" | "bun";
 
@@ -233,17 +234,6 @@ function killAll(): void {
   tempDir = undefined;
 }
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once("error", reject);
-    server.listen(0, "127.0.0.1", () => {
-      const { port } = server.address() as AddressInfo;
-      server.close(() => resolve(port));
-    });
-  });
-}
-
 /** `redis-server` on a unix socket in `dir`, without persistence; resolves once it is ready. */
 async function startRedis(dir: string): Promise<{ child: Child; socket: string }> {
   const socket = join(dir, "redis.sock");
@@ -268,133 +258,6 @@ async function startRedis(dir: string): Promise<{ child: Child; socket: string }
     child,
   );
   return { child, socket };
-}
-
-// ---- the caller -------------------------------------------------------------------------------
-
-interface LatencyResult {
-  n: number;
-  errors: number;
-  p50: number;
-  p99: number;
-}
-interface ThroughputResult {
-  n: number;
-  errors: number;
-  rps: number;
-  p50: number;
-  p99: number;
-  /** CPU µs per request of each process (Linux: `/proc/{pid}/stat`), when readable. */
-  cpu?: Record<string, number>;
-  /** CPUs busy on average over the phase, all those processes together. */
-  busy?: number;
-}
-
-/** Clock ticks per second of `/proc/{pid}/stat` (`getconf CLK_TCK`; 100 on Linux). */
-let clockTicks = 100;
-
-/** A process's CPU time so far, ms, or `NaN` where `/proc` cannot tell. */
-function cpuMs(pid: number | undefined): number {
-  if (pid === undefined) return NaN;
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-    // After "pid (comm) ": state is field 3, utime 14 and stime 15.
-    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-    return (Number(fields[11]) + Number(fields[12])) * 1000 / clockTicks;
-  } catch {
-    return NaN;
-  }
-}
-
-let firstError: string | undefined;
-
-function noteError(error: unknown): void {
-  firstError ??= error instanceof Error ? `${error.name}: ${error.message}` : String(error);
-}
-
-/** One request; resolves with its milliseconds, head to the end of the body. */
-async function once(url: string): Promise<number> {
-  const started = now();
-  const response = await fetch(url);
-  const text = await response.text();
-  const ms = now() - started;
-  if (response.status !== 200 || text !== BODY) {
-    throw new Error(`GET ${url}: ${response.status} ${text.slice(0, 200)}`);
-  }
-  return ms;
-}
-
-/** Fails if `work` outlasts `ms` (a hang reports itself instead of waiting for the watchdog). */
-function guarded<T>(work: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  return Promise.race([
-    work,
-    new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new Error(`${what} did not finish within ${ms} ms`)), ms);
-    }),
-  ]).finally(() => clearTimeout(timer));
-}
-
-async function sequential(url: string, ms: number): Promise<LatencyResult> {
-  const latencies: number[] = [];
-  let errors = 0;
-  const end = now() + ms;
-  while (now() < end) {
-    try {
-      latencies.push(await once(url));
-    } catch (error) {
-      errors++;
-      noteError(error);
-    }
-  }
-  return {
-    n: latencies.length,
-    errors,
-    p50: quantile(latencies, 0.5),
-    p99: quantile(latencies, 0.99),
-  };
-}
-
-async function concurrent(
-  url: string,
-  ms: number,
-  callers: number,
-  pids: Record<string, number | undefined> = {},
-): Promise<ThroughputResult> {
-  const latencies: number[] = [];
-  let errors = 0;
-  const cpuBefore = Object.fromEntries(
-    Object.entries(pids).map(([name, pid]) => [name, cpuMs(pid)]),
-  );
-  const started = now();
-  const end = started + ms;
-  await Promise.all(Array.from({ length: callers }, async () => {
-    while (now() < end) {
-      try {
-        latencies.push(await once(url));
-      } catch (error) {
-        errors++;
-        noteError(error);
-      }
-    }
-  }));
-  const elapsed = now() - started;
-  const cpu: Record<string, number> = {};
-  let busyMs = 0;
-  for (const [name, pid] of Object.entries(pids)) {
-    const used = cpuMs(pid) - cpuBefore[name];
-    cpu[name] = used * 1000 / Math.max(1, latencies.length);
-    busyMs += used;
-  }
-  return {
-    n: latencies.length,
-    errors,
-    rps: latencies.length / (elapsed / 1000),
-    p50: quantile(latencies, 0.5),
-    p99: quantile(latencies, 0.99),
-    cpu,
-    busy: busyMs / elapsed,
-  };
 }
 
 // ---- part 1: the hop --------------------------------------------------------------------------
@@ -497,7 +360,7 @@ async function runHop(
     "B to reach the agent through A",
     async () => {
       try {
-        await once(urls.forwarded);
+        await once(urls.forwarded, BODY);
         return true;
       } catch {
         return false;
@@ -519,15 +382,14 @@ async function runHop(
   };
   progress(`warm-up: ${options.warmup} ms sequential and concurrent per path`);
   for (const path of ["local", "forwarded"] as const) {
-    await guarded(sequential(urls[path], options.warmup / 2), phaseBound, "warm-up");
+    await guarded(sequential(urls[path], BODY, options.warmup / 2), phaseBound, "warm-up");
     await guarded(
-      concurrent(urls[path], options.warmup / 2, options.callers),
+      concurrent(urls[path], BODY, options.warmup / 2, options.callers, {}),
       phaseBound,
       "warm-up",
     );
   }
-  const warmupErrors = firstError;
-  firstError = undefined;
+  const warmupErrors = takeFirstError();
   if (warmupErrors) progress(`warm-up had failed requests: ${warmupErrors}`);
 
   const rounds: HopRound[] = [];
@@ -537,14 +399,14 @@ async function runHop(
     const throughput = {} as Record<Path, ThroughputResult>;
     for (const path of order) {
       latency[path] = await guarded(
-        sequential(urls[path], options.duration),
+        sequential(urls[path], BODY, options.duration),
         phaseBound,
         `${path} latency`,
       );
     }
     for (const path of order) {
       throughput[path] = await guarded(
-        concurrent(urls[path], options.duration, options.callers, pids),
+        concurrent(urls[path], BODY, options.duration, options.callers, pids),
         phaseBound,
         `${path} throughput`,
       );
@@ -576,10 +438,10 @@ async function runHop(
     cpu: Object.fromEntries(
       Object.keys(pids).map((name) => [
         name,
-        median(rounds.map((r) => r.throughput[path].cpu?.[name] ?? NaN)),
+        median(rounds.map((r) => r.throughput[path].cpu[name] ?? NaN)),
       ]),
     ),
-    busy: median(rounds.map((r) => r.throughput[path].busy ?? NaN)),
+    busy: median(rounds.map((r) => r.throughput[path].busy)),
   });
   return {
     runtime,
@@ -914,8 +776,6 @@ async function main(): Promise<number> {
     probe.stdout!.on("data", (chunk: Uint8Array) => out += new TextDecoder().decode(chunk));
     probe.on("close", () => resolve(out.trim()));
   })).replace(/^Redis server v=(\S+).*$/s, "$1");
-  const ticks = spawnSync("getconf", ["CLK_TCK"], { encoding: "utf8" });
-  if (Number(ticks.stdout) > 0) clockTicks = Number(ticks.stdout);
   const git = (argv: string[]) =>
     spawnSync("git", argv, { cwd: ROOT, encoding: "utf8" }).stdout?.trim() ?? "";
   const commit = `${git(["rev-parse", "--short", "HEAD"]) || "?"}${
@@ -947,7 +807,8 @@ async function main(): Promise<number> {
   console.log(`\n## Cluster\n\n${machine}\n`);
   if (hop) console.log(reportHop(hop) + "\n");
   if (refresh) console.log(reportRefresh(refresh) + "\n");
-  if (firstError) console.log(`First failure: ${firstError}\n`);
+  const failure = takeFirstError();
+  if (failure) console.log(`First failure: ${failure}\n`);
   const result = { machine, hop: hop && { ...hop, listed: undefined }, refresh };
   printResult(result);
   const jsonFile = args.get("json");

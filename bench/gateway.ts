@@ -57,20 +57,21 @@
 
 import { type ChildProcess, spawn, spawnSync } from "node:child_process";
 import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
-import { type AddressInfo, createServer } from "node:net";
 import { cpus, loadavg } from "node:os";
 import { join } from "node:path";
 import process from "node:process";
+import { median, now, parseArgs, printResult, readStdinLines, RUNTIME, sleep } from "./_common.ts";
 import {
-  median,
-  now,
-  parseArgs,
-  printResult,
-  quantile,
-  readStdinLines,
-  RUNTIME,
-  sleep,
-} from "./_common.ts";
+  concurrent,
+  cpuSplit,
+  freePort,
+  guarded,
+  type LatencyResult,
+  once,
+  sequential,
+  takeFirstError,
+  type ThroughputResult,
+} from "./_http_load.ts";
 
 type Runtime = "deno" | "bun";
 type Scenario = "proxy" | "tunnel" | "bare" | "inproc";
@@ -246,148 +247,6 @@ function killAll(): void {
     if (child.running()) child.process.kill("SIGKILL");
   }
   children.clear();
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once("error", reject);
-    server.listen(0, "127.0.0.1", () => {
-      const { port } = server.address() as AddressInfo;
-      server.close(() => resolve(port));
-    });
-  });
-}
-
-// ---- the caller (as bench/cluster.ts) ---------------------------------------------------------
-
-interface LatencyResult {
-  n: number;
-  errors: number;
-  p50: number;
-  p99: number;
-}
-interface ThroughputResult extends LatencyResult {
-  rps: number;
-  /** CPU µs per request of each process (Linux: `/proc/{pid}/stat`), when readable. */
-  cpu: Record<string, number>;
-  /** The kernel's share (0–1) of each process's CPU time over the phase. */
-  sys: Record<string, number>;
-  /** CPUs busy on average over the phase, all those processes together. */
-  busy: number;
-}
-
-/** Clock ticks per second of `/proc/{pid}/stat` (`getconf CLK_TCK`; 100 on Linux). */
-let clockTicks = 100;
-
-/** A process's CPU time so far, ms, in all and in the kernel (`NaN` where `/proc` cannot tell). */
-function cpuSplit(pid: number | undefined): { total: number; sys: number } {
-  if (pid === undefined) return { total: NaN, sys: NaN };
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-    // After "pid (comm) ": state is field 3, utime 14 and stime 15.
-    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-    const sys = Number(fields[12]) * 1000 / clockTicks;
-    return { total: Number(fields[11]) * 1000 / clockTicks + sys, sys };
-  } catch {
-    return { total: NaN, sys: NaN };
-  }
-}
-
-let firstError: string | undefined;
-
-function noteError(error: unknown): void {
-  firstError ??= error instanceof Error ? `${error.name}: ${error.message}` : String(error);
-}
-
-/** One request; resolves with its milliseconds, head to the end of the body. */
-async function once(url: string, body: string): Promise<number> {
-  const started = now();
-  const response = await fetch(url);
-  const text = await response.text();
-  const ms = now() - started;
-  if (response.status !== 200 || text !== body) {
-    throw new Error(`GET ${url}: ${response.status} ${text.slice(0, 200)}`);
-  }
-  return ms;
-}
-
-/** Fails if `work` outlasts `ms` (a hang reports itself instead of waiting for the watchdog). */
-function guarded<T>(work: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  return Promise.race([
-    work,
-    new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new Error(`${what} did not finish within ${ms} ms`)), ms);
-    }),
-  ]).finally(() => clearTimeout(timer));
-}
-
-async function sequential(url: string, body: string, ms: number): Promise<LatencyResult> {
-  const latencies: number[] = [];
-  let errors = 0;
-  const end = now() + ms;
-  while (now() < end) {
-    try {
-      latencies.push(await once(url, body));
-    } catch (error) {
-      errors++;
-      noteError(error);
-    }
-  }
-  return {
-    n: latencies.length,
-    errors,
-    p50: quantile(latencies, 0.5),
-    p99: quantile(latencies, 0.99),
-  };
-}
-
-async function concurrent(
-  url: string,
-  body: string,
-  ms: number,
-  callers: number,
-  pids: Record<string, number | undefined>,
-): Promise<ThroughputResult> {
-  const latencies: number[] = [];
-  let errors = 0;
-  const cpuBefore = Object.fromEntries(
-    Object.entries(pids).map(([name, pid]) => [name, cpuSplit(pid)]),
-  );
-  const started = now();
-  const end = started + ms;
-  await Promise.all(Array.from({ length: callers }, async () => {
-    while (now() < end) {
-      try {
-        latencies.push(await once(url, body));
-      } catch (error) {
-        errors++;
-        noteError(error);
-      }
-    }
-  }));
-  const elapsed = now() - started;
-  const cpu: Record<string, number> = {};
-  const sys: Record<string, number> = {};
-  let busyMs = 0;
-  for (const [name, pid] of Object.entries(pids)) {
-    const after = cpuSplit(pid);
-    const used = after.total - cpuBefore[name].total;
-    cpu[name] = used * 1000 / Math.max(1, latencies.length);
-    sys[name] = (after.sys - cpuBefore[name].sys) / used;
-    busyMs += used;
-  }
-  return {
-    n: latencies.length,
-    errors,
-    rps: latencies.length / (elapsed / 1000),
-    p50: quantile(latencies, 0.5),
-    p99: quantile(latencies, 0.99),
-    cpu,
-    sys,
-    busy: busyMs / elapsed,
-  };
 }
 
 // ---- the scenarios ----------------------------------------------------------------------------
@@ -576,8 +435,8 @@ async function runBench(
       "warm-up",
     );
   }
-  if (firstError) progress(`warm-up had failed requests: ${firstError}`);
-  firstError = undefined;
+  const warmupError = takeFirstError();
+  if (warmupError) progress(`warm-up had failed requests: ${warmupError}`);
 
   const rounds: Round[] = [];
   for (let round = 0; round < options.rounds; round++) {
@@ -959,8 +818,6 @@ async function main(): Promise<number> {
   }, bound);
   (timer as { unref?: () => void }).unref?.();
 
-  const ticks = spawnSync("getconf", ["CLK_TCK"], { encoding: "utf8" });
-  if (Number(ticks.stdout) > 0) clockTicks = Number(ticks.stdout);
   const git = (argv: string[]) =>
     spawnSync("git", argv, { cwd: ROOT, encoding: "utf8" }).stdout?.trim() ?? "";
   const commit = `${git(["rev-parse", "--short", "HEAD"]) || "?"}${
@@ -995,7 +852,8 @@ async function main(): Promise<number> {
   const end = `load average ${load()} at the end`;
   console.log(`\n## Gateway against a plain reverse proxy\n\n${machine}, ${end}\n`);
   if (result) console.log(report(result) + "\n");
-  if (firstError) console.log(`First failure: ${firstError}\n`);
+  const failure = takeFirstError();
+  if (failure) console.log(`First failure: ${failure}\n`);
   if (profileDir) console.log(`## Profiles (${profileDir})\n\n${summarizeProfiles(profileDir)}`);
   printResult({ machine, end, result });
   const jsonFile = args.get("json");
