@@ -52,7 +52,7 @@
  * @module
  */
 
-import { type ChildProcess, spawn, spawnSync } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { cpus, loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
@@ -63,6 +63,7 @@ import { startAgent } from "../agent.ts";
 import { ClusterRegistry, type HeldAgent, type RedisLike } from "../cluster/_registry.ts";
 import { RedisResumeTokens } from "../cluster/_resume_tokens.ts";
 import { median, now, parseArgs, printResult, readStdinLines, RUNTIME, sleep } from "./_common.ts";
+import { type Child, killAll, launch, launchScript, stopChild, until } from "./_children.ts";
 import {
   concurrent,
   freePort,
@@ -79,7 +80,6 @@ type Runtime = "deno" | "bun";
 
 const ROOT = new URL("../", import.meta.url).pathname;
 const DENO = `${ROOT}node_modules/.bin/deno`;
-const BUN = `${ROOT}node_modules/.bin/bun`;
 const REDIS_SERVER = "/usr/bin/redis-server";
 const SECRET = "bench-cluster-secret";
 const AGENT_NAME = "bench";
@@ -133,103 +133,11 @@ async function runAgent(): Promise<void> {
 
 // ---- processes --------------------------------------------------------------------------------
 
-/** A child process with its output kept (the last 8 KB of each stream). */
-interface Child {
-  name: string;
-  process: ChildProcess;
-  stdout: string;
-  stderr: string;
-  exited: Promise<number | null>;
-  running(): boolean;
-}
-
-const children = new Set<Child>();
 let tempDir: string | undefined;
 
-function launch(
-  name: string,
-  command: string,
-  argv: string[],
-  env: Record<string, string> = {},
-): Child {
-  const child = spawn(command, argv, {
-    cwd: ROOT,
-    env: { ...process.env, DENO_NO_UPDATE_CHECK: "1", NO_COLOR: "1", ...env },
-    stdio: ["pipe", "pipe", "pipe"],
-  });
-  const entry: Child = {
-    name,
-    process: child,
-    stdout: "",
-    stderr: "",
-    exited: new Promise((resolve) => child.on("close", (code) => resolve(code))),
-    running: () => child.exitCode === null && child.signalCode === null,
-  };
-  child.stdout!.setEncoding("utf8");
-  child.stdout!.on("data", (chunk: string) => entry.stdout = (entry.stdout + chunk).slice(-8192));
-  child.stderr!.setEncoding("utf8");
-  child.stderr!.on("data", (chunk: string) => entry.stderr = (entry.stderr + chunk).slice(-8192));
-  child.stdin!.on("error", () => {});
-  children.add(entry);
-  return entry;
-}
-
-/** Runs a script of this repository under `runtime`. */
-function launchScript(
-  name: string,
-  runtime: Runtime,
-  script: string,
-  argv: string[],
-  env: Record<string, string> = {},
-): Child {
-  return runtime === "deno"
-    ? launch(name, DENO, ["run", "-A", "--quiet", script, ...argv], env)
-    : launch(name, BUN, ["run", script, ...argv], env);
-}
-
-/** Waits until `check` is true, failing if `child` exits or `ms` pass. */
-async function until(
-  what: string,
-  check: () => boolean | Promise<boolean>,
-  ms: number,
-  child?: Child,
-): Promise<void> {
-  const deadline = now() + ms;
-  for (;;) {
-    if (await check()) return;
-    if (child && !child.running()) {
-      throw new Error(`${child.name} exited before ${what}:\n${child.stdout}\n${child.stderr}`);
-    }
-    if (now() > deadline) {
-      const output = child ? `:\n${child.stdout}\n${child.stderr}` : "";
-      throw new Error(`no ${what} within ${ms} ms${output}`);
-    }
-    await sleep(50);
-  }
-}
-
-/** Stops a child: closes its stdin, sends `signal`, and SIGKILL after `graceMs`. */
-async function stopChild(
-  child: Child,
-  signal: "SIGTERM" | "SIGINT",
-  graceMs: number,
-): Promise<void> {
-  if (child.running()) {
-    child.process.stdin!.end();
-    child.process.kill(signal);
-    const timer = setTimeout(() => child.process.kill("SIGKILL"), graceMs);
-    await child.exited;
-    clearTimeout(timer);
-  }
-  children.delete(child);
-}
-
-/** Kills whatever is left at once (the watchdog, a signal, an exit). */
-function killAll(): void {
-  for (const child of children) {
-    if (child.running()) child.process.kill("SIGKILL");
-  }
-  children.clear();
+/** Kills every child and removes the temporary directory (the watchdog, a signal, an exit). */
+function cleanUp(): void {
+  killAll();
   if (tempDir) rmSync(tempDir, { recursive: true, force: true });
   tempDir = undefined;
 }
@@ -320,7 +228,7 @@ async function runHop(
       logLevel,
       "--exit-after",
       String(options.bound + 10_000),
-    ], { SWAGGERSOCKET_GATEWAY_CLUSTER_SECRET: SECRET });
+    ], { env: { SWAGGERSOCKET_GATEWAY_CLUSTER_SECRET: SECRET } });
     const url = `http://127.0.0.1:${port}`;
     await until(
       `${name} to answer GET /agents`,
@@ -757,7 +665,7 @@ async function main(): Promise<number> {
 
   const timer = setTimeout(() => {
     console.error(`[bench:cluster] watchdog fired after ${bound} ms; killing everything`);
-    killAll();
+    cleanUp();
     process.exit(3);
   }, bound);
   (timer as { unref?: () => void }).unref?.();
@@ -801,7 +709,7 @@ async function main(): Promise<number> {
     console.error(`[bench:cluster] failed: ${(error as Error).stack ?? error}`);
   } finally {
     await stopChild(redis.child, "SIGTERM", 3_000);
-    killAll();
+    cleanUp();
   }
 
   console.log(`\n## Cluster\n\n${machine}\n`);
@@ -819,10 +727,10 @@ async function main(): Promise<number> {
 if (args.get("role") === "agent") {
   await runAgent();
 } else {
-  process.on("exit", killAll);
+  process.on("exit", cleanUp);
   for (const signal of ["SIGTERM", "SIGINT"] as const) {
     process.on(signal, () => {
-      killAll();
+      cleanUp();
       process.exit(130);
     });
   }

@@ -55,12 +55,13 @@
  * @module
  */
 
-import { type ChildProcess, spawn, spawnSync } from "node:child_process";
+import { spawnSync } from "node:child_process";
 import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { cpus, loadavg } from "node:os";
 import { join } from "node:path";
 import process from "node:process";
-import { median, now, parseArgs, printResult, readStdinLines, RUNTIME, sleep } from "./_common.ts";
+import { median, parseArgs, printResult, readStdinLines, RUNTIME } from "./_common.ts";
+import { type Child, killAll, launched, launchScript, stopChild, until } from "./_children.ts";
 import {
   concurrent,
   cpuSplit,
@@ -157,96 +158,19 @@ function runRole(role: string): void {
 
 // ---- processes (as bench/cluster.ts) ----------------------------------------------------------
 
-/** A child process with its output kept (the last 8 KB of each stream). */
-interface Child {
-  name: string;
-  process: ChildProcess;
-  stdout: string;
-  stderr: string;
-  exited: Promise<number | null>;
-  running(): boolean;
-}
-
-const children = new Set<Child>();
 let profileDir: string | undefined;
 /** With `--profile`: each child's CPU ms in all, read just before it was stopped. */
 const cpuAtStop = new Map<string, { total: number; sys: number }>();
 
-function launch(name: string, command: string, argv: string[]): Child {
-  const child = spawn(command, argv, {
-    cwd: ROOT,
-    env: { ...process.env, DENO_NO_UPDATE_CHECK: "1", NO_COLOR: "1" },
-    stdio: ["pipe", "pipe", "pipe"],
-  });
-  const entry: Child = {
-    name,
-    process: child,
-    stdout: "",
-    stderr: "",
-    exited: new Promise((resolve) => child.on("close", (code) => resolve(code))),
-    running: () => child.exitCode === null && child.signalCode === null,
-  };
-  child.stdout!.setEncoding("utf8");
-  child.stdout!.on("data", (chunk: string) => entry.stdout = (entry.stdout + chunk).slice(-8192));
-  child.stderr!.setEncoding("utf8");
-  child.stderr!.on("data", (chunk: string) => entry.stderr = (entry.stderr + chunk).slice(-8192));
-  child.stdin!.on("error", () => {});
-  children.add(entry);
-  return entry;
-}
-
 /** Runs a script of this repository under `runtime` (under `--cpu-prof` with `--profile`). */
-function launchScript(name: string, runtime: Runtime, script: string, argv: string[]): Child {
+function launchProfiled(name: string, runtime: Runtime, script: string, argv: string[]): Child {
   let prof: string[] = [];
   if (profileDir) {
     const dir = join(profileDir, name.replace(/[^A-Za-z0-9_-]+/g, "-"));
     mkdirSync(dir, { recursive: true });
     prof = ["--cpu-prof", `--cpu-prof-dir=${dir}`];
   }
-  return runtime === "deno"
-    ? launch(name, DENO, ["run", "-A", "--quiet", ...prof, script, ...argv])
-    : launch(name, BUN, [...prof, "run", script, ...argv]);
-}
-
-/** Waits until `check` is true, failing if `child` exits or `ms` pass. */
-async function until(
-  what: string,
-  check: () => boolean | Promise<boolean>,
-  ms: number,
-  child?: Child,
-): Promise<void> {
-  const deadline = now() + ms;
-  for (;;) {
-    if (await check()) return;
-    if (child && !child.running()) {
-      throw new Error(`${child.name} exited before ${what}:\n${child.stdout}\n${child.stderr}`);
-    }
-    if (now() > deadline) {
-      const output = child ? `:\n${child.stdout}\n${child.stderr}` : "";
-      throw new Error(`no ${what} within ${ms} ms${output}`);
-    }
-    await sleep(50);
-  }
-}
-
-/** Stops a child: closes its stdin, sends `signal`, and SIGKILL after `graceMs`. */
-async function stopChild(child: Child, signal: "SIGTERM" | "SIGINT", graceMs: number) {
-  if (child.running()) {
-    child.process.stdin!.end();
-    child.process.kill(signal);
-    const timer = setTimeout(() => child.process.kill("SIGKILL"), graceMs);
-    await child.exited;
-    clearTimeout(timer);
-  }
-  children.delete(child);
-}
-
-/** Kills whatever is left at once (the watchdog, a signal, an exit). */
-function killAll(): void {
-  for (const child of children) {
-    if (child.running()) child.process.kill("SIGKILL");
-  }
-  children.clear();
+  return launchScript(name, runtime, script, argv, { flags: prof });
 }
 
 // ---- the scenarios ----------------------------------------------------------------------------
@@ -314,7 +238,7 @@ async function httpReady(child: Child, what: string, url: string, body: string):
 
 async function startStatic(name: string, runtime: Runtime, body: string, exitAfter: number) {
   const self = new URL(import.meta.url).pathname;
-  const child = launchScript(name, runtime, self, [
+  const child = launchProfiled(name, runtime, self, [
     "--role",
     "static",
     "--body",
@@ -328,7 +252,7 @@ async function startStatic(name: string, runtime: Runtime, body: string, exitAft
 
 async function startGateway(name: string, runtime: Runtime, extra: string[], exitAfter: number) {
   const port = await freePort();
-  const child = launchScript(name, runtime, ROOT + "gateway.ts", [
+  const child = launchProfiled(name, runtime, ROOT + "gateway.ts", [
     "--hostname",
     "127.0.0.1",
     "--port",
@@ -365,7 +289,7 @@ async function runBench(
   }
   if (scenarios.includes("proxy")) {
     const self = new URL(import.meta.url).pathname;
-    const proxy = launchScript("proxy", runtime, self, [
+    const proxy = launchProfiled("proxy", runtime, self, [
       "--role",
       "proxy",
       "--upstream",
@@ -384,7 +308,7 @@ async function runBench(
   }
   if (scenarios.includes("tunnel")) {
     const gateway = await startGateway("gateway", runtime, [], exitAfter);
-    const agent = launchScript("agent", runtime, ROOT + "agent.ts", [
+    const agent = launchProfiled("agent", runtime, ROOT + "agent.ts", [
       `${gateway.url.replace("http:", "ws:")}/agents/connect`,
       "--name",
       "up",
@@ -476,11 +400,11 @@ async function runBench(
   }
 
   // Gracefully, so that profiles get written.
-  for (const child of children) {
+  for (const child of launched()) {
     cpuAtStop.set(child.name.replace(/[^A-Za-z0-9_-]+/g, "-"), cpuSplit(child.process.pid));
   }
   const grace = profileDir ? 15_000 : 5_000;
-  await Promise.all([...children].map((child) => stopChild(child, "SIGTERM", grace)));
+  await Promise.all(launched().map((child) => stopChild(child, "SIGTERM", grace)));
 
   const summary: BenchResult["summary"] = {};
   for (const scenario of scenarios) {
