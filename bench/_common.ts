@@ -268,3 +268,15 @@ export class Proc {
     clearTimeout(timer);
   }
 }
+
+/** Milliseconds for a report: three decimals under 10, one above, `–` for none. */
+export function ms(value: number): string {
+  return Number.isFinite(value) ? value.toFixed(value < 10 ? 3 : 1) : "–";
+}
+
+/** A Markdown table, its columns padded to line up. */
+export function table(header: string[], rows: string[][]): string {
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((row) => row[i].length)));
+  const line = (cells: string[]) => `| ${cells.map((c, i) => c.padEnd(widths[i])).join(" | ")} |`;
+  return [line(header), line(widths.map((w) => "-".repeat(w))), ...rows.map(line)].join("\n");
+}

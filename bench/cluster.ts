@@ -62,7 +62,17 @@ import { ulid } from "ulid";
 import { startAgent } from "../agent.ts";
 import { ClusterRegistry, type HeldAgent, type RedisLike } from "../cluster/_registry.ts";
 import { RedisResumeTokens } from "../cluster/_resume_tokens.ts";
-import { median, now, parseArgs, printResult, readStdinLines, RUNTIME, sleep } from "./_common.ts";
+import {
+  median,
+  ms,
+  now,
+  parseArgs,
+  printResult,
+  readStdinLines,
+  RUNTIME,
+  sleep,
+  table,
+} from "./_common.ts";
 import { type Child, killAll, launch, launchScript, stopChild, until } from "./_children.ts";
 import {
   concurrent,
@@ -547,16 +557,6 @@ function usedMemory(info: string): number {
 
 function progress(text: string): void {
   console.error(`[bench:cluster] ${text}`);
-}
-
-function ms(value: number): string {
-  return Number.isFinite(value) ? value.toFixed(value < 10 ? 3 : 1) : "–";
-}
-
-function table(header: string[], rows: string[][]): string {
-  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((row) => row[i].length)));
-  const line = (cells: string[]) => `| ${cells.map((c, i) => c.padEnd(widths[i])).join(" | ")} |`;
-  return [line(header), line(widths.map((w) => "-".repeat(w))), ...rows.map(line)].join("\n");
 }
 
 function reportHop(hop: HopResult): string {

@@ -60,7 +60,7 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSy
 import { cpus, loadavg } from "node:os";
 import { join } from "node:path";
 import process from "node:process";
-import { median, parseArgs, printResult, readStdinLines, RUNTIME } from "./_common.ts";
+import { median, ms, parseArgs, printResult, readStdinLines, RUNTIME, table } from "./_common.ts";
 import { type Child, killAll, launched, launchScript, stopChild, until } from "./_children.ts";
 import {
   concurrent,
@@ -619,16 +619,6 @@ function summarizeProfiles(dir: string, top = 12): string {
 
 function progress(text: string): void {
   console.error(`[bench:gateway] ${text}`);
-}
-
-function ms(value: number): string {
-  return Number.isFinite(value) ? value.toFixed(value < 10 ? 3 : 1) : "–";
-}
-
-function table(header: string[], rows: string[][]): string {
-  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((row) => row[i].length)));
-  const line = (cells: string[]) => `| ${cells.map((c, i) => c.padEnd(widths[i])).join(" | ")} |`;
-  return [line(header), line(widths.map((w) => "-".repeat(w))), ...rows.map(line)].join("\n");
 }
 
 function report(result: BenchResult): string {
