@@ -19,6 +19,10 @@
  * - **proxy**: a plain reverse proxy in a few lines (`--role proxy`: `Deno.serve`/`Bun.serve`
  *   whose handler returns `fetch(upstream + path)` with the caller's method, headers less
  *   `Host`, and body) in front of the upstream;
+ * - **front**: the gateway's HTTP side and the agent's upstream client in one process, with no
+ *   WebSocket between them (`--role front`: `runtime/_node_http.ts`'s `listenHttp`, each
+ *   request made a `Request` and handed to `agent/_tunnel.ts`'s `tunnelHandler`): what a
+ *   faithful proxy built of these two parts costs, so that tunnel − front is the hop;
  * - **tunnel**: `gateway.ts` and `agent.ts --upstream <the same upstream> --name up` (its
  *   `node:http` tunnel, `agent/_tunnel.ts`); requests go to `GATEWAY/agents/up/…`;
  * - **bare**: `--role static` answering what the demo agent's `/hello` answers
@@ -40,7 +44,7 @@
  * bare server's. A missed target is reported, not an error.
  *
  * Options: `--runtime deno|bun`, `--duration MS` (per phase, 3000), `--rounds N` (5),
- * `--warmup MS` (2000 per scenario), `--callers N` (32), `--scenarios proxy,tunnel,bare,inproc`,
+ * `--warmup MS` (2000 per scenario), `--callers N` (32), `--scenarios proxy,front,tunnel,bare,inproc`,
  * `--phases latency,throughput`, `--gateway-log-level LEVEL` (warn), `--json FILE`,
  * `--max-seconds S` (the watchdog; by default the planned time plus 90 s), `--smoke`
  * (`--duration 400 --rounds 2 --warmup 200`), `--profile DIR` (each server process under
@@ -60,6 +64,9 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSy
 import { cpus, loadavg } from "node:os";
 import { join } from "node:path";
 import process from "node:process";
+import type { HandlerInfo } from "../types.ts";
+import { listenHttp } from "../runtime/_node_http.ts";
+import { tunnelHandler } from "../agent/_tunnel.ts";
 import { median, ms, parseArgs, printResult, readStdinLines, RUNTIME, table } from "./_common.ts";
 import { type Child, killAll, launched, launchScript, stopChild, until } from "./_children.ts";
 import {
@@ -75,10 +82,11 @@ import {
 } from "./_http_load.ts";
 
 type Runtime = "deno" | "bun";
-type Scenario = "proxy" | "tunnel" | "bare" | "inproc";
-const SCENARIOS: Scenario[] = ["proxy", "tunnel", "bare", "inproc"];
+type Scenario = "proxy" | "front" | "tunnel" | "bare" | "inproc";
+const SCENARIOS: Scenario[] = ["proxy", "front", "tunnel", "bare", "inproc"];
 const DESCRIBED: Record<Scenario, string> = {
   proxy: "plain proxy → upstream",
+  front: "gateway's HTTP front + agent's tunnel, one process → upstream",
   tunnel: "gateway → tunnelling agent → upstream",
   bare: "bare server",
   inproc: "gateway with in-process agent",
@@ -120,14 +128,43 @@ function serveNative(handler: (request: Request) => Response | Promise<Response>
   return server.addr.port;
 }
 
-/** `--role static --body TEXT` or `--role proxy --upstream URL`: prints `READY <port>`. */
-function runRole(role: string): void {
+/**
+ * `--role front --upstream URL`: the gateway's `node:http` front handing each request to the
+ * agent's tunnel handler in the same process. Returns the port.
+ */
+async function serveFront(upstream: string): Promise<number> {
+  const tunnel = tunnelHandler(upstream);
+  const front = await listenHttp({
+    hostname: "127.0.0.1",
+    port: 0,
+    idleTimeout: 30_000,
+    onUpgrade: () => false,
+    unparsable: () => new Response("Bad Request\n", { status: 400 }),
+    handler: (caller) => {
+      const request = new Request(`http://front${caller.target}`, {
+        method: caller.method,
+        headers: caller.headers,
+        body: caller.body,
+        signal: caller.signal,
+      });
+      const info = { target: caller.target, body: caller.body } as HandlerInfo;
+      return Promise.resolve(tunnel(request, info));
+    },
+  });
+  return front.addr.port;
+}
+
+/**
+ * `--role static --body TEXT`, `--role proxy --upstream URL` or `--role front --upstream URL`:
+ * prints `READY <port>`.
+ */
+async function runRole(role: string): Promise<void> {
   const bound = setTimeout(() => {
     console.error(`bench/gateway.ts ${role}: watchdog fired; exiting`);
     process.exit(3);
   }, numberOption("exit-after", 600_000));
   (bound as { unref?: () => void }).unref?.();
-  let handler: (request: Request) => Response | Promise<Response>;
+  let handler: ((request: Request) => Response | Promise<Response>) | undefined;
   if (role === "static") {
     const body = args.get("body") ?? UPSTREAM_BODY;
     handler = () => new Response(body, { headers: { "content-type": "text/plain" } });
@@ -146,10 +183,12 @@ function runRole(role: string): void {
         redirect: "manual",
       });
     };
-  } else {
-    throw new TypeError(`Bad option: --role ${role} (static or proxy)`);
+  } else if (role !== "front") {
+    throw new TypeError(`Bad option: --role ${role} (static, proxy or front)`);
   }
-  const port = serveNative(handler);
+  const port = role === "front"
+    ? await serveFront(args.get("upstream")!.replace(/\/$/, ""))
+    : serveNative(handler!);
   const stop = () => process.exit(0);
   readStdinLines(() => {}, stop);
   for (const signal of ["SIGTERM", "SIGINT"] as const) process.on(signal, stop);
@@ -214,6 +253,10 @@ interface BenchResult {
   /** Medians of per-round ratios of requests/s. */
   tunnelRatio: number;
   inprocRatio: number;
+  /** front ÷ proxy requests/s: the cost of the two `node:http` ends without the hop. */
+  frontRatio: number;
+  /** tunnel ÷ front requests/s: what the WebSocket hop keeps. */
+  hopRatio: number;
   /** Medians of per-round p50 differences, ms. */
   tunnelP50Added: number;
   inprocP50Added: number;
@@ -275,7 +318,7 @@ async function runBench(
   const exitAfter = options.bound + 10_000;
   const targets = {} as Record<Scenario, Target>;
   const caller = process.pid;
-  const needUpstream = scenarios.includes("proxy") || scenarios.includes("tunnel");
+  const needUpstream = ["proxy", "front", "tunnel"].some((s) => scenarios.includes(s as Scenario));
   const upstream = needUpstream
     ? await startStatic("upstream", runtime, UPSTREAM_BODY, exitAfter)
     : undefined;
@@ -287,23 +330,24 @@ async function runBench(
       UPSTREAM_BODY,
     );
   }
-  if (scenarios.includes("proxy")) {
+  for (const role of ["proxy", "front"] as const) {
+    if (!scenarios.includes(role)) continue;
     const self = new URL(import.meta.url).pathname;
-    const proxy = launchProfiled("proxy", runtime, self, [
+    const proxy = launchProfiled(role, runtime, self, [
       "--role",
-      "proxy",
+      role,
       "--upstream",
       upstream!.url,
       "--exit-after",
       String(exitAfter),
     ]);
-    await until("the proxy's READY line", () => /READY \d+/.test(proxy.stdout), START_MS, proxy);
+    await until(`the ${role}'s READY line`, () => /READY \d+/.test(proxy.stdout), START_MS, proxy);
     const url = `http://127.0.0.1:${/READY (\d+)/.exec(proxy.stdout)![1]}/ping`;
-    await httpReady(proxy, "the proxy to answer", url, UPSTREAM_BODY);
-    targets.proxy = {
+    await httpReady(proxy, `the ${role} to answer`, url, UPSTREAM_BODY);
+    targets[role] = {
       url,
       body: UPSTREAM_BODY,
-      pids: { proxy: proxy.process.pid, upstream: upstream!.child.process.pid, caller },
+      pids: { [role]: proxy.process.pid, upstream: upstream!.child.process.pid, caller },
     };
   }
   if (scenarios.includes("tunnel")) {
@@ -451,6 +495,8 @@ async function runBench(
     summary,
     tunnelRatio: ratio("tunnel", "proxy"),
     inprocRatio: ratio("inproc", "bare"),
+    frontRatio: ratio("front", "proxy"),
+    hopRatio: ratio("tunnel", "front"),
     tunnelP50Added: added("tunnel", "proxy"),
     inprocP50Added: added("inproc", "bare"),
     errors,
@@ -671,6 +717,17 @@ function report(result: BenchResult): string {
         `${result.tunnelRatio >= 0.7 ? "MET" : "NOT MET"}; p50 +${ms(result.tunnelP50Added)} ms`,
     );
   }
+  if (result.summary.front && result.summary.proxy) {
+    lines.push(
+      `- where the tunnel's time goes: the gateway's HTTP front and the agent's upstream ` +
+        `client in one process make ${result.frontRatio.toFixed(2)}× the plain proxy's ` +
+        `throughput (per round ${perRound("front", "proxy")})` +
+        (result.summary.tunnel
+          ? `; the WebSocket hop between them keeps ${result.hopRatio.toFixed(2)}× of that ` +
+            `(tunnel ÷ front, per round ${perRound("tunnel", "front")})`
+          : ""),
+    );
+  }
   if (result.summary.inproc && result.summary.bare) {
     lines.push(
       `- gateway with an in-process agent: ${result.inprocRatio.toFixed(2)}× the bare ` +
@@ -777,7 +834,7 @@ async function main(): Promise<number> {
 
 const role = args.get("role");
 if (role) {
-  runRole(role);
+  await runRole(role);
 } else {
   process.on("exit", killAll);
   for (const signal of ["SIGTERM", "SIGINT"] as const) {
