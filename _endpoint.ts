@@ -94,7 +94,9 @@ export class Endpoint {
       settings: limits.settings,
       heartbeat: this.heartbeat,
       appData: options.appData ?? "",
-      answerPing: (data) => answerPing(options.onPing, data, connection, this.logger),
+      // Without a hook the session echoes, and the connection keeps no closure for it.
+      answerPing: options.onPing &&
+        ((data) => answerPing(options.onPing, data, connection, this.logger)),
       resetRateLimit: limits.resetRateLimit,
       pingRateLimit: limits.pingRateLimit,
       // A small body rides on its head's event: the connection then answers without a pump.

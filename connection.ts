@@ -22,7 +22,7 @@ import { BodyPumps } from "./connection/_body_pump.ts";
 import { abortReason, Caller, refusal } from "./connection/_caller.ts";
 import type { BodyBytes } from "./connection/_inbound_body.ts";
 import { ConnectionContext } from "./connection/_context.ts";
-import { Output, Urgency } from "./connection/_output.ts";
+import { Output, type OutputHost, Urgency } from "./connection/_output.ts";
 import {
   forwardParts,
   type ForwardRequest,
@@ -209,12 +209,12 @@ export class Connection {
   readonly #session: Session;
   readonly #logger: Logger;
   readonly #clock: Clock;
-  readonly #hooks: HandshakeHooks;
+  #hooks: HandshakeHooks;
   readonly #onPing: PingHandler | undefined;
   readonly #onPong: PongHandler | undefined;
   readonly #remoteAddr: { hostname: string; port: number };
   readonly #context: ConnectionContext;
-  readonly #output: Output;
+  readonly #output: Output<Connection>;
   readonly #pumps: BodyPumps;
   readonly #caller: Caller;
   readonly #responder: Responder<Connection>;
@@ -222,6 +222,17 @@ export class Connection {
   #ended: ConnectionCloseInfo | undefined;
   #closing: { code: number; reason: string } | undefined;
   #resolveClosed!: (info: ConnectionCloseInfo) => void;
+
+  /** What every connection's output driver calls back into. */
+  static readonly #outputHost: OutputHost<Connection> = {
+    processEvents: (connection) => connection.#processEvents(),
+    releaseHeld: (connection) => connection.#responder.releaseHeld(),
+    outputMoved: (connection) => connection.#pumps.wakeQueued(),
+    sendFailed: (connection, error) =>
+      connection.#end({ code: 1006, reason: "Send failed", error }),
+    closeTimedOut: (connection) =>
+      connection.#closeSocket(connection.#closing!.code, connection.#closing!.reason),
+  };
 
   /**
    * Made by {@linkcode WebSocketServer} and {@linkcode WebSocketClient}, not by applications.
@@ -253,13 +264,13 @@ export class Connection {
       ...this.#remoteAddr,
     });
     responder.handler = init.handler;
-    this.#output = context.output = new Output(context, init.socket, this.#clock, {
-      processEvents: () => this.#processEvents(),
-      releaseHeld: () => responder.releaseHeld(),
-      outputMoved: () => pumps.wakeQueued(),
-      sendFailed: (error) => this.#end({ code: 1006, reason: "Send failed", error }),
-      closeTimedOut: () => this.#closeSocket(this.#closing!.code, this.#closing!.reason),
-    });
+    this.#output = context.output = new Output(
+      context,
+      init.socket,
+      this.#clock,
+      Connection.#outputHost,
+      this,
+    );
     this.#socket.onMessage = (data) => this.#onMessage(data);
     this.#socket.onClose = (code, reason) => this.#end({ code, reason, ...abnormal(code, reason) });
     this.#socket.onDrain = () => this.#output.wake();
@@ -477,7 +488,7 @@ export class Connection {
       case "open":
         this.#id = event.id;
         this.connectedAt = new Date();
-        this.#hooks.onOpen?.(this, event.welcome);
+        this.#openedWith(event.welcome);
         return;
       case "request":
         this.#responder.onRequest(event.streamId, event.head, this.#arrived(event));
@@ -604,6 +615,14 @@ export class Connection {
       this.#logger.debug("swaggersocket: close failed", cause);
     }
     this.#end(info);
+  }
+
+  #openedWith(welcome: Welcome | undefined): void {
+    const { onOpen, onEnd, onServe } = this.#hooks;
+    // What the handshake's hooks hold (the accept path's state, the upgrade request's slot)
+    // is not kept for the life of the connection.
+    this.#hooks = { onEnd, onServe };
+    onOpen?.(this, welcome);
   }
 
   #end(info: ConnectionCloseInfo): void {

@@ -32,7 +32,7 @@ import {
   type SharedResumeTokens,
 } from "./_resume.ts";
 import { checkTls, type TlsOptions } from "./_tls.ts";
-import type { Connection } from "./connection.ts";
+import type { Connection, ConnectionCloseInfo } from "./connection.ts";
 import { ClientRefusedError } from "./errors.ts";
 import { CloseCode } from "./protocol/close_codes.ts";
 import { DEFAULT_SETTINGS } from "./protocol/handshake.ts";
@@ -454,6 +454,18 @@ export class WebSocketServer {
     return undefined;
   }
 
+  /** One for every connection: an open connection keeps nothing of its accept path. */
+  readonly #connectionEnded = (ended: Connection, info: ConnectionCloseInfo): void => {
+    const endpoint = this.#endpoint;
+    const secret = this.#resume?.release(ended, endpoint.now());
+    if (secret !== undefined) this.#options.sharedResume?.ended(ended.id, secret);
+    this.#handshaking.delete(ended);
+    if (this.#connections.get(ended.id) !== ended) return;
+    this.#connections.delete(ended.id);
+    endpoint.logger.info("swaggersocket: connection closed", ended.id, info.code, info.reason);
+    endpoint.ended(ended, info);
+  };
+
   /** `request` is for `authorize` only, which reads it once: an open connection does not keep it. */
   #accept({ socket, origin, request, remoteAddr }: Upgraded): void {
     const options = this.#options;
@@ -530,15 +542,7 @@ export class WebSocketServer {
           logger.info("swaggersocket: connection received", opened.id, opened.remoteAddr);
           endpoint.opened(opened, resumed);
         },
-        onEnd: (ended, info) => {
-          const secret = this.#resume?.release(ended, endpoint.now());
-          if (secret !== undefined) options.sharedResume?.ended(ended.id, secret);
-          this.#handshaking.delete(ended);
-          if (this.#connections.get(ended.id) !== ended) return;
-          this.#connections.delete(ended.id);
-          logger.info("swaggersocket: connection closed", ended.id, info.code, info.reason);
-          endpoint.ended(ended, info);
-        },
+        onEnd: this.#connectionEnded,
       },
     });
     const allowed = options.allowedOrigins;

@@ -45,7 +45,8 @@ export class BodyPumps {
   readonly #maxQueuedBytes: number;
   /** Pumps waiting for queued output to drop below `#maxQueuedBytes` (made when needed). */
   #queueWaiters: (() => void)[] | undefined;
-  readonly #writableWaiters = new Map<number, () => void>();
+  /** Pumps waiting for their stream's window, by stream (made when needed, as `#queueWaiters`). */
+  #writableWaiters: Map<number, () => void> | undefined;
 
   /**
    * @param context The connection's shared state.
@@ -77,17 +78,18 @@ export class BodyPumps {
 
   /** The session said a stream can take more, or the stream ended: its pump goes on. */
   wakeWriter(streamId: number): void {
-    const wake = this.#writableWaiters.get(streamId);
+    const wake = this.#writableWaiters?.get(streamId);
     if (wake) {
-      this.#writableWaiters.delete(streamId);
+      this.#writableWaiters!.delete(streamId);
       wake();
     }
   }
 
   /** The connection ended: every waiting pump goes on, to find its exchange gone. */
   wakeAll(): void {
-    for (const wake of this.#writableWaiters.values()) wake();
-    this.#writableWaiters.clear();
+    const waiters = this.#writableWaiters;
+    this.#writableWaiters = undefined;
+    for (const wake of waiters?.values() ?? []) wake();
     this.wakeQueued();
   }
 
@@ -110,7 +112,9 @@ export class BodyPumps {
 
   /** @internal Resolves when the stream can take more. */
   writable(streamId: number): Promise<void> {
-    return new Promise<void>((resolve) => this.#writableWaiters.set(streamId, resolve));
+    return new Promise<void>((resolve) =>
+      (this.#writableWaiters ??= new Map()).set(streamId, resolve)
+    );
   }
 }
 

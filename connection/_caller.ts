@@ -36,6 +36,8 @@ interface Outgoing {
 }
 
 const NULL_BODY_STATUS = new Set([204, 205, 304]);
+/** Every caller's exchanges until its first: never written. */
+const NO_EXCHANGES: ReadonlyMap<number, Outgoing> = new Map();
 const noop = (): void => {};
 
 /**
@@ -78,7 +80,8 @@ class ExchangeResponse extends Response {
 export class Caller implements BodySink {
   readonly #context: ConnectionContext;
   readonly #pumps: BodyPumps;
-  readonly #outgoing = new Map<number, Outgoing>();
+  /** By stream id: the shared empty map until the first exchange (idle connections). */
+  #outgoing: Map<number, Outgoing> = NO_EXCHANGES as Map<number, Outgoing>;
 
   /**
    * @param context The connection's shared state.
@@ -128,6 +131,7 @@ export class Caller implements BodySink {
       cleanup,
       pump: undefined,
     };
+    if (this.#outgoing === NO_EXCHANGES) this.#outgoing = new Map();
     this.#outgoing.set(streamId, exchange);
     if (body instanceof Uint8Array) {
       // Known bytes: queued at once, no stream to pump (the session splits and paces them).

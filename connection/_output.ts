@@ -64,18 +64,21 @@ export interface OutputState {
   readonly heldResponses: number;
 }
 
-/** What the driver calls back into. */
-export interface OutputHost {
+/**
+ * What the driver calls back into, with the owner it was given: one such object serves
+ * every connection, so that an idle connection keeps no closures for it.
+ */
+export interface OutputHost<O> {
   /** Hands the session's events to the connection (sending a stream's last frame finishes it). */
-  processEvents(): void;
+  processEvents(owner: O): void;
   /** The flush came: held responses go now, their bodies streaming. */
-  releaseHeld(): void;
+  releaseHeld(owner: O): void;
   /** Output went out or was dropped: pumps waiting for room look again. */
-  outputMoved(): void;
+  outputMoved(owner: O): void;
   /** The socket threw on send: the connection is lost. */
-  sendFailed(error: Error): void;
+  sendFailed(owner: O, error: Error): void;
   /** `close()`'s timeout passed with exchanges still running. */
-  closeTimedOut(): void;
+  closeTimedOut(owner: O): void;
 }
 
 /** Frames ready at once that leave without waiting for the flush. */
@@ -95,12 +98,13 @@ let sendScratch: Uint8Array | undefined;
 const SEND_SCRATCH_BYTES = 2 * 1024 * 1024;
 
 /** One connection's output driver. */
-export class Output {
+export class Output<O = unknown> {
   readonly #context: OutputState;
   readonly #socket: Socket;
   readonly #clock: Clock;
   readonly #deadlines: Deadlines;
-  readonly #host: OutputHost;
+  readonly #host: OutputHost<O>;
+  readonly #owner: O;
   readonly #deadline: Deadline;
   /** The time `#deadline` stands for. */
   #timerAt: number | undefined;
@@ -109,6 +113,9 @@ export class Output {
   #flushScheduled = false;
   #sendSoonScheduled = false;
   #drainTimer: unknown;
+  /** What a full socket's polls call (made the first time the socket fills, as most never do). */
+  #drainPoll: (() => void) | undefined;
+  #drainTimed: (() => void) | undefined;
   /** A macrotask poll of a full socket is pending. */
   #drainPolling = false;
   /** When the socket last filled up, while polling it on macrotasks. */
@@ -121,13 +128,15 @@ export class Output {
    * @param socket Where messages go.
    * @param clock The endpoint's clock.
    * @param host What the driver calls back into.
+   * @param owner What `host` is called with.
    */
-  constructor(context: OutputState, socket: Socket, clock: Clock, host: OutputHost) {
+  constructor(context: OutputState, socket: Socket, clock: Clock, host: OutputHost<O>, owner: O) {
     this.#context = context;
     this.#socket = socket;
     this.#clock = clock;
     this.#deadlines = deadlinesOf(clock);
     this.#host = host;
+    this.#owner = owner;
     this.#deadline = new Deadline(this.#flush);
   }
 
@@ -196,7 +205,7 @@ export class Output {
     this.#sendSoonScheduled = false;
     if (this.#context.ended) return;
     this.#transmit();
-    this.#host.processEvents();
+    this.#host.processEvents(this.#owner);
   };
 
   #flush = (): void => {
@@ -206,14 +215,14 @@ export class Output {
     const session = context.session;
     const now = this.#clock.now();
     if (this.#closeBy !== undefined && this.#closeBy <= now) {
-      this.#host.closeTimedOut();
+      this.#host.closeTimedOut(this.#owner);
       return;
     }
     const deadline = session.pollTimeout();
     if (deadline !== undefined && deadline <= now) session.handleTimeout(now);
-    if (context.heldResponses > 0) this.#host.releaseHeld();
+    if (context.heldResponses > 0) this.#host.releaseHeld(this.#owner);
     this.#transmit();
-    this.#host.processEvents();
+    this.#host.processEvents(this.#owner);
     this.#armTimer();
   };
 
@@ -231,41 +240,45 @@ export class Output {
     while (socket.bufferedAmount < SOCKET_HIGH_WATER) {
       const message = session.pollTransmit(sendScratch ??= new Uint8Array(SEND_SCRATCH_BYTES));
       if (!message) {
-        this.#host.outputMoved();
+        this.#host.outputMoved(this.#owner);
         return;
       }
       try {
         socket.send(message);
       } catch (error) {
-        this.#host.sendFailed(error instanceof Error ? error : new Error(String(error)));
+        this.#host.sendFailed(
+          this.#owner,
+          error instanceof Error ? error : new Error(String(error)),
+        );
         return;
       }
     }
-    this.#host.outputMoved();
+    this.#host.outputMoved(this.#owner);
     // The socket is full: wait for it to drain before handing it more.
     if (!socket.signalsDrain) {
       const now = this.#clock.now();
       this.#drainStalledAt ??= now;
       if (!this.#slowDrain && now - this.#drainStalledAt < DRAIN_POLL_MS) {
         this.#drainPolling = true;
-        nextTask(this.#drainPoll);
+        nextTask(
+          this.#drainPoll ??= () => {
+            this.#drainPolling = false;
+            this.#flush();
+          },
+        );
         return;
       }
       this.#slowDrain = true;
       this.#drainStalledAt = undefined;
-      this.#drainTimer = this.#clock.setTimer(this.#drainTimed, 1);
+      this.#drainTimer = this.#clock.setTimer(
+        this.#drainTimed ??= () => {
+          this.#drainTimer = undefined;
+          this.#flush();
+        },
+        1,
+      );
     }
   }
-
-  #drainPoll = (): void => {
-    this.#drainPolling = false;
-    this.#flush();
-  };
-
-  #drainTimed = (): void => {
-    this.#drainTimer = undefined;
-    this.#flush();
-  };
 
   #armTimer(): void {
     if (this.#context.ended) return;

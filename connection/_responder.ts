@@ -61,6 +61,8 @@ export type ServeFunction<C> = (
  */
 const HOLD_RESPONSE_BYTES = 64 * 1024;
 const NULL_BODY_STATUS = new Set([204, 205, 304]);
+/** Every responder's exchanges until its first: never written. */
+const NO_EXCHANGES: ReadonlyMap<number, Incoming> = new Map();
 /** Methods whose `Request` cannot have a body (in any case: `Request` normalises them). */
 const BODYLESS_REQUESTS = new Set(["GET", "HEAD"]);
 const EMPTY = new Uint8Array(0);
@@ -98,7 +100,8 @@ export class Responder<C> implements BodySink {
   readonly #pumps: BodyPumps;
   readonly #connection: C;
   readonly #remoteAddr: RemoteAddr;
-  readonly #incoming = new Map<number, Incoming>();
+  /** By stream id: the shared empty map until the first exchange (idle connections). */
+  #incoming: Map<number, Incoming> = NO_EXCHANGES as Map<number, Incoming>;
 
   /**
    * @param context The connection's shared state.
@@ -143,6 +146,7 @@ export class Responder<C> implements BodySink {
       ended: false,
       held: undefined,
     };
+    if (this.#incoming === NO_EXCHANGES) this.#incoming = new Map();
     this.#incoming.set(streamId, exchange);
     let requestBody: ReadableStream<Uint8Array> | BodyBytes | null = body?.stream ?? arrived ??
       null;

@@ -260,6 +260,10 @@ const SMALL_MESSAGE_BYTES = 1024;
 const LARGE_MESSAGE_BYTES = 64 * 1024;
 const MAX_WINDOW = 0x7fff_ffff;
 const EMPTY = new Uint8Array(0);
+/** A PING's data, answered as it came. */
+const echo = (data: string): string => data;
+/** Every session's streams until its first opens: never written (see `#openStream`). */
+const NO_STREAMS: ReadonlyMap<number, StreamRecord> = new Map();
 /** Payloads up to this size are copied byte by byte, with no view made for them. */
 const SMALL_COPY_BYTES = 32;
 
@@ -308,7 +312,8 @@ export class Session {
   #id: string | undefined;
   #rtt: number | undefined;
 
-  readonly #streams = new Map<number, StreamRecord>();
+  /** Open streams by id: the shared empty map until the first one opens (idle connections). */
+  #streams: Map<number, StreamRecord> = NO_STREAMS as Map<number, StreamRecord>;
   #nextLocalId: number;
   #lastPeerId = 0;
   #localOpen = 0;
@@ -355,7 +360,7 @@ export class Session {
     this.#handshakeDeadline = now + (options.handshakeTimeout ?? 10_000);
     this.#heartbeatOptions = options.heartbeat ?? false;
     this.#appData = options.appData ?? "";
-    this.#answerPing = options.answerPing ?? ((data) => data);
+    this.#answerPing = options.answerPing ?? echo;
     // The burst covers aborting every stream the peer may have open at once, twice over.
     const burst = Math.max(1000, 2 * this.#local.maxConcurrentStreams);
     this.#resets = new TokenBucket({
@@ -521,7 +526,7 @@ export class Session {
     const id = this.#nextLocalId;
     this.#nextLocalId += 2;
     const stream = createStream(id, true, this.#peer.initialWindow, this.#local.initialWindow);
-    this.#streams.set(id, stream);
+    this.#openStream(id, stream);
     this.#localOpen++;
     stream.send = nextHalfState(stream.send, end ? "headers_end" : "headers")!;
     this.#queue(FrameType.Headers, end ? FLAG_END_STREAM : 0, id, payload);
@@ -1237,7 +1242,7 @@ export class Session {
     const head = decodeRequestHead(frame.payload);
     const stream = createStream(id, false, this.#peer.initialWindow, this.#local.initialWindow);
     stream.recv = nextHalfState("idle", end ? "headers_end" : "headers")!;
-    this.#streams.set(id, stream);
+    this.#openStream(id, stream);
     this.#peerOpen++;
     this.#pushHead(stream, { type: "request", streamId: id, head, end });
   }
@@ -1380,6 +1385,12 @@ export class Session {
   }
 
   /** Emits a `request` or `response` event, which a body may join (see `bodyWithHead`). */
+  /** Keeps a new stream; the first one gives this session a map of its own. */
+  #openStream(id: number, stream: StreamRecord): void {
+    if (this.#streams === NO_STREAMS) this.#streams = new Map();
+    this.#streams.set(id, stream);
+  }
+
   #pushHead(stream: StreamRecord, event: HeadEvent): void {
     this.#events.push(event);
     if (event.end || !this.#bodyWithHead) return;
