@@ -265,6 +265,9 @@ interface Memory {
   heapUsed: number;
   heapTotal: number;
   external: number;
+  /** Deno only: V8's young and old generations (see `bench/server.ts`). */
+  newSpace?: number;
+  oldSpace?: number;
   connections: number;
 }
 
@@ -274,7 +277,7 @@ async function memoryOf(server: Proc): Promise<Memory> {
 }
 
 /** The figures of issue 23's idle reading (b), per connection. */
-const IDLE_MEMORY = ["rss", "heapUsed", "heapTotal", "external"] as const;
+const IDLE_MEMORY = ["rss", "heapUsed", "heapTotal", "external", "newSpace", "oldSpace"] as const;
 
 /**
  * Opens idle connections to a new `kind` server of `pair`: `warm` connections first, which
@@ -363,7 +366,7 @@ async function runIdle(pair: Pair): Promise<void> {
         record(
           pair.key,
           `idle.issue23.${kind}.${figure}.${count}`,
-          (reading[figure] - base[figure]) / count / 1024,
+          ((reading[figure] ?? NaN) - (base[figure] ?? NaN)) / count / 1024,
         );
       }
     });
@@ -608,7 +611,9 @@ function report(command: string, seconds: number): string {
         "open connections, memory-reducing GC before each reading. (b) issue 23's reading: the " +
         "base read before any connection is open, an ordinary full GC (`gc()` on Deno, " +
         "`Bun.gc(true)` on Bun) before each reading; RSS, then the heap (`heapUsed`, " +
-        "`heapTotal`; on Bun JavaScriptCore's `heapSize` and `heapCapacity`) and `external`. " +
+        "`heapTotal`; on Bun JavaScriptCore's `heapSize` and `heapCapacity`), `external` and, on a " +
+        "Deno server, V8's young and old generations (`newSpace`, which a GC empties and does not " +
+        "shrink, and `oldSpace`). " +
         "The target is judged on each reading's RSS; issue 23's is (b).",
     );
     out.push("");
@@ -634,14 +639,17 @@ function report(command: string, seconds: number): string {
           figure === "rss",
         ]),
       ];
-      rows.forEach(([label, metric, judged], i) => {
-        const at = (kind: string, count: number): number => value(p.key, metric(kind, count));
+      const at = (metric: Row[1], kind: string, count: number): number =>
+        value(p.key, metric(kind, count));
+      // V8's spaces are read on a Deno server only.
+      const shown = rows.filter(([, metric]) => !Number.isNaN(at(metric, "ss", a)));
+      shown.forEach(([label, metric, judged], i) => {
         const cells = [a, b].flatMap((count) => {
-          const ss = at("ss", count);
-          const ws = at("ws", count);
+          const ss = at(metric, "ss", count);
+          const ws = at(metric, "ws", count);
           return [round(ss), round(ws), signed(ss - ws)];
         });
-        const met = [a, b].every((count) => at("ss", count) <= at("ws", count) + 8);
+        const met = [a, b].every((count) => at(metric, "ss", count) <= at(metric, "ws", count) + 8);
         out.push(
           `| ${i === 0 ? p.name : ""} | ${label} | ${cells.join(" | ")} | ${
             judged ? verdict(met) : "–"
