@@ -293,12 +293,14 @@ async function send(
   response: Response,
   signal: AbortSignal = new AbortController().signal,
 ): Promise<void> {
+  // One pass, with no iterator objects (`forEach` yields each `Set-Cookie` on its own).
   const head: Record<string, string | string[]> = {};
-  for (const [name, value] of response.headers) {
-    if (name !== "set-cookie") head[name] = value;
-  }
-  const cookies = response.headers.getSetCookie();
-  if (cookies.length > 0) head["set-cookie"] = cookies;
+  let cookies: string[] | undefined;
+  response.headers.forEach((value, name) => {
+    if (name === "set-cookie") (cookies ??= []).push(value);
+    else head[name] = value;
+  });
+  if (cookies) head["set-cookie"] = cookies;
   if (response.statusText) res.writeHead(response.status, response.statusText, head);
   else res.writeHead(response.status, head);
   const body = response.body;
