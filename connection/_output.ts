@@ -91,10 +91,14 @@ const DRAIN_POLL_MS = 2;
  * Where outgoing messages are encoded, shared by every connection in the process: each
  * message is handed to `Socket.send`, which copies it before returning (see `_socket.ts`),
  * so one buffer serves them all in turn and a large body makes no garbage per message.
- * Big enough for a full message (1 MiB of DATA plus the chunk that crosses the bound);
- * larger ones, rare, get a buffer of their own.
+ * It starts at `FIRST_SCRATCH_BYTES`, what handshakes, heartbeats and small exchanges need;
+ * the first message that does not fit (it gets a buffer of its own) makes it
+ * `SEND_SCRATCH_BYTES`, big enough for a full message (1 MiB of DATA plus the chunk that
+ * crosses the bound). Bun makes a new buffer resident whole, so a process that only ever
+ * sends small messages does not keep 2 MiB for them.
  */
 let sendScratch: Uint8Array | undefined;
+const FIRST_SCRATCH_BYTES = 64 * 1024;
 const SEND_SCRATCH_BYTES = 2 * 1024 * 1024;
 
 /** One connection's output driver. */
@@ -238,10 +242,15 @@ export class Output<O = unknown> {
       this.#drainStalledAt = undefined;
     }
     while (socket.bufferedAmount < SOCKET_HIGH_WATER) {
-      const message = session.pollTransmit(sendScratch ??= new Uint8Array(SEND_SCRATCH_BYTES));
+      const scratch = sendScratch ??= new Uint8Array(FIRST_SCRATCH_BYTES);
+      const message = session.pollTransmit(scratch);
       if (!message) {
         this.#host.outputMoved(this.#owner);
         return;
+      }
+      // It did not fit: from now on every connection encodes into the full-size scratch.
+      if (message.byteLength > scratch.byteLength && scratch.byteLength < SEND_SCRATCH_BYTES) {
+        sendScratch = new Uint8Array(SEND_SCRATCH_BYTES);
       }
       try {
         socket.send(message);
