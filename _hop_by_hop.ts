@@ -70,3 +70,18 @@ export function withoutHopByHop(headers: Headers): Headers {
   });
   return out;
 }
+
+/**
+ * Removes hop-by-hop headers from `headers` in place: what {@linkcode withoutHopByHop} leaves
+ * out, for headers that are the proxy's to change (a relayed response's own).
+ *
+ * @param headers Mutable headers.
+ */
+export function dropHopByHop(headers: Headers): void {
+  const listed = connectionOptions(headers.get("connection"));
+  let names: string[] | undefined;
+  headers.forEach((_value, name) => {
+    if (isHopByHop(name, listed)) (names ??= []).push(name);
+  });
+  if (names) { for (const name of names) headers.delete(name); }
+}

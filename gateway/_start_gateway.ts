@@ -13,7 +13,7 @@ import { WebSocketServer as WsServer } from "ws";
 import type { Connection } from "../connection.ts";
 import type { HeartbeatOptions, Logger } from "../types.ts";
 import { checkTls, type TlsOptions } from "../_tls.ts";
-import { withoutHopByHop } from "../_hop_by_hop.ts";
+import { dropHopByHop } from "../_hop_by_hop.ts";
 import { mapResponsePaths, type PathMap } from "../_path_rewrite.ts";
 import { timingSafeEqual } from "../_timing_safe_equal.ts";
 import { type CallerRequest, headersOf, listenHttp } from "../runtime/_node_http.ts";
@@ -408,23 +408,33 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
     } finally {
       settle();
     }
-    const out = withoutHopByHop(response.headers);
+    // The agent's own response goes on, its headers trimmed in place: no copy of them.
+    const out = response.headers;
+    dropHopByHop(out);
     // Only an instance says that an agent moved.
     if (cluster) out.delete(MOVED_HEADER);
     // The map costs a URL parse: made only for an answer that has a path to map.
     if (rewrite && (out.has("location") || out.has("set-cookie"))) {
       mapResponsePaths(out, gatewayPaths(request.headers, hop));
     }
-    const init = { status: response.status, statusText: response.statusText, headers: out };
     if (response.body === null) {
       inFlight.delete(controller);
-      return answer(new Response(null, init));
+      return answer(response);
     }
-    const body = passThrough(response.body, (n) => bytesOut += n, (error) => {
+    const over = (bytes: number, error?: unknown): void => {
+      bytesOut = bytes;
       inFlight.delete(controller);
       // A caller that hangs up is no failure of the agent's.
       ended(request.signal.aborted ? undefined : error as Error | undefined);
-    });
+    };
+    if (!peer) {
+      // The front writes the body as it comes and says when it is over: no stream between.
+      request.sent = over;
+      return answer(response);
+    }
+    let bytes = 0;
+    const body = passThrough(response.body, (n) => bytes += n, (error) => over(bytes, error));
+    const init = { status: response.status, statusText: response.statusText, headers: out };
     const relayed = new Response(body, init);
     // An agent's answer without a length stays so through a cluster's link too.
     return answer(out.has("content-length") ? relayed : relayedWithoutLength(relayed));

@@ -32,6 +32,11 @@ export interface CallerRequest {
   signal: AbortSignal;
   /** The caller's address (an IPv4 peer may show as `::ffff:a.b.c.d`). */
   clientAddr: string;
+  /**
+   * Set by the handler to hear once how the answer went: the body bytes written, and the
+   * error if the body failed or the caller went away before it was all sent.
+   */
+  sent?: (bytes: number, error?: unknown) => void;
 }
 
 /** Where and how the front listens. */
@@ -214,7 +219,7 @@ async function serve(
     // The handler answers its own errors; this is a bug, and the caller still gets an answer.
     response = plainText(500, "Internal Server Error\n");
   }
-  await send(res, response, controller.signal);
+  await send(res, response, controller.signal, request.sent);
 }
 
 function plainText(status: number, text: string): Response {
@@ -292,6 +297,7 @@ async function send(
   res: ServerResponse,
   response: Response,
   signal: AbortSignal = new AbortController().signal,
+  sent?: (bytes: number, error?: unknown) => void,
 ): Promise<void> {
   // One pass, with no iterator objects (`forEach` yields each `Set-Cookie` on its own).
   const head: Record<string, string | string[]> = {};
@@ -306,27 +312,32 @@ async function send(
   const body = response.body;
   if (body === null) {
     res.end();
+    sent?.(0);
     return;
   }
   const reader = body.getReader();
   const onAbort = (): void => void reader.cancel(signal.reason).catch(() => {});
   signal.addEventListener("abort", onAbort, { once: true });
+  let bytes = 0;
   try {
     while (true) {
       const { done, value } = await reader.read();
       if (done) break;
+      bytes += value.byteLength;
       if (!res.write(value)) {
         await drained(res);
-        if (signal.aborted) return;
+        if (signal.aborted) break;
       }
     }
-    res.end();
-  } catch {
+    if (!signal.aborted) res.end();
+    sent?.(bytes, signal.aborted ? signal.reason : undefined);
+  } catch (error) {
     // The body failed midway (the agent went away): cut the connection, as a proxy does, so
     // that the caller sees a truncated response rather than a complete-looking one. The
     // socket itself: Bun's `res.destroy()` before any body byte sends a bare close-delimited
     // 200, which looks like a complete empty answer.
     (res.socket ?? res).destroy();
+    sent?.(bytes, error);
   } finally {
     signal.removeEventListener("abort", onAbort);
   }

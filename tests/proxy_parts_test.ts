@@ -10,6 +10,7 @@ import { addressMatcher } from "../gateway/_address_match.ts";
 import { agentRequestHeaders, type Hop } from "../gateway/_proxy_headers.ts";
 import { mapCookiePath, mapLocation, mapResponsePaths, type PathMap } from "../_path_rewrite.ts";
 import { announcesBody } from "../runtime/_framing.ts";
+import { dropHopByHop, withoutHopByHop } from "../_hop_by_hop.ts";
 
 describe("rawTarget() and agentRoute()", () => {
   it("take the target after the origin, as sent", () => {
@@ -216,5 +217,36 @@ describe("announcesBody", () => {
     assert.equal(announcesBody(new Headers({ "content-length": "3" })), true);
     assert.equal(announcesBody(new Headers({ "transfer-encoding": "chunked" })), true);
     assert.equal(announcesBody(new Headers()), false);
+  });
+});
+
+describe("dropHopByHop()", () => {
+  it("removes in place what withoutHopByHop() leaves out, and keeps the rest in order", () => {
+    const make = (): Headers =>
+      new Headers([
+        ["connection", "close, X-Trace"],
+        ["x-trace", "1"],
+        ["keep-alive", "timeout=5"],
+        ["proxy-authenticate", "Basic"],
+        ["transfer-encoding", "chunked"],
+        ["set-cookie", "a=1"],
+        ["set-cookie", "b=2"],
+        ["content-type", "text/plain"],
+        ["te", "trailers"],
+      ]);
+    const headers = make();
+    dropHopByHop(headers);
+    assert.deepEqual([...headers], [...withoutHopByHop(make())]);
+    assert.deepEqual([...headers], [
+      ["content-type", "text/plain"],
+      ["set-cookie", "a=1"],
+      ["set-cookie", "b=2"],
+    ]);
+  });
+
+  it("leaves headers with none of them as they are", () => {
+    const headers = new Headers({ "content-length": "2", etag: '"x"' });
+    dropHopByHop(headers);
+    assert.deepEqual([...headers], [["content-length", "2"], ["etag", '"x"']]);
   });
 });
