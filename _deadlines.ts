@@ -67,6 +67,10 @@ export class Deadlines {
     const heap = this.#heap;
     const next = heap.length > 0 ? heap[0].at : Infinity;
     if (next === this.#timerAt) return;
+    // A timer due before the earliest deadline stays: it fires, finds nothing due and waits
+    // again. Cancelling the earliest deadline (an answer that came in time) or moving it later
+    // then costs no runtime timer; only an empty heap lets the timer go.
+    if (next !== Infinity && this.#timer !== undefined && this.#timerAt < next) return;
     if (this.#timer !== undefined) this.#clock.clearTimer(this.#timer);
     this.#timer = undefined;
     this.#timerAt = next;

@@ -16,6 +16,7 @@ import { checkTls, type TlsOptions } from "../_tls.ts";
 import { dropHopByHop } from "../_hop_by_hop.ts";
 import { mapResponsePaths, type PathMap } from "../_path_rewrite.ts";
 import { timingSafeEqual } from "../_timing_safe_equal.ts";
+import { Deadline, deadlinesOf } from "../_deadlines.ts";
 import { type CallerRequest, headersOf, listenHttp } from "../runtime/_node_http.ts";
 import { adaptWsSocket } from "../runtime/_ws.ts";
 import { upgradedSockets, WebSocketServer } from "../server.ts";
@@ -533,24 +534,26 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
    * Aborts when `who` has not answered within `timeout` (a `TimeoutError`) or the caller goes
    * away, until `settle()` (called once the response head is in).
    */
+  const deadlines = deadlinesOf();
+
   function untilHead(
     caller: AbortSignal,
     who: string,
   ): { controller: AbortController; settle(): void } {
     const controller = new AbortController();
-    const timer = setTimeout(
-      () =>
-        controller.abort(
-          new DOMException(`${who} did not answer within ${timeout} ms`, "TimeoutError"),
-        ),
-      timeout,
+    // On the deadline heap, not a runtime timer per request (Deno's is a Node `Timeout` here).
+    const deadline = new Deadline(() =>
+      controller.abort(
+        new DOMException(`${who} did not answer within ${timeout} ms`, "TimeoutError"),
+      )
     );
+    deadlines.set(deadline, deadlines.clock.now() + timeout);
     const onCallerGone = (): void => controller.abort(caller.reason);
     caller.addEventListener("abort", onCallerGone, { once: true });
     return {
       controller,
       settle() {
-        clearTimeout(timer);
+        deadlines.set(deadline, undefined);
         caller.removeEventListener("abort", onCallerGone);
       },
     };

@@ -50,6 +50,35 @@ describe("Deadlines", () => {
     assert.deepEqual(fired, ["c", "a"]);
   });
 
+  it("Deadlines.set() keeps an earlier timer when the earliest deadline goes or moves later", () => {
+    const clock = new FakeClock();
+    const deadlines = new Deadlines(clock);
+    const fired: string[] = [];
+    let timers = 0;
+    const setTimer = clock.setTimer.bind(clock);
+    clock.setTimer = (callback, ms) => {
+      timers++;
+      return setTimer(callback, ms);
+    };
+    const a = new Deadline(() => fired.push("a"));
+    const b = new Deadline(() => fired.push("b"));
+    deadlines.set(a, 10);
+    deadlines.set(b, 30);
+    deadlines.set(a, undefined);
+    deadlines.set(b, 40);
+    assert.equal(timers, 1, "no new timer for a later earliest deadline");
+    assert.equal(clock.pendingTimers, 1);
+    clock.advance(10);
+    assert.deepEqual(fired, [], "the early timer finds nothing due");
+    assert.equal(clock.pendingTimers, 1, "and waits for the earliest again");
+    clock.advance(30);
+    assert.deepEqual(fired, ["b"]);
+    assert.equal(clock.pendingTimers, 0, "no timer once the heap is empty");
+    deadlines.set(a, 50);
+    deadlines.set(a, undefined);
+    assert.equal(clock.pendingTimers, 0, "an emptied heap lets its timer go");
+  });
+
   it("Deadlines.set() from a firing callback sets the next deadline", () => {
     const clock = new FakeClock();
     const deadlines = new Deadlines(clock);
