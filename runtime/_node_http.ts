@@ -17,6 +17,7 @@ import type { Buffer } from "node:buffer";
 import { plainBytes } from "./_plain_bytes.ts";
 import { announcesBody } from "./_framing.ts";
 import { drained } from "./_drained.ts";
+import { Deadline, deadlinesOf } from "../_deadlines.ts";
 
 /** A caller's request as it arrived: what a `Request` cannot hold (a GET body, a raw target). */
 export interface CallerRequest {
@@ -139,10 +140,15 @@ export async function listenHttp(options: HttpFrontOptions): Promise<HttpFront> 
   };
 }
 
-/** Closes connections that send no request head in time (see `idleTimeout`). */
+/**
+ * Closes connections that send no request head in time (see `idleTimeout`). Each socket's
+ * deadline is an entry on the deadline heap, not a runtime timer: one is set and cancelled
+ * per request, and on Deno a `setTimeout` here is a Node `Timeout`.
+ */
 class IdleSockets {
   readonly #timeout: number;
-  readonly #timers = new WeakMap<Duplex, ReturnType<typeof setTimeout>>();
+  readonly #deadlines = deadlinesOf();
+  readonly #waiting = new WeakMap<Duplex, Deadline>();
 
   constructor(timeout: number) {
     this.#timeout = timeout;
@@ -151,17 +157,20 @@ class IdleSockets {
   /** Starts timing: the socket must bring a request head within the timeout. */
   wait(socket: Duplex): void {
     if (socket.destroyed) return;
-    clearTimeout(this.#timers.get(socket));
-    const timer = setTimeout(() => socket.destroy(), this.#timeout);
-    // The timer must not keep a process alive that has nothing else to do.
-    (timer as { unref?: () => void }).unref?.();
-    this.#timers.set(socket, timer);
+    let deadline = this.#waiting.get(socket);
+    if (deadline === undefined) {
+      const timed = new Deadline(() => socket.destroy());
+      this.#waiting.set(socket, deadline = timed);
+      // A closed socket is timed no more (and the heap lets its timer go once empty).
+      socket.once("close", () => this.#deadlines.set(timed, undefined));
+    }
+    this.#deadlines.set(deadline, this.#deadlines.clock.now() + this.#timeout);
   }
 
   /** A request arrived: it is not timed while it is answered. */
   busy(socket: Duplex): void {
-    clearTimeout(this.#timers.get(socket));
-    this.#timers.delete(socket);
+    const deadline = this.#waiting.get(socket);
+    if (deadline !== undefined) this.#deadlines.set(deadline, undefined);
   }
 }
 
