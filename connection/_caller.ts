@@ -22,6 +22,7 @@ import { appendHeaders } from "./_header_list.ts";
 import { type BodyBytes, InboundBody } from "./_inbound_body.ts";
 import { type RequestParts, targetUrl } from "./_request_parts.ts";
 import { Urgency } from "./_output.ts";
+import { markWhole } from "./_whole.ts";
 
 interface Outgoing {
   resolve: (response: Response) => void;
@@ -186,7 +187,10 @@ export class Caller implements BodySink {
       return;
     }
     if (exchange.body) droppedResponses.register(response, exchange.body);
-    else this.finish(streamId);
+    else {
+      markWhole(response);
+      this.finish(streamId);
+    }
     const resolve = exchange.resolve;
     // The fetch promise holds the response: let go of it, so that a caller who drops the
     // response lets it be collected (see droppedResponses).

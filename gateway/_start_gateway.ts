@@ -28,6 +28,7 @@ import { AgentAdmission, type CredentialsReload } from "./_admission.ts";
 import { type AgentInfo, describeAgent, nameOf } from "./_agent_info.ts";
 import { agentPage } from "./_agent_list.ts";
 import { relayedWithoutLength } from "../connection/_relayed.ts";
+import { isWhole } from "../connection/_whole.ts";
 import { GatewayObserver } from "./_observer.ts";
 import {
   CLUSTER_LINK_PATH,
@@ -346,9 +347,13 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
         bytesOut,
         error,
       });
-    const answer = (response: Response, error?: Error): Response => {
+    /** The head is in: what the access log and the dashboard show of it. */
+    const headIn = (response: Response): void => {
       status = response.status;
       durationMs = Math.round((performance.now() - started) * 10) / 10;
+    };
+    const answer = (response: Response, error?: Error): Response => {
+      headIn(response);
       if (response.body === null || error) ended(error);
       return response;
     };
@@ -418,10 +423,6 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
     if (rewrite && (out.has("location") || out.has("set-cookie"))) {
       mapResponsePaths(out, gatewayPaths(request.headers, hop));
     }
-    if (response.body === null) {
-      inFlight.delete(controller);
-      return answer(response);
-    }
     const over = (bytes: number, error?: unknown): void => {
       bytesOut = bytes;
       inFlight.delete(controller);
@@ -429,8 +430,15 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
       ended(request.signal.aborted ? undefined : error as Error | undefined);
     };
     if (!peer) {
-      // The front writes the body as it comes and says when it is over: no stream between.
+      // The front writes the body and says when it is over: no stream between, and none at
+      // all for a body that came whole with its head (reading `body` would make one).
       request.sent = over;
+      request.answerInMemory = isWhole(response);
+      headIn(response);
+      return response;
+    }
+    if (response.body === null) {
+      inFlight.delete(controller);
       return answer(response);
     }
     let bytes = 0;

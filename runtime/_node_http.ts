@@ -38,6 +38,11 @@ export interface CallerRequest {
    * error if the body failed or the caller went away before it was all sent.
    */
   sent?: (bytes: number, error?: unknown) => void;
+  /**
+   * Set by the handler when its answer's body is all in memory: with a `Content-Length`,
+   * the front then reads it at once and writes head and body in one go, with no stream.
+   */
+  answerInMemory?: boolean;
 }
 
 /** Where and how the front listens. */
@@ -228,7 +233,22 @@ async function serve(
     // The handler answers its own errors; this is a bug, and the caller still gets an answer.
     response = plainText(500, "Internal Server Error\n");
   }
-  await send(res, response, controller.signal, request.sent);
+  if (request.answerInMemory && response.headers.has("content-length")) {
+    await sendWhole(res, response, request.sent);
+  } else await send(res, response, controller.signal, request.sent);
+}
+
+/** Writes an answer whose body is all in memory: the head and the body in one write. */
+async function sendWhole(
+  res: ServerResponse,
+  response: Response,
+  sent?: (bytes: number, error?: unknown) => void,
+): Promise<void> {
+  const body = new Uint8Array(await response.arrayBuffer());
+  writeHead(res, response);
+  if (body.byteLength > 0) res.end(body);
+  else res.end();
+  sent?.(body.byteLength);
 }
 
 function plainText(status: number, text: string): Response {
@@ -308,16 +328,7 @@ async function send(
   signal: AbortSignal = new AbortController().signal,
   sent?: (bytes: number, error?: unknown) => void,
 ): Promise<void> {
-  // One pass, with no iterator objects (`forEach` yields each `Set-Cookie` on its own).
-  const head: Record<string, string | string[]> = {};
-  let cookies: string[] | undefined;
-  response.headers.forEach((value, name) => {
-    if (name === "set-cookie") (cookies ??= []).push(value);
-    else head[name] = value;
-  });
-  if (cookies) head["set-cookie"] = cookies;
-  if (response.statusText) res.writeHead(response.status, response.statusText, head);
-  else res.writeHead(response.status, head);
+  writeHead(res, response);
   const body = response.body;
   if (body === null) {
     res.end();
@@ -350,4 +361,18 @@ async function send(
   } finally {
     signal.removeEventListener("abort", onAbort);
   }
+}
+
+/** The response's status and headers, for `node:http` to write with the body. */
+function writeHead(res: ServerResponse, response: Response): void {
+  // One pass, with no iterator objects (`forEach` yields each `Set-Cookie` on its own).
+  const head: Record<string, string | string[]> = {};
+  let cookies: string[] | undefined;
+  response.headers.forEach((value, name) => {
+    if (name === "set-cookie") (cookies ??= []).push(value);
+    else head[name] = value;
+  });
+  if (cookies) head["set-cookie"] = cookies;
+  if (response.statusText) res.writeHead(response.status, response.statusText, head);
+  else res.writeHead(response.status, head);
 }
