@@ -437,6 +437,14 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
       headIn(response);
       return response;
     }
+    const length = out.get("content-length");
+    if (length !== null && isWhole(response)) {
+      // To a peer instance: a whole answer with its length goes on as it is, with nothing to
+      // count as it streams (reading `body` would make a stream of it).
+      headIn(response);
+      over(Number.parseInt(length, 10) || 0);
+      return response;
+    }
     if (response.body === null) {
       inFlight.delete(controller);
       return answer(response);
