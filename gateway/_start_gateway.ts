@@ -370,7 +370,20 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
         return answer(moved);
       }
       // Another instance of the cluster may hold it.
-      if (cluster) return answer(...await viaCluster(cluster, request, route, hop));
+      if (cluster) {
+        const [response, error] = await viaCluster(cluster, request, route, hop);
+        // The owner's whole answer with a body: the front writes it in one go (reading `body`
+        // here would make a stream of it).
+        if (
+          error === undefined && request.method !== "HEAD" && isWhole(response) &&
+          Number(response.headers.get("content-length")) > 0
+        ) {
+          request.answerInMemory = true;
+          headIn(response);
+          return response;
+        }
+        return answer(response, error);
+      }
       return answer(
         errorResponse(404, "agent_not_found", `No agent with id or name "${agentKey}"`),
       );
