@@ -233,18 +233,47 @@ async function serve(
     // The handler answers its own errors; this is a bug, and the caller still gets an answer.
     response = plainText(500, "Internal Server Error\n");
   }
-  if (request.answerInMemory && response.headers.has("content-length")) {
-    await sendWhole(res, response, request.sent);
-  } else await send(res, response, controller.signal, request.sent);
+  // The body's length is held to what the head says, so that an answer can never run into
+  // the next one on a kept-alive connection (a HEAD's or a 204's or 304's says another's).
+  const length = request.method === "HEAD" || BODYLESS_STATUS.has(response.status)
+    ? undefined
+    : declaredLength(response.headers);
+  if (request.answerInMemory && length !== undefined) {
+    await sendWhole(res, response, length, request.sent);
+  } else await send(res, response, controller.signal, length, request.sent);
+}
+
+/** Statuses whose answers have no body whatever their `Content-Length` says. */
+const BODYLESS_STATUS = new Set([204, 304]);
+
+/** The `Content-Length` an answer declares, if it is one number. */
+function declaredLength(headers: Headers): number | undefined {
+  const value = headers.get("content-length");
+  if (value === null || !/^\d+$/.test(value)) return undefined;
+  return Number(value);
+}
+
+/** The answer's body did not have the length its head declared. */
+function lengthMismatch(length: number, more: boolean): Error {
+  return new Error(
+    `The answer's body is ${more ? "longer" : "shorter"} than its Content-Length ${length}`,
+  );
 }
 
 /** Writes an answer whose body is all in memory: the head and the body in one write. */
 async function sendWhole(
   res: ServerResponse,
   response: Response,
+  length: number,
   sent?: (bytes: number, error?: unknown) => void,
 ): Promise<void> {
   const body = new Uint8Array(await response.arrayBuffer());
+  if (body.byteLength !== length) {
+    // Nothing is sent yet: the caller gets a clear 502 rather than a broken answer.
+    await send(res, plainText(502, "Bad Gateway: the answer's length is not what it said\n"));
+    sent?.(0, lengthMismatch(length, body.byteLength > length));
+    return;
+  }
   writeHead(res, response);
   if (body.byteLength > 0) res.end(body);
   else res.end();
@@ -326,6 +355,7 @@ async function send(
   res: ServerResponse,
   response: Response,
   signal: AbortSignal = new AbortController().signal,
+  length?: number,
   sent?: (bytes: number, error?: unknown) => void,
 ): Promise<void> {
   writeHead(res, response);
@@ -343,17 +373,30 @@ async function send(
     while (true) {
       const { done, value } = await reader.read();
       if (done) break;
+      if (length !== undefined && bytes + value.byteLength > length) {
+        // What the head declared goes, and the answer ends there: the rest is dropped.
+        const declared = value.subarray(0, length - bytes);
+        bytes += declared.byteLength;
+        res.end(declared);
+        reader.cancel(lengthMismatch(length, true)).catch(() => {});
+        sent?.(bytes, lengthMismatch(length, true));
+        return;
+      }
       bytes += value.byteLength;
       if (!res.write(value)) {
         await drained(res);
         if (signal.aborted) break;
       }
     }
+    if (!signal.aborted && length !== undefined && bytes < length) {
+      throw lengthMismatch(length, false);
+    }
     if (!signal.aborted) res.end();
     sent?.(bytes, signal.aborted ? signal.reason : undefined);
   } catch (error) {
-    // The body failed midway (the agent went away): cut the connection, as a proxy does, so
-    // that the caller sees a truncated response rather than a complete-looking one. The
+    // The body failed midway (the agent went away, or it broke its length): cut the
+    // connection, as a proxy does, so that the caller sees a truncated response rather than a
+    // complete-looking one, and no byte of it is read as the next answer. The
     // socket itself: Bun's `res.destroy()` before any body byte sends a bare close-delimited
     // 200, which looks like a complete empty answer.
     (res.socket ?? res).destroy();
