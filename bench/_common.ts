@@ -47,7 +47,7 @@ export function scriptArgs(): Map<string, string> {
   return parseArgs(process.argv.slice(2));
 }
 
-/** A required numeric argument. */
+/** A numeric argument, not negative; required unless it has a `fallback`. */
 export function numberArg(args: Map<string, string>, name: string, fallback?: number): number {
   const value = args.get(name);
   if (value === undefined) {
@@ -55,7 +55,7 @@ export function numberArg(args: Map<string, string>, name: string, fallback?: nu
     return fallback;
   }
   const n = Number(value);
-  if (!Number.isFinite(n)) throw new TypeError(`Bad argument: --${name} ${value}`);
+  if (!Number.isFinite(n) || n < 0) throw new TypeError(`Bad argument: --${name} ${value}`);
   return n;
 }
 

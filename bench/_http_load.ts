@@ -96,10 +96,14 @@ export function guarded<T>(work: Promise<T>, ms: number, what: string): Promise<
   ]).finally(() => clearTimeout(timer));
 }
 
-export async function sequential(url: string, body: string, ms: number): Promise<LatencyResult> {
-  const latencies: number[] = [];
+/** Calls `url` one request after another until `end`, keeping latencies; returns the failures. */
+async function callUntil(
+  url: string,
+  body: string,
+  end: number,
+  latencies: number[],
+): Promise<number> {
   let errors = 0;
-  const end = now() + ms;
   while (now() < end) {
     try {
       latencies.push(await once(url, body));
@@ -108,6 +112,12 @@ export async function sequential(url: string, body: string, ms: number): Promise
       noteError(error);
     }
   }
+  return errors;
+}
+
+export async function sequential(url: string, body: string, ms: number): Promise<LatencyResult> {
+  const latencies: number[] = [];
+  const errors = await callUntil(url, body, now() + ms, latencies);
   return {
     n: latencies.length,
     errors,
@@ -124,22 +134,15 @@ export async function concurrent(
   pids: Record<string, number | undefined>,
 ): Promise<ThroughputResult> {
   const latencies: number[] = [];
-  let errors = 0;
   const cpuBefore = Object.fromEntries(
     Object.entries(pids).map(([name, pid]) => [name, cpuSplit(pid)]),
   );
   const started = now();
   const end = started + ms;
-  await Promise.all(Array.from({ length: callers }, async () => {
-    while (now() < end) {
-      try {
-        latencies.push(await once(url, body));
-      } catch (error) {
-        errors++;
-        noteError(error);
-      }
-    }
-  }));
+  const failures = await Promise.all(
+    Array.from({ length: callers }, () => callUntil(url, body, end, latencies)),
+  );
+  const errors = failures.reduce((sum, n) => sum + n, 0);
   const elapsed = now() - started;
   const cpu: Record<string, number> = {};
   const sys: Record<string, number> = {};

@@ -66,6 +66,7 @@ import {
   median,
   ms,
   now,
+  numberArg,
   parseArgs,
   printResult,
   readStdinLines,
@@ -104,14 +105,6 @@ const REFRESH_BATCH = 1_000;
 const args = parseArgs(process.argv.slice(2));
 const smoke = args.has("smoke");
 
-function numberOption(name: string, fallback: number): number {
-  const value = args.get(name);
-  if (value === undefined) return fallback;
-  const n = Number(value);
-  if (!Number.isFinite(n) || n < 0) throw new TypeError(`Bad option: --${name} ${value}`);
-  return n;
-}
-
 // ---- the agent process (--role agent) -------------------------------------------------------
 
 /** Connects one agent answering {@linkcode BODY}; prints `READY <id>`; exits when stdin closes. */
@@ -119,7 +112,7 @@ async function runAgent(): Promise<void> {
   const bound = setTimeout(() => {
     console.error("bench/cluster.ts agent: watchdog fired; exiting");
     process.exit(3);
-  }, numberOption("exit-after", 600_000));
+  }, numberArg(args, "exit-after", 600_000));
   (bound as { unref?: () => void }).unref?.();
   const agent = startAgent({
     url: args.get("url")!,
@@ -653,15 +646,15 @@ async function main(): Promise<number> {
   if (runtime !== "deno" && runtime !== "bun") {
     throw new TypeError(`Bad option: --runtime ${runtime} (deno or bun)`);
   }
-  const duration = numberOption("duration", smoke ? 500 : 3000);
-  const rounds = Math.max(1, Math.round(numberOption("rounds", smoke ? 2 : 5)));
-  const warmup = numberOption("warmup", smoke ? 300 : 2000);
-  const callers = Math.max(1, Math.round(numberOption("callers", 32)));
-  const agents = Math.round(numberOption("agents", 10_000));
-  const refreshes = Math.max(1, Math.round(numberOption("refreshes", smoke ? 3 : 10)));
+  const duration = numberArg(args, "duration", smoke ? 500 : 3000);
+  const rounds = Math.max(1, Math.round(numberArg(args, "rounds", smoke ? 2 : 5)));
+  const warmup = numberArg(args, "warmup", smoke ? 300 : 2000);
+  const callers = Math.max(1, Math.round(numberArg(args, "callers", 32)));
+  const agents = Math.round(numberArg(args, "agents", 10_000));
+  const refreshes = Math.max(1, Math.round(numberArg(args, "refreshes", smoke ? 3 : 10)));
   const parts = (args.get("parts") ?? "hop,refresh").split(",");
   const planned = parts.includes("hop") ? rounds * 4 * duration + 2 * warmup : 0;
-  const bound = numberOption("max-seconds", (planned + 90_000) / 1000) * 1000;
+  const bound = numberArg(args, "max-seconds", (planned + 90_000) / 1000) * 1000;
 
   const timer = setTimeout(() => {
     console.error(`[bench:cluster] watchdog fired after ${bound} ms; killing everything`);

@@ -67,7 +67,16 @@ import process from "node:process";
 import type { HandlerInfo } from "../types.ts";
 import { listenHttp } from "../runtime/_node_http.ts";
 import { tunnelHandler } from "../agent/_tunnel.ts";
-import { median, ms, parseArgs, printResult, readStdinLines, RUNTIME, table } from "./_common.ts";
+import {
+  median,
+  ms,
+  numberArg,
+  parseArgs,
+  printResult,
+  readStdinLines,
+  RUNTIME,
+  table,
+} from "./_common.ts";
 import { type Child, killAll, launched, launchScript, stopChild, until } from "./_children.ts";
 import {
   concurrent,
@@ -101,14 +110,6 @@ const START_MS = 20_000;
 
 const args = parseArgs(process.argv.slice(2));
 const smoke = args.has("smoke");
-
-function numberOption(name: string, fallback: number): number {
-  const value = args.get(name);
-  if (value === undefined) return fallback;
-  const n = Number(value);
-  if (!Number.isFinite(n) || n < 0) throw new TypeError(`Bad option: --${name} ${value}`);
-  return n;
-}
 
 // ---- the server processes (--role static|proxy) ---------------------------------------------
 
@@ -162,7 +163,7 @@ async function runRole(role: string): Promise<void> {
   const bound = setTimeout(() => {
     console.error(`bench/gateway.ts ${role}: watchdog fired; exiting`);
     process.exit(3);
-  }, numberOption("exit-after", 600_000));
+  }, numberArg(args, "exit-after", 600_000));
   (bound as { unref?: () => void }).unref?.();
   let handler: ((request: Request) => Response | Promise<Response>) | undefined;
   if (role === "static") {
@@ -762,10 +763,10 @@ async function main(): Promise<number> {
   if (runtime !== "deno" && runtime !== "bun") {
     throw new TypeError(`Bad option: --runtime ${runtime} (deno or bun)`);
   }
-  const duration = numberOption("duration", smoke ? 400 : 3000);
-  const rounds = Math.max(1, Math.round(numberOption("rounds", smoke ? 2 : 5)));
-  const warmup = numberOption("warmup", smoke ? 200 : 2000);
-  const callers = Math.max(1, Math.round(numberOption("callers", 32)));
+  const duration = numberArg(args, "duration", smoke ? 400 : 3000);
+  const rounds = Math.max(1, Math.round(numberArg(args, "rounds", smoke ? 2 : 5)));
+  const warmup = numberArg(args, "warmup", smoke ? 200 : 2000);
+  const callers = Math.max(1, Math.round(numberArg(args, "callers", 32)));
   const scenarios = (args.get("scenarios") ?? SCENARIOS.join(",")).split(",") as Scenario[];
   for (const s of scenarios) {
     if (!SCENARIOS.includes(s)) throw new TypeError(`Bad scenario: ${s} (${SCENARIOS.join(", ")})`);
@@ -773,7 +774,7 @@ async function main(): Promise<number> {
   const phases = (args.get("phases") ?? "latency,throughput").split(",");
   const planned = rounds * scenarios.length * phases.length * duration +
     scenarios.length * warmup;
-  const bound = numberOption("max-seconds", (planned + 90_000) / 1000) * 1000;
+  const bound = numberArg(args, "max-seconds", (planned + 90_000) / 1000) * 1000;
   profileDir = args.get("profile");
   if (profileDir) {
     if (existsSync(profileDir) && readdirSync(profileDir).length > 0) {

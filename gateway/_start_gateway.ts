@@ -559,12 +559,13 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
     }
   }
 
+  /** The heap of the agents' answer deadlines (the system clock's). */
+  const deadlines = deadlinesOf();
+
   /**
    * Aborts when `who` has not answered within `timeout` (a `TimeoutError`) or the caller goes
    * away, until `settle()` (called once the response head is in).
    */
-  const deadlines = deadlinesOf();
-
   function untilHead(
     caller: AbortSignal,
     who: string,

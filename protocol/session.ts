@@ -1384,13 +1384,13 @@ export class Session {
     });
   }
 
-  /** Emits a `request` or `response` event, which a body may join (see `bodyWithHead`). */
   /** Keeps a new stream; the first one gives this session a map of its own. */
   #openStream(id: number, stream: StreamRecord): void {
     if (this.#streams === NO_STREAMS) this.#streams = new Map();
     this.#streams.set(id, stream);
   }
 
+  /** Emits a `request` or `response` event, which a body may join (see `bodyWithHead`). */
   #pushHead(stream: StreamRecord, event: HeadEvent): void {
     this.#events.push(event);
     if (event.end || !this.#bodyWithHead) return;

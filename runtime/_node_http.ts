@@ -378,8 +378,9 @@ async function send(
         const declared = value.subarray(0, length - bytes);
         bytes += declared.byteLength;
         res.end(declared);
-        reader.cancel(lengthMismatch(length, true)).catch(() => {});
-        sent?.(bytes, lengthMismatch(length, true));
+        const error = lengthMismatch(length, true);
+        reader.cancel(error).catch(() => {});
+        sent?.(bytes, error);
         return;
       }
       bytes += value.byteLength;
