@@ -235,9 +235,19 @@ async function serve(
   }
   // The body's length is held to what the head says, so that an answer can never run into
   // the next one on a kept-alive connection (a HEAD's or a 204's or 304's says another's).
-  const length = request.method === "HEAD" || BODYLESS_STATUS.has(response.status)
-    ? undefined
-    : declaredLength(response.headers);
+  const declared = response.headers.get("content-length");
+  if (declared !== null && !ONE_LENGTH.test(declared)) {
+    // A caller could read a length that is not one number in more ways than one (nginx
+    // refuses it from an upstream too); nothing is sent yet, so the caller gets a clear 502.
+    response.body?.cancel().catch(() => {});
+    await send(res, plainText(502, "Bad Gateway: the answer's Content-Length is not a length\n"));
+    request.sent?.(0, new Error(`The answer's Content-Length is not one length: ${declared}`));
+    return;
+  }
+  const length =
+    declared === null || request.method === "HEAD" || BODYLESS_STATUS.has(response.status)
+      ? undefined
+      : Number(declared);
   if (request.answerInMemory && length !== undefined) {
     await sendWhole(res, response, length, request.sent);
   } else await send(res, response, controller.signal, length, request.sent);
@@ -246,12 +256,8 @@ async function serve(
 /** Statuses whose answers have no body whatever their `Content-Length` says. */
 const BODYLESS_STATUS = new Set([204, 304]);
 
-/** The `Content-Length` an answer declares, if it is one number. */
-function declaredLength(headers: Headers): number | undefined {
-  const value = headers.get("content-length");
-  if (value === null || !/^\d+$/.test(value)) return undefined;
-  return Number(value);
-}
+/** A `Content-Length` value that is one length (duplicates are joined into a list). */
+const ONE_LENGTH = /^\d+$/;
 
 /** The answer's body did not have the length its head declared. */
 function lengthMismatch(length: number, more: boolean): Error {

@@ -14,6 +14,15 @@ import { serverHolds, withTimeout } from "./_helpers.ts";
 
 const TEST_OPTIONS = { timeout: 60_000 };
 const GUARD_MS = 15_000;
+/** Content-Length values that are not one length; each path's answer carries them. */
+const INVALID_LENGTHS: Record<string, string[]> = {
+  "/letters": ["ten"],
+  "/negative": ["-10"],
+  "/signed": ["+10"],
+  "/exponent": ["1e1"],
+  "/two-lengths": ["10", "57"],
+  "/two-same": ["10", "10"],
+};
 const SMUGGLED = "HTTP/1.1 200 OK\r\nContent-Length: 8\r\n\r\nsmuggled";
 
 /** A body that streams in three parts, a macrotask apart, so that it is not held whole. */
@@ -65,6 +74,12 @@ describe("gateway: an answer is held to its Content-Length", TEST_OPTIONS, () =>
           return new Response(streamed(`0123456789${SMUGGLED}`), lying);
         }
         if (path === "/streamed-short") return new Response(streamed("abc"), lying);
+        const invalid = INVALID_LENGTHS[path];
+        if (invalid !== undefined) {
+          const headers = new Headers();
+          for (const value of invalid) headers.append("content-length", value);
+          return new Response(streamed(`0123456789${SMUGGLED}`), { headers });
+        }
         return new Response("fine");
       },
     });
@@ -80,6 +95,15 @@ describe("gateway: an answer is held to its Content-Length", TEST_OPTIONS, () =>
       const received = await twoRequests(gateway, path);
       assert.match(received, /^HTTP\/1\.1 502 /);
       assert.ok(!received.includes("smuggled"), received);
+      assert.match(received, /HTTP\/1\.1 200 OK[\s\S]*\r\n\r\nfine$/);
+    });
+  }
+
+  for (const path of Object.keys(INVALID_LENGTHS)) {
+    it(`answers ${path} (an invalid Content-Length) with 502, as nginx does`, async () => {
+      const received = await twoRequests(gateway, path);
+      assert.match(received, /^HTTP\/1\.1 502 /);
+      assert.ok(!received.includes("smuggled") && !received.includes("0123"), received);
       assert.match(received, /HTTP\/1\.1 200 OK[\s\S]*\r\n\r\nfine$/);
     });
   }
