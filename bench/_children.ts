@@ -7,6 +7,8 @@
  */
 
 import { type ChildProcess, spawn } from "node:child_process";
+import { mkdirSync } from "node:fs";
+import { join } from "node:path";
 import process from "node:process";
 import { now, sleep } from "./_common.ts";
 
@@ -75,6 +77,18 @@ export function launchScript(
   return runtime === "deno"
     ? launch(name, DENO, ["run", "-A", "--quiet", ...flags, script, ...argv], options.env)
     : launch(name, BUN, [...flags, "run", script, ...argv], options.env);
+}
+
+/**
+ * The runtime flags that write `name`'s CPU profiles into a sub-directory of `dir` of its own
+ * (made here): none without a `dir`. Such a child must be stopped gracefully (by
+ * {@linkcode stopChild} with a long grace) for its profile to be written.
+ */
+export function cpuProfileFlags(dir: string | undefined, name: string): string[] {
+  if (dir === undefined) return [];
+  const into = join(dir, name.replace(/[^A-Za-z0-9_-]+/g, "-"));
+  mkdirSync(into, { recursive: true });
+  return ["--cpu-prof", `--cpu-prof-dir=${into}`];
 }
 
 /** Waits until `check` is true, failing if `child` exits or `ms` pass. */

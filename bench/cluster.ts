@@ -44,7 +44,9 @@
  * `--rounds N` (5), `--warmup MS` (2000, per path), `--callers N` (32), `--parts hop,refresh`,
  * `--agents N` (10000), `--refreshes N` (10), `--gateway-log-level LEVEL` (warn), `--json FILE`
  * (the raw results), `--max-seconds S` (the watchdog; by default the planned time plus 90 s),
- * `--spin` (one nice-19 busy loop per CPU, as `bench/main.ts --spin`: steadier one-at-a-time
+ * `--profile DIR` (the gateways and the agent under `--cpu-prof`, a sub-directory each, stopped
+ * gracefully so that the profiles are written, then summarized as `bench/gateway.ts --profile`
+ * does), `--spin` (one nice-19 busy loop per CPU, as `bench/main.ts --spin`: steadier one-at-a-time
  * latency on a VM), `--smoke` (`--duration 500 --rounds 2 --warmup 300 --refreshes 3`, ~10 s).
  * Output: progress on stderr; tables (Markdown) and `RESULT <json>` on stdout. Exit status 1
  * if any request failed or a part could not run; 3 if the watchdog fired.
@@ -74,7 +76,16 @@ import {
   sleep,
   table,
 } from "./_common.ts";
-import { type Child, killAll, launch, launchScript, stopChild, until } from "./_children.ts";
+import {
+  type Child,
+  cpuProfileFlags,
+  killAll,
+  launch,
+  launchScript,
+  stopChild,
+  until,
+} from "./_children.ts";
+import { newProfileDir, summarizeProfiles } from "./_profiles.ts";
 import {
   concurrent,
   freePort,
@@ -104,6 +115,8 @@ const REFRESH_BATCH = 1_000;
 
 const args = parseArgs(process.argv.slice(2));
 const smoke = args.has("smoke");
+/** `--profile DIR`: the gateways and the agent run under `--cpu-prof`, a sub-directory each. */
+let profileDir: string | undefined;
 
 // ---- the agent process (--role agent) -------------------------------------------------------
 
@@ -231,7 +244,10 @@ async function runHop(
       logLevel,
       "--exit-after",
       String(options.bound + 10_000),
-    ], { env: { SWAGGERSOCKET_GATEWAY_CLUSTER_SECRET: SECRET } });
+    ], {
+      env: { SWAGGERSOCKET_GATEWAY_CLUSTER_SECRET: SECRET },
+      flags: cpuProfileFlags(profileDir, name),
+    });
     const url = `http://127.0.0.1:${port}`;
     await until(
       `${name} to answer GET /agents`,
@@ -262,7 +278,7 @@ async function runHop(
     AGENT_NAME,
     "--exit-after",
     String(options.bound + 10_000),
-  ]);
+  ], { flags: cpuProfileFlags(profileDir, "agent") });
   await until("the agent's READY line", () => /READY \S+/.test(agent.stdout), START_MS, agent);
   const target = (base: string) => `${base}/agents/${AGENT_NAME}/ping`;
   const urls: Record<Path, string> = { local: target(a.url), forwarded: target(b.url) };
@@ -332,8 +348,13 @@ async function runHop(
     );
   }
 
-  await stopChild(agent, "SIGTERM", 3_000);
-  await Promise.all([stopChild(a.child, "SIGTERM", 8_000), stopChild(b.child, "SIGTERM", 8_000)]);
+  // Gracefully, so that profiles get written.
+  const grace = profileDir ? 15_000 : 0;
+  await stopChild(agent, "SIGTERM", 3_000 + grace);
+  await Promise.all([
+    stopChild(a.child, "SIGTERM", 8_000 + grace),
+    stopChild(b.child, "SIGTERM", 8_000 + grace),
+  ]);
   for (const child of [a.child, b.child]) {
     const warnings = child.stdout.split("\n").filter((line) => /\b(WARN|ERROR)\b/i.test(line));
     if (warnings.length > 0) {
@@ -653,6 +674,7 @@ async function main(): Promise<number> {
   const agents = Math.round(numberArg(args, "agents", 10_000));
   const refreshes = Math.max(1, Math.round(numberArg(args, "refreshes", smoke ? 3 : 10)));
   const parts = (args.get("parts") ?? "hop,refresh").split(",");
+  profileDir = newProfileDir(args.get("profile"));
   const planned = parts.includes("hop") ? rounds * 4 * duration + 2 * warmup : 0;
   const bound = numberArg(args, "max-seconds", (planned + 90_000) / 1000) * 1000;
 
@@ -708,6 +730,9 @@ async function main(): Promise<number> {
   console.log(`\n## Cluster\n\n${machine}\n`);
   if (hop) console.log(reportHop(hop) + "\n");
   if (refresh) console.log(reportRefresh(refresh) + "\n");
+  if (hop && profileDir) {
+    console.log(`## Profiles (${profileDir})\n\n${summarizeProfiles(profileDir)}`);
+  }
   const failure = takeFirstError();
   if (failure) console.log(`First failure: ${failure}\n`);
   const result = { machine, hop: hop && { ...hop, listed: undefined }, refresh };
