@@ -325,6 +325,7 @@ export class WebSocketClient {
       session: {
         handshakeTimeout,
         splitMessages: RUNTIME.clientDelaysMidSizeMessages,
+        noDelay: RUNTIME.clientSetsNoDelay,
       },
       hello: { metadata: this.#metadata, resumeToken: this.#resumeToken },
       hooks: {

@@ -165,6 +165,11 @@ export interface Hello {
   settings: Settings;
   /** A resume token from an earlier WELCOME, to get the same connection id back. */
   resume?: string;
+  /**
+   * The client's small writes leave at once (its socket sets `TCP_NODELAY`): the server need
+   * not answer each message with a NOOP (PROTOCOL.md §9). Only `true` counts.
+   */
+  noDelay?: boolean;
 }
 
 /** A HELLO as the server received it, with what its metadata costs to keep. */
@@ -368,6 +373,7 @@ export function decodeHello(
     metadata,
     settings: parseSettings(value.settings, "hello"),
     ...(value.resume !== undefined ? { resume: value.resume as string } : {}),
+    ...(value.noDelay === true ? { noDelay: true } : {}),
     metadataBytes,
     metadataValues: shape.values,
   };

@@ -37,7 +37,9 @@
  * answers every message that carried stream frames with at least one frame,
  * because Deno's `WebSocket` client leaves Nagle's algorithm on: its second small
  * write would otherwise wait ~40 ms for our delayed ACK. The nudge is a deadline
- * at "now", so a response produced in the same tick goes out instead of it.
+ * at "now", so a response produced in the same tick goes out instead of it. A client
+ * whose socket sets `TCP_NODELAY` (Bun's) says `noDelay` in its HELLO and is not nudged:
+ * the NOOP would cost both ends a write and a wake-up per exchange for nothing.
  * The same client writes a message longer than 1 KiB as two writes (WebSocket
  * header, then payload), and the payload waits for the ACK of the header: ~40 ms
  * again, since the peer cannot answer half a message. An end configured with
@@ -140,8 +142,16 @@ export interface SessionOptions {
   maxMetadataBytes?: number;
   /** Most JSON values in client metadata (servers). Default {@linkcode MAX_METADATA_VALUES}. */
   maxMetadataValues?: number;
-  /** Answer every message carrying stream frames with a frame (see the module doc). Default: servers. */
+  /**
+   * Answer every message carrying stream frames with a frame (see the module doc). Default:
+   * servers, unless the client's HELLO says `noDelay`.
+   */
   nudge?: boolean;
+  /**
+   * Say in HELLO (clients) that this end's small writes leave at once (its socket sets
+   * `TCP_NODELAY`), so that the server need not nudge it (see the module doc). Default `false`.
+   */
+  noDelay?: boolean;
   /**
    * Bound on the DATA in one transmitted message, in bytes. Default: half the peer's
    * `initialWindow`, at least 256 KiB and at most 1 MiB.
@@ -299,7 +309,9 @@ export class Session {
   readonly #maxUnreadReplyBytes: number;
   readonly #maxMetadataBytes: number;
   readonly #maxMetadataValues: number;
-  readonly #nudge: boolean;
+  /** Cleared by a HELLO that says `noDelay`: that client needs no nudge. */
+  #nudge: boolean;
+  readonly #noDelay: boolean;
   #nudgeAt: number | undefined;
   readonly #messageDataBytes: number | undefined;
   readonly #splitMessages: boolean;
@@ -377,6 +389,7 @@ export class Session {
     this.#maxMetadataBytes = options.maxMetadataBytes ?? 16 * 1024;
     this.#maxMetadataValues = options.maxMetadataValues ?? MAX_METADATA_VALUES;
     this.#nudge = options.nudge ?? options.role === "server";
+    this.#noDelay = options.noDelay ?? false;
     this.#messageDataBytes = options.messageDataBytes;
     this.#splitMessages = options.splitMessages ?? false;
     this.#random = options.random ?? Math.random;
@@ -463,6 +476,7 @@ export class Session {
         metadata: metadata ?? null,
         settings: this.#local,
         ...(resume !== undefined ? { resume } : {}),
+        ...(this.#noDelay ? { noDelay: true } : {}),
       }),
     );
   }
@@ -1089,6 +1103,7 @@ export class Session {
         this.#handshakeStep("recv_hello");
         const hello = decodeHello(frame.payload, this.#maxMetadataBytes, this.#maxMetadataValues);
         this.#learnPeer(hello.settings);
+        if (hello.noDelay) this.#nudge = false;
         this.#events.push({
           type: "hello",
           metadata: hello.metadata,

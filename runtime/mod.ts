@@ -68,6 +68,12 @@ export interface Runtime {
    * (`splitMessages`, PROTOCOL.md §9). Bun's client sets TCP_NODELAY and writes whole messages.
    */
   readonly clientDelaysMidSizeMessages: boolean;
+  /**
+   * Whether this runtime's `WebSocket` client sets `TCP_NODELAY` (Bun's does): its small
+   * writes never wait for the peer's ACK, so a client here tells the server that it needs no
+   * nudge (PROTOCOL.md §9). Unknown elsewhere (a browser, Node), so `false` there.
+   */
+  readonly clientSetsNoDelay: boolean;
   /** How this runtime's `WebSocket` client should hand over binary messages. */
   readonly binaryType: BinaryType;
   /**
@@ -119,6 +125,7 @@ function detect(): Runtime {
     return {
       name: "bun",
       clientDelaysMidSizeMessages: false,
+      clientSetsNoDelay: true,
       binaryType: "nodebuffer",
       listen: (options, websocket) => listenOnBun(bun, options, websocket),
       upgrade: noUpgrade,
@@ -131,6 +138,7 @@ function detect(): Runtime {
       name: "deno",
       binaryType: "arraybuffer",
       clientDelaysMidSizeMessages: true,
+      clientSetsNoDelay: false,
       listen: (options) => listenOnDeno(deno, options),
       upgrade: typeof deno.upgradeWebSocket === "function"
         ? (request, context, acceptor) =>
@@ -144,6 +152,7 @@ function detect(): Runtime {
     name: "other",
     binaryType: "arraybuffer",
     clientDelaysMidSizeMessages: false,
+    clientSetsNoDelay: false,
     listen: noServer,
     upgrade: noUpgrade,
     dialTls: () => {

@@ -135,6 +135,15 @@ describe("encodeHello() and decodeHello()", () => {
     assert.ok(metadataValues >= 5, `${metadataValues} values`);
   });
 
+  it("keeps noDelay only when it is true", () => {
+    assert.equal(decodeHello(helloBytes({ noDelay: true }), 1024).noDelay, true);
+    for (const noDelay of [false, "true", 1, null]) {
+      assert.equal("noDelay" in decodeHello(helloBytes({ noDelay }), 1024), false, `${noDelay}`);
+    }
+    const hello = { version: PROTOCOL_VERSION, metadata: null, settings: DEFAULT_SETTINGS };
+    assert.equal("noDelay" in JSON.parse(new TextDecoder().decode(encodeHello(hello))), false);
+  });
+
   it("omits resume when the hello has none", () => {
     const hello = decodeHello(helloBytes({}), 1024);
     assert.equal("resume" in hello, false);

@@ -1596,6 +1596,25 @@ describe("Session nudge", () => {
     }
   });
 
+  it("Session server does not nudge a client whose HELLO says noDelay, and nudges one without", () => {
+    for (const noDelay of [true, false]) {
+      const pair = new SessionPair({ client: { noDelay } });
+      pair.client.hello(null);
+      const hello = framesOf(pair.step("client"), FrameType.Hello)[0];
+      assert.equal(JSON.parse(text.decode(hello.payload)).noDelay, noDelay || undefined);
+      pair.server.accept({ id: "01J00000000000000000000000" });
+      pair.step("server");
+      assert.deepEqual(framesOf(pair.step("client")).map((f) => f.type), [FrameType.Ack]);
+      pair.tick();
+      assert.equal(noops(pair.step("server")), noDelay ? 0 : 1, "after the ACK");
+      pair.client.openStream(GET, true);
+      pair.step("client");
+      assert.equal(pair.server.pollTimeout(), noDelay ? undefined : pair.now);
+      pair.tick();
+      assert.equal(noops(pair.step("server")), noDelay ? 0 : 1, "after a request");
+    }
+  });
+
   it("Session server with nudge: false never sends a NOOP", () => {
     const pair = opened({ server: { nudge: false } });
     pair.client.openStream(GET, true);

@@ -9,9 +9,10 @@ import { dialFailure, RUNTIME } from "../runtime/mod.ts";
 import { IS_BUN } from "./_helpers.ts";
 
 describe("runtime/mod.ts", () => {
-  it("RUNTIME names this runtime, and only Deno's client delays mid-size messages", () => {
+  it("RUNTIME names this runtime; only Deno's client delays mid-size messages, only Bun's sets TCP_NODELAY", () => {
     assert.equal(RUNTIME.name, IS_BUN ? "bun" : "deno");
     assert.equal(RUNTIME.clientDelaysMidSizeMessages, !IS_BUN);
+    assert.equal(RUNTIME.clientSetsNoDelay, IS_BUN);
   });
 
   it("RUNTIME.script() reads this process's arguments and environment", () => {
