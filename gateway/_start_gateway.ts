@@ -28,7 +28,7 @@ import { AgentAdmission, type CredentialsReload } from "./_admission.ts";
 import { type AgentInfo, describeAgent, nameOf } from "./_agent_info.ts";
 import { agentPage } from "./_agent_list.ts";
 import { relayedWithoutLength } from "../connection/_relayed.ts";
-import { isWhole } from "../connection/_whole.ts";
+import { isWhole, markWhole } from "../connection/_whole.ts";
 import { GatewayObserver } from "./_observer.ts";
 import {
   CLUSTER_LINK_PATH,
@@ -208,7 +208,7 @@ function textResponse(
   type = "text/plain; charset=utf-8",
 ): Response {
   const bytes = new TextEncoder().encode(text);
-  return new Response(bytes, {
+  const response = new Response(bytes, {
     status,
     headers: {
       "content-type": type,
@@ -216,6 +216,9 @@ function textResponse(
       "cache-control": "no-store",
     },
   });
+  // Its body is in memory: the front writes it with its head in one go.
+  markWhole(response);
+  return response;
 }
 
 /** A JSON answer of the gateway's own, with its length. */
@@ -352,10 +355,40 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
       status = response.status;
       durationMs = Math.round((performance.now() - started) * 10) / 10;
     };
+    /** The agent's exchange, while it is in flight. */
+    let exchange: AbortController | undefined;
+    /**
+     * Every answer leaves here, the gateway's own errors too: the observer hears of it once
+     * its body is written (by the front, to a caller) or relayed (over a link, to a peer).
+     */
     const answer = (response: Response, error?: Error): Response => {
       headIn(response);
-      if (response.body === null || error) ended(error);
-      return response;
+      const over = (bytes: number, failure?: unknown): void => {
+        bytesOut = bytes;
+        if (exchange) inFlight.delete(exchange);
+        // A caller that hangs up is no failure of the agent's.
+        ended(error ?? (request.signal.aborted ? undefined : failure as Error | undefined));
+      };
+      if (!peer) {
+        // The front writes the body and says when it is over: no stream between, and none at
+        // all for a body that came whole with its head (reading `body` would make one).
+        request.sent = over;
+        request.answerInMemory = isWhole(response);
+        return response;
+      }
+      const length = response.headers.get("content-length");
+      if (response.body === null || (length !== null && isWhole(response))) {
+        // To a peer instance: a whole answer with its length goes on as it is, with nothing to
+        // count as it streams (reading `body` would make a stream of it).
+        over(response.body === null ? 0 : Number.parseInt(length!, 10) || 0);
+        return response;
+      }
+      let bytes = 0;
+      const body = passThrough(response.body, (n) => bytes += n, (failure) => over(bytes, failure));
+      const init = { status: response.status, statusText: response.statusText };
+      const relayed = new Response(body, { ...init, headers: response.headers });
+      // An agent's answer without a length stays so through a cluster's link too.
+      return length !== null ? relayed : relayedWithoutLength(relayed);
     };
     const agent = findAgent(agentKey);
     if (!agent) {
@@ -370,20 +403,7 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
         return answer(moved);
       }
       // Another instance of the cluster may hold it.
-      if (cluster) {
-        const [response, error] = await viaCluster(cluster, request, route, hop);
-        // The owner's whole answer with a body: the front writes it in one go (reading `body`
-        // here would make a stream of it).
-        if (
-          error === undefined && request.method !== "HEAD" && isWhole(response) &&
-          Number(response.headers.get("content-length")) > 0
-        ) {
-          request.answerInMemory = true;
-          headIn(response);
-          return response;
-        }
-        return answer(response, error);
-      }
+      if (cluster) return answer(...await viaCluster(cluster, request, route, hop));
       return answer(
         errorResponse(404, "agent_not_found", `No agent with id or name "${agentKey}"`),
       );
@@ -392,7 +412,7 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
     // The caller hanging up before the head arrives cancels the agent's exchange too.
     // (After the head, cancelling the response body does that.)
     const { controller, settle } = untilHead(request.signal, "The agent");
-    inFlight.add(controller);
+    inFlight.add(exchange = controller);
     let response: Response;
     try {
       response = await agent.forward({
@@ -405,6 +425,7 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
       });
     } catch (error) {
       inFlight.delete(controller);
+      exchange = undefined;
       const name = (error as Error | undefined)?.name;
       if (name === "TimeoutError" && controller.signal.aborted) {
         return answer(
@@ -436,38 +457,7 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
     if (rewrite && (out.has("location") || out.has("set-cookie"))) {
       mapResponsePaths(out, gatewayPaths(request.headers, hop));
     }
-    const over = (bytes: number, error?: unknown): void => {
-      bytesOut = bytes;
-      inFlight.delete(controller);
-      // A caller that hangs up is no failure of the agent's.
-      ended(request.signal.aborted ? undefined : error as Error | undefined);
-    };
-    if (!peer) {
-      // The front writes the body and says when it is over: no stream between, and none at
-      // all for a body that came whole with its head (reading `body` would make one).
-      request.sent = over;
-      request.answerInMemory = isWhole(response);
-      headIn(response);
-      return response;
-    }
-    const length = out.get("content-length");
-    if (length !== null && isWhole(response)) {
-      // To a peer instance: a whole answer with its length goes on as it is, with nothing to
-      // count as it streams (reading `body` would make a stream of it).
-      headIn(response);
-      over(Number.parseInt(length, 10) || 0);
-      return response;
-    }
-    if (response.body === null) {
-      inFlight.delete(controller);
-      return answer(response);
-    }
-    let bytes = 0;
-    const body = passThrough(response.body, (n) => bytes += n, (error) => over(bytes, error));
-    const init = { status: response.status, statusText: response.statusText, headers: out };
-    const relayed = new Response(body, init);
-    // An agent's answer without a length stays so through a cluster's link too.
-    return answer(out.has("content-length") ? relayed : relayedWithoutLength(relayed));
+    return answer(response);
   }
 
   /**

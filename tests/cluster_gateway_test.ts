@@ -15,6 +15,7 @@ import {
   type ConnectionEvent,
   EventType,
   HandshakeError,
+  type Logger,
   WebSocketClient,
 } from "../mod.ts";
 import { join } from "node:path";
@@ -28,6 +29,7 @@ import {
   withTimeout,
 } from "./_helpers.ts";
 import { connectRedis, NO_REDIS, type RedisServer, startRedis } from "./_redis.ts";
+import { recordingLogger } from "./_recording_logger.ts";
 
 const OPTIONS = { timeout: 60_000, skip: NO_REDIS };
 const STEP_MS = 20_000;
@@ -40,11 +42,12 @@ describe("gateways as a cluster on redis-server", OPTIONS, () => {
   const agents: { close(): Promise<void> }[] = [];
 
   /** A gateway in the cluster, with a Redis client of its own. */
-  async function instance(ttl = 1_500): Promise<Gateway> {
+  async function instance(ttl = 1_500, logger?: Logger): Promise<Gateway> {
     const client = await connectRedis(redis);
     clients.push(client);
     const gateway = await startGateway({
       port: 0,
+      logger,
       // Advertised as its own URL: every instance of one machine reaches the others there.
       cluster: { redis: client as unknown as RedisLike, secret: SECRET, ttl },
     });
@@ -183,6 +186,50 @@ describe("gateways as a cluster on redis-server", OPTIONS, () => {
     );
     assert.equal(received.length, size);
     assert.ok(received.every((byte, i) => byte === sent[i]), "the same bytes");
+  });
+
+  it("the instance a call came through logs it and counts it, whole, streamed or not found", async () => {
+    const near = recordingLogger();
+    const far = recordingLogger();
+    const [a, b] = [await instance(1_500, near.logger), await instance(1_500, far.logger)];
+    const agent = startAgent({
+      url: b.agentsUrl,
+      name: "logged-far",
+      handler: (request) => {
+        if (new URL(request.url).pathname !== "/streamed") return new Response("whole answer");
+        const parts = ["streamed ", "in ", "parts"].map((part) => new TextEncoder().encode(part));
+        return new Response(
+          new ReadableStream({
+            async pull(controller) {
+              // A macrotask apart: the answer does not come whole with its head.
+              await new Promise((resolve) => setTimeout(resolve, 1));
+              const part = parts.shift();
+              if (part) controller.enqueue(part);
+              else controller.close();
+            },
+          }),
+        );
+      },
+    });
+    agents.push(agent);
+    await claimed(a, "logged-far", b);
+    for (const [path, text] of [["/whole", "whole answer"], ["/streamed", "streamed in parts"]]) {
+      const response = await fetch(`${a.url}/agents/logged-far${path}`);
+      assert.equal(await response.text(), text);
+      for (const { logged } of [near, far]) {
+        const [level, , fields] = await logged("request", (f) => f.path === path);
+        assert.equal(level, "info");
+        assert.deepEqual(
+          { agent: fields.agent, status: fields.status, out: fields.out },
+          { agent: "logged-far", status: 200, out: text.length },
+        );
+      }
+    }
+    const missing = await fetch(`${a.url}/agents/nowhere/at-all`);
+    assert.equal(missing.status, 404);
+    await missing.body?.cancel();
+    const [, , fields] = await near.logged("request", (f) => f.agent === "nowhere");
+    assert.equal(fields.status, 404);
   });
 
   it("a name claimed on two instances at once ends with exactly one holder", async () => {

@@ -10,54 +10,13 @@ import assert from "node:assert/strict";
 import parsePrometheusTextFormat from "parse-prometheus-text-format";
 import { type Gateway, startGateway } from "../gateway.ts";
 import { startAgent } from "../agent.ts";
-import type { Logger } from "../mod.ts";
 import { serverHolds, withTimeout } from "./_helpers.ts";
+import { recordingLogger } from "./_recording_logger.ts";
 import { artefact, launchBrowser, NO_CHROMIUM } from "./_browser.ts";
 
 const TEST_OPTIONS = { timeout: 90_000 };
 const STEP_MS = 20_000;
 const API_TOKEN = "observe-secret";
-
-type Line = [level: string, message: string, fields: Record<string, unknown>];
-
-/** A logger that keeps each call as a line, and resolves waits for a line as it comes. */
-function recordingLogger() {
-  const lines: Line[] = [];
-  const waiters: { match: (line: Line) => boolean; resolve: (line: Line) => void }[] = [];
-  const at = (level: string) => (message: unknown, ...rest: unknown[]) => {
-    const fields = rest.find((item) =>
-      typeof item === "object" && item !== null && !(item instanceof Error)
-    ) as Record<string, unknown> | undefined;
-    const error = rest.find((item) => item instanceof Error) as Error | undefined;
-    const line: Line = [level, String(message), { ...fields, ...(error ? { error } : {}) }];
-    lines.push(line);
-    for (const waiter of waiters.filter((w) => w.match(line))) {
-      waiters.splice(waiters.indexOf(waiter), 1);
-      waiter.resolve(line);
-    }
-  };
-  const logger: Logger = {
-    debug: at("debug"),
-    info: at("info"),
-    warn: at("warn"),
-    error: at("error"),
-  };
-  /** The first line with this message (and fields matching `where`), now or when it comes. */
-  function logged(
-    message: string,
-    where: (fields: Record<string, unknown>) => boolean = () => true,
-  ): Promise<Line> {
-    const match = ([, m, fields]: Line) => m === message && where(fields);
-    const found = lines.find(match);
-    if (found) return Promise.resolve(found);
-    return withTimeout(
-      new Promise<Line>((resolve) => waiters.push({ match, resolve })),
-      STEP_MS,
-      `a "${message}" line`,
-    );
-  }
-  return { logger, logged };
-}
 
 const auth = { authorization: `Bearer ${API_TOKEN}` };
 
@@ -197,6 +156,25 @@ describe("gateway: readiness, metrics and logs", TEST_OPTIONS, () => {
     assert.equal(fields.status, 200);
     assert.ok(fields.error instanceof Error);
     await agent.close();
+  });
+
+  it("a call to an agent it does not hold is an access line and a 4xx in /metrics too", async () => {
+    const response = await fetch(`${gateway.url}/agents/nobody/here`, { headers: auth });
+    assert.equal(response.status, 404);
+    const body = await response.text();
+    const [level, , fields] = await logged("request", (f) => f.agent === "nobody");
+    assert.equal(level, "info");
+    assert.deepEqual(
+      { method: fields.method, path: fields.path, status: fields.status, out: fields.out },
+      { method: "GET", path: "/here", status: 404, out: new TextEncoder().encode(body).length },
+    );
+    const text = await (await fetch(`${gateway.url}/metrics`, { headers: auth })).text();
+    const requests = parsePrometheusTextFormat(text)
+      .find((family) => family.name === "swaggersocket_http_requests_total")!.metrics;
+    const notFound = requests.find((m) =>
+      JSON.stringify(m.labels) === JSON.stringify({ route: "agent", status: "4xx" })
+    );
+    assert.equal(notFound?.value, "1");
   });
 
   it("says not ready (503) once it starts draining", async () => {
