@@ -420,9 +420,13 @@ function describeDialFailure(
   message: string,
   caCerts: string[] | undefined,
 ): string {
-  const { detail, untrustedIssuer } = dialFailure(message);
+  const { detail, untrustedIssuer, firstAttemptHidden } = dialFailure(message);
   if (!detail || (code !== 1006 && code !== 0)) return describeClose(code, reason);
-  const hint = !untrustedIssuer
+  const hint = firstAttemptHidden
+    ? "; that is Deno's retry over HTTP/2, which this server does not speak: the first " +
+      "attempt failed, often on a certificate not trusted here (a private CA goes in " +
+      "caCerts, agent.ts: --ca FILE)"
+    : !untrustedIssuer
     ? ""
     : caCerts?.length
     ? "; the server's certificate is not signed by the given caCerts"

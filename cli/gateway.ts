@@ -127,7 +127,8 @@ export const GATEWAY_FLAGS: FlagTable = withEnv({
   ca: {
     type: "string",
     kind: "file",
-    description: "With --demo and --cert, the CA the demo agent and curl lines trust",
+    description:
+      "A CA the gateway trusts when it dials: the other instances' https URLs (with --redis), the demo agent (with --demo and --cert; default the --cert file)",
   },
   "log-format": {
     type: "string",
@@ -214,12 +215,17 @@ async function main(): Promise<void> {
   const hostname = text("hostname")!;
   const port = number("port")!;
   const credentialsFile = text("credentials");
-  const cluster = await joinCluster(text("redis"), {
-    secret: text("cluster-secret"),
-    advertise: text("advertise"),
-    ttl: number("cluster-ttl"),
-    prefix: text("cluster-prefix"),
-  }, log);
+  const cluster = await joinCluster(
+    text("redis"),
+    {
+      secret: text("cluster-secret"),
+      advertise: text("advertise"),
+      ttl: number("cluster-ttl"),
+      prefix: text("cluster-prefix"),
+    },
+    log,
+    text("ca") === undefined ? undefined : [await readPem("ca", text("ca")!)],
+  );
   let gateway;
   try {
     gateway = await startGateway({
@@ -335,8 +341,9 @@ function printDemo(base: string, id: string, caFile: string | undefined, withTok
 /** With `--redis`, the cluster options: a connected client without an offline queue. */
 async function joinCluster(
   url: string | undefined,
-  options: Omit<ClusterOptions, "redis" | "secret"> & { secret: string | undefined },
+  options: Omit<ClusterOptions, "redis" | "secret" | "caCerts"> & { secret: string | undefined },
   log: Log,
+  caCerts: string[] | undefined,
 ): Promise<ClusterOptions | undefined> {
   const { secret } = options;
   if (url === undefined) {
@@ -360,7 +367,7 @@ async function joinCluster(
   } catch (error) {
     throw new Error(`Cannot connect to --redis ${url}: ${(error as Error).message}`);
   }
-  return { ...options, redis: client as unknown as RedisLike, secret };
+  return { ...options, redis: client as unknown as RedisLike, secret, caCerts };
 }
 
 async function readConfig(

@@ -21,6 +21,7 @@
 import { ulid } from "ulid";
 import { WebSocketClient } from "../client.ts";
 import { timingSafeEqual } from "../_timing_safe_equal.ts";
+import { checkCaCerts } from "../_tls.ts";
 import { isConnectionIdShaped } from "./_agent_names.ts";
 import type { Connection } from "../connection.ts";
 import type { WebSocketServer } from "../server.ts";
@@ -48,6 +49,12 @@ export interface ClusterOptions {
   ttl?: number;
   /** Key prefix, to share one Redis between clusters. Default `"swaggersocket:"`. */
   prefix?: string;
+  /**
+   * CA certificates (PEM text) to trust, besides the default roots, when this instance dials
+   * another's `https` URL: for a cluster whose certificates come from a private CA. Default:
+   * the default roots only.
+   */
+  caCerts?: string[];
 }
 
 /** This instance's part in the cluster. */
@@ -57,6 +64,7 @@ export class ClusterMembership {
   readonly #logger: Logger | undefined;
   readonly #timer: ReturnType<typeof setInterval>;
   readonly #secret: string;
+  readonly #caCerts: string[] | undefined;
   readonly #tokens: RedisResumeTokens;
   /** Agents connected here and not yet recorded in Redis. */
   readonly #unclaimed = new Set<Connection>();
@@ -93,6 +101,8 @@ export class ClusterMembership {
     this.#server = server;
     this.#logger = logger;
     this.#secret = options.secret;
+    // Checked here, not at the first hop: a bad certificate is a startup error.
+    this.#caCerts = options.caCerts && checkCaCerts(options.caCerts, "cluster.caCerts");
     this.#tokens = tokens;
     this.registry = new ClusterRegistry(options.redis, {
       instance: ulid(),
@@ -282,6 +292,7 @@ export class ClusterMembership {
       link = new WebSocketClient({
         url: base,
         headers: { [SECRET_HEADER]: this.#secret },
+        caCerts: this.#caCerts,
         // A lost link is dialed again by the next request for that instance, not in the
         // background: a dead instance's URL may never answer again.
         reconnect: { maxAttempts: 0 },

@@ -150,6 +150,14 @@ export interface DialFailure {
    * wrong name or an expired certificate, which a CA would not fix).
    */
   untrustedIssuer: boolean;
+  /**
+   * Whether the reason is that of a retry, the first attempt's lost: Deno's client dials a
+   * `wss://` URL again over HTTP/2 when the first attempt fails, and reports only the retry's
+   * failure, "NoApplicationProtocol" from a server that speaks no HTTP/2 (a `node:https`
+   * one, such as the gateway's), whatever sank the first (often a certificate it does not
+   * trust).
+   */
+  firstAttemptHidden: boolean;
 }
 
 /**
@@ -157,7 +165,8 @@ export interface DialFailure {
  * event that follows says only 1006). Bun: "WebSocket connection to '<url>' failed: …";
  * Deno: "NetworkError: failed to connect to WebSocket: …". An untrusted issuer is, on Deno,
  * "UnknownIssuer"; on Bun, "unable to verify the first certificate", "self signed certificate
- * (in certificate chain)", "unable to get local issuer …".
+ * (in certificate chain)", "unable to get local issuer …". Deno's "NoApplicationProtocol" hides
+ * the first attempt's reason (see {@linkcode DialFailure.firstAttemptHidden}).
  *
  * @param message The error event's message.
  * @returns The reason, and whether the issuer was not trusted.
@@ -168,5 +177,5 @@ export function dialFailure(message: string): DialFailure {
     .replace(/^NetworkError: failed to connect to WebSocket: /, "");
   const untrustedIssuer = /UnknownIssuer|unable to verify|self[- ]signed|unable to get .*issuer/i
     .test(detail);
-  return { detail, untrustedIssuer };
+  return { detail, untrustedIssuer, firstAttemptHidden: /NoApplicationProtocol/.test(detail) };
 }

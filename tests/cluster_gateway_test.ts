@@ -16,6 +16,7 @@ import {
   EventType,
   HandshakeError,
   type Logger,
+  type TlsOptions,
   WebSocketClient,
 } from "../mod.ts";
 import { join } from "node:path";
@@ -30,6 +31,8 @@ import {
 } from "./_helpers.ts";
 import { connectRedis, NO_REDIS, type RedisServer, startRedis } from "./_redis.ts";
 import { recordingLogger } from "./_recording_logger.ts";
+import { makeCertificates } from "./_certificates.ts";
+import { rmSync } from "node:fs";
 
 const OPTIONS = { timeout: 60_000, skip: NO_REDIS };
 const STEP_MS = 20_000;
@@ -42,14 +45,18 @@ describe("gateways as a cluster on redis-server", OPTIONS, () => {
   const agents: { close(): Promise<void> }[] = [];
 
   /** A gateway in the cluster, with a Redis client of its own. */
-  async function instance(ttl = 1_500, logger?: Logger): Promise<Gateway> {
+  async function instance(
+    ttl = 1_500,
+    options: { logger?: Logger; tls?: TlsOptions; caCerts?: string[] } = {},
+  ): Promise<Gateway> {
     const client = await connectRedis(redis);
     clients.push(client);
+    const { caCerts, ...rest } = options;
     const gateway = await startGateway({
       port: 0,
-      logger,
+      ...rest,
       // Advertised as its own URL: every instance of one machine reaches the others there.
-      cluster: { redis: client as unknown as RedisLike, secret: SECRET, ttl },
+      cluster: { redis: client as unknown as RedisLike, secret: SECRET, ttl, caCerts },
     });
     gateways.push(gateway);
     return gateway;
@@ -191,7 +198,10 @@ describe("gateways as a cluster on redis-server", OPTIONS, () => {
   it("the instance a call came through logs it and counts it, whole, streamed or not found", async () => {
     const near = recordingLogger();
     const far = recordingLogger();
-    const [a, b] = [await instance(1_500, near.logger), await instance(1_500, far.logger)];
+    const [a, b] = [
+      await instance(1_500, { logger: near.logger }),
+      await instance(1_500, { logger: far.logger }),
+    ];
     const agent = startAgent({
       url: b.agentsUrl,
       name: "logged-far",
@@ -333,6 +343,43 @@ describe("gateways as a cluster on redis-server", OPTIONS, () => {
     await response.body?.cancel();
   });
 
+  it("an instance dials another's https URL trusting cluster.caCerts; one without them gets a clear 502", async () => {
+    const certs = makeCertificates();
+    try {
+      const secure = await instance(1_500, { tls: certs.tls });
+      const trusting = await instance(1_500, { caCerts: [certs.ca] });
+      const doubting = gateways[0];
+      assert.match(secure.url, /^https:/);
+      const agent = startAgent({ url: secure.agentsUrl, name: "behind-tls", caCerts: [certs.ca] });
+      agents.push(agent);
+      await serverHolds(secure.server, (await withTimeout(agent.ready, STEP_MS, "on tls")).id);
+      await claimed(trusting, "behind-tls", trusting);
+      const response = await withTimeout(
+        fetch(`${trusting.url}/agents/behind-tls/hello`),
+        STEP_MS,
+        "through the trusting instance",
+      );
+      assert.equal(response.status, 200);
+      await response.body?.cancel();
+      const refused = await withTimeout(
+        fetch(`${doubting.url}/agents/behind-tls/hello`),
+        STEP_MS,
+        "through an instance without the CA",
+      );
+      assert.equal(refused.status, 502);
+      const { error, message } = await refused.json();
+      assert.equal(error, "agent_unavailable");
+      // Bun's client names the certificate; Deno's reports its HTTP/2 retry, with the hint.
+      assert.match(message, /wss:\/\/127\.0\.0\.1:\d+\/cluster\/connect: .*certificate/i);
+    } finally {
+      rmSync(certs.dir, { recursive: true, force: true });
+    }
+  });
+
+  it("refuses cluster.caCerts that are not PEM certificates when it starts", async () => {
+    await assert.rejects(instance(1_500, { caCerts: ["ca.pem"] }), /Invalid cluster\.caCerts\[0\]/);
+  });
+
   it("with Redis down, local calls still work and forwarded ones fail fast with a clear error", async () => {
     const [a, b] = [gateways[0], gateways[1]];
     const local = startAgent({ url: a.agentsUrl, name: "local-during-outage" });
@@ -362,8 +409,15 @@ describe("gateways as a cluster on redis-server", OPTIONS, () => {
 
 for (const runtime of ["deno", "bun"] as const) {
   describe(`gateway.ts --redis: two processes as a cluster (${runtime})`, OPTIONS, () => {
-    it("an agent on one instance answers a call through the other", async () => {
+    it("an agent on one instance answers a call through the other, over https with --ca", async () => {
       const redis = await startRedis();
+      // The agent's instance serves https with a private CA's certificate; the other trusts
+      // that CA (--ca) when it dials it.
+      const certs = makeCertificates();
+      const tls = [
+        ["--ca", certs.caFile],
+        ["--cert", certs.certFile, "--key", certs.keyFile],
+      ];
       const script = join(ROOT_DIR, "gateway.ts");
       const bin = runtime === "deno" ? DENO_BIN : BUN_BIN;
       const processes: ReturnType<typeof spawnLines>[] = [];
@@ -379,6 +433,7 @@ for (const runtime of ["deno", "bun"] as const) {
             `unix://${redis.socket}`,
             "--log-level",
             "debug",
+            ...tls[i],
           ];
           const gateway = spawnLines(
             bin,
@@ -393,7 +448,8 @@ for (const runtime of ["deno", "bun"] as const) {
           );
           urls.push([url, agentsUrl]);
         }
-        const agent = startAgent({ url: urls[1][1], name: "across" });
+        assert.match(urls[1][1], /^wss:/);
+        const agent = startAgent({ url: urls[1][1], name: "across", caCerts: [certs.ca] });
         agentsToClose.push(agent);
         const { id } = await withTimeout(agent.ready, STEP_MS, "the agent on the second instance");
         // Reachable from the other instances once its record is in Redis.
@@ -403,12 +459,13 @@ for (const runtime of ["deno", "bun"] as const) {
           STEP_MS,
           "a call through the first instance",
         );
-        assert.equal(response.status, 200);
+        assert.equal(response.status, 200, await response.clone().text());
         assert.equal(await response.text(), `hello from across (${RUNTIME})\n`);
       } finally {
         for (const agent of agentsToClose) await agent.close();
         for (const process of processes) await process.kill();
         await redis.close();
+        rmSync(certs.dir, { recursive: true, force: true });
       }
     });
   });

@@ -41,11 +41,25 @@ describe("runtime/mod.ts", () => {
       dialFailure(
         "WebSocket connection to 'wss://x/' failed: unable to verify the first certificate",
       ),
-      { detail: "unable to verify the first certificate", untrustedIssuer: true },
+      {
+        detail: "unable to verify the first certificate",
+        untrustedIssuer: true,
+        firstAttemptHidden: false,
+      },
     );
     assert.deepEqual(
       dialFailure("NetworkError: failed to connect to WebSocket: tcp connect error"),
-      { detail: "tcp connect error", untrustedIssuer: false },
+      { detail: "tcp connect error", untrustedIssuer: false, firstAttemptHidden: false },
+    );
+    assert.deepEqual(
+      dialFailure(
+        "NetworkError: failed to connect to WebSocket: received fatal alert: NoApplicationProtocol",
+      ),
+      {
+        detail: "received fatal alert: NoApplicationProtocol",
+        untrustedIssuer: false,
+        firstAttemptHidden: true,
+      },
     );
   });
 });

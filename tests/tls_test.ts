@@ -8,15 +8,12 @@
 
 import { after, afterEach, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { execFileSync, spawn } from "node:child_process";
-import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { spawn } from "node:child_process";
+import { existsSync, rmSync } from "node:fs";
 import {
   type Connection,
   EventType,
   HandshakeError,
-  type TlsOptions,
   WebSocketClient,
   WebSocketServer,
 } from "../mod.ts";
@@ -31,8 +28,8 @@ import {
   spawnFixture,
   withTimeout,
 } from "./_helpers.ts";
+import { type Certificates, makeCertificates } from "./_certificates.ts";
 
-const OPENSSL = "/usr/bin/openssl";
 const OTHER: "bun" | "deno" = IS_BUN ? "deno" : "bun";
 /** Bounds one step: a dial, an exchange, a close. */
 const STEP_MS = 15_000;
@@ -41,71 +38,6 @@ const START_MS = 45_000;
 /** The subprocesses' own watchdog (`--exit-after`). */
 const WATCHDOG = ["--exit-after", "120000"];
 const TEST_OPTIONS = { timeout: 120_000 };
-
-interface Certificates {
-  dir: string;
-  /** The CA that signed the server's certificate, PEM, and its file. */
-  ca: string;
-  caFile: string;
-  /** Another CA, which signed nothing here. */
-  otherCa: string;
-  /** The server's certificate and key, PEM, and their files. */
-  tls: TlsOptions;
-  certFile: string;
-  keyFile: string;
-}
-
-/** A fresh CA and a server certificate for 127.0.0.1 and localhost, in a temporary directory. */
-function makeCertificates(): Certificates {
-  const dir = mkdtempSync(join(tmpdir(), "swaggersocket-tls-"));
-  const file = (name: string): string => join(dir, name);
-  const openssl = (args: string[]): void => {
-    execFileSync(OPENSSL, args, { stdio: ["ignore", "ignore", "pipe"], timeout: 30_000 });
-  };
-  const ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "2"];
-  for (const name of ["ca", "other-ca"]) {
-    openssl([
-      "req",
-      "-x509",
-      ...ec,
-      "-subj",
-      `/CN=swaggersocket test ${name}`,
-      "-keyout",
-      file(`${name}.key`),
-      "-out",
-      file(`${name}.pem`),
-    ]);
-  }
-  openssl([
-    "req",
-    "-x509",
-    ...ec,
-    "-subj",
-    "/CN=localhost",
-    "-addext",
-    "subjectAltName=IP:127.0.0.1,DNS:localhost",
-    "-addext",
-    "basicConstraints=critical,CA:FALSE",
-    "-CA",
-    file("ca.pem"),
-    "-CAkey",
-    file("ca.key"),
-    "-keyout",
-    file("key.pem"),
-    "-out",
-    file("cert.pem"),
-  ]);
-  const read = (name: string): string => readFileSync(file(name), "utf8");
-  return {
-    dir,
-    ca: read("ca.pem"),
-    caFile: file("ca.pem"),
-    otherCa: read("other-ca.pem"),
-    tls: { cert: read("cert.pem"), key: read("key.pem") },
-    certFile: file("cert.pem"),
-    keyFile: file("key.pem"),
-  };
-}
 
 /** What {@linkcode fetchWithCa} read: the whole body, so that nothing stays open. */
 interface Fetched {
@@ -240,6 +172,26 @@ describe(`TLS (${RUNTIME})`, () => {
     cleanup.add(() => gateway.close());
     return gateway;
   }
+
+  it("an agent without the CA, dialing the gateway (node:https, no HTTP/2), is told to pass it", async () => {
+    const gateway = await tlsGateway();
+    const agent = startAgent({
+      url: gateway.agentsUrl,
+      name: "doubter",
+      reconnect: { maxAttempts: 1 },
+    });
+    cleanup.add(() => agent.close());
+    const error = await withTimeout(
+      agent.ready.then(() => undefined, (error: unknown) => error),
+      STEP_MS,
+      "agent.ready to fail",
+    );
+    assert.ok(error instanceof HandshakeError, `expected a HandshakeError, got ${error}`);
+    // Deno's client reports its HTTP/2 retry (NoApplicationProtocol), Bun the certificate.
+    assert.match(error.message, IS_BUN ? /certificate/i : /NoApplicationProtocol/);
+    assert.match(error.message, /caCerts, agent\.ts: --ca FILE|pass that CA in caCerts/);
+    assert.equal(gateway.server.connections().length, 0);
+  });
 
   it("a gateway with tls and an agent with caCerts: https through /agents/{name}/…", async () => {
     const gateway = await tlsGateway();
