@@ -363,8 +363,10 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
      */
     const answer = (response: Response, error?: Error): Response => {
       headIn(response);
-      const over = (bytes: number, failure?: unknown): void => {
+      const over = (bytes: number, failure?: unknown, sentStatus?: number): void => {
         bytesOut = bytes;
+        // The front answered otherwise (a 502 for a broken length): the log says what it sent.
+        if (sentStatus !== undefined) status = sentStatus;
         if (exchange) inFlight.delete(exchange);
         // A caller that hangs up is no failure of the agent's.
         ended(error ?? (request.signal.aborted ? undefined : failure as Error | undefined));

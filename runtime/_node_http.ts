@@ -34,10 +34,11 @@ export interface CallerRequest {
   /** The caller's address (an IPv4 peer may show as `::ffff:a.b.c.d`). */
   clientAddr: string;
   /**
-   * Set by the handler to hear once how the answer went: the body bytes written, and the
-   * error if the body failed or the caller went away before it was all sent.
+   * Set by the handler to hear once how the answer went: the body bytes written, the error
+   * if the body failed or the caller went away before it was all sent, and the status the
+   * caller got when the front sent another answer instead (a 502 for a broken length).
    */
-  sent?: (bytes: number, error?: unknown) => void;
+  sent?: (bytes: number, error?: unknown, status?: number) => void;
   /**
    * Set by the handler when its answer's body is all in memory: with a `Content-Length`,
    * the front then reads it at once and writes head and body in one go, with no stream.
@@ -241,7 +242,8 @@ async function serve(
     // refuses it from an upstream too); nothing is sent yet, so the caller gets a clear 502.
     response.body?.cancel().catch(() => {});
     await send(res, plainText(502, "Bad Gateway: the answer's Content-Length is not a length\n"));
-    request.sent?.(0, new Error(`The answer's Content-Length is not one length: ${declared}`));
+    const error = new Error(`The answer's Content-Length is not one length: ${declared}`);
+    request.sent?.(0, error, 502);
     return;
   }
   const length =
@@ -271,13 +273,13 @@ async function sendWhole(
   res: ServerResponse,
   response: Response,
   length: number,
-  sent?: (bytes: number, error?: unknown) => void,
+  sent?: (bytes: number, error?: unknown, status?: number) => void,
 ): Promise<void> {
   const body = new Uint8Array(await response.arrayBuffer());
   if (body.byteLength !== length) {
     // Nothing is sent yet: the caller gets a clear 502 rather than a broken answer.
     await send(res, plainText(502, "Bad Gateway: the answer's length is not what it said\n"));
-    sent?.(0, lengthMismatch(length, body.byteLength > length));
+    sent?.(0, lengthMismatch(length, body.byteLength > length), 502);
     return;
   }
   writeHead(res, response);

@@ -11,6 +11,7 @@ import { connect } from "node:net";
 import { type Gateway, startGateway } from "../gateway.ts";
 import { startAgent } from "../agent.ts";
 import { serverHolds, withTimeout } from "./_helpers.ts";
+import { recordingLogger } from "./_recording_logger.ts";
 
 const TEST_OPTIONS = { timeout: 60_000 };
 const GUARD_MS = 15_000;
@@ -59,9 +60,18 @@ function twoRequests(gateway: Gateway, first: string): Promise<string> {
 describe("gateway: an answer is held to its Content-Length", TEST_OPTIONS, () => {
   let gateway: Gateway;
   let agent: ReturnType<typeof startAgent>;
+  const { logger, logged } = recordingLogger();
+
+  /** The access line of a refused answer says what the caller got: 502, and why. */
+  async function loggedAs502(path: string): Promise<void> {
+    const [level, , fields] = await logged("request failed", (f) => f.path === path);
+    assert.equal(level, "warn");
+    assert.equal(fields.status, 502);
+    assert.match(String(fields.error), /Content-Length/);
+  }
 
   before(async () => {
-    gateway = await startGateway({ port: 0 });
+    gateway = await startGateway({ port: 0, logger });
     agent = startAgent({
       url: gateway.agentsUrl,
       name: "liar",
@@ -96,6 +106,7 @@ describe("gateway: an answer is held to its Content-Length", TEST_OPTIONS, () =>
       assert.match(received, /^HTTP\/1\.1 502 /);
       assert.ok(!received.includes("smuggled"), received);
       assert.match(received, /HTTP\/1\.1 200 OK[\s\S]*\r\n\r\nfine$/);
+      await loggedAs502(path);
     });
   }
 
@@ -105,6 +116,7 @@ describe("gateway: an answer is held to its Content-Length", TEST_OPTIONS, () =>
       assert.match(received, /^HTTP\/1\.1 502 /);
       assert.ok(!received.includes("smuggled") && !received.includes("0123"), received);
       assert.match(received, /HTTP\/1\.1 200 OK[\s\S]*\r\n\r\nfine$/);
+      await loggedAs502(path);
     });
   }
 
