@@ -93,7 +93,8 @@ export const GATEWAY_FLAGS: FlagTable = withEnv({
   "trusted-proxies": {
     type: "string",
     kind: "list",
-    description: "Addresses and CIDR blocks whose X-Forwarded-* and Forwarded are kept",
+    description:
+      "Addresses and CIDR blocks whose X-Forwarded-* and Forwarded are kept; an agent dialing through them is its X-Forwarded-For client",
   },
   "preserve-host": { type: "boolean", description: "Sends agents the caller's Host" },
   "no-rewrite": {

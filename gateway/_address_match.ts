@@ -1,6 +1,6 @@
 /**
  * Matching a peer's IP address against a list of addresses and CIDR blocks (the gateway's
- * `trustedProxies`).
+ * `trustedProxies`), and finding the client behind trusted proxies.
  *
  * @module
  */
@@ -95,6 +95,42 @@ function parseBlock(text: string): Block {
   }
   const shift = BigInt(address.bits - prefix);
   return { value: (address.value >> shift) << shift, bits: address.bits, prefix };
+}
+
+/**
+ * Whether `text` is one IPv4 or IPv6 address (brackets and a zone id allowed), and nothing
+ * more (no port).
+ *
+ * @param text The text.
+ */
+export function isAddress(text: string): boolean {
+  return parseAddress(text) !== undefined;
+}
+
+/**
+ * The client a trusted proxy speaks for, from its `X-Forwarded-For`: walking the list from
+ * the right (the entry the proxy nearest us appended), the first address that is not itself
+ * a trusted proxy, as nginx's `real_ip_recursive on` does. An entry that is not an address
+ * ends the walk: the client is then the last trusted address before it, or none.
+ *
+ * @param forwardedFor The header's value (`null` without one).
+ * @param isTrustedProxy The gateway's `trustedProxies` matcher.
+ * @returns The client's address, or `undefined` if the header names none.
+ */
+export function forwardedClient(
+  forwardedFor: string | null,
+  isTrustedProxy: (address: string) => boolean,
+): string | undefined {
+  if (forwardedFor === null) return undefined;
+  const chain = forwardedFor.split(",");
+  let client: string | undefined;
+  for (let i = chain.length - 1; i >= 0; i--) {
+    const address = chain[i].trim();
+    if (!isAddress(address)) return client;
+    client = address.replace(/^\[(.*)\]$/, "$1");
+    if (!isTrustedProxy(address)) return client;
+  }
+  return client;
 }
 
 /**

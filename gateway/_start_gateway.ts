@@ -21,7 +21,7 @@ import { type CallerRequest, headersOf, listenHttp } from "../runtime/_node_http
 import { adaptWsSocket } from "../runtime/_ws.ts";
 import { upgradedSockets, WebSocketServer } from "../server.ts";
 import { DEFAULT_SETTINGS } from "../protocol/handshake.ts";
-import { addressMatcher } from "./_address_match.ts";
+import { addressMatcher, forwardedClient } from "./_address_match.ts";
 import { agentRequestHeaders, type Hop } from "./_proxy_headers.ts";
 import { type AgentRoute, agentRoute, rawTarget, splitTarget } from "./_raw_target.ts";
 import { AgentAdmission, type CredentialsReload } from "./_admission.ts";
@@ -83,8 +83,10 @@ export interface GatewayOptions {
   /**
    * Addresses and CIDR blocks (`10.0.0.0/8`, `::1`) of proxies in front of the gateway whose
    * forwarding headers are believed: from them, `X-Forwarded-For` and `Forwarded` are
-   * appended to and `X-Forwarded-Host` and `-Proto` kept (and used for rewriting). From
-   * anyone else those headers are replaced. Default: none.
+   * appended to and `X-Forwarded-Host` and `-Proto` kept (and used for rewriting), and an
+   * agent's dial comes from the client its `X-Forwarded-For` names (for the per-address
+   * limits, the listing and the log; nginx's `real_ip_recursive`). From anyone else those
+   * headers are replaced. Default: none.
    */
   trustedProxies?: string[];
   /**
@@ -819,7 +821,13 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
       return true;
     }
     const peer = req.socket;
-    const remoteAddr = { hostname: peer.remoteAddress ?? "", port: peer.remotePort ?? 0 };
+    let remoteAddr = { hostname: peer.remoteAddress ?? "", port: peer.remotePort ?? 0 };
+    // An agent behind our own proxy is the client it dialed for (its port unknown): its
+    // address is what the per-address limits count, the listing shows and the log says.
+    if (!link && isTrustedProxy(remoteAddr.hostname)) {
+      const client = forwardedClient(headers.get("x-forwarded-for"), isTrustedProxy);
+      if (client !== undefined) remoteAddr = { hostname: client, port: 0 };
+    }
     sockets.handleUpgrade(req, socket, head, (ws) => {
       upgradedSockets.accept(to, adaptWsSocket(ws), request, remoteAddr);
     });

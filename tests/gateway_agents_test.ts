@@ -503,6 +503,36 @@ describe("gateway agent identity", () => {
   afterEach(() => resources.closeAll());
 
   it(
+    "an agent dialing through a trusted proxy is its X-Forwarded-For client; through anyone else, the socket's peer",
+    TEST_OPTIONS,
+    async () => {
+      const behindProxy = await gatewayFor(resources, {
+        trustedProxies: ["127.0.0.0/8", "::1"],
+      });
+      const direct = await gatewayFor(resources, {});
+      const cases = [
+        [behindProxy, "203.0.113.7", "203.0.113.7:0"],
+        [behindProxy, "198.51.100.9, 127.0.0.1", "198.51.100.9:0"],
+        [direct, "203.0.113.8", /^127\.0\.0\.1:\d+$/],
+      ] as const;
+      for (const [gateway, forwardedFor, expected] of cases) {
+        const client = new WebSocketClient({
+          url: gateway.agentsUrl,
+          keepAlive: false,
+          headers: { "x-forwarded-for": forwardedFor },
+        }).withMetadata({ name: "proxied" });
+        resources.defer("client.close()", () => client.close());
+        const connection = await withTimeout(client.connect(), STEP_MS, forwardedFor);
+        await serverHolds(gateway.server, connection.id, STEP_MS);
+        const listed = gateway.agents().find((agent) => agent.id === connection.id);
+        if (typeof expected === "string") assert.equal(listed?.remoteAddr, expected);
+        else assert.match(String(listed?.remoteAddr), expected);
+        await client.close();
+      }
+    },
+  );
+
+  it(
     "credentials: the listed agent gets in; a wrong token, an unknown name or another agent's name is refused with 4003 and stops",
     TEST_OPTIONS,
     async () => {

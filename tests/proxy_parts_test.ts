@@ -6,7 +6,7 @@
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { agentRoute, climbsOut, rawTarget } from "../gateway/_raw_target.ts";
-import { addressMatcher } from "../gateway/_address_match.ts";
+import { addressMatcher, forwardedClient } from "../gateway/_address_match.ts";
 import { agentRequestHeaders, type Hop } from "../gateway/_proxy_headers.ts";
 import { mapCookiePath, mapLocation, mapResponsePaths, type PathMap } from "../_path_rewrite.ts";
 import { announcesBody } from "../runtime/_framing.ts";
@@ -96,6 +96,27 @@ describe("addressMatcher()", () => {
     for (const entry of ["10.0.0.0/33", "::/129", "10.0.0", "example.com", "1:2:3:4:5:6:7:8:9"]) {
       assert.throws(() => addressMatcher([entry]), TypeError, entry);
     }
+  });
+});
+
+describe("forwardedClient()", () => {
+  const trusted = addressMatcher(["10.0.0.0/8", "::1"]);
+
+  it("is the last address that is not a trusted proxy, walking from the right", () => {
+    assert.equal(forwardedClient("203.0.113.7", trusted), "203.0.113.7");
+    assert.equal(forwardedClient("198.51.100.1, 203.0.113.7", trusted), "203.0.113.7");
+    assert.equal(forwardedClient("203.0.113.7, 10.0.0.2,10.1.1.1", trusted), "203.0.113.7");
+    assert.equal(forwardedClient(" 2001:db8::7 , ::1", trusted), "2001:db8::7");
+    assert.equal(forwardedClient("[2001:db8::7]", trusted), "2001:db8::7");
+  });
+
+  it("stops at what is not an address: a spoofed prefix goes no further than our proxies", () => {
+    assert.equal(forwardedClient("unknown, 203.0.113.7", trusted), "203.0.113.7");
+    assert.equal(forwardedClient("203.0.113.7, 10.0.0.2, evil", trusted), undefined);
+    assert.equal(forwardedClient("203.0.113.7:4711", trusted), undefined, "no port");
+    assert.equal(forwardedClient("junk, 10.0.0.2", trusted), "10.0.0.2", "all trusted");
+    assert.equal(forwardedClient("", trusted), undefined);
+    assert.equal(forwardedClient(null, trusted), undefined);
   });
 });
 
