@@ -25,3 +25,23 @@ export function appendHeaders(
 ): void {
   for (let i = 0; i < list.length; i++) headers.append(list[i][0], list[i][1]);
 }
+
+const wireLists = new WeakSet<object>();
+
+/**
+ * Marks a header list as the wire's already: names lower-case and values as a `Headers`
+ * holds them (taken from one). `connection.forward()` sends such a list as it is, with no
+ * `Headers` made of it and taken apart again; any other `headers` it is given go through one.
+ *
+ * @param list The list, made by the library from a `Headers`.
+ * @returns The same list.
+ */
+export function wireList(list: [string, string][]): [string, string][] {
+  wireLists.add(list);
+  return list;
+}
+
+/** Whether `headers` is a list marked with {@linkcode wireList}. */
+export function isWireList(headers: unknown): headers is [string, string][] {
+  return wireLists.has(headers as object);
+}

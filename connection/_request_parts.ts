@@ -11,7 +11,7 @@
  * @module
  */
 
-import { headerList } from "./_header_list.ts";
+import { headerList, isWireList } from "./_header_list.ts";
 import type { RequestHead } from "../protocol/payload.ts";
 
 /** A request ready for the wire. */
@@ -131,9 +131,12 @@ export function forwardParts(request: ForwardRequest): RequestParts {
     throw new TypeError(`Invalid target: ${JSON.stringify(target)}`);
   }
   const body = request.body ?? null;
-  const headers = request.headers === undefined ? [] : headerList(
-    request.headers instanceof Headers ? request.headers : new Headers(request.headers),
-  );
+  const given = request.headers;
+  const headers = given === undefined
+    ? []
+    : isWireList(given)
+    ? given
+    : headerList(given instanceof Headers ? given : new Headers(given));
   return {
     head: { method, url: target, headers },
     body: body instanceof Uint8Array ? body.slice() : body,

@@ -271,7 +271,7 @@ export class ClusterMembership {
     request: {
       method: string;
       target: string;
-      headers: Headers;
+      headers: HeadersInit;
       body: ReadableStream<Uint8Array> | null;
       signal: AbortSignal;
     },

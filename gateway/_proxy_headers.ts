@@ -6,7 +6,8 @@
  * @module
  */
 
-import { withoutHopByHop } from "../_hop_by_hop.ts";
+import { connectionOptions, isHopByHop } from "../_hop_by_hop.ts";
+import { wireList } from "../connection/_header_list.ts";
 
 /** What the gateway knows of the hop a request came in on. */
 export interface Hop {
@@ -48,34 +49,62 @@ function forwardedNode(address: string): string {
  * unless `preserveHost`, `Host`; plus `X-Forwarded-For`, `-Host`, `-Proto`, `-Prefix`,
  * `Forwarded` and `Via`. A caller's own forwarding headers are replaced, unless it is a
  * trusted proxy: then they are appended to (`For`, `Forwarded`) or kept (`Host`, `Proto`).
+ * Made in one pass over the caller's headers, as the wire's list (`connection.forward()`
+ * sends it as it is: these names and values come from a `Headers` already).
  *
  * @param headers The caller's request headers.
  * @param hop What the gateway knows of the caller.
- * @returns New headers for the agent.
+ * @returns The agent's header list: the caller's headers in their order, then the gateway's.
  */
-export function agentRequestHeaders(headers: Headers, hop: Hop): Headers {
-  const out = withoutHopByHop(headers);
-  out.delete("expect");
-  if (hop.credentialHeader) out.delete(hop.credentialHeader);
-  if (!hop.preserveHost) out.delete("host");
+export function agentRequestHeaders(headers: Headers, hop: Hop): [string, string][] {
+  const listed = connectionOptions(headers.get("connection"));
+  const list: [string, string][] = [];
+  let priorFor: string | null = null;
+  let priorHost: string | null = null;
+  let priorProto: string | null = null;
+  let priorForwarded: string | null = null;
+  let via: string | null = null;
+  headers.forEach((value, name) => {
+    if (isHopByHop(name, listed)) return;
+    switch (name) {
+      case "expect":
+      case "x-forwarded-prefix":
+        return;
+      case "host":
+        if (hop.preserveHost) list.push([name, value]);
+        return;
+      case "x-forwarded-for":
+        priorFor = value;
+        return;
+      case "x-forwarded-host":
+        priorHost = value;
+        return;
+      case "x-forwarded-proto":
+        priorProto = value;
+        return;
+      case "forwarded":
+        priorForwarded = value;
+        return;
+      case "via":
+        via = value;
+        return;
+    }
+    if (name !== hop.credentialHeader) list.push([name, value]);
+  });
   const trusted = hop.trusted;
-  const priorFor = trusted ? headers.get("x-forwarded-for") : null;
-  if (hop.clientAddr !== "" || priorFor !== null) {
-    const chain = [priorFor, hop.clientAddr].filter((part) => part);
-    out.set("x-forwarded-for", chain.join(", "));
-  } else {
-    out.delete("x-forwarded-for");
+  const chainFor = trusted ? priorFor : null;
+  if (hop.clientAddr !== "" || chainFor !== null) {
+    const chain = [chainFor, hop.clientAddr].filter((part) => part);
+    list.push(["x-forwarded-for", chain.join(", ")]);
   }
-  const host = (trusted && headers.get("x-forwarded-host")) || hop.host;
-  out.set("x-forwarded-host", host);
-  out.set("x-forwarded-proto", (trusted && headers.get("x-forwarded-proto")) || hop.proto);
-  out.set("x-forwarded-prefix", hop.prefix);
+  list.push(["x-forwarded-host", (trusted && priorHost) || hop.host]);
+  list.push(["x-forwarded-proto", (trusted && priorProto) || hop.proto]);
+  list.push(["x-forwarded-prefix", hop.prefix]);
   const element = `for=${forwardedNode(hop.clientAddr)};host=${
     forwardedValue(hop.host)
   };proto=${hop.proto}`;
-  const priorForwarded = trusted ? headers.get("forwarded") : null;
-  out.set("forwarded", priorForwarded ? `${priorForwarded}, ${element}` : element);
-  const via = headers.get("via");
-  out.set("via", via ? `${via}, ${VIA}` : VIA);
-  return out;
+  const chainForwarded = trusted ? priorForwarded : null;
+  list.push(["forwarded", chainForwarded ? `${chainForwarded}, ${element}` : element]);
+  list.push(["via", via ? `${via}, ${VIA}` : VIA]);
+  return wireList(list);
 }

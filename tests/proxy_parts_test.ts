@@ -10,6 +10,7 @@ import { addressMatcher, forwardedClient } from "../gateway/_address_match.ts";
 import { agentRequestHeaders, type Hop } from "../gateway/_proxy_headers.ts";
 import { mapCookiePath, mapLocation, mapResponsePaths, type PathMap } from "../_path_rewrite.ts";
 import { announcesBody } from "../runtime/_framing.ts";
+import { forwardParts } from "../connection/_request_parts.ts";
 import { dropHopByHop, withoutHopByHop } from "../_hop_by_hop.ts";
 
 describe("rawTarget() and agentRoute()", () => {
@@ -148,15 +149,24 @@ describe("agentRequestHeaders()", () => {
     });
 
   it("replaces a caller's forwarding headers and adds its own, nothing else", () => {
-    assert.deepEqual([...agentRequestHeaders(caller(), hop)], [
+    assert.deepEqual(agentRequestHeaders(caller(), hop), [
       ["accept", "text/html"],
       ["content-length", "3"],
-      ["forwarded", 'for=127.0.0.1;host="gw.example:8080";proto=http'],
-      ["via", "1.0 front, 1.1 swaggersocket"],
       ["x-forwarded-for", "127.0.0.1"],
       ["x-forwarded-host", "gw.example:8080"],
-      ["x-forwarded-prefix", "/agents/d"],
       ["x-forwarded-proto", "http"],
+      ["x-forwarded-prefix", "/agents/d"],
+      ["forwarded", 'for=127.0.0.1;host="gw.example:8080";proto=http'],
+      ["via", "1.0 front, 1.1 swaggersocket"],
+    ]);
+  });
+
+  it("is the wire's list: forwardParts() sends it as it is, another list through a Headers", () => {
+    const list = agentRequestHeaders(caller(), hop);
+    assert.equal(forwardParts({ method: "GET", target: "/", headers: list }).head.headers, list);
+    const plain: [string, string][] = [["X-Mixed-Case", " padded "]];
+    assert.deepEqual(forwardParts({ method: "GET", target: "/", headers: plain }).head.headers, [
+      ["x-mixed-case", "padded"],
     ]);
   });
 
@@ -164,13 +174,13 @@ describe("agentRequestHeaders()", () => {
     const headers = caller();
     headers.set("proxy-authorization", "Bearer s3");
     headers.set("authorization", "Bearer for-the-agent");
-    const out = agentRequestHeaders(headers, {
+    const out = new Headers(agentRequestHeaders(headers, {
       ...hop,
       clientAddr: "::1",
       trusted: true,
       preserveHost: true,
       credentialHeader: "proxy-authorization",
-    });
+    }));
     assert.equal(out.get("x-forwarded-for"), "6.6.6.6, ::1");
     assert.equal(out.get("x-forwarded-host"), "evil.example");
     assert.equal(out.get("x-forwarded-proto"), "https");
