@@ -45,6 +45,18 @@ describe("MetricsRegistry", () => {
     assert.match(METRICS_CONTENT_TYPE, /^text\/plain; version=0\.0\.4/);
   });
 
+  it("keeps label sets apart that a plain join of their names and values would not", () => {
+    const registry = new MetricsRegistry();
+    const counter = registry.counter("app_total", "Things.");
+    counter.inc({ a: "1", b: "2" });
+    counter.inc({ a: "1\u0000b\u00002" });
+    counter.inc({ a: "1\u00001\u0000b", b: "2" });
+    counter.inc({});
+    const [family] = parsePrometheusTextFormat(registry.render());
+    assert.equal(family.metrics.length, 4);
+    assert.ok(family.metrics.every((m) => m.value === "1"));
+  });
+
   it("refuses a second family with the same name", () => {
     const registry = new MetricsRegistry();
     registry.counter("x_total", "x");
