@@ -415,7 +415,7 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
     const headers = agentRequestHeaders(request.headers, hop);
     // The caller hanging up before the head arrives cancels the agent's exchange too.
     // (After the head, cancelling the response body does that.)
-    const { controller, settle } = untilHead(request.signal, "The agent");
+    const { controller, settle } = untilHead(request, "The agent");
     inFlight.add(exchange = controller);
     let response: Response;
     try {
@@ -528,7 +528,7 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
     route: AgentRoute,
     hop: Hop,
   ): Promise<Response> {
-    const { controller, settle } = untilHead(request.signal, "The owning instance");
+    const { controller, settle } = untilHead(request, "The owning instance");
     try {
       // The owner sees the caller as this instance would have: it trusts a peer's forwarding
       // headers, and gets no API token (checked here).
@@ -558,13 +558,18 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
 
   /**
    * Aborts when `who` has not answered within `timeout` (a `TimeoutError`) or the caller goes
-   * away, until `settle()` (called once the response head is in).
+   * away, until `settle()` (called once the response head is in). The front says that the
+   * caller went away through `request.gone`: a listener on its signal costs more, per request.
    */
   function untilHead(
-    caller: AbortSignal,
+    request: CallerRequest,
     who: string,
   ): { controller: AbortController; settle(): void } {
     const controller = new AbortController();
+    if (request.signal.aborted) {
+      controller.abort(request.signal.reason);
+      return { controller, settle() {} };
+    }
     // On the deadline heap, not a runtime timer per request (Deno's is a Node `Timeout` here).
     const deadline = new Deadline(() =>
       controller.abort(
@@ -572,13 +577,12 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
       )
     );
     deadlines.set(deadline, deadlines.clock.now() + timeout);
-    const onCallerGone = (): void => controller.abort(caller.reason);
-    caller.addEventListener("abort", onCallerGone, { once: true });
+    request.gone = (reason) => controller.abort(reason);
     return {
       controller,
       settle() {
         deadlines.set(deadline, undefined);
-        caller.removeEventListener("abort", onCallerGone);
+        request.gone = undefined;
       },
     };
   }

@@ -31,6 +31,11 @@ export interface CallerRequest {
   body: ReadableStream<Uint8Array> | null;
   /** Aborted when the caller goes away before the whole response is sent. */
   signal: AbortSignal;
+  /**
+   * Set by the handler to hear at once, with the reason, that the caller went away before
+   * the whole response was sent (as `signal` says, without a listener on it).
+   */
+  gone?: (reason: unknown) => void;
   /** The caller's address (an IPv4 peer may show as `::ffff:a.b.c.d`). */
   clientAddr: string;
   /**
@@ -206,12 +211,6 @@ async function serve(
   res: ServerResponse,
   handler: (request: CallerRequest) => Promise<Response>,
 ): Promise<void> {
-  const controller = new AbortController();
-  res.on("close", () => {
-    if (!res.writableFinished) {
-      controller.abort(new DOMException("The caller went away", "AbortError"));
-    }
-  });
   let headers: Headers;
   try {
     headers = headersOf(req.rawHeaders);
@@ -219,6 +218,7 @@ async function serve(
     await send(res, plainText(400, "Bad Request: a header value is invalid\n"));
     return;
   }
+  const controller = new AbortController();
   const request: CallerRequest = {
     method: req.method ?? "GET",
     target: req.url ?? "/",
@@ -227,6 +227,13 @@ async function serve(
     signal: controller.signal,
     clientAddr: req.socket.remoteAddress ?? "",
   };
+  res.on("close", () => {
+    if (!res.writableFinished) {
+      const reason = new DOMException("The caller went away", "AbortError");
+      controller.abort(reason);
+      request.gone?.(reason);
+    }
+  });
   let response: Response;
   try {
     response = await handler(request);

@@ -11,7 +11,14 @@ import { connect } from "node:net";
 import { type AgentInfo, type Gateway, startGateway } from "../gateway.ts";
 import { startAgent } from "../agent.ts";
 import { EventType } from "../mod.ts";
-import { type Fixture, IS_BUN, nextEvent, spawnFixture, withTimeout } from "./_helpers.ts";
+import {
+  type Fixture,
+  IS_BUN,
+  nextEvent,
+  serverHolds,
+  spawnFixture,
+  withTimeout,
+} from "./_helpers.ts";
 import { patternStream, verifyPattern } from "./fixtures/_common.ts";
 
 const RUNTIMES = ["deno", "bun"] as const;
@@ -590,6 +597,45 @@ describe("gateway with Deno and Bun agents", () => {
 });
 
 describe("gateway timeout", () => {
+  it(
+    "a caller that hangs up before the answer's head cancels the agent's exchange",
+    TEST_OPTIONS,
+    async () => {
+      const gateway = await startGateway({ port: 0 });
+      let arrived!: () => void;
+      const arriving = new Promise<void>((resolve) => arrived = resolve);
+      let cancelled!: (reason: unknown) => void;
+      const cancelling = new Promise<unknown>((resolve) => cancelled = resolve);
+      const agent = startAgent({
+        url: gateway.agentsUrl,
+        name: "waits",
+        handler: (request) =>
+          new Promise<Response>((_resolve, reject) => {
+            request.signal.addEventListener("abort", () => {
+              cancelled(request.signal.reason);
+              reject(request.signal.reason);
+            });
+            arrived();
+          }),
+      });
+      try {
+        const { id } = await withTimeout(agent.ready, STEP_MS, "agent.ready");
+        await serverHolds(gateway.server, id, STEP_MS);
+        const caller = new AbortController();
+        const pending = fetch(`${gateway.url}/agents/waits/x`, { signal: caller.signal })
+          .catch(() => {});
+        await withTimeout(arriving, STEP_MS, "the request at the agent");
+        caller.abort();
+        await pending;
+        const reason = await withTimeout(cancelling, STEP_MS, "the agent's request aborted");
+        assert.equal((reason as Error).name, "AbortError");
+      } finally {
+        await withTimeout(agent.close(), 20_000, "agent.close()");
+        await withTimeout(gateway.close(), 20_000, "gateway.close()");
+      }
+    },
+  );
+
   it(
     "an agent that does not answer in time gives 504 with a JSON error body",
     TEST_OPTIONS,
