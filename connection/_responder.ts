@@ -21,6 +21,7 @@ import { type BodyBytes, InboundBody } from "./_inbound_body.ts";
 import { Urgency } from "./_output.ts";
 import { handlerUrl } from "./_request_parts.ts";
 import { isRelayedWithoutLength } from "./_relayed.ts";
+import { isWhole } from "./_whole.ts";
 
 interface Incoming {
   controller: AbortController;
@@ -288,13 +289,23 @@ export class Responder<C> implements BodySink {
       response = textResponse(500, "Internal Server Error");
     }
     const res = response as Response;
-    const body = method === "HEAD" || NULL_BODY_STATUS.has(res.status) ? null : res.body;
-    if (body !== res.body) res.body?.cancel().catch(() => {});
+    const bodyless = method === "HEAD" || NULL_BODY_STATUS.has(res.status);
     const head = {
       status: res.status,
       statusText: res.statusText,
       headers: headerList(res.headers),
     };
+    if (!bodyless && isWhole(res)) {
+      // Its bytes came with its head from a peer (a relayed answer): read at once, with no
+      // stream made of them and no pump (reading `body` would make one).
+      res.arrayBuffer().then(
+        (buffer) => this.#respondWhole(streamId, exchange, head, new Uint8Array(buffer), res),
+        (error) => this.#unreadable(streamId, error),
+      );
+      return;
+    }
+    const body = bodyless ? null : res.body;
+    if (body !== res.body) res.body?.cancel().catch(() => {});
     if (body === null) {
       if (this.#sendHead(streamId, head, true)) {
         responseComplete(exchange);
@@ -307,6 +318,34 @@ export class Responder<C> implements BodySink {
     context.heldResponses++;
     exchange.pump = this.#pumps.pump(streamId, body, this);
     context.output.wake();
+  }
+
+  /** Sends a response whose body was all in memory: head and body together, length said. */
+  #respondWhole(
+    streamId: number,
+    exchange: Incoming,
+    head: ResponseHead,
+    bytes: Uint8Array,
+    response: Response,
+  ): void {
+    const context = this.#context;
+    // The caller may have gone while the bytes were read.
+    if (this.#incoming.get(streamId) !== exchange || !context.session.hasStream(streamId)) return;
+    responseComplete(exchange);
+    if (!isRelayedWithoutLength(response)) withLength(head.headers, bytes.byteLength);
+    const empty = bytes.byteLength === 0;
+    if (!this.#sendHead(streamId, head, empty)) return;
+    if (!empty) context.session.sendData(streamId, bytes, true);
+    context.output.wake(Urgency.Soon);
+  }
+
+  /** A response's body could not be read (it was read already): the stream is reset. */
+  #unreadable(streamId: number, error: unknown): void {
+    if (!this.#incoming.has(streamId)) return;
+    this.#context.logger.error("swaggersocket: cannot read the response body", error);
+    this.#context.session.reset(streamId, ResetCode.Internal, "Body stream failed");
+    this.finish(streamId);
+    this.#context.output.wake();
   }
 
   /**

@@ -246,3 +246,78 @@ describe("info.target on fetch()", () => {
     }
   });
 });
+
+describe("a handler answering with a Response from its peer (a relay)", () => {
+  let pair: Pair;
+
+  before(async () => {
+    pair = await startPair();
+    // The server is the origin; the agent relays what it is asked back to the server.
+    pair.serverSide.serve((request) => {
+      const path = new URL(request.url).pathname;
+      if (path.startsWith("/origin/text")) {
+        return new Response("hello", { headers: { "x-origin": "1" } });
+      }
+      if (path === "/origin/empty") return new Response("");
+      if (path === "/origin/none") return new Response(null, { status: 204 });
+      let parts = 0;
+      return new Response(
+        new ReadableStream({
+          async pull(controller) {
+            // A macrotask apart: this body does not come whole with its head.
+            await new Promise((resolve) => setTimeout(resolve, 1));
+            controller.enqueue(new TextEncoder().encode("part "));
+            if (++parts === 3) controller.close();
+          },
+        }),
+      );
+    });
+    pair.clientSide.serve(async (request, info) => {
+      const path = new URL(request.url).pathname.replace("/relay", "/origin");
+      const answer = await info.connection.fetch(path, { method: request.method });
+      // A body read already: nothing is left to send.
+      if (path.endsWith("-used")) await answer.text();
+      return answer;
+    });
+  });
+  after(() => pair.close());
+
+  async function relayed(path: string, method = "GET"): Promise<Response> {
+    return await withTimeout(
+      pair.serverSide.fetch(`/relay/${path}`, { method }),
+      GUARD,
+      `${method} /relay/${path}`,
+    );
+  }
+
+  it("sends it on with its head, its body and its length", TEST_OPTIONS, async () => {
+    const text = await relayed("text");
+    assert.equal(text.status, 200);
+    assert.equal(text.headers.get("x-origin"), "1");
+    assert.equal(text.headers.get("content-length"), "5");
+    assert.equal(await text.text(), "hello");
+    const empty = await relayed("empty");
+    assert.equal(empty.headers.get("content-length"), "0");
+    assert.equal(await empty.text(), "");
+    const none = await relayed("none");
+    assert.equal(none.status, 204);
+    assert.equal(none.body, null);
+    const head = await relayed("text", "HEAD");
+    assert.equal(head.status, 200);
+    assert.equal(await head.text(), "");
+    assert.equal(await relayed("streamed").then((r) => r.text()), "part part part ");
+  });
+
+  it("resets the exchange when the body was read already", TEST_OPTIONS, async () => {
+    for (const path of ["text-used", "streamed-used"]) {
+      // A streamed one may have sent its head already: then its body fails.
+      await assert.rejects(
+        relayed(path).then((response) => response.text()),
+        (error: Error) => error.name === "ExchangeResetError",
+        path,
+      );
+    }
+    // The connection goes on.
+    assert.equal(await (await relayed("text")).text(), "hello");
+  });
+});
