@@ -53,11 +53,12 @@ export class MetricsRegistry {
       lines: () => [...series.values()].map((s) => sample(name, s.labels, s.value)),
     });
     return {
-      inc(labels = {}, by = 1) {
-        const key = labelKey(labels);
+      inc(labels, by = 1) {
+        // Without labels (most calls, on every request) no key is made.
+        const key = labels === undefined ? "" : labelKey(labels);
         const entry = series.get(key);
         if (entry) entry.value += by;
-        else series.set(key, { labels, value: by });
+        else series.set(key, { labels: labels ?? {}, value: by });
       },
     };
   }
@@ -113,11 +114,11 @@ export class MetricsRegistry {
       },
     });
     return {
-      observe(value, labels = {}) {
-        const key = labelKey(labels);
+      observe(value, labels) {
+        const key = labels === undefined ? "" : labelKey(labels);
         let entry = series.get(key);
         if (!entry) {
-          entry = { labels, counts: buckets.map(() => 0), sum: 0, n: 0 };
+          entry = { labels: labels ?? {}, counts: buckets.map(() => 0), sum: 0, n: 0 };
           series.set(key, entry);
         }
         const i = buckets.findIndex((le) => value <= le);

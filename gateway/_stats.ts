@@ -147,7 +147,7 @@ export class GatewayStats {
 
   /** Body bytes forwarded: `in` from callers to agents, `out` back. */
   bytes(direction: "in" | "out", count: number): void {
-    (direction === "in" ? this.#bytesIn : this.#bytesOut).inc({}, count);
+    (direction === "in" ? this.#bytesIn : this.#bytesOut).inc(undefined, count);
   }
 
   /** A heartbeat round trip, in milliseconds. */
