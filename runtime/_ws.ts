@@ -5,6 +5,7 @@
  * @module
  */
 
+import { Buffer } from "node:buffer";
 // @ts-types="@types/ws"
 import type { WebSocket as WsWebSocket } from "ws";
 import type { Socket } from "../_socket.ts";
@@ -46,8 +47,12 @@ class WsSocket implements Socket {
 
   send(data: Uint8Array): void {
     // `ws` writes the caller's bytes as they are when the network is slower than the
-    // sender; the contract lets the caller reuse its buffer at once, so they are copied.
-    this.#ws.send(data.slice(), { binary: true });
+    // sender; the contract lets the caller reuse its buffer at once, so they are copied: into
+    // a `Buffer` (which `ws` takes as it is), from Node's pool when small. A fresh
+    // `ArrayBuffer` per message (what `slice()` makes) costs Deno ~3 µs; the pool's, 0.2.
+    const copy = Buffer.allocUnsafe(data.byteLength);
+    copy.set(data);
+    this.#ws.send(copy, { binary: true });
   }
 
   close(code: number, reason: string): void {
