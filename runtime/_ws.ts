@@ -48,8 +48,8 @@ class WsSocket implements Socket {
   send(data: Uint8Array): void {
     // `ws` writes the caller's bytes as they are when the network is slower than the
     // sender; the contract lets the caller reuse its buffer at once, so they are copied: into
-    // a `Buffer` (which `ws` takes as it is), from Node's pool when small. A fresh
-    // `ArrayBuffer` per message (what `slice()` makes) costs Deno ~3 µs; the pool's, 0.2.
+    // a `Buffer` (which `ws` takes as it is), from Node's pool when small: 0.17 µs for 200 B
+    // on Deno, against 0.86 for a `slice()` that `ws` then wraps in a `Buffer` (Bun 0.07, 0.42).
     const copy = Buffer.allocUnsafe(data.byteLength);
     copy.set(data);
     this.#ws.send(copy, { binary: true });
