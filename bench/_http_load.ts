@@ -76,8 +76,16 @@ export function noteError(error: unknown): void {
 /** One request; resolves with its milliseconds, head to the end of the body. */
 export async function once(url: string, body: string): Promise<number> {
   const started = now();
-  const response = await fetch(url);
-  const text = await response.text();
+  let response: Response;
+  let text: string;
+  try {
+    response = await fetch(url);
+    text = await response.text();
+  } catch (error) {
+    // The URL says which scenario failed (a port each).
+    const { name, message } = error as Error;
+    throw new Error(`GET ${url}: ${name}: ${message}`, { cause: error });
+  }
   const ms = now() - started;
   if (response.status !== 200 || text !== body) {
     throw new Error(`GET ${url}: ${response.status} ${text.slice(0, 200)}`);

@@ -396,6 +396,10 @@ async function runBench(
   }
 
   const phaseBound = options.duration + 30_000;
+  // A failure names its URL: these say whose it is.
+  progress(
+    `targets: ${scenarios.map((scenario) => `${scenario} ${targets[scenario].url}`).join(", ")}`,
+  );
   progress(`warm-up: ${options.warmup} ms per scenario (half sequential, half concurrent)`);
   for (const scenario of scenarios) {
     const { url, body, pids } = targets[scenario];
