@@ -381,10 +381,14 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
         return response;
       }
       const length = response.headers.get("content-length");
-      if (response.body === null || (length !== null && isWhole(response))) {
-        // To a peer instance: a whole answer with its length goes on as it is, with nothing to
-        // count as it streams (reading `body` would make a stream of it).
-        over(response.body === null ? 0 : Number.parseInt(length!, 10) || 0);
+      // To a peer instance: a whole answer with its length goes on as it is, with nothing to
+      // count as it streams (reading `body` first would make a stream of it).
+      if (length !== null && isWhole(response)) {
+        over(Number.parseInt(length, 10) || 0);
+        return response;
+      }
+      if (response.body === null) {
+        over(0);
         return response;
       }
       let bytes = 0;
