@@ -213,6 +213,8 @@ async function main(): Promise<void> {
   const tls = certFile !== undefined && keyFile !== undefined
     ? { cert: await readPem("cert", certFile), key: await readPem("key", keyFile) }
     : undefined;
+  const caFile = text("ca");
+  const ca = caFile === undefined ? undefined : await readPem("ca", caFile);
   const hostname = text("hostname")!;
   const port = number("port")!;
   const credentialsFile = text("credentials");
@@ -225,7 +227,7 @@ async function main(): Promise<void> {
       prefix: text("cluster-prefix"),
     },
     log,
-    text("ca") === undefined ? undefined : [await readPem("ca", text("ca")!)],
+    ca === undefined ? undefined : [ca],
   );
   let gateway;
   try {
@@ -287,13 +289,13 @@ async function main(): Promise<void> {
     // Subscribed first: the agent's end of the handshake completes a moment before the
     // gateway's, and the curl lines must work once printed.
     const events = gateway.server.events();
-    // Over TLS the demo agent trusts --ca, else the gateway's own certificate file.
-    const demoCaFile = tls ? text("ca") ?? certFile : undefined;
+    // Over TLS the demo agent trusts --ca, else the gateway's own certificate (read above).
+    const demoCaFile = tls ? caFile ?? certFile : undefined;
     const agent = startAgent({
       url: gateway.agentsUrl,
       name: "demo",
       token: text("token"),
-      ...(demoCaFile ? { caCerts: [await readPem("ca", demoCaFile)] } : {}),
+      ...(tls ? { caCerts: [ca ?? tls.cert] } : {}),
       // A demo agent that cannot connect (a CA that does not fit) says why instead of hanging.
       logger: log,
     });

@@ -98,16 +98,6 @@ function parseBlock(text: string): Block {
 }
 
 /**
- * Whether `text` is one IPv4 or IPv6 address (brackets and a zone id allowed), and nothing
- * more (no port).
- *
- * @param text The text.
- */
-export function isAddress(text: string): boolean {
-  return parseAddress(text) !== undefined;
-}
-
-/**
  * The client a trusted proxy speaks for, from its `X-Forwarded-For`: walking the list from
  * the right (the entry the proxy nearest us appended), the first address that is not itself
  * a trusted proxy, as nginx's `real_ip_recursive on` does. An entry that is not an address
@@ -126,7 +116,7 @@ export function forwardedClient(
   let client: string | undefined;
   for (let i = chain.length - 1; i >= 0; i--) {
     const address = chain[i].trim();
-    if (!isAddress(address)) return client;
+    if (parseAddress(address) === undefined) return client;
     client = address.replace(/^\[(.*)\]$/, "$1");
     if (!isTrustedProxy(address)) return client;
   }
