@@ -2,7 +2,7 @@
  * Resume tokens: what lets a reconnecting client get its connection id back.
  *
  * Every WELCOME carries a fresh token `<id>.<secret>`, where the secret is 256 bits
- * from `crypto.getRandomValues` in base64url. While the connection is open its token
+ * from `crypto.getRandomValues` in base64url (43 characters). While the connection is open its token
  * is "live"; when the connection ends, the token and the connection's metadata are
  * kept for the resume window. A HELLO that presents the token within the window
  * redeems it: the token is deleted (single-use) and the caller issues a new one for
@@ -23,6 +23,7 @@
 import { type Clock, systemClock } from "./_clock.ts";
 import { Deadline, type Deadlines, deadlinesOf } from "./_deadlines.ts";
 import type { Connection } from "./connection.ts";
+import { randomBase64url } from "./_random.ts";
 import { timingSafeEqual } from "./_timing_safe_equal.ts";
 
 /** Most ended connections kept for resumption at once; the oldest go first. */
@@ -32,7 +33,7 @@ export const MAX_RESUMABLE_BYTES = 32 * 1024 * 1024;
 /** What one entry costs beyond its metadata: the token, the id, the map's slot. */
 export const RESUMABLE_ENTRY_BYTES = 256;
 
-const SECRET_BYTES = 32;
+const SECRET_BITS = 256;
 
 interface Live {
   secret: string;
@@ -153,7 +154,7 @@ export class ResumeStore {
    * @param metadataCost What its metadata takes in memory, by estimate.
    */
   issue(id: string, connection: Connection, metadataCost = 0): string {
-    const secret = randomSecret();
+    const secret = randomBase64url(SECRET_BITS);
     this.#delete(id);
     this.#live.set(id, { secret, connection, cost: metadataCost + RESUMABLE_ENTRY_BYTES });
     return `${id}.${secret}`;
@@ -253,11 +254,4 @@ export class ResumeStore {
     if (at === this.#sweeper.at && this.#sweeper.pending) return;
     this.#deadlines.set(this.#sweeper, at);
   }
-}
-
-function randomSecret(): string {
-  const bytes = crypto.getRandomValues(new Uint8Array(SECRET_BYTES));
-  let binary = "";
-  for (const byte of bytes) binary += String.fromCharCode(byte);
-  return btoa(binary).replaceAll("+", "-").replaceAll("/", "_").replace(/=+$/, "");
 }

@@ -9,7 +9,6 @@
  * @module
  */
 
-import { ulid } from "ulid";
 import {
   type BunServerLike,
   type BunWebSocketHandlers,
@@ -22,6 +21,7 @@ import {
   upgradeWebSocket,
 } from "./runtime/mod.ts";
 import { Endpoint } from "./_endpoint.ts";
+import { newId } from "./_random.ts";
 import { ADDRESS_RATES, AddressLimits, type AddressRates } from "./_address_limits.ts";
 import {
   MAX_RESUMABLE,
@@ -518,7 +518,7 @@ export class WebSocketServer {
               });
             }
             if (connection.isClosed) return;
-            const id = redeemed?.id ?? ulid();
+            const id = redeemed?.id ?? newId();
             if (redeemed && metadata === null) {
               (connection as { metadata: unknown }).metadata = redeemed.metadata;
               metadataCost = redeemed.metadataCost;

@@ -18,10 +18,10 @@
  * @module
  */
 
-import { ulid } from "ulid";
 import { WebSocketClient } from "../client.ts";
 import { timingSafeEqual } from "../_timing_safe_equal.ts";
 import { checkCaCerts } from "../_tls.ts";
+import { newId } from "../_random.ts";
 import { isConnectionIdShaped } from "./_agent_names.ts";
 import type { Connection } from "../connection.ts";
 import type { WebSocketServer } from "../server.ts";
@@ -105,7 +105,7 @@ export class ClusterMembership {
     this.#caCerts = options.caCerts && checkCaCerts(options.caCerts, "cluster.caCerts");
     this.#tokens = tokens;
     this.registry = new ClusterRegistry(options.redis, {
-      instance: ulid(),
+      instance: newId(),
       url: options.advertise ?? url,
       ttl,
       prefix: options.prefix,
