@@ -29,7 +29,7 @@ import {
   type RequestParts,
   requestParts,
 } from "./connection/_request_parts.ts";
-import { Responder } from "./connection/_responder.ts";
+import { type RemoteAddr, Responder } from "./connection/_responder.ts";
 import { ConnectionClosedError, ProtocolError } from "./errors.ts";
 import { CloseCode, fitCloseReason } from "./protocol/close_codes.ts";
 import { GoingAwayError } from "./protocol/errors.ts";
@@ -200,10 +200,6 @@ export class Connection {
   readonly type: ConnectionType;
   /** The client's metadata (any JSON value), as given to `withMetadata`. */
   readonly metadata: unknown;
-  /** When the handshake completed, as a `Date`. */
-  connectedAt: Date | undefined;
-  /** Resolves once, when the connection has ended; never rejects. */
-  readonly closed: Promise<ConnectionCloseInfo>;
 
   readonly #socket: Socket;
   readonly #session: Session;
@@ -212,7 +208,8 @@ export class Connection {
   #hooks: HandshakeHooks;
   readonly #onPing: PingHandler | undefined;
   readonly #onPong: PongHandler | undefined;
-  readonly #remoteAddr: { hostname: string; port: number };
+  /** The peer's address, also what handlers get as `info.remoteAddr` (hence frozen). */
+  readonly #remoteAddr: RemoteAddr;
   readonly #context: ConnectionContext;
   readonly #output: Output<Connection>;
   readonly #pumps: BodyPumps;
@@ -221,7 +218,14 @@ export class Connection {
   #id = "";
   #ended: ConnectionCloseInfo | undefined;
   #closing: { code: number; reason: string } | undefined;
-  #resolveClosed!: (info: ConnectionCloseInfo) => void;
+  // What only some applications ask for is made when first asked: a server holds thousands
+  // of idle connections (bench/RESULTS.md, "Idle memory").
+  /** When the handshake completed, in milliseconds since the epoch. */
+  #openedAt: number | undefined;
+  #connectedAt: Date | undefined;
+  #closed: Promise<ConnectionCloseInfo> | undefined;
+  #resolveClosed: ((info: ConnectionCloseInfo) => void) | undefined;
+  #fetch: FetchFunction | undefined;
 
   /** What every connection's output driver calls back into. */
   static readonly #outputHost: OutputHost<Connection> = {
@@ -250,8 +254,8 @@ export class Connection {
     this.#hooks = init.hooks ?? {};
     this.#onPing = init.onPing;
     this.#onPong = init.onPong;
-    this.#remoteAddr = init.remoteAddr ?? { hostname: "", port: 0 };
-    this.closed = new Promise((resolve) => this.#resolveClosed = resolve);
+    const { hostname = "", port = 0 } = init.remoteAddr ?? {};
+    this.#remoteAddr = Object.freeze({ transport: "tcp", hostname, port });
     const context = this.#context = new ConnectionContext(
       init.session,
       init.logger,
@@ -259,10 +263,12 @@ export class Connection {
     );
     const pumps = this.#pumps = new BodyPumps(context, init.maxQueuedBytes);
     this.#caller = new Caller(context, pumps);
-    const responder = this.#responder = new Responder<Connection>(context, pumps, this, {
-      transport: "tcp",
-      ...this.#remoteAddr,
-    });
+    const responder = this.#responder = new Responder<Connection>(
+      context,
+      pumps,
+      this,
+      this.#remoteAddr,
+    );
     responder.handler = init.handler;
     this.#output = context.output = new Output(
       context,
@@ -275,6 +281,21 @@ export class Connection {
     this.#socket.onClose = (code, reason) => this.#end({ code, reason, ...abnormal(code, reason) });
     this.#socket.onDrain = () => this.#output.wake();
     this.#output.wake();
+  }
+
+  /** When the handshake completed, as a `Date`. */
+  get connectedAt(): Date | undefined {
+    if (this.#openedAt === undefined) return undefined;
+    return this.#connectedAt ??= new Date(this.#openedAt);
+  }
+
+  /** Resolves once, when the connection has ended; never rejects. */
+  get closed(): Promise<ConnectionCloseInfo> {
+    if (this.#closed) return this.#closed;
+    const ended = this.#ended;
+    return this.#closed = ended
+      ? Promise.resolve(ended)
+      : new Promise((resolve) => this.#resolveClosed = resolve);
   }
 
   /** The connection id (a ULID), assigned by the server during the handshake. */
@@ -335,8 +356,10 @@ export class Connection {
   }
 
   /**
-   * Sends a request to the peer's handler: the standard `fetch` signature, bound, so
-   * it can be passed anywhere a `fetch` goes. Relative URLs (`"/pets/1"`) are fine.
+   * Sends a request to the peer's handler: the standard `fetch`, bound, so it can be
+   * passed anywhere a `fetch` goes. `input` is a URL (relative ones such as `"/pets/1"` are
+   * fine) or a `Request`, `init` the usual `RequestInit`; it resolves with the peer's
+   * response, whose body streams as the peer produces it.
    *
    * Aborting `init.signal` rejects with its reason (an `AbortError`) and aborts the
    * peer's `request.signal`. If the connection ends first, it rejects with
@@ -351,22 +374,20 @@ export class Connection {
    *   signal: AbortSignal.timeout(5_000),
    * });
    * ```
-   *
-   * @param input A URL (relative or absolute) or a `Request`.
-   * @param init The usual `RequestInit`.
-   * @returns The peer's response; its body streams as the peer produces it.
    */
-  readonly fetch: FetchFunction = (input, init) => {
-    return new Promise<Response>((resolve, reject) => {
-      let parts: RequestParts;
-      try {
-        parts = requestParts(input, init);
-      } catch (error) {
-        return reject(error);
-      }
-      this.#send(parts, resolve, reject);
-    });
-  };
+  get fetch(): FetchFunction {
+    return this.#fetch ??= (input, init) => {
+      return new Promise<Response>((resolve, reject) => {
+        let parts: RequestParts;
+        try {
+          parts = requestParts(input, init);
+        } catch (error) {
+          return reject(error);
+        }
+        this.#send(parts, resolve, reject);
+      });
+    };
+  }
 
   /**
    * Sends a request exactly as given, for proxies: the target goes on the wire as it is
@@ -487,7 +508,7 @@ export class Connection {
         return;
       case "open":
         this.#id = event.id;
-        this.connectedAt = new Date();
+        this.#openedAt = Date.now();
         this.#openedWith(event.welcome);
         return;
       case "request":
@@ -640,7 +661,7 @@ export class Connection {
     this.#responder.failAll(error);
     this.#pumps.wakeAll();
     this.#hooks.onEnd?.(this, info);
-    this.#resolveClosed(info);
+    this.#resolveClosed?.(info);
   }
 }
 

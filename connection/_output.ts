@@ -116,6 +116,8 @@ export class Output<O = unknown> {
   #closeBy: number | undefined;
   #flushScheduled = false;
   #sendSoonScheduled = false;
+  /** What `wake(Urgency.Soon)` queues (made the first time, as an idle connection never does). */
+  #sendSoon: (() => void) | undefined;
   #drainTimer: unknown;
   /** What a full socket's polls call (made the first time the socket fills, as most never do). */
   #drainPoll: (() => void) | undefined;
@@ -163,7 +165,7 @@ export class Output<O = unknown> {
     if (urgency === Urgency.Soon) {
       if (this.#sendSoonScheduled) return;
       this.#sendSoonScheduled = true;
-      queueMicrotask(this.#sendQueued);
+      queueMicrotask(this.#sendSoon ??= () => this.#sendQueued());
       return;
     }
     if (this.#flushScheduled) return;
@@ -205,12 +207,12 @@ export class Output<O = unknown> {
     return at === undefined ? closeBy : Math.min(at, closeBy);
   }
 
-  #sendQueued = (): void => {
+  #sendQueued(): void {
     this.#sendSoonScheduled = false;
     if (this.#context.ended) return;
     this.#transmit();
     this.#host.processEvents(this.#owner);
-  };
+  }
 
   #flush = (): void => {
     this.#flushScheduled = false;

@@ -45,7 +45,11 @@ interface HeldResponse {
 }
 
 /** The peer's address as a handler sees it (`HandlerInfo.remoteAddr`). */
-export type RemoteAddr = { transport: "tcp"; hostname: string; port: number };
+export type RemoteAddr = {
+  readonly transport: "tcp";
+  readonly hostname: string;
+  readonly port: number;
+};
 
 /**
  * A handler as the responder calls it: `Handler`, with the connection's type left open

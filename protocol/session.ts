@@ -103,6 +103,19 @@ import {
 import { checkRateLimit, type RateLimitOptions, TokenBucket } from "./rate_limit.ts";
 import { createStream, type HalfEvent, nextHalfState, type StreamRecord } from "./stream.ts";
 
+/** Every session of an endpoint is given the same settings: one complete copy serves them all. */
+const completed = new WeakMap<Partial<Settings>, Readonly<Settings>>();
+
+function completeSettings(settings: Partial<Settings> | undefined): Readonly<Settings> {
+  if (!settings) return DEFAULT_SETTINGS;
+  let complete = completed.get(settings);
+  if (!complete) {
+    complete = Object.freeze({ ...DEFAULT_SETTINGS, ...settings });
+    completed.set(settings, complete);
+  }
+  return complete;
+}
+
 /** Which end of the WebSocket this session is. */
 export type Role = "client" | "server";
 
@@ -292,7 +305,7 @@ const SMALL_COPY_BYTES = 32;
  */
 export class Session {
   readonly #role: Role;
-  readonly #local: Settings;
+  readonly #local: Readonly<Settings>;
   #peer: Settings = { ...DEFAULT_SETTINGS };
   #phase: SessionPhase = "handshake";
   #handshake: HandshakeState = "start";
@@ -368,7 +381,7 @@ export class Session {
    */
   constructor(options: SessionOptions, now: number) {
     this.#role = options.role;
-    this.#local = { ...DEFAULT_SETTINGS, ...options.settings };
+    this.#local = completeSettings(options.settings);
     this.#handshakeDeadline = now + (options.handshakeTimeout ?? 10_000);
     this.#heartbeatOptions = options.heartbeat ?? false;
     this.#appData = options.appData ?? "";
