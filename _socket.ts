@@ -10,6 +10,19 @@
  * @module
  */
 
+/**
+ * Where a socket's events go: one object for every socket of its kind, called with the owner
+ * each socket was given, so that a server's thousands of idle sockets hold no closures.
+ */
+export interface SocketHost<O> {
+  /** A message: bytes for a binary one, a string for a text one. */
+  message(owner: O, data: Uint8Array | string): void;
+  /** The socket has closed, for whatever reason; called once. */
+  closed(owner: O, code: number, reason: string): void;
+  /** A full send buffer has drained (only if `signalsDrain`). */
+  drained(owner: O): void;
+}
+
 /** What a connection needs from a WebSocket. */
 export interface Socket {
   /**
@@ -21,12 +34,15 @@ export interface Socket {
   close(code: number, reason: string): void;
   /** Bytes accepted by `send` and not yet written to the network. */
   readonly bufferedAmount: number;
-  /** Whether `onDrain` fires when the buffer empties; if not, the caller polls `bufferedAmount`. */
+  /** Whether `SocketHost.drained` is called when the buffer empties; if not, the caller polls `bufferedAmount`. */
   readonly signalsDrain: boolean;
-  /** Called with each message: bytes for binary messages, a string for text ones. */
-  onMessage: (data: Uint8Array | string) => void;
-  /** Called once when the socket has closed, for whatever reason. */
-  onClose: (code: number, reason: string) => void;
-  /** Called when a full send buffer has drained (only if `signalsDrain`). */
-  onDrain: () => void;
+  /** Sends this socket's events to `host`, with `owner`; until then they go nowhere. */
+  listen<O>(host: SocketHost<O>, owner: O): void;
 }
+
+/** The host of a socket nobody listens to yet. */
+export const UNHEARD: SocketHost<unknown> = {
+  message(): void {},
+  closed(): void {},
+  drained(): void {},
+};

@@ -17,7 +17,7 @@
 
 import { type Clock, systemClock } from "./_clock.ts";
 import type { Logger } from "./_logger.ts";
-import type { Socket } from "./_socket.ts";
+import type { Socket, SocketHost } from "./_socket.ts";
 import { BodyPumps } from "./connection/_body_pump.ts";
 import { abortReason, Caller, refusal } from "./connection/_caller.ts";
 import type { BodyBytes } from "./connection/_inbound_body.ts";
@@ -218,6 +218,8 @@ export class Connection {
   #id = "";
   #ended: ConnectionCloseInfo | undefined;
   #closing: { code: number; reason: string } | undefined;
+  /** How this end closed the socket, which its close event then reports. */
+  #closedWith: ConnectionCloseInfo | undefined;
   // What only some applications ask for is made when first asked: a server holds thousands
   // of idle connections (bench/RESULTS.md, "Idle memory").
   /** When the handshake completed, in milliseconds since the epoch. */
@@ -236,6 +238,14 @@ export class Connection {
       connection.#end({ code: 1006, reason: "Send failed", error }),
     closeTimedOut: (connection) =>
       connection.#closeSocket(connection.#closing!.code, connection.#closing!.reason),
+  };
+
+  /** What every connection's socket calls back into. */
+  static readonly #socketHost: SocketHost<Connection> = {
+    message: (connection, data) => connection.#onMessage(data),
+    closed: (connection, code, reason) =>
+      connection.#end(connection.#closedWith ?? { code, reason, ...abnormal(code, reason) }),
+    drained: (connection) => connection.#output.wake(),
   };
 
   /**
@@ -277,9 +287,7 @@ export class Connection {
       Connection.#outputHost,
       this,
     );
-    this.#socket.onMessage = (data) => this.#onMessage(data);
-    this.#socket.onClose = (code, reason) => this.#end({ code, reason, ...abnormal(code, reason) });
-    this.#socket.onDrain = () => this.#output.wake();
+    init.socket.listen(Connection.#socketHost, this);
     this.#output.wake();
   }
 
@@ -629,7 +637,7 @@ export class Connection {
     // Bun's ServerWebSocket reports the close synchronously from close(): end with this end's
     // own code, reason and error (a ProtocolError), not the generic error onClose would make.
     // (Ending inside that callback matters on Bun: ending after it delays server.stop() by 1 s.)
-    this.#socket.onClose = () => this.#end(info);
+    this.#closedWith = info;
     try {
       this.#socket.close(code, fitted);
     } catch (cause) {

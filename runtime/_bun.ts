@@ -7,7 +7,7 @@
  * @module
  */
 
-import type { Socket } from "../_socket.ts";
+import { type Socket, type SocketHost, UNHEARD } from "../_socket.ts";
 import { plainBytes } from "./_plain_bytes.ts";
 import type {
   DialTls,
@@ -93,14 +93,11 @@ export interface BunSocket extends Socket {
   dispatchDrain(): void;
 }
 
-const noop = (): void => {};
-
 // A class, not an object literal full of closures: a server holds one per connection.
 class BunSocketAdapter implements BunSocket {
   readonly signalsDrain = true;
-  onMessage: (data: Uint8Array | string) => void = noop;
-  onClose: (code: number, reason: string) => void = noop;
-  onDrain: () => void = noop;
+  #host: SocketHost<unknown> = UNHEARD;
+  #owner: unknown;
   readonly #ws: BunServerWebSocket;
   #closed = false;
   #pending = 0;
@@ -113,6 +110,11 @@ class BunSocketAdapter implements BunSocket {
     return this.#ws.getBufferedAmount?.() ?? this.#pending;
   }
 
+  listen<O>(host: SocketHost<O>, owner: O): void {
+    this.#host = host as SocketHost<unknown>;
+    this.#owner = owner;
+  }
+
   send(data: Uint8Array): void {
     // -1: accepted but queued behind backpressure; `drain` follows.
     if (this.#ws.send(data) === -1) this.#pending += data.byteLength;
@@ -123,18 +125,18 @@ class BunSocketAdapter implements BunSocket {
   }
 
   dispatchMessage(data: string | Uint8Array): void {
-    this.onMessage(typeof data === "string" ? data : plainBytes(data));
+    this.#host.message(this.#owner, typeof data === "string" ? data : plainBytes(data));
   }
 
   dispatchClose(code: number, reason: string): void {
     if (this.#closed) return;
     this.#closed = true;
-    this.onClose(code, reason);
+    this.#host.closed(this.#owner, code, reason);
   }
 
   dispatchDrain(): void {
     this.#pending = 0;
-    this.onDrain();
+    this.#host.drained(this.#owner);
   }
 }
 

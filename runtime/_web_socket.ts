@@ -5,11 +5,9 @@
  * @module
  */
 
-import type { Socket } from "../_socket.ts";
+import { type Socket, type SocketHost, UNHEARD } from "../_socket.ts";
 import { plainBytes } from "./_plain_bytes.ts";
 import type { DialTls } from "./_types.ts";
-
-const noop = (): void => {};
 
 // The adapters are classes, not object literals full of closures: a server holds one per
 // connection, and most connections are idle (on V8 a literal with a getter also ends up
@@ -18,9 +16,8 @@ const noop = (): void => {};
 /** A {@linkcode Socket} over a standard `WebSocket`; it is its own event listener. */
 class StandardSocket implements Socket {
   readonly signalsDrain = false;
-  onMessage: (data: Uint8Array | string) => void = noop;
-  onClose: (code: number, reason: string) => void = noop;
-  onDrain: () => void = noop;
+  #host: SocketHost<unknown> = UNHEARD;
+  #owner: unknown;
   readonly #ws: WebSocket;
   #closed = false;
 
@@ -33,6 +30,11 @@ class StandardSocket implements Socket {
 
   get bufferedAmount(): number {
     return this.#ws.bufferedAmount;
+  }
+
+  listen<O>(host: SocketHost<O>, owner: O): void {
+    this.#host = host as SocketHost<unknown>;
+    this.#owner = owner;
   }
 
   send(data: Uint8Array): void {
@@ -60,7 +62,8 @@ class StandardSocket implements Socket {
   handleEvent(event: Event): void {
     if (event.type === "message") {
       const data = (event as MessageEvent).data as string | ArrayBuffer | Uint8Array;
-      this.onMessage(
+      this.#host.message(
+        this.#owner,
         typeof data === "string"
           ? data
           : data instanceof ArrayBuffer
@@ -73,7 +76,7 @@ class StandardSocket implements Socket {
     this.#closed = true;
     const { code, reason } = event as CloseEvent;
     // Deno reports a dropped TCP connection as code 0; RFC 6455 calls that 1006.
-    this.onClose(code || 1006, reason);
+    this.#host.closed(this.#owner, code || 1006, reason);
   }
 }
 

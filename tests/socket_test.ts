@@ -31,15 +31,20 @@ function collectMismatches(socket: Socket): Promise<number[]> {
   const done = deferred<number[]>();
   const mismatches: number[] = [];
   let count = 0;
-  socket.onMessage = (data) => {
-    const index = count++;
-    if (
-      typeof data === "string" || data.byteLength !== MESSAGE_BYTES || data.some((b) => b !== index)
-    ) {
-      mismatches.push(index);
-    }
-    if (count === MESSAGES) done.resolve(mismatches);
-  };
+  socket.listen({
+    message(_, data): void {
+      const index = count++;
+      if (
+        typeof data === "string" || data.byteLength !== MESSAGE_BYTES ||
+        data.some((b) => b !== index)
+      ) {
+        mismatches.push(index);
+      }
+      if (count === MESSAGES) done.resolve(mismatches);
+    },
+    closed(): void {},
+    drained(): void {},
+  }, undefined);
   return done.promise;
 }
 
@@ -71,10 +76,14 @@ describe("Socket adapters: adaptWebSocket() and Socket.send()", () => {
     client = await withTimeout(openClient(server.port), GUARD, "connect");
     const received: (Uint8Array | string)[] = [];
     const all = deferred();
-    client.onMessage = (data) => {
-      received.push(data);
-      if (received.length === count) all.resolve();
-    };
+    client.listen({
+      message(_, data): void {
+        received.push(data);
+        if (received.length === count) all.resolve();
+      },
+      closed(): void {},
+      drained(): void {},
+    }, undefined);
     const sender = await withTimeout(accepted.promise, GUARD, "accept");
     // Sizes from 1 byte to ~300 KiB: small messages may share a runtime's buffer pool.
     const sizeOf = (i: number): number => 1 + ((i * 997) % 4096) + (i % 50 === 0 ? 300_000 : 0);
