@@ -7,7 +7,8 @@
  * @module
  */
 
-const relayed = new WeakSet<Response>();
+// A property, not a `WeakSet` (see `_whole.ts`).
+const RELAYED: unique symbol = Symbol("swaggersocket.relayedWithoutLength");
 
 /**
  * Marks a response as relayed from an upstream that sent no length.
@@ -16,11 +17,11 @@ const relayed = new WeakSet<Response>();
  * @returns The same response.
  */
 export function relayedWithoutLength(response: Response): Response {
-  relayed.add(response);
+  (response as { [RELAYED]?: true })[RELAYED] = true;
   return response;
 }
 
 /** Whether a response was marked with {@linkcode relayedWithoutLength}. */
 export function isRelayedWithoutLength(response: Response): boolean {
-  return relayed.has(response);
+  return (response as { [RELAYED]?: true })[RELAYED] === true;
 }
