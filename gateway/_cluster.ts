@@ -276,14 +276,22 @@ export class ClusterMembership {
       signal: AbortSignal;
     },
   ): Promise<Response> {
-    const connection = await untilAborted(this.#link(url), request.signal);
+    // An open link needs no wait that the caller's abort could cut short (nor its listener).
+    const connection = this.#openLink(url) ??
+      await untilAborted(this.#link(url), request.signal);
     return await connection.forward(request);
+  }
+
+  /** The link to the instance at `url`, if it is open. */
+  #openLink(url: string): Connection | undefined {
+    const open = this.#links.get(url)?.connection;
+    return open && !open.isClosed ? open : undefined;
   }
 
   /** The open link to the instance at `url`, dialing it if there is none. */
   #link(url: string): Promise<Connection> {
-    const open = this.#links.get(url)?.connection;
-    if (open && !open.isClosed) return Promise.resolve(open);
+    const open = this.#openLink(url);
+    if (open) return Promise.resolve(open);
     let link = this.#links.get(url);
     if (!link) {
       const base = new URL(url);
