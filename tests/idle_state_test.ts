@@ -9,7 +9,7 @@ import assert from "node:assert/strict";
 import { CloseCode, type HandlerInfo } from "../mod.ts";
 import { nextTask } from "../connection/_schedule.ts";
 import { newId, randomBase64url } from "../_random.ts";
-import { startPair, withTimeout } from "./_helpers.ts";
+import { spawnFixture, startPair, withTimeout } from "./_helpers.ts";
 
 const GUARD = 10_000;
 /** Crockford base32, 26 characters: a ULID. */
@@ -113,6 +113,18 @@ describe("nextTask(): every connection's flush in one macrotask", () => {
     await withTimeout(done, GUARD, "the tasks");
     assert.deepEqual(order, ["microtask", "a", "b", "c, a later turn"]);
   });
+
+  for (const runtime of ["deno", "bun"] as const) {
+    it(`a task that throws leaves the others of its turn to run, and its error is uncaught (${runtime})`, async () => {
+      const fixture = spawnFixture(runtime, "tests/fixtures/throwing_task.ts");
+      try {
+        await fixture.waitFor(/^RAN a,c$/, GUARD);
+        await fixture.waitFor(/^UNCAUGHT boom$/, GUARD);
+      } finally {
+        await fixture.kill();
+      }
+    });
+  }
 });
 
 describe("Random ids and secrets", () => {
