@@ -51,7 +51,10 @@ export type ConnectionType = typeof ConnectionType[keyof typeof ConnectionType];
 export interface HandlerInfo {
   /** The connection the request came over. */
   connection: Connection;
-  /** The peer's address, shaped like `Deno.ServeHandlerInfo`'s. */
+  /**
+   * The peer's address, shaped like `Deno.ServeHandlerInfo`'s: one frozen object for every
+   * request of the connection.
+   */
   remoteAddr: { transport: "tcp"; hostname: string; port: number };
   /**
    * The request target exactly as the peer sent it: for a relative request the path and
