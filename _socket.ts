@@ -40,9 +40,41 @@ export interface Socket {
   listen<O>(host: SocketHost<O>, owner: O): void;
 }
 
-/** The host of a socket nobody listens to yet. */
-export const UNHEARD: SocketHost<unknown> = {
+const UNHEARD: SocketHost<unknown> = {
   message(): void {},
   closed(): void {},
   drained(): void {},
 };
+
+/**
+ * What every adapter does with its socket's events: hands them to the host it was given
+ * (nowhere before `listen`), the close once only, whichever way the runtime reports it.
+ */
+export abstract class SocketEvents {
+  #host: SocketHost<unknown> = UNHEARD;
+  #owner: unknown;
+  #closed = false;
+
+  /** See {@linkcode Socket.listen}. */
+  listen<O>(host: SocketHost<O>, owner: O): void {
+    this.#host = host as SocketHost<unknown>;
+    this.#owner = owner;
+  }
+
+  /** A message arrived. */
+  protected deliverMessage(data: Uint8Array | string): void {
+    this.#host.message(this.#owner, data);
+  }
+
+  /** The socket closed; later reports of it are dropped. */
+  protected deliverClose(code: number, reason: string): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#host.closed(this.#owner, code, reason);
+  }
+
+  /** A full send buffer drained. */
+  protected deliverDrain(): void {
+    this.#host.drained(this.#owner);
+  }
+}

@@ -9,6 +9,8 @@
  * @module
  */
 
+import { Mark } from "./_mark.ts";
+
 /** The wire's header list of `headers`: as `[...headers]`, without the iterator. */
 export function headerList(headers: Headers): [string, string][] {
   const list: [string, string][] = [];
@@ -26,9 +28,7 @@ export function appendHeaders(
   for (let i = 0; i < list.length; i++) headers.append(list[i][0], list[i][1]);
 }
 
-// A property, not a `WeakSet`: a `WeakSet.add` per list cost more than the rest of marking
-// it, on V8 (see `_whole.ts`).
-const WIRE: unique symbol = Symbol("swaggersocket.wireList");
+const wire = new Mark<[string, string][]>("wireList");
 
 /**
  * Marks a header list as the wire's already: names lower-case and values as a `Headers`
@@ -39,11 +39,10 @@ const WIRE: unique symbol = Symbol("swaggersocket.wireList");
  * @returns The same list.
  */
 export function wireList(list: [string, string][]): [string, string][] {
-  (list as { [WIRE]?: true })[WIRE] = true;
-  return list;
+  return wire.set(list);
 }
 
 /** Whether `headers` is a list marked with {@linkcode wireList}. */
 export function isWireList(headers: unknown): headers is [string, string][] {
-  return (headers as { [WIRE]?: true } | null | undefined)?.[WIRE] === true;
+  return wire.has(headers);
 }

@@ -7,8 +7,9 @@
  * @module
  */
 
-// A property, not a `WeakSet` (see `_whole.ts`).
-const RELAYED: unique symbol = Symbol("swaggersocket.relayedWithoutLength");
+import { Mark } from "./_mark.ts";
+
+const relayed = new Mark<Response>("relayedWithoutLength");
 
 /**
  * Marks a response as relayed from an upstream that sent no length.
@@ -17,11 +18,10 @@ const RELAYED: unique symbol = Symbol("swaggersocket.relayedWithoutLength");
  * @returns The same response.
  */
 export function relayedWithoutLength(response: Response): Response {
-  (response as { [RELAYED]?: true })[RELAYED] = true;
-  return response;
+  return relayed.set(response);
 }
 
 /** Whether a response was marked with {@linkcode relayedWithoutLength}. */
 export function isRelayedWithoutLength(response: Response): boolean {
-  return (response as { [RELAYED]?: true })[RELAYED] === true;
+  return relayed.has(response);
 }

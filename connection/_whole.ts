@@ -6,9 +6,9 @@
  * @module
  */
 
-// A property, not a `WeakSet`: on V8 a `WeakSet.add` per response cost 5 % of the CPU of a
-// small exchange, and its entries are ephemerons the garbage collector works through.
-const WHOLE: unique symbol = Symbol("swaggersocket.whole");
+import { Mark } from "./_mark.ts";
+
+const whole = new Mark<Response>("whole");
 
 /**
  * Marks a response whose body is all in memory.
@@ -16,10 +16,10 @@ const WHOLE: unique symbol = Symbol("swaggersocket.whole");
  * @param response The response, as it is made.
  */
 export function markWhole(response: Response): void {
-  (response as { [WHOLE]?: true })[WHOLE] = true;
+  whole.set(response);
 }
 
 /** Whether a response was marked with {@linkcode markWhole}. */
 export function isWhole(response: Response): boolean {
-  return (response as { [WHOLE]?: true })[WHOLE] === true;
+  return whole.has(response);
 }

@@ -7,7 +7,7 @@
  * @module
  */
 
-import { type Socket, type SocketHost, UNHEARD } from "../_socket.ts";
+import { type Socket, SocketEvents } from "../_socket.ts";
 import { plainBytes } from "./_plain_bytes.ts";
 import type {
   DialTls,
@@ -94,25 +94,18 @@ export interface BunSocket extends Socket {
 }
 
 // A class, not an object literal full of closures: a server holds one per connection.
-class BunSocketAdapter implements BunSocket {
+class BunSocketAdapter extends SocketEvents implements BunSocket {
   readonly signalsDrain = true;
-  #host: SocketHost<unknown> = UNHEARD;
-  #owner: unknown;
   readonly #ws: BunServerWebSocket;
-  #closed = false;
   #pending = 0;
 
   constructor(ws: BunServerWebSocket) {
+    super();
     this.#ws = ws;
   }
 
   get bufferedAmount(): number {
     return this.#ws.getBufferedAmount?.() ?? this.#pending;
-  }
-
-  listen<O>(host: SocketHost<O>, owner: O): void {
-    this.#host = host as SocketHost<unknown>;
-    this.#owner = owner;
   }
 
   send(data: Uint8Array): void {
@@ -125,18 +118,16 @@ class BunSocketAdapter implements BunSocket {
   }
 
   dispatchMessage(data: string | Uint8Array): void {
-    this.#host.message(this.#owner, typeof data === "string" ? data : plainBytes(data));
+    this.deliverMessage(typeof data === "string" ? data : plainBytes(data));
   }
 
   dispatchClose(code: number, reason: string): void {
-    if (this.#closed) return;
-    this.#closed = true;
-    this.#host.closed(this.#owner, code, reason);
+    this.deliverClose(code, reason);
   }
 
   dispatchDrain(): void {
     this.#pending = 0;
-    this.#host.drained(this.#owner);
+    this.deliverDrain();
   }
 }
 

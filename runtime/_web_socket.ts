@@ -5,7 +5,7 @@
  * @module
  */
 
-import { type Socket, type SocketHost, UNHEARD } from "../_socket.ts";
+import { type Socket, SocketEvents } from "../_socket.ts";
 import { plainBytes } from "./_plain_bytes.ts";
 import type { DialTls } from "./_types.ts";
 
@@ -14,14 +14,12 @@ import type { DialTls } from "./_types.ts";
 // as a slow dictionary object).
 
 /** A {@linkcode Socket} over a standard `WebSocket`; it is its own event listener. */
-class StandardSocket implements Socket {
+class StandardSocket extends SocketEvents implements Socket {
   readonly signalsDrain = false;
-  #host: SocketHost<unknown> = UNHEARD;
-  #owner: unknown;
   readonly #ws: WebSocket;
-  #closed = false;
 
   constructor(ws: WebSocket, binaryType: BinaryType) {
+    super();
     this.#ws = ws;
     (ws as { binaryType: string }).binaryType = binaryType;
     ws.addEventListener("message", this);
@@ -30,11 +28,6 @@ class StandardSocket implements Socket {
 
   get bufferedAmount(): number {
     return this.#ws.bufferedAmount;
-  }
-
-  listen<O>(host: SocketHost<O>, owner: O): void {
-    this.#host = host as SocketHost<unknown>;
-    this.#owner = owner;
   }
 
   send(data: Uint8Array): void {
@@ -62,8 +55,7 @@ class StandardSocket implements Socket {
   handleEvent(event: Event): void {
     if (event.type === "message") {
       const data = (event as MessageEvent).data as string | ArrayBuffer | Uint8Array;
-      this.#host.message(
-        this.#owner,
+      this.deliverMessage(
         typeof data === "string"
           ? data
           : data instanceof ArrayBuffer
@@ -72,11 +64,9 @@ class StandardSocket implements Socket {
       );
       return;
     }
-    if (this.#closed) return;
-    this.#closed = true;
     const { code, reason } = event as CloseEvent;
     // Deno reports a dropped TCP connection as code 0; RFC 6455 calls that 1006.
-    this.#host.closed(this.#owner, code || 1006, reason);
+    this.deliverClose(code || 1006, reason);
   }
 }
 

@@ -8,32 +8,28 @@
 import { Buffer } from "node:buffer";
 // @ts-types="@types/ws"
 import type { WebSocket as WsWebSocket } from "ws";
-import { type Socket, type SocketHost, UNHEARD } from "../_socket.ts";
+import { type Socket, SocketEvents } from "../_socket.ts";
 import { plainBytes } from "./_plain_bytes.ts";
 
 const noop = (): void => {};
 const utf8 = new TextDecoder();
 
-class WsSocket implements Socket {
+class WsSocket extends SocketEvents implements Socket {
   readonly signalsDrain = false;
-  #host: SocketHost<unknown> = UNHEARD;
-  #owner: unknown;
   readonly #ws: WsWebSocket;
-  #closed = false;
 
   constructor(ws: WsWebSocket) {
+    super();
     this.#ws = ws;
     ws.binaryType = "nodebuffer";
     ws.on("message", (data, isBinary) => {
       // With "nodebuffer", `ws` hands over a Buffer (see `plainBytes`).
       const bytes = data as Uint8Array;
-      this.#host.message(this.#owner, isBinary ? plainBytes(bytes) : utf8.decode(bytes));
+      this.deliverMessage(isBinary ? plainBytes(bytes) : utf8.decode(bytes));
     });
     ws.on("close", (code, reason) => {
-      if (this.#closed) return;
-      this.#closed = true;
       // 1005 is "no code given"; the session reads a missing code the same way.
-      this.#host.closed(this.#owner, code, reason.toString());
+      this.deliverClose(code, reason.toString());
     });
     // A peer's protocol error (a bad frame, a message over `maxPayload`): `ws` closes the
     // socket with the matching code and reports it here first; unheard, it would throw.
@@ -42,11 +38,6 @@ class WsSocket implements Socket {
 
   get bufferedAmount(): number {
     return this.#ws.bufferedAmount;
-  }
-
-  listen<O>(host: SocketHost<O>, owner: O): void {
-    this.#host = host as SocketHost<unknown>;
-    this.#owner = owner;
   }
 
   send(data: Uint8Array): void {

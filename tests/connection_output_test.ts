@@ -14,7 +14,7 @@ import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { setImmediate } from "node:timers";
 import { Connection } from "../connection.ts";
-import { type Socket, type SocketHost, UNHEARD } from "../_socket.ts";
+import { type Socket, SocketEvents } from "../_socket.ts";
 import { CloseCode, decodeFrames, FLAG_END_STREAM, FrameType, Session } from "../protocol/mod.ts";
 import { ConnectionType, type Handler } from "../types.ts";
 import { FakeClock } from "./_fake_clock.ts";
@@ -26,11 +26,9 @@ const ID = "01J0000000000000000000000";
 const quiet = { debug() {}, info() {}, warn() {}, error() {} };
 
 /** One end of an in-memory wire: each message is copied and delivered as a macrotask. */
-class MemorySocket implements Socket {
+class MemorySocket extends SocketEvents implements Socket {
   readonly signalsDrain = false;
   readonly bufferedAmount = 0;
-  #host: SocketHost<unknown> = UNHEARD;
-  #owner: unknown;
   peer: MemorySocket | undefined;
   /** Every message sent, in order. */
   readonly sent: Uint8Array[] = [];
@@ -44,21 +42,16 @@ class MemorySocket implements Socket {
     if (this.deliver) setImmediate(() => this.peer?.onMessage(copy));
   }
 
-  listen<O>(host: SocketHost<O>, owner: O): void {
-    this.#host = host as SocketHost<unknown>;
-    this.#owner = owner;
-  }
-
   /** Hands `data` to the connection as a message from the wire. */
   onMessage(data: Uint8Array | string): void {
-    this.#host.message(this.#owner, data);
+    this.deliverMessage(data);
   }
 
   close(code: number, reason: string): void {
     if (this.#closed) return;
     this.#closed = true;
     setImmediate(() => {
-      this.#host.closed(this.#owner, code, reason);
+      this.deliverClose(code, reason);
       this.peer?.close(code, reason);
     });
   }
