@@ -404,7 +404,10 @@ export class Connection {
    * Sends a request exactly as given, for proxies: the target goes on the wire as it is
    * (`/a/../b//c?` is not resolved, re-encoded or trimmed: the peer's handler finds it in
    * `info.target`), the headers as listed, any method that is a token. Otherwise it is
-   * {@linkcode fetch}: same response, errors and abort.
+   * {@linkcode fetch}: same response, errors and abort. One difference in timing: while
+   * other exchanges are in flight, a forwarded request leaves at the end of the macrotask
+   * rather than once its microtasks have run, so that the requests an HTTP server hands
+   * over in one turn of the event loop share one WebSocket message.
    *
    * @example Forwarding what a `Deno.serve` handler received
    * ```ts ignore
@@ -498,6 +501,7 @@ export class Connection {
       );
       return;
     }
+    this.#context.messagesIn++;
     this.#session.handleMessage(data, this.#clock.now());
     this.#processEvents();
     // A reset or a finished stream may have freed queued output.

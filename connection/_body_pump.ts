@@ -12,7 +12,7 @@
  */
 
 import type { ConnectionContext } from "./_context.ts";
-import { Urgency } from "./_output.ts";
+import type { Urgency } from "./_output.ts";
 
 /** Where a pump's chunks go: the caller's side of an exchange, or the responder's. */
 export interface BodySink {
@@ -24,6 +24,8 @@ export interface BodySink {
   push(streamId: number, chunk: Uint8Array, end: boolean): boolean;
   /** Bytes of the stream held back outside the session (a held response's). */
   heldFor(streamId: number): number;
+  /** How soon the body's end leaves (asked before it is pushed). */
+  endUrgency(streamId: number): Urgency;
   /** The body failed: reset the stream (`ResetCode.Internal`) and end the exchange. */
   failed(streamId: number, error: unknown): void;
 }
@@ -169,8 +171,9 @@ export class BodyPump {
           return;
         }
         if (done) {
+          const urgency = sink.endUrgency(streamId);
           sink.push(streamId, EMPTY, true);
-          context.output.wake(Urgency.Soon);
+          context.output.wake(urgency);
           return;
         }
         const more = sink.push(streamId, toBytes(value), false);

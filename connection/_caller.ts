@@ -140,8 +140,12 @@ export class Caller implements BodySink {
     } else if (body !== null) {
       exchange.pump = this.#pumps.pump(streamId, body, this);
     }
+    // Requests forwarded from an HTTP front arrive one per callback of its sockets: while
+    // others are in flight, the flush gathers those of a macrotask into one message (see
+    // `Urgency`). A lone one still goes at once.
+    const whole = body === null || body instanceof Uint8Array;
     this.#context.output.wake(
-      body === null || body instanceof Uint8Array ? Urgency.Soon : Urgency.Flush,
+      whole && !(parts.forwarded && this.#outgoing.size > 1) ? Urgency.Soon : Urgency.Flush,
     );
   }
 
@@ -259,6 +263,11 @@ export class Caller implements BodySink {
   /** Nothing of a request is held back. */
   heldFor(): number {
     return 0;
+  }
+
+  /** A request body's end leaves at once. */
+  endUrgency(): Urgency {
+    return Urgency.Soon;
   }
 
   /** The request body failed. */

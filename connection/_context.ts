@@ -19,6 +19,11 @@ export class ConnectionContext {
   heldResponses = 0;
   /** Body bytes in held responses. */
   heldBytes = 0;
+  /**
+   * Messages received from the peer: an exchange that began at another count is answered
+   * after later input, not while handling its own message (see `Responder`).
+   */
+  messagesIn = 0;
   /** What received bodies' waiting chunks are charged (see `InboundBody`). */
   inboundBytes = 0;
   /** The output driver; set right after this context is made (it needs the context). */

@@ -13,7 +13,11 @@
  * - **Soon**: a request or response was queued *whole*: it leaves once the current
  *   microtasks have run, ahead of the flush, which it does not need. A lone exchange then
  *   skips a trip through the event loop on each end (about 5 % of a sequential exchange);
- *   exchanges that complete in the same microtasks still share one message.
+ *   exchanges that complete in the same microtasks still share one message. Those that
+ *   come one per callback of other sockets (requests `forward()`ed from an HTTP front, a
+ *   tunnel's answers from its upstream) ask for the flush instead while others are in
+ *   flight: Bun runs each callback's microtasks before the next, so each would leave alone,
+ *   and a socket write per exchange was most of a busy gateway's CPU there.
  * - **Input**: a message from the peer was handled: the flush is scheduled only if that left
  *   something to send, a response held, or a deadline to move. Scheduling a macrotask costs
  *   a few µs (2.6 µs on Deno), and most messages (a response whose caller runs next) need none.

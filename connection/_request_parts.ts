@@ -22,6 +22,11 @@ export interface RequestParts {
   body: Uint8Array | ReadableStream<Uint8Array> | null;
   /** The caller's signal, if any. */
   signal: AbortSignal | null | undefined;
+  /**
+   * Forwarded from an HTTP front: with other exchanges in flight it waits for the flush,
+   * where the requests that arrived in the same macrotask share one message.
+   */
+  forwarded: boolean;
 }
 
 const HAS_SCHEME = /^[a-zA-Z][a-zA-Z\d+\-.]*:/;
@@ -84,6 +89,7 @@ export function requestParts(input: string | URL | Request, init?: RequestInit):
     },
     body: request.body,
     signal: init?.signal ?? request.signal,
+    forwarded: false,
   };
 }
 
@@ -141,6 +147,7 @@ export function forwardParts(request: ForwardRequest): RequestParts {
     head: { method, url: target, headers },
     body: body instanceof Uint8Array ? body.slice() : body,
     signal: request.signal,
+    forwarded: true,
   };
 }
 
@@ -210,6 +217,7 @@ function fastParts(
     head: { method, url: wire, headers },
     body,
     signal: init?.signal,
+    forwarded: false,
   };
 }
 

@@ -33,6 +33,8 @@ interface Incoming {
   ended: boolean;
   /** The response while it is held back with the first chunks of its body (see `respond`). */
   held: HeldResponse | undefined;
+  /** `ConnectionContext.messagesIn` when the request came. */
+  since: number;
 }
 
 /** A response head and the body chunks read so far, not yet handed to the session. */
@@ -150,6 +152,7 @@ export class Responder<C> implements BodySink {
       settle: undefined,
       ended: false,
       held: undefined,
+      since: context.messagesIn,
     };
     if (this.#incoming === NO_EXCHANGES) this.#incoming = new Map();
     this.#incoming.set(streamId, exchange);
@@ -259,6 +262,12 @@ export class Responder<C> implements BodySink {
     return true;
   }
 
+  /** How soon the end of the stream's response body leaves. */
+  endUrgency(streamId: number): Urgency {
+    const exchange = this.#incoming.get(streamId);
+    return exchange ? this.#answerUrgency(exchange) : Urgency.Soon;
+  }
+
   /** Bytes of the stream's response held back. */
   heldFor(streamId: number): number {
     return this.#incoming.get(streamId)?.held?.bytes ?? 0;
@@ -313,7 +322,7 @@ export class Responder<C> implements BodySink {
     if (body === null) {
       if (this.#sendHead(streamId, head, true)) {
         responseComplete(exchange);
-        context.output.wake(Urgency.Soon);
+        context.output.wake(this.#answerUrgency(exchange));
       } else context.output.wake();
       return;
     }
@@ -322,6 +331,19 @@ export class Responder<C> implements BodySink {
     context.heldResponses++;
     exchange.pump = this.#pumps.pump(streamId, body, this);
     context.output.wake();
+  }
+
+  /**
+   * How soon a complete response leaves. One the handler gave while its request's message
+   * was handled leaves at once (`Soon`), with the others that message asked for; so does the
+   * only exchange. One that came after later input, from other I/O (a tunnel's upstream
+   * socket), waits for the flush while others are in flight: the flush gathers the answers
+   * of a macrotask into one message (see `Urgency`).
+   */
+  #answerUrgency(exchange: Incoming): Urgency {
+    return exchange.since === this.#context.messagesIn || this.#incoming.size <= 1
+      ? Urgency.Soon
+      : Urgency.Flush;
   }
 
   /** Sends a response whose body was all in memory: head and body together, length said. */
@@ -340,7 +362,7 @@ export class Responder<C> implements BodySink {
     const empty = bytes.byteLength === 0;
     if (!this.#sendHead(streamId, head, empty)) return;
     if (!empty) context.session.sendData(streamId, bytes, true);
-    context.output.wake(Urgency.Soon);
+    context.output.wake(this.#answerUrgency(exchange));
   }
 
   /** A response's body could not be read (it was read already): the stream is reset. */

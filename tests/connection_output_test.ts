@@ -104,6 +104,21 @@ function sentByNextMacrotask(socket: MemorySocket): Promise<number> {
   return new Promise((resolve) => setImmediate(() => resolve(socket.sent.length)));
 }
 
+/** Lets the microtasks queued so far (and those they queue, a few deep) run. */
+async function microtasksRun(): Promise<void> {
+  for (let i = 0; i < 8; i++) await Promise.resolve();
+}
+
+/** A body stream of `text` that has ended already. */
+function streamOf(text: string): ReadableStream<Uint8Array> {
+  return new ReadableStream({
+    start(controller) {
+      controller.enqueue(new TextEncoder().encode(text));
+      controller.close();
+    },
+  });
+}
+
 async function closeAll(...connections: Connection[]): Promise<void> {
   await Promise.all(connections.map((c) => withTimeout(c.close({ timeout: 0 }), GUARD, "close")));
 }
@@ -232,6 +247,100 @@ describe("Connection output: when it leaves, and what travels together", () => {
           );
         }
       }
+    } finally {
+      await closeAll(client, server);
+    }
+  });
+
+  it(
+    "forward() sends a lone request at once; with others in flight, those of a macrotask share one message",
+    {
+      timeout: GUARD * 2,
+    },
+    async () => {
+      // Requests stay in flight until the test answers them.
+      const answers: ((response: Response) => void)[] = [];
+      const { client, server, clientSocket } = await connectedPair(() =>
+        new Promise<Response>((resolve) => answers.push(resolve))
+      );
+      try {
+        const before = clientSocket.sent.length;
+        const responses = [client.forward({ method: "GET", target: "/0" })];
+        await microtasksRun();
+        assert.equal(clientSocket.sent.length, before + 1, "the lone request left at once");
+        // Three more, each from a callback of its own within one macrotask, as an HTTP front
+        // hands them over: they wait for the flush, and leave together.
+        for (const target of ["/1", "/2", "/3"]) {
+          responses.push(client.forward({ method: "GET", target }));
+          await microtasksRun();
+        }
+        assert.equal(clientSocket.sent.length, before + 1, "nothing more before the flush");
+        assert.equal(
+          await sentByNextMacrotask(clientSocket),
+          before + 2,
+          "one message at the flush",
+        );
+        const heads = framesOf(clientSocket.sent.slice(before + 1))[0]
+          .filter((frame) => frame.type === FrameType.Headers);
+        assert.equal(heads.length, 3, "the three requests in it");
+        // `fetch()` is not gathered: each request leaves once its microtasks have run.
+        const fetched = [client.fetch("/4")];
+        await microtasksRun();
+        fetched.push(client.fetch("/5"));
+        await microtasksRun();
+        assert.equal(clientSocket.sent.length, before + 4, "fetch: a message per request");
+        await withTimeout(waitFor(() => answers.length === 6), GUARD, "requests served");
+        for (const answer of answers) answer(new Response("ok"));
+        for (const response of [...responses, ...fetched]) {
+          assert.equal(await (await withTimeout(response, GUARD, "response")).text(), "ok");
+        }
+      } finally {
+        await closeAll(client, server);
+      }
+    },
+  );
+
+  it("answers that come after later input share the flush's message while others are in flight", {
+    timeout: GUARD * 2,
+  }, async () => {
+    // The handler answers later, from elsewhere (as a tunnel's upstream does).
+    const answers = new Map<string, (response: Response) => void>();
+    const { client, server, serverSocket } = await connectedPair((request) =>
+      new Promise<Response>((resolve) => answers.set(new URL(request.url).pathname, resolve))
+    );
+    try {
+      // A lone exchange answered later still leaves at once.
+      const lone = client.fetch("/lone");
+      await withTimeout(waitFor(() => answers.has("/lone")), GUARD, "lone request");
+      let before = serverSocket.sent.length;
+      answers.get("/lone")!(new Response("lone"));
+      await microtasksRun();
+      assert.equal(serverSocket.sent.length, before + 1, "the lone answer left at once");
+      assert.equal(await (await withTimeout(lone, GUARD, "lone")).text(), "lone");
+      // Requests in messages of their own; the first three are answered after the last has
+      // come, one per callback within one macrotask (one with a streamed body that ends at
+      // once), while the last is still in flight.
+      const responses: Promise<Response>[] = [];
+      for (const target of ["/a", "/b", "/c", "/last"]) {
+        responses.push(client.fetch(target));
+        await withTimeout(waitFor(() => answers.has(target)), GUARD, `request ${target}`);
+      }
+      before = serverSocket.sent.length;
+      answers.get("/a")!(new Response("a"));
+      await microtasksRun();
+      answers.get("/b")!(new Response(streamOf("b")));
+      await microtasksRun();
+      answers.get("/c")!(new Response(null, { status: 204 }));
+      await microtasksRun();
+      assert.equal(serverSocket.sent.length, before, "nothing before the flush");
+      assert.equal(await sentByNextMacrotask(serverSocket), before + 1, "one message at the flush");
+      answers.get("/last")!(new Response("last"));
+      const texts = await withTimeout(
+        Promise.all(responses.map(async (response) => await (await response).text())),
+        GUARD,
+        "responses",
+      );
+      assert.deepEqual(texts, ["a", "b", "", "last"]);
     } finally {
       await closeAll(client, server);
     }
