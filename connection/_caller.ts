@@ -7,6 +7,7 @@
  * @module
  */
 
+import { Cancel } from "./_cancel.ts";
 import {
   ConnectionClosedError,
   ExchangeRefusedError,
@@ -119,8 +120,13 @@ export class Caller implements BodySink {
         this.fail(streamId, abortReason(signal));
         this.#context.output.wake();
       };
-      signal.addEventListener("abort", onAbort, { once: true });
-      cleanup = () => signal.removeEventListener("abort", onAbort);
+      if (signal instanceof Cancel) {
+        signal.listen(onAbort);
+        cleanup = () => signal.listen(undefined);
+      } else {
+        signal.addEventListener("abort", onAbort, { once: true });
+        cleanup = () => signal.removeEventListener("abort", onAbort);
+      }
     }
     const exchange: Outgoing = {
       resolve,
@@ -294,6 +300,6 @@ export function refusal(error: unknown): Error {
 }
 
 /** Why an aborted signal aborted. */
-export function abortReason(signal: AbortSignal): unknown {
+export function abortReason(signal: AbortSignal | Cancel): unknown {
   return signal.reason ?? new DOMException("The operation was aborted", "AbortError");
 }

@@ -11,6 +11,7 @@
  * @module
  */
 
+import { CANCEL, type Cancel } from "./_cancel.ts";
 import { headerList, isWireList } from "./_header_list.ts";
 import type { RequestHead } from "../protocol/payload.ts";
 
@@ -20,8 +21,8 @@ export interface RequestParts {
   head: RequestHead;
   /** The body: bytes known up front, a stream to pump, or none. */
   body: Uint8Array | ReadableStream<Uint8Array> | null;
-  /** The caller's signal, if any. */
-  signal: AbortSignal | null | undefined;
+  /** The caller's signal, if any (or the library's own `Cancel`). */
+  signal: AbortSignal | Cancel | null | undefined;
   /**
    * Forwarded from an HTTP front: with other exchanges in flight it waits for the flush,
    * where the requests that arrived in the same macrotask share one message.
@@ -115,6 +116,12 @@ export interface ForwardRequest {
   signal?: AbortSignal | null;
 }
 
+/** A {@linkcode ForwardRequest} that the library cancels with a `Cancel` of its own. */
+export interface CancellableForward extends ForwardRequest {
+  /** Takes the place of `signal`. */
+  [CANCEL]?: Cancel;
+}
+
 /** What no request line can carry: spaces and control characters. */
 // deno-lint-ignore no-control-regex
 const UNSENDABLE_TARGET = /[\x00-\x20\x7f]/;
@@ -146,7 +153,7 @@ export function forwardParts(request: ForwardRequest): RequestParts {
   return {
     head: { method, url: target, headers },
     body: body instanceof Uint8Array ? body.slice() : body,
-    signal: request.signal,
+    signal: (request as CancellableForward)[CANCEL] ?? request.signal,
     forwarded: true,
   };
 }

@@ -18,6 +18,8 @@
  * @module
  */
 
+import { CANCEL, type Cancel } from "../connection/_cancel.ts";
+import type { CancellableForward } from "../connection/_request_parts.ts";
 import { WebSocketClient } from "../client.ts";
 import { timingSafeEqual } from "../_timing_safe_equal.ts";
 import { checkCaCerts } from "../_tls.ts";
@@ -264,21 +266,15 @@ export class ClusterMembership {
    * @param url The owner's base URL.
    * @param request What to send: the target is the gateway path (`/agents/{key}/…`).
    * @returns The owner's answer.
-   * @throws {Error} If the owner cannot be reached, or `signal` aborts first.
+   * @throws {Error} If the owner cannot be reached, or the request is cancelled first.
    */
   async hop(
     url: string,
-    request: {
-      method: string;
-      target: string;
-      headers: HeadersInit;
-      body: ReadableStream<Uint8Array> | null;
-      signal: AbortSignal;
-    },
+    request: CancellableForward & { [CANCEL]: Cancel },
   ): Promise<Response> {
-    // An open link needs no wait that the caller's abort could cut short (nor its listener).
+    // An open link needs no wait that the caller's abort could cut short.
     const connection = this.#openLink(url) ??
-      await untilAborted(this.#link(url), request.signal);
+      await untilCancelled(this.#link(url), request[CANCEL]);
     return await connection.forward(request);
   }
 
@@ -380,13 +376,22 @@ export const CLUSTER_REFRESH_PATH = "/cluster/refresh";
 /** Requests one link carries at once, each way. */
 export const CLUSTER_LINK_STREAMS = 4_096;
 
-/** Rejects with the signal's reason if it aborts before `promise` settles. */
-function untilAborted<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
-  if (signal.aborted) return Promise.reject(signal.reason);
+/** Rejects with the abort's reason if `cancel` aborts before `promise` settles. */
+function untilCancelled<T>(promise: Promise<T>, cancel: Cancel): Promise<T> {
+  if (cancel.aborted) return Promise.reject(cancel.reason);
   return new Promise<T>((resolve, reject) => {
-    const onAbort = (): void => reject(signal.reason);
-    signal.addEventListener("abort", onAbort, { once: true });
-    promise.then(resolve, reject).finally(() => signal.removeEventListener("abort", onAbort));
+    cancel.listen(reject);
+    // Let go of it before settling: whoever is waiting next listens once this has settled.
+    promise.then(
+      (value) => {
+        cancel.listen(undefined);
+        resolve(value);
+      },
+      (error) => {
+        cancel.listen(undefined);
+        reject(error);
+      },
+    );
   });
 }
 

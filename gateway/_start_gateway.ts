@@ -17,7 +17,9 @@ import { dropHopByHop } from "../_hop_by_hop.ts";
 import { mapResponsePaths, type PathMap } from "../_path_rewrite.ts";
 import { timingSafeEqual } from "../_timing_safe_equal.ts";
 import { Deadline, deadlinesOf } from "../_deadlines.ts";
-import { type CallerRequest, headersOf, listenHttp } from "../runtime/_node_http.ts";
+import { CANCEL, Cancel } from "../connection/_cancel.ts";
+import type { CancellableForward } from "../connection/_request_parts.ts";
+import { CallerRequest, headersOf, listenHttp } from "../runtime/_node_http.ts";
 import { adaptWsSocket } from "../runtime/_ws.ts";
 import { upgradedSockets, WebSocketServer } from "../server.ts";
 import { DEFAULT_SETTINGS } from "../protocol/handshake.ts";
@@ -285,7 +287,7 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
   });
 
   /** Forwarded exchanges still running: aborted if `close()` outlasts its grace period. */
-  const inFlight = new Set<AbortController>();
+  const inFlight = new Set<Cancel>();
   // Assigned below: the server's hooks need it, and it needs the server.
   // deno-lint-ignore prefer-const
   let observer!: GatewayObserver;
@@ -358,7 +360,7 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
       durationMs = Math.round((performance.now() - started) * 10) / 10;
     };
     /** The agent's exchange, while it is in flight. */
-    let exchange: AbortController | undefined;
+    let exchange: Cancel | undefined;
     /**
      * Every answer leaves here, the gateway's own errors too: the observer hears of it once
      * its body is written (by the front, to a caller) or relayed (over a link, to a peer).
@@ -371,7 +373,7 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
         if (sentStatus !== undefined) status = sentStatus;
         if (exchange) inFlight.delete(exchange);
         // A caller that hangs up is no failure of the agent's.
-        ended(error ?? (request.signal.aborted ? undefined : failure as Error | undefined));
+        ended(error ?? (request.hungUp ? undefined : failure as Error | undefined));
       };
       if (!peer) {
         // The front writes the body and says when it is over: no stream between, and none at
@@ -419,23 +421,24 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
     const headers = agentRequestHeaders(request.headers, hop);
     // The caller hanging up before the head arrives cancels the agent's exchange too.
     // (After the head, cancelling the response body does that.)
-    const { controller, settle } = untilHead(request, "The agent");
-    inFlight.add(exchange = controller);
+    const { cancel, settle } = untilHead(request, "The agent");
+    inFlight.add(exchange = cancel);
     let response: Response;
     try {
-      response = await agent.forward({
+      const forwarded: CancellableForward = {
         method: request.method,
         target: route.target,
         headers,
         body: request.body &&
           passThrough(request.body, (n) => bytesIn += n, () => {}),
-        signal: controller.signal,
-      });
+        [CANCEL]: cancel,
+      };
+      response = await agent.forward(forwarded);
     } catch (error) {
-      inFlight.delete(controller);
+      inFlight.delete(cancel);
       exchange = undefined;
       const name = (error as Error | undefined)?.name;
-      if (name === "TimeoutError" && controller.signal.aborted) {
+      if (name === "TimeoutError" && cancel.aborted) {
         return answer(
           errorResponse(
             504,
@@ -532,7 +535,7 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
     route: AgentRoute,
     hop: Hop,
   ): Promise<Response> {
-    const { controller, settle } = untilHead(request, "The owning instance");
+    const { cancel, settle } = untilHead(request, "The owning instance");
     try {
       // The owner sees the caller as this instance would have: it trusts a peer's forwarding
       // headers, and gets no API token (checked here).
@@ -541,10 +544,10 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
         target: `${hop.prefix}${route.target}`,
         headers: agentRequestHeaders(request.headers, { ...hop, preserveHost: false }),
         body: request.body,
-        signal: controller.signal,
+        [CANCEL]: cancel,
       });
     } catch (error) {
-      const timedOut = (error as Error).name === "TimeoutError" && controller.signal.aborted;
+      const timedOut = (error as Error).name === "TimeoutError" && cancel.aborted;
       return errorResponse(
         timedOut ? 504 : 502,
         timedOut ? "agent_timeout" : "agent_unavailable",
@@ -568,22 +571,22 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
   function untilHead(
     request: CallerRequest,
     who: string,
-  ): { controller: AbortController; settle(): void } {
-    const controller = new AbortController();
-    if (request.signal.aborted) {
-      controller.abort(request.signal.reason);
-      return { controller, settle() {} };
+  ): { cancel: Cancel; settle(): void } {
+    const cancel = new Cancel();
+    if (request.hungUp) {
+      cancel.abort(request.signal.reason);
+      return { cancel, settle() {} };
     }
     // On the deadline heap, not a runtime timer per request (Deno's is a Node `Timeout` here).
     const deadline = new Deadline(() =>
-      controller.abort(
+      cancel.abort(
         new DOMException(`${who} did not answer within ${timeout} ms`, "TimeoutError"),
       )
     );
     deadlines.set(deadline, deadlines.clock.now() + timeout);
-    request.gone = (reason) => controller.abort(reason);
+    request.gone = (reason) => cancel.abort(reason);
     return {
-      controller,
+      cancel,
       settle() {
         deadlines.set(deadline, undefined);
         request.gone = undefined;
@@ -797,15 +800,19 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
     resumeWindow: 0,
     limits: { maxConcurrentStreams: CLUSTER_LINK_STREAMS },
     logger: logger && { ...logger, info: (...args: unknown[]) => logger.debug(...args) },
-    handler: (request, info) =>
-      handle({
-        method: request.method,
-        target: info.target,
-        headers: request.headers,
-        body: request.body ?? info.body,
-        signal: request.signal,
-        clientAddr: info.remoteAddr.hostname,
-      }, true),
+    handler: (request, info) => {
+      const caller = new CallerRequest(
+        request.method,
+        info.target,
+        request.headers,
+        request.body ?? info.body,
+        info.remoteAddr.hostname,
+      );
+      // The instance that sent it cancels the exchange when its caller hangs up.
+      const signal = request.signal;
+      signal.addEventListener("abort", () => caller.hangUp(signal.reason), { once: true });
+      return handle(caller, true);
+    },
   });
 
   /** Takes an agent's dial, or a cluster peer's; any other upgrade request is answered as an ordinary one. */
@@ -903,7 +910,7 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
         await server.close();
         await links?.close();
         // Whatever still streams (an endless event stream) is cut now.
-        for (const controller of inFlight) controller.abort();
+        for (const cancel of inFlight) cancel.abort();
         inFlight.clear();
         await closeSockets();
         await front.stop();

@@ -19,36 +19,64 @@ import { announcesBody } from "./_framing.ts";
 import { drained } from "./_drained.ts";
 import { Deadline, deadlinesOf } from "../_deadlines.ts";
 
-/** A caller's request as it arrived: what a `Request` cannot hold (a GET body, a raw target). */
-export interface CallerRequest {
-  /** The method, as sent. */
-  method: string;
-  /** The request target, byte for byte as on the request line. */
-  target: string;
-  /** The headers, in order, repeated ones kept. */
-  headers: Headers;
-  /** The body, or `null` when the headers announce none. */
-  body: ReadableStream<Uint8Array> | null;
-  /** Aborted when the caller goes away before the whole response is sent. */
-  signal: AbortSignal;
+/**
+ * A caller's request as it arrived: what a `Request` cannot hold (a GET body, a raw target).
+ * Its `signal` is made only if asked for: most requests are answered without one.
+ */
+export class CallerRequest {
   /**
    * Set by the handler to hear at once, with the reason, that the caller went away before
    * the whole response was sent (as `signal` says, without a listener on it).
    */
-  gone?: (reason: unknown) => void;
-  /** The caller's address (an IPv4 peer may show as `::ffff:a.b.c.d`). */
-  clientAddr: string;
+  gone: ((reason: unknown) => void) | undefined = undefined;
   /**
    * Set by the handler to hear once how the answer went: the body bytes written, the error
    * if the body failed or the caller went away before it was all sent, and the status the
    * caller got when the front sent another answer instead (a 502 for a broken length).
    */
-  sent?: (bytes: number, error?: unknown, status?: number) => void;
+  sent: ((bytes: number, error?: unknown, status?: number) => void) | undefined = undefined;
   /**
    * Set by the handler when its answer's body is all in memory: with a `Content-Length`,
    * the front then reads it at once and writes head and body in one go, with no stream.
    */
-  answerInMemory?: boolean;
+  answerInMemory = false;
+  /** Whether the caller went away before the whole response was sent. */
+  hungUp = false;
+  #reason: unknown = undefined;
+  #controller: AbortController | undefined = undefined;
+
+  /**
+   * @param method The method, as sent.
+   * @param target The request target, byte for byte as on the request line.
+   * @param headers The headers, in order, repeated ones kept.
+   * @param body The body, or `null` when the headers announce none.
+   * @param clientAddr The caller's address (an IPv4 peer may show as `::ffff:a.b.c.d`).
+   */
+  constructor(
+    readonly method: string,
+    readonly target: string,
+    readonly headers: Headers,
+    readonly body: ReadableStream<Uint8Array> | null,
+    readonly clientAddr: string,
+  ) {}
+
+  /** Aborted when the caller goes away before the whole response is sent. */
+  get signal(): AbortSignal {
+    if (!this.#controller) {
+      this.#controller = new AbortController();
+      if (this.hungUp) this.#controller.abort(this.#reason);
+    }
+    return this.#controller.signal;
+  }
+
+  /** The caller went away before the whole response was sent: `signal` aborts, `gone` hears. */
+  hangUp(reason: unknown): void {
+    if (this.hungUp) return;
+    this.hungUp = true;
+    this.#reason = reason;
+    this.#controller?.abort(reason);
+    this.gone?.(reason);
+  }
 }
 
 /** Where and how the front listens. */
@@ -218,20 +246,16 @@ async function serve(
     await send(res, plainText(400, "Bad Request: a header value is invalid\n"));
     return;
   }
-  const controller = new AbortController();
-  const request: CallerRequest = {
-    method: req.method ?? "GET",
-    target: req.url ?? "/",
+  const request = new CallerRequest(
+    req.method ?? "GET",
+    req.url ?? "/",
     headers,
-    body: announcesBody(headers) ? bodyOf(req) : null,
-    signal: controller.signal,
-    clientAddr: req.socket.remoteAddress ?? "",
-  };
+    announcesBody(headers) ? bodyOf(req) : null,
+    req.socket.remoteAddress ?? "",
+  );
   res.on("close", () => {
     if (!res.writableFinished) {
-      const reason = new DOMException("The caller went away", "AbortError");
-      controller.abort(reason);
-      request.gone?.(reason);
+      request.hangUp(new DOMException("The caller went away", "AbortError"));
     }
   });
   let response: Response;
@@ -259,7 +283,7 @@ async function serve(
       : Number(declared);
   if (request.answerInMemory && length !== undefined) {
     await sendWhole(res, response, length, request.sent);
-  } else await send(res, response, controller.signal, length, request.sent);
+  } else await send(res, response, request.signal, length, request.sent);
 }
 
 /** Statuses whose answers have no body whatever their `Content-Length` says. */

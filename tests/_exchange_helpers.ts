@@ -125,6 +125,26 @@ export function whenAborted(signal: AbortSignal): Promise<unknown> {
   });
 }
 
+/**
+ * A handler that never answers, rejecting once its request aborts: `arrived` resolves when
+ * the request comes, `aborted` with the reason its signal aborted with.
+ */
+export function unanswered(): {
+  handler: (request: Request) => Promise<Response>;
+  arrived: Promise<void>;
+  aborted: Promise<unknown>;
+} {
+  const arrived = deferred<void>();
+  const aborted = deferred<unknown>();
+  const handler = async (request: Request): Promise<Response> => {
+    arrived.resolve();
+    const reason = await whenAborted(request.signal);
+    aborted.resolve(reason);
+    throw reason;
+  };
+  return { handler, arrived: arrived.promise, aborted: aborted.promise };
+}
+
 /** Whether `error` is a `DOMException` named `name`. */
 export function isDomError(error: unknown, name: string): boolean {
   return error instanceof DOMException && error.name === name;

@@ -32,6 +32,7 @@ import {
 import { connectRedis, NO_REDIS, type RedisServer, startRedis } from "./_redis.ts";
 import { recordingLogger } from "./_recording_logger.ts";
 import { makeCertificates } from "./_certificates.ts";
+import { unanswered } from "./_exchange_helpers.ts";
 import { rmSync } from "node:fs";
 
 const OPTIONS = { timeout: 60_000, skip: NO_REDIS };
@@ -169,6 +170,21 @@ describe("gateways as a cluster on redis-server", OPTIONS, () => {
     });
     await assert.rejects(withTimeout(forged.connect(), STEP_MS, "a forged link"), HandshakeError);
     await forged.close();
+  });
+
+  it("a caller that hangs up before the head cancels the agent's exchange on the other instance", async () => {
+    const [a, b] = [gateways[0], gateways[1]];
+    const { handler, arrived, aborted } = unanswered();
+    const waits = startAgent({ url: b.agentsUrl, name: "waits", handler });
+    agents.push(waits);
+    await serverHolds(b.server, (await withTimeout(waits.ready, STEP_MS, "waits")).id);
+    const caller = new AbortController();
+    const pending = fetch(`${a.url}/agents/waits/x`, { signal: caller.signal }).catch(() => {});
+    await withTimeout(arrived, STEP_MS, "the request at the agent");
+    caller.abort();
+    await pending;
+    const reason = await withTimeout(aborted, STEP_MS, "the agent's request aborted");
+    assert.equal((reason as Error).name, "AbortError");
   });
 
   it("a large body streams both ways through the hop, byte for byte", async () => {

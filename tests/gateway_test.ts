@@ -20,6 +20,7 @@ import {
   withTimeout,
 } from "./_helpers.ts";
 import { patternStream, verifyPattern } from "./fixtures/_common.ts";
+import { unanswered } from "./_exchange_helpers.ts";
 
 const RUNTIMES = ["deno", "bun"] as const;
 const TOKEN = "test-token";
@@ -602,32 +603,18 @@ describe("gateway timeout", () => {
     TEST_OPTIONS,
     async () => {
       const gateway = await startGateway({ port: 0 });
-      let arrived!: () => void;
-      const arriving = new Promise<void>((resolve) => arrived = resolve);
-      let cancelled!: (reason: unknown) => void;
-      const cancelling = new Promise<unknown>((resolve) => cancelled = resolve);
-      const agent = startAgent({
-        url: gateway.agentsUrl,
-        name: "waits",
-        handler: (request) =>
-          new Promise<Response>((_resolve, reject) => {
-            request.signal.addEventListener("abort", () => {
-              cancelled(request.signal.reason);
-              reject(request.signal.reason);
-            });
-            arrived();
-          }),
-      });
+      const { handler, arrived, aborted } = unanswered();
+      const agent = startAgent({ url: gateway.agentsUrl, name: "waits", handler });
       try {
         const { id } = await withTimeout(agent.ready, STEP_MS, "agent.ready");
         await serverHolds(gateway.server, id, STEP_MS);
         const caller = new AbortController();
         const pending = fetch(`${gateway.url}/agents/waits/x`, { signal: caller.signal })
           .catch(() => {});
-        await withTimeout(arriving, STEP_MS, "the request at the agent");
+        await withTimeout(arrived, STEP_MS, "the request at the agent");
         caller.abort();
         await pending;
-        const reason = await withTimeout(cancelling, STEP_MS, "the agent's request aborted");
+        const reason = await withTimeout(aborted, STEP_MS, "the agent's request aborted");
         assert.equal((reason as Error).name, "AbortError");
       } finally {
         await withTimeout(agent.close(), 20_000, "agent.close()");
