@@ -19,6 +19,7 @@ import {
   resolveHeartbeat,
 } from "./_options.ts";
 import { Connection, type ConnectionCloseInfo, type HandshakeHooks } from "./connection.ts";
+import { RUNTIME } from "./runtime/mod.ts";
 import type { Settings } from "./protocol/handshake.ts";
 import type { HeartbeatOptions as HeartbeatTiming } from "./protocol/heartbeat.ts";
 import { Session, type SessionOptions } from "./protocol/session.ts";
@@ -116,6 +117,7 @@ export class Endpoint {
       maxQueuedBytes: limits.maxQueuedBytes,
       hooks: setup.hooks,
       clock: this.clock,
+      bodyInMemory: RUNTIME.bodyInMemory,
     });
     return connection;
   }

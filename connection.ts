@@ -166,6 +166,11 @@ export interface ConnectionInit {
    */
   clock?: Clock;
   /**
+   * Tells a handler's `Response` whose body is all in memory, to be sent with its head
+   * rather than through a stream (the runtime's `bodyInMemory`). None: every body streams.
+   */
+  bodyInMemory?: (response: Response) => boolean;
+  /**
    * Response and request bodies are read from the application only while less than this
    * many bytes wait to be sent (the outbound share of `limits.maxBufferedBytes`). Default
    * 4 MiB.
@@ -281,6 +286,7 @@ export class Connection {
       pumps,
       this,
       this.#remoteAddr,
+      init.bodyInMemory,
     );
     responder.handler = init.handler;
     this.#output = context.output = new Output(

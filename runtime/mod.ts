@@ -32,6 +32,7 @@ import {
   upgradeOnBunServer,
 } from "./_bun.ts";
 import {
+  bodyInMemoryOnDeno,
   cannotTrust,
   type DenoGlobal,
   type DenoServeHandlerInfo,
@@ -101,6 +102,12 @@ export interface Runtime {
    * @throws {TypeError} Where there are none.
    */
   script(): ScriptRuntime;
+  /**
+   * Whether a `Response`'s body is all in memory as its constructor got it, unread and with
+   * no stream made of it (Deno's: see `bodyInMemoryOnDeno`); `false` where that cannot be
+   * told.
+   */
+  bodyInMemory(response: Response): boolean;
 }
 
 interface Globals {
@@ -131,6 +138,7 @@ function detect(): Runtime {
       upgrade: noUpgrade,
       dialTls: (caCerts) => dialTlsOnBun(process, caCerts),
       script: () => process ? scriptOnBun(bun, process) : noScript(),
+      bodyInMemory: unknownBody,
     };
   }
   if (deno) {
@@ -146,6 +154,7 @@ function detect(): Runtime {
         : noUpgrade,
       dialTls: (caCerts) => dialTlsOnDeno(deno, caCerts),
       script: () => scriptOnDeno(deno),
+      bodyInMemory: bodyInMemoryOnDeno(),
     };
   }
   return {
@@ -159,7 +168,13 @@ function detect(): Runtime {
       throw cannotTrust();
     },
     script: noScript,
+    bodyInMemory: unknownBody,
   };
+}
+
+/** Where a `Response`'s body cannot be told to be in memory. */
+function unknownBody(): boolean {
+  return false;
 }
 
 /** The runtime this process runs on, detected once. */

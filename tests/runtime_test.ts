@@ -15,6 +15,34 @@ describe("runtime/mod.ts", () => {
     assert.equal(RUNTIME.clientSetsNoDelay, IS_BUN);
   });
 
+  it("RUNTIME.bodyInMemory() tells, on Deno, a body made of a string or bytes that nothing has read", async () => {
+    const cases: [string, () => Response, boolean][] = [
+      ["text", () => new Response("pong"), true],
+      ["text with init", () => new Response("pong", { status: 201, headers: { a: "1" } }), true],
+      ["JSON", () => Response.json({ a: 1 }), true],
+      ["bytes", () => new Response(new Uint8Array([1, 2])), true],
+      ["ArrayBuffer", () => new Response(new ArrayBuffer(2)), true],
+      ["form", () => new Response(new URLSearchParams("a=1")), true],
+      ["no body", () => new Response(null), false],
+      ["stream", () => new Response(new ReadableStream()), false],
+      ["Blob", () => new Response(new Blob(["x"])), false],
+      ["its stream asked for", () => {
+        const response = new Response("pong");
+        void response.body;
+        return response;
+      }, false],
+    ];
+    for (const [name, make, inMemory] of cases) {
+      const response = make();
+      // The responder reads the headers first.
+      void response.headers;
+      assert.equal(RUNTIME.bodyInMemory(response), !IS_BUN && inMemory, name);
+    }
+    const read = new Response("pong");
+    await read.text();
+    assert.equal(RUNTIME.bodyInMemory(read), false, "read already");
+  });
+
   it("RUNTIME.script() reads this process's arguments and environment", () => {
     const script = RUNTIME.script();
     assert.ok(Array.isArray(script.args));
