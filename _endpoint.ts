@@ -118,6 +118,7 @@ export class Endpoint {
       hooks: setup.hooks,
       clock: this.clock,
       bodyInMemory: RUNTIME.bodyInMemory,
+      abortRequest: RUNTIME.abortRequest,
     });
     return connection;
   }

@@ -171,6 +171,11 @@ export interface ConnectionInit {
    */
   bodyInMemory?: (response: Response) => boolean;
   /**
+   * Aborts the `signal` of a `Request` made without one (the runtime's `abortRequest`): a
+   * handler's request is then made without a controller. None: each gets a controller's signal.
+   */
+  abortRequest?: (request: Request, reason: unknown) => void;
+  /**
    * Response and request bodies are read from the application only while less than this
    * many bytes wait to be sent (the outbound share of `limits.maxBufferedBytes`). Default
    * 4 MiB.
@@ -287,6 +292,7 @@ export class Connection {
       this,
       this.#remoteAddr,
       init.bodyInMemory,
+      init.abortRequest,
     );
     responder.handler = init.handler;
     this.#output = context.output = new Output(

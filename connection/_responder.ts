@@ -24,7 +24,8 @@ import { isRelayedWithoutLength } from "./_relayed.ts";
 import { isWhole } from "./_whole.ts";
 
 interface Incoming {
-  controller: AbortController;
+  /** What aborts the handler's `request.signal`: its controller, or the request itself. */
+  abort: AbortController | Request | undefined;
   body: InboundBody | undefined;
   pump: BodyPump | undefined;
   /** Made only if the handler reads `info.completed`. */
@@ -109,6 +110,8 @@ export class Responder<C> implements BodySink {
   readonly #remoteAddr: RemoteAddr;
   /** None: every body streams. */
   readonly #bodyInMemory: ((response: Response) => boolean) | undefined;
+  /** None: every handler's request gets a controller. */
+  readonly #abortRequest: ((request: Request, reason: unknown) => void) | undefined;
   /** By stream id: the shared empty map until the first exchange (idle connections). */
   #incoming: Map<number, Incoming> = NO_EXCHANGES as Map<number, Incoming>;
 
@@ -118,6 +121,7 @@ export class Responder<C> implements BodySink {
    * @param connection What handlers get as `info.connection`.
    * @param remoteAddr What handlers get as `info.remoteAddr`.
    * @param bodyInMemory Tells a response whose body is in memory (see `ConnectionInit`).
+   * @param abortRequest Aborts a request made without a signal (see `ConnectionInit`).
    */
   constructor(
     context: ConnectionContext,
@@ -125,12 +129,14 @@ export class Responder<C> implements BodySink {
     connection: C,
     remoteAddr: RemoteAddr,
     bodyInMemory?: (response: Response) => boolean,
+    abortRequest?: (request: Request, reason: unknown) => void,
   ) {
     this.#context = context;
     this.#pumps = pumps;
     this.#connection = connection;
     this.#remoteAddr = remoteAddr;
     this.#bodyInMemory = bodyInMemory;
+    this.#abortRequest = abortRequest;
   }
 
   /** Exchanges whose response is not complete yet. */
@@ -141,7 +147,7 @@ export class Responder<C> implements BodySink {
   /** @param arrived The whole body if it has arrived (`null`: none); `undefined` if it streams in. */
   onRequest(streamId: number, head: RequestHead, arrived: BodyBytes | null | undefined): void {
     const context = this.#context;
-    const controller = new AbortController();
+    const controller = this.#abortRequest === undefined ? new AbortController() : undefined;
     const body = arrived !== undefined ? undefined : new InboundBody(
       (bytes) => context.consume(streamId, bytes),
       () => {
@@ -150,7 +156,7 @@ export class Responder<C> implements BodySink {
       context.account,
     );
     const exchange: Incoming = {
-      controller,
+      abort: controller,
       body,
       pump: undefined,
       completed: undefined,
@@ -175,12 +181,13 @@ export class Responder<C> implements BodySink {
       request = new Request(handlerUrl(head.url), {
         method: head.method,
         body: requestBody,
-        signal: controller.signal,
+        signal: controller?.signal,
         // @ts-ignore: `duplex` is required for streaming bodies but missing from some lib.dom versions.
         duplex: "half",
       });
       // Bun makes the Headers object on first access: a request without headers goes without.
       if (head.headers.length > 0) appendHeaders(request.headers, head.headers);
+      exchange.abort ??= request;
     } catch (error) {
       context.logger.debug("swaggersocket: rejecting malformed request", error);
       this.#respond(streamId, head.method, textResponse(400, "Bad Request"));
@@ -240,7 +247,9 @@ export class Responder<C> implements BodySink {
   fail(streamId: number, error: unknown): void {
     const exchange = this.#end(streamId);
     if (!exchange) return;
-    exchange.controller.abort(error);
+    const abort = exchange.abort;
+    if (abort instanceof AbortController) abort.abort(error);
+    else if (abort !== undefined) this.#abortRequest?.(abort, error);
     exchange.body?.error(error);
     exchange.pump?.cancel(error);
     this.#pumps.wakeWriter(streamId);
@@ -288,7 +297,8 @@ export class Responder<C> implements BodySink {
 
   #handlerFailed(streamId: number, method: string, error: unknown): void {
     const exchange = this.#incoming.get(streamId);
-    if (exchange && !exchange.controller.signal.aborted) {
+    // A failed exchange is gone: what its handler throws after the abort is not news.
+    if (exchange) {
       this.#context.logger.error("swaggersocket: handler failed", error);
     }
     this.#respond(streamId, method, textResponse(500, "Internal Server Error"));

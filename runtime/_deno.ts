@@ -139,6 +139,33 @@ export function bodyInMemoryOnDeno(): (response: Response) => boolean {
   };
 }
 
+/**
+ * Aborts the `signal` of a `Request` made without `init.signal`, as an `AbortController`
+ * aborts its own: the handler's request then needs no controller. Given a signal, Deno's
+ * `Request` makes one that follows it, with a `WeakRef` and a `Set` (~5 µs, 7 % of an exchange's
+ * CPU one at a time); made without, its signal is made only if asked for. The signal's
+ * private abort step is found once by its description and tried on a probe; on a Deno whose
+ * internals differ this is `undefined`, and requests get a controller's signal as before.
+ *
+ * @returns The abort, or `undefined`.
+ */
+export function abortRequestOnDeno(): ((request: Request, reason: unknown) => void) | undefined {
+  const signalAbort = Object.getOwnPropertySymbols(AbortSignal.prototype)
+    .find((symbol) => symbol.description === "[[signalAbort]]");
+  if (signalAbort === undefined) return undefined;
+  const abort = (request: Request, reason: unknown): void => {
+    (request.signal as unknown as Record<symbol, (reason: unknown) => void>)[signalAbort](reason);
+  };
+  const probe = new Request("http://localhost/");
+  const reason = new Error("probe");
+  try {
+    abort(probe, reason);
+  } catch {
+    return undefined;
+  }
+  return probe.signal.aborted && probe.signal.reason === reason ? abort : undefined;
+}
+
 /** The error for a runtime whose `WebSocket` takes no extra CAs. */
 export function cannotTrust(): TypeError {
   return new TypeError("Cannot trust caCerts here: only Deno's and Bun's WebSocket take them");

@@ -32,6 +32,7 @@ import {
   upgradeOnBunServer,
 } from "./_bun.ts";
 import {
+  abortRequestOnDeno,
   bodyInMemoryOnDeno,
   cannotTrust,
   type DenoGlobal,
@@ -108,6 +109,12 @@ export interface Runtime {
    * told.
    */
   bodyInMemory(response: Response): boolean;
+  /**
+   * Aborts the `signal` of a `Request` made without `init.signal`, as its controller would
+   * (Deno's: see `abortRequestOnDeno`); `undefined` where that cannot be done, and a handler's
+   * request gets an `AbortController`'s signal.
+   */
+  readonly abortRequest: ((request: Request, reason: unknown) => void) | undefined;
 }
 
 interface Globals {
@@ -139,6 +146,7 @@ function detect(): Runtime {
       dialTls: (caCerts) => dialTlsOnBun(process, caCerts),
       script: () => process ? scriptOnBun(bun, process) : noScript(),
       bodyInMemory: unknownBody,
+      abortRequest: undefined,
     };
   }
   if (deno) {
@@ -155,6 +163,7 @@ function detect(): Runtime {
       dialTls: (caCerts) => dialTlsOnDeno(deno, caCerts),
       script: () => scriptOnDeno(deno),
       bodyInMemory: bodyInMemoryOnDeno(),
+      abortRequest: abortRequestOnDeno(),
     };
   }
   return {
@@ -169,6 +178,7 @@ function detect(): Runtime {
     },
     script: noScript,
     bodyInMemory: unknownBody,
+    abortRequest: undefined,
   };
 }
 

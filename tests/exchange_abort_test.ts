@@ -86,6 +86,29 @@ for (const [name, callerOf, calleeOf] of DIRECTIONS) {
     );
 
     it(
+      "a handler that asks for request.signal only after its caller gave up finds it aborted",
+      TEST_OPTIONS,
+      async () => {
+        const started = deferred<void>();
+        const seen = deferred<[boolean, unknown]>();
+        callee.serve(async (request, info) => {
+          started.resolve();
+          await info.completed;
+          seen.resolve([request.signal.aborted, request.signal.reason]);
+          return new Response("too late");
+        });
+        const controller = new AbortController();
+        const pending = caller.fetch("/slow", { signal: controller.signal });
+        await withTimeout(started.promise, GUARD, "the handler to start");
+        controller.abort();
+        await rejection(pending, "fetch");
+        const [aborted, reason] = await withTimeout(seen.promise, GUARD, "the handler to look");
+        assert.equal(aborted, true);
+        assert.ok(isDomError(reason, "AbortError"), `got ${reason}`);
+      },
+    );
+
+    it(
       "Connection.fetch() rejects with the abort reason given to AbortController.abort()",
       TEST_OPTIONS,
       async () => {

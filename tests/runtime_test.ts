@@ -43,6 +43,31 @@ describe("runtime/mod.ts", () => {
     assert.equal(RUNTIME.bodyInMemory(read), false, "read already");
   });
 
+  it("RUNTIME.abortRequest() aborts, on Deno, the signal of a request made without one", () => {
+    const abort = RUNTIME.abortRequest;
+    if (IS_BUN) {
+      assert.equal(abort, undefined);
+      return;
+    }
+    assert.ok(abort);
+    // Asked for before the abort: its listeners hear it, once.
+    const early = new Request("http://localhost/", { method: "POST", body: "x" });
+    const heard: unknown[] = [];
+    early.signal.addEventListener("abort", () => heard.push(early.signal.reason));
+    const clone = early.clone();
+    const reason = new Error("gone");
+    abort(early, reason);
+    abort(early, new Error("again"));
+    assert.deepEqual(heard, [reason]);
+    assert.equal(early.signal.aborted, true);
+    assert.equal(clone.signal.reason, reason);
+    // Asked for only after it: already aborted, with the reason.
+    const late = new Request("http://localhost/");
+    abort(late, reason);
+    assert.equal(late.signal.aborted, true);
+    assert.equal(late.signal.reason, reason);
+  });
+
   it("RUNTIME.script() reads this process's arguments and environment", () => {
     const script = RUNTIME.script();
     assert.ok(Array.isArray(script.args));
