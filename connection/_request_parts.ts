@@ -14,6 +14,7 @@
 import { CANCEL, type Cancel } from "./_cancel.ts";
 import { headerList, isWireList } from "./_header_list.ts";
 import type { RequestHead } from "../protocol/payload.ts";
+import { copyBytes, textBytes } from "../protocol/_small_bytes.ts";
 
 /** A request ready for the wire. */
 export interface RequestParts {
@@ -43,7 +44,6 @@ const DOT_SEGMENT = /\/(\.|%2e)/i;
 const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 const NORMALIZED = new Set(["DELETE", "GET", "HEAD", "OPTIONS", "POST", "PUT"]);
 const FORBIDDEN = new Set(["CONNECT", "TRACE", "TRACK"]);
-const encoder = new TextEncoder();
 
 /**
  * Whether this platform's `Request` drops forbidden request headers (`cookie`, `host`,
@@ -152,7 +152,7 @@ export function forwardParts(request: ForwardRequest): RequestParts {
     : headerList(given instanceof Headers ? given : new Headers(given));
   return {
     head: { method, url: target, headers },
-    body: body instanceof Uint8Array ? body.slice() : body,
+    body: body instanceof Uint8Array ? copyBytes(body) : body,
     signal: (request as CancellableForward)[CANCEL] ?? request.signal,
     forwarded: true,
   };
@@ -184,13 +184,13 @@ function fastParts(
   if (raw === undefined || raw === null) {
     body = null;
   } else if (typeof raw === "string") {
-    body = encoder.encode(raw);
+    body = textBytes(raw);
     defaultType = "text/plain;charset=UTF-8";
   } else if (raw instanceof ArrayBuffer) {
-    body = new Uint8Array(raw.slice(0));
+    body = copyBytes(new Uint8Array(raw));
   } else if (ArrayBuffer.isView(raw)) {
     // A copy, as Request makes: the caller may reuse its buffer once fetch() returns.
-    body = new Uint8Array(raw.buffer, raw.byteOffset, raw.byteLength).slice();
+    body = copyBytes(new Uint8Array(raw.buffer, raw.byteOffset, raw.byteLength));
   } else {
     return undefined;
   }

@@ -10,6 +10,8 @@
  * @module
  */
 
+import { writeUint32 } from "./_bytes.ts";
+import { smallBytes, writeAscii } from "./_small_bytes.ts";
 import { CloseCode } from "./close_codes.ts";
 import { ProtocolError } from "./errors.ts";
 
@@ -46,13 +48,12 @@ function varintSize(n: number): number {
   return size;
 }
 
-// Most heads are ASCII: then UTF-16 lengths are byte lengths and the buffer is sized exactly
-// (a small typed array costs ~0.3 µs per 100 bytes on Deno, and a view of a larger one makes
-// Bun allocate its ArrayBuffer).
+// Most heads are ASCII: then UTF-16 lengths are byte lengths and the buffer is sized exactly,
+// carved from a slab (`_small_bytes.ts`).
 function encodeStrings(strings: readonly string[]): Uint8Array {
   let size = varintSize(strings.length);
   for (const s of strings) size += varintSize(s.length) + s.length;
-  const out = new Uint8Array(size);
+  const out = smallBytes(size);
   let offset = writeVarint(out, 0, strings.length);
   for (const s of strings) {
     offset = writeVarint(out, offset, s.length);
@@ -67,7 +68,7 @@ function encodeStrings(strings: readonly string[]): Uint8Array {
 function encodeUtf8Strings(strings: readonly string[]): Uint8Array {
   let bound = varintSize(strings.length);
   for (const s of strings) bound += varintSize(3 * s.length) + 3 * s.length;
-  const out = new Uint8Array(bound);
+  const out = smallBytes(bound);
   let offset = writeVarint(out, 0, strings.length);
   for (const s of strings) {
     const reserved = varintSize(3 * s.length);
@@ -81,16 +82,6 @@ function encodeUtf8Strings(strings: readonly string[]): Uint8Array {
     offset = writeVarint(out, offset, written) + written;
   }
   return out.subarray(0, offset);
-}
-
-/** Copies an all-ASCII string byte for byte (most heads are); `undefined` if it is not ASCII. */
-function writeAscii(out: Uint8Array, offset: number, s: string): number | undefined {
-  for (let i = 0; i < s.length; i++) {
-    const code = s.charCodeAt(i);
-    if (code >= 0x80) return undefined;
-    out[offset + i] = code;
-  }
-  return s.length;
 }
 
 /** `first` followed by each name and value (what `[...first, ...headers.flat()]` makes, without the copies). */
@@ -323,8 +314,8 @@ export function decodeReset(bytes: Uint8Array): { code: number; reason: string }
  * @returns The payload.
  */
 export function encodeWindowUpdate(increment: number): Uint8Array {
-  const out = new Uint8Array(4);
-  new DataView(out.buffer).setUint32(0, increment);
+  const out = smallBytes(4);
+  writeUint32(out, 0, increment);
   return out;
 }
 

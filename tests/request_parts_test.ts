@@ -137,3 +137,19 @@ describe("requestParts()", () => {
     assert.equal(requestParts("/x", { signal: controller.signal }).signal, controller.signal);
   });
 });
+
+describe("requestParts() copies a body given as bytes", () => {
+  it("sends what the buffer held when it was called, as Request does", async () => {
+    for (const size of [3, 100, 256, 257, 4096]) {
+      const expected = Array.from({ length: size }, (_, i) => i % 251);
+      const view = new Uint8Array(expected);
+      const buffer = new Uint8Array(expected).buffer;
+      const fromView = requestParts("/up", { method: "POST", body: view });
+      const fromBuffer = requestParts("/up", { method: "POST", body: buffer });
+      view.fill(0xff);
+      new Uint8Array(buffer).fill(0xff);
+      assert.deepEqual(await bytesOf(fromView.body), expected, `a view of ${size} bytes`);
+      assert.deepEqual(await bytesOf(fromBuffer.body), expected, `an ArrayBuffer of ${size} bytes`);
+    }
+  });
+});
