@@ -117,7 +117,7 @@ export class Endpoint {
       maxQueuedBytes: limits.maxQueuedBytes,
       hooks: setup.hooks,
       clock: this.clock,
-      bodyInMemory: RUNTIME.bodyInMemory,
+      takeBodyInMemory: RUNTIME.takeBodyInMemory,
       abortRequest: RUNTIME.abortRequest,
     });
     return connection;

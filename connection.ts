@@ -166,10 +166,11 @@ export interface ConnectionInit {
    */
   clock?: Clock;
   /**
-   * Tells a handler's `Response` whose body is all in memory, to be sent with its head
-   * rather than through a stream (the runtime's `bodyInMemory`). None: every body streams.
+   * Takes the body of a handler's `Response` if it is all in memory, to be sent with its
+   * head rather than through a stream (the runtime's `takeBodyInMemory`). None: every body
+   * streams.
    */
-  bodyInMemory?: (response: Response) => boolean;
+  takeBodyInMemory?: (response: Response) => Uint8Array | string | undefined;
   /**
    * Aborts the `signal` of a `Request` made without one (the runtime's `abortRequest`): a
    * handler's request is then made without a controller. None: each gets a controller's signal.
@@ -291,7 +292,7 @@ export class Connection {
       pumps,
       this,
       this.#remoteAddr,
-      init.bodyInMemory,
+      init.takeBodyInMemory,
       init.abortRequest,
     );
     responder.handler = init.handler;

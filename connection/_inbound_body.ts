@@ -121,14 +121,16 @@ export class InboundBody {
   }
 
   /**
-   * Nobody will want the body: if nobody has started reading it, it is cancelled as if its
-   * reader had (`onCancel` runs), what waits is dropped, and what still arrives is consumed
-   * at once; a late reader gets an `AbortError`. A body being read is left to its reader.
+   * Nobody will want the body: if nobody has started reading it (taken a reader), it is
+   * cancelled as if its reader had (`onCancel` runs), what waits is dropped, and what still
+   * arrives is consumed at once; a late reader gets an `AbortError`. A body being read is
+   * left to its reader.
    *
    * @param why What a late reader is told.
    */
   discardUnread(why: string): void {
-    if (this.#pulled || this.#done) return;
+    // A reader taken is reading, though its first pull may not have come yet.
+    if (this.#pulled || this.stream.locked || this.#done) return;
     this.#onCancel(why);
     this.error(new DOMException(why, "AbortError"));
   }

@@ -14,6 +14,7 @@
 import { ResetCode } from "../protocol/close_codes.ts";
 import { HeaderSizeError } from "../protocol/errors.ts";
 import type { RequestHead, ResponseHead } from "../protocol/payload.ts";
+import { textBytes } from "../protocol/_small_bytes.ts";
 import type { BodyPump, BodyPumps, BodySink } from "./_body_pump.ts";
 import type { ConnectionContext } from "./_context.ts";
 import { appendHeaders, headerList } from "./_header_list.ts";
@@ -109,7 +110,7 @@ export class Responder<C> implements BodySink {
   readonly #connection: C;
   readonly #remoteAddr: RemoteAddr;
   /** None: every body streams. */
-  readonly #bodyInMemory: ((response: Response) => boolean) | undefined;
+  readonly #takeBodyInMemory: ((response: Response) => Uint8Array | string | undefined) | undefined;
   /** None: every handler's request gets a controller. */
   readonly #abortRequest: ((request: Request, reason: unknown) => void) | undefined;
   /** By stream id: the shared empty map until the first exchange (idle connections). */
@@ -120,7 +121,7 @@ export class Responder<C> implements BodySink {
    * @param pumps Where response bodies are read.
    * @param connection What handlers get as `info.connection`.
    * @param remoteAddr What handlers get as `info.remoteAddr`.
-   * @param bodyInMemory Tells a response whose body is in memory (see `ConnectionInit`).
+   * @param takeBodyInMemory Takes a response's body if it is in memory (see `ConnectionInit`).
    * @param abortRequest Aborts a request made without a signal (see `ConnectionInit`).
    */
   constructor(
@@ -128,14 +129,14 @@ export class Responder<C> implements BodySink {
     pumps: BodyPumps,
     connection: C,
     remoteAddr: RemoteAddr,
-    bodyInMemory?: (response: Response) => boolean,
+    takeBodyInMemory?: (response: Response) => Uint8Array | string | undefined,
     abortRequest?: (request: Request, reason: unknown) => void,
   ) {
     this.#context = context;
     this.#pumps = pumps;
     this.#connection = connection;
     this.#remoteAddr = remoteAddr;
-    this.#bodyInMemory = bodyInMemory;
+    this.#takeBodyInMemory = takeBodyInMemory;
     this.#abortRequest = abortRequest;
   }
 
@@ -323,15 +324,23 @@ export class Responder<C> implements BodySink {
       statusText: res.statusText,
       headers: headerList(res.headers),
     };
-    if (!bodyless && (isWhole(res) || this.#bodyInMemory?.(res) === true)) {
-      // Its bytes came with its head from a peer (a relayed answer), or the handler made it
-      // of a string or bytes: read at once, with no stream made of them and no pump (reading
-      // `body` would make one).
-      res.arrayBuffer().then(
-        (buffer) => this.#respondWhole(streamId, exchange, head, new Uint8Array(buffer), res),
-        (error) => this.#unreadable(streamId, error),
-      );
-      return;
+    if (!bodyless) {
+      // The handler made it of a string or bytes: sent with its head at once, with no stream
+      // made of them and no pump (reading `body` would make one).
+      const inMemory = this.#takeBodyInMemory?.(res);
+      if (inMemory !== undefined) {
+        const bytes = typeof inMemory === "string" ? textBytes(inMemory) : inMemory;
+        this.#respondWhole(streamId, exchange, head, bytes, res);
+        return;
+      }
+      if (isWhole(res)) {
+        // Its bytes came with its head from a peer (a relayed answer): read at once, the same.
+        res.arrayBuffer().then(
+          (buffer) => this.#respondWhole(streamId, exchange, head, new Uint8Array(buffer), res),
+          (error) => this.#unreadable(streamId, error),
+        );
+        return;
+      }
     }
     const body = bodyless ? null : res.body;
     if (body !== res.body) res.body?.cancel().catch(() => {});

@@ -33,13 +33,13 @@ import {
 } from "./_bun.ts";
 import {
   abortRequestOnDeno,
-  bodyInMemoryOnDeno,
   cannotTrust,
   type DenoGlobal,
   type DenoServeHandlerInfo,
   dialTlsOnDeno,
   listenOnDeno,
   scriptOnDeno,
+  takeBodyOnDeno,
   upgradeOnDeno,
 } from "./_deno.ts";
 import { type BinaryType, openWebSocketWith } from "./_web_socket.ts";
@@ -104,11 +104,11 @@ export interface Runtime {
    */
   script(): ScriptRuntime;
   /**
-   * Whether a `Response`'s body is all in memory as its constructor got it, unread and with
-   * no stream made of it (Deno's: see `bodyInMemoryOnDeno`); `false` where that cannot be
-   * told.
+   * Takes a `Response`'s body if it is all in memory, unread and with no stream made of it:
+   * its bytes or text, the body then used (Deno's: see `takeBodyOnDeno`); `undefined` where
+   * that cannot be told, and every body streams.
    */
-  bodyInMemory(response: Response): boolean;
+  readonly takeBodyInMemory: ((response: Response) => Uint8Array | string | undefined) | undefined;
   /**
    * Aborts the `signal` of a `Request` made without `init.signal`, as its controller would
    * (Deno's: see `abortRequestOnDeno`); `undefined` where that cannot be done, and a handler's
@@ -145,7 +145,7 @@ function detect(): Runtime {
       upgrade: noUpgrade,
       dialTls: (caCerts) => dialTlsOnBun(process, caCerts),
       script: () => process ? scriptOnBun(bun, process) : noScript(),
-      bodyInMemory: unknownBody,
+      takeBodyInMemory: undefined,
       abortRequest: undefined,
     };
   }
@@ -162,7 +162,7 @@ function detect(): Runtime {
         : noUpgrade,
       dialTls: (caCerts) => dialTlsOnDeno(deno, caCerts),
       script: () => scriptOnDeno(deno),
-      bodyInMemory: bodyInMemoryOnDeno(),
+      takeBodyInMemory: takeBodyOnDeno(),
       abortRequest: abortRequestOnDeno(),
     };
   }
@@ -177,14 +177,9 @@ function detect(): Runtime {
       throw cannotTrust();
     },
     script: noScript,
-    bodyInMemory: unknownBody,
+    takeBodyInMemory: undefined,
     abortRequest: undefined,
   };
-}
-
-/** Where a `Response`'s body cannot be told to be in memory. */
-function unknownBody(): boolean {
-  return false;
 }
 
 /** The runtime this process runs on, detected once. */

@@ -15,32 +15,52 @@ describe("runtime/mod.ts", () => {
     assert.equal(RUNTIME.clientSetsNoDelay, IS_BUN);
   });
 
-  it("RUNTIME.bodyInMemory() tells, on Deno, a body made of a string or bytes that nothing has read", async () => {
-    const cases: [string, () => Response, boolean][] = [
-      ["text", () => new Response("pong"), true],
-      ["text with init", () => new Response("pong", { status: 201, headers: { a: "1" } }), true],
-      ["JSON", () => Response.json({ a: 1 }), true],
-      ["bytes", () => new Response(new Uint8Array([1, 2])), true],
-      ["ArrayBuffer", () => new Response(new ArrayBuffer(2)), true],
-      ["form", () => new Response(new URLSearchParams("a=1")), true],
-      ["no body", () => new Response(null), false],
-      ["stream", () => new Response(new ReadableStream()), false],
-      ["Blob", () => new Response(new Blob(["x"])), false],
+  it("RUNTIME.takeBodyInMemory() takes, on Deno, a body made of a string or bytes that nothing has read", async () => {
+    const take = RUNTIME.takeBodyInMemory;
+    if (IS_BUN) {
+      assert.equal(take, undefined);
+      return;
+    }
+    assert.ok(take);
+    const text = (taken: Uint8Array | string | undefined): string | undefined =>
+      typeof taken === "string" || taken === undefined ? taken : new TextDecoder().decode(taken);
+    const cases: [string, () => Response, string | undefined][] = [
+      ["text", () => new Response("pong"), "pong"],
+      ["text with init", () => new Response("pöng", { status: 201, headers: { a: "1" } }), "pöng"],
+      ["JSON", () => Response.json({ a: 1 }), '{"a":1}'],
+      ["bytes", () => new Response(new Uint8Array([0x68, 0x69])), "hi"],
+      ["a view", () => new Response(new Uint8Array([0x61, 0x68, 0x69]).subarray(1)), "hi"],
+      ["ArrayBuffer", () => new Response(new Uint8Array([0x68, 0x69]).buffer), "hi"],
+      ["form", () => new Response(new URLSearchParams("a=1")), "a=1"],
+      ["no body", () => new Response(null), undefined],
+      ["stream", () => new Response(new ReadableStream()), undefined],
+      ["Blob", () => new Response(new Blob(["x"])), undefined],
       ["its stream asked for", () => {
         const response = new Response("pong");
         void response.body;
         return response;
-      }, false],
+      }, undefined],
     ];
-    for (const [name, make, inMemory] of cases) {
+    for (const [name, make, expected] of cases) {
       const response = make();
       // The responder reads the headers first.
       void response.headers;
-      assert.equal(RUNTIME.bodyInMemory(response), !IS_BUN && inMemory, name);
+      assert.equal(text(take(response)), expected, name);
+      if (expected === undefined) continue;
+      // Taken, the body is used, as reading it would leave it.
+      assert.equal(response.bodyUsed, true, `${name}: used`);
+      assert.equal(take(response), undefined, `${name}: taken once`);
+      await assert.rejects(response.arrayBuffer(), TypeError, `${name}: unreadable after`);
     }
     const read = new Response("pong");
     await read.text();
-    assert.equal(RUNTIME.bodyInMemory(read), false, "read already");
+    assert.equal(take(read), undefined, "read already");
+    // A clone's body is its own: taking one leaves the other readable.
+    const original = new Response("twice");
+    void original.headers;
+    const clone = original.clone();
+    assert.equal(text(take(original)), "twice");
+    assert.equal(await clone.text(), "twice");
   });
 
   it("RUNTIME.abortRequest() aborts, on Deno, the signal of a request made without one", () => {
