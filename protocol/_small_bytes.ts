@@ -4,7 +4,7 @@
  *
  * On Deno every `new Uint8Array(n)`, however small, allocates a backing store outside the
  * heap (~1.3 µs), and the collector sweeps each one again: making the two header blocks and
- * the body copy of an exchange this way was 15 % of its CPU one at a time and at 64 in
+ * the body copy of an exchange this way was 12 % of its CPU one at a time and 18 % at 64 in
  * flight (bench/RESULTS.md, session 18). A view into a slab costs ~0.03 µs, on Bun as on
  * Deno. Each slab is used once, front to back, and left to the collector: there is nothing
  * to free. A view keeps its whole slab alive, so slabs are small: an array still queued
