@@ -120,7 +120,7 @@ export function dialTlsOnDeno(deno: DenoGlobal, caCerts: string[]): DialTls {
  * string, bytes, JSON) with nothing read and no stream asked for: the bytes or the text,
  * and the body is then used, as reading it makes it. A responder then sends the body with
  * its head at once, with no stream, reader or promise made of it (making that stream was 8
- * % of a Deno exchange's CPU one at a time, and reading the body without it 3 %). Deno keeps
+ * % of a Deno exchange's CPU one at a time, and reading the body without it ~1 µs more). Deno keeps
  * such a body unstreamed until asked (`Deno.serve` writes it without a stream too), in the
  * `Response`'s private inner response, whose symbol is found once by its description; the
  * take does what the inner body's own `consume()` does. Read the response's `headers`
@@ -153,8 +153,8 @@ export function takeBodyOnDeno(): (response: Response) => Uint8Array | string | 
 /**
  * Aborts the `signal` of a `Request` made without `init.signal`, as an `AbortController`
  * aborts its own: the handler's request then needs no controller. Given a signal, Deno's
- * `Request` makes one that follows it, with a `WeakRef` and a `Set` (~5 µs, 7 % of an exchange's
- * CPU one at a time); made without, its signal is made only if asked for. The signal's
+ * `Request` makes one that follows it, with a `WeakRef` and a `Set` (~5 µs a request in a loop,
+ * 2–3 µs of an exchange's CPU one at a time); made without, its signal is made only if asked for. The signal's
  * private abort step is found once by its description and tried on a probe; on a Deno whose
  * internals differ this is `undefined`, and requests get a controller's signal as before.
  *
