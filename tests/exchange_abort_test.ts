@@ -109,6 +109,28 @@ for (const [name, callerOf, calleeOf] of DIRECTIONS) {
     );
 
     it(
+      "a Request made from the handler's (as a proxying handler makes one) aborts with it",
+      TEST_OPTIONS,
+      async () => {
+        const started = deferred<void>();
+        const aborted = deferred<unknown>();
+        callee.serve(async (request) => {
+          const upstream = new Request("http://upstream.invalid/slow", request);
+          started.resolve();
+          aborted.resolve(await whenAborted(upstream.signal));
+          return new Response("too late");
+        });
+        const controller = new AbortController();
+        const pending = caller.fetch("/slow", { signal: controller.signal });
+        await withTimeout(started.promise, GUARD, "the handler to start");
+        controller.abort();
+        await rejection(pending, "fetch");
+        const reason = await withTimeout(aborted.promise, GUARD, "the upstream request to abort");
+        assert.ok(isDomError(reason, "AbortError"), `got ${reason}`);
+      },
+    );
+
+    it(
       "Connection.fetch() rejects with the abort reason given to AbortController.abort()",
       TEST_OPTIONS,
       async () => {
