@@ -67,16 +67,12 @@ describe("Socket adapters: adaptWebSocket() and Socket.send()", () => {
     server = client = undefined;
   });
 
-  it("adaptWebSocket() hands each binary message over as a plain Uint8Array that stays intact", {
-    timeout: 60_000,
-  }, async () => {
+  /** Sends 300 messages of many sizes one way; each must arrive plain and intact, all kept. */
+  async function checkPlainMessages(from: Socket, to: Socket): Promise<void> {
     const count = 300;
-    const accepted = deferred<Socket>();
-    server = startAdaptedSocketServer((socket) => accepted.resolve(socket));
-    client = await withTimeout(openClient(server.port), GUARD, "connect");
     const received: (Uint8Array | string)[] = [];
     const all = deferred();
-    client.listen({
+    to.listen({
       message(_, data): void {
         received.push(data);
         if (received.length === count) all.resolve();
@@ -84,10 +80,10 @@ describe("Socket adapters: adaptWebSocket() and Socket.send()", () => {
       closed(): void {},
       drained(): void {},
     }, undefined);
-    const sender = await withTimeout(accepted.promise, GUARD, "accept");
-    // Sizes from 1 byte to ~300 KiB: small messages may share a runtime's buffer pool.
+    // Sizes from 1 byte to ~300 KiB: small messages may share a runtime's buffer pool, and
+    // every one is kept until the last has come.
     const sizeOf = (i: number): number => 1 + ((i * 997) % 4096) + (i % 50 === 0 ? 300_000 : 0);
-    for (let i = 0; i < count; i++) sender.send(new Uint8Array(sizeOf(i)).fill(i & 0xff));
+    for (let i = 0; i < count; i++) from.send(new Uint8Array(sizeOf(i)).fill(i & 0xff));
     await withTimeout(all.promise, GUARD, "messages");
     received.forEach((data, i) => {
       assert.ok(data instanceof Uint8Array, `message ${i} is bytes`);
@@ -95,6 +91,24 @@ describe("Socket adapters: adaptWebSocket() and Socket.send()", () => {
       assert.equal(data.byteLength, sizeOf(i));
       assert.ok(data.every((b) => b === (i & 0xff)), `message ${i} is intact`);
     });
+  }
+
+  it("adaptWebSocket() hands each binary message over as a plain Uint8Array that stays intact", {
+    timeout: 60_000,
+  }, async () => {
+    const accepted = deferred<Socket>();
+    server = startAdaptedSocketServer((socket) => accepted.resolve(socket));
+    client = await withTimeout(openClient(server.port), GUARD, "connect");
+    await checkPlainMessages(await withTimeout(accepted.promise, GUARD, "accept"), client);
+  });
+
+  it("the server's socket hands each binary message over as a plain Uint8Array that stays intact", {
+    timeout: 60_000,
+  }, async () => {
+    const accepted = deferred<Socket>();
+    server = startAdaptedSocketServer((socket) => accepted.resolve(socket));
+    client = await withTimeout(openClient(server.port), GUARD, "connect");
+    await checkPlainMessages(client, await withTimeout(accepted.promise, GUARD, "accept"));
   });
 
   it("Socket.send() on the server's socket copies the bytes before returning", {
