@@ -574,7 +574,7 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
   ): { cancel: Cancel; settle(): void } {
     const cancel = new Cancel();
     if (request.hungUp) {
-      cancel.abort(request.signal.reason);
+      cancel.abort(request.reason);
       return { cancel, settle() {} };
     }
     // On the deadline heap, not a runtime timer per request (Deno's is a Node `Timeout` here).

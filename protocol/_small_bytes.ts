@@ -22,8 +22,7 @@ const SLAB_BYTES = 1024;
 /** The largest array carved from a slab. */
 export const SMALL_BYTES = 256;
 
-/** None yet: the first array makes it. */
-let slab = new ArrayBuffer(0);
+let slab = new ArrayBuffer(SLAB_BYTES);
 let used = 0;
 
 /**
@@ -34,7 +33,7 @@ let used = 0;
  */
 export function smallBytes(size: number): Uint8Array {
   if (size > SMALL_BYTES) return new Uint8Array(size);
-  if (used + size > SLAB_BYTES || slab.byteLength === 0) {
+  if (used + size > SLAB_BYTES) {
     slab = new ArrayBuffer(SLAB_BYTES);
     used = 0;
   }

@@ -42,7 +42,8 @@ export class CallerRequest {
   answerInMemory = false;
   /** Whether the caller went away before the whole response was sent. */
   hungUp = false;
-  #reason: unknown = undefined;
+  /** Why, once it did. */
+  reason: unknown = undefined;
   #controller: AbortController | undefined = undefined;
 
   /**
@@ -64,7 +65,7 @@ export class CallerRequest {
   get signal(): AbortSignal {
     if (!this.#controller) {
       this.#controller = new AbortController();
-      if (this.hungUp) this.#controller.abort(this.#reason);
+      if (this.hungUp) this.#controller.abort(this.reason);
     }
     return this.#controller.signal;
   }
@@ -73,7 +74,7 @@ export class CallerRequest {
   hangUp(reason: unknown): void {
     if (this.hungUp) return;
     this.hungUp = true;
-    this.#reason = reason;
+    this.reason = reason;
     this.#controller?.abort(reason);
     this.gone?.(reason);
   }

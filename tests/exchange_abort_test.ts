@@ -6,7 +6,7 @@
 
 import { afterEach, beforeEach, describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { type Connection, ExchangeResetError } from "../mod.ts";
+import { type Connection, ExchangeResetError, type HandlerInfo } from "../mod.ts";
 import { type Pair, startPair, withTimeout } from "./_helpers.ts";
 import {
   deferred,
@@ -52,16 +52,31 @@ for (const [name, callerOf, calleeOf] of DIRECTIONS) {
       await pair.close();
     });
 
-    /** Serves a handler that never answers on its own: it settles once its request aborts. */
-    function serveHanging() {
+    /**
+     * Serves a handler that never answers on its own: `aborted` settles with what `watch`
+     * settles with, by default its request's abort reason.
+     */
+    function serveHanging<T = unknown>(
+      watch: (request: Request, info: HandlerInfo) => Promise<T> = (request) =>
+        whenAborted(request.signal) as Promise<T>,
+    ) {
       const started = deferred<Request>();
-      const aborted = deferred<unknown>();
-      callee.serve(async (request) => {
+      const aborted = deferred<T>();
+      callee.serve(async (request, info) => {
         started.resolve(request);
-        aborted.resolve(await whenAborted(request.signal));
+        aborted.resolve(await watch(request, info));
         return new Response("too late");
       });
       return { started: started.promise, aborted: aborted.promise };
+    }
+
+    /** Calls `/slow` with a signal and aborts it once the handler has started. */
+    async function abortOnceStarted(started: Promise<unknown>): Promise<void> {
+      const controller = new AbortController();
+      const pending = caller.fetch("/slow", { signal: controller.signal });
+      await withTimeout(started, GUARD, "the handler to start");
+      controller.abort();
+      await rejection(pending, "fetch");
     }
 
     it(
@@ -89,22 +104,14 @@ for (const [name, callerOf, calleeOf] of DIRECTIONS) {
       "a handler that asks for request.signal only after its caller gave up finds it aborted",
       TEST_OPTIONS,
       async () => {
-        const started = deferred<void>();
-        const seen = deferred<[boolean, unknown]>();
-        callee.serve(async (request, info) => {
-          started.resolve();
+        const handler = serveHanging(async (request, info) => {
           await info.completed;
-          seen.resolve([request.signal.aborted, request.signal.reason]);
-          return new Response("too late");
+          return request.signal;
         });
-        const controller = new AbortController();
-        const pending = caller.fetch("/slow", { signal: controller.signal });
-        await withTimeout(started.promise, GUARD, "the handler to start");
-        controller.abort();
-        await rejection(pending, "fetch");
-        const [aborted, reason] = await withTimeout(seen.promise, GUARD, "the handler to look");
-        assert.equal(aborted, true);
-        assert.ok(isDomError(reason, "AbortError"), `got ${reason}`);
+        await abortOnceStarted(handler.started);
+        const signal = await withTimeout(handler.aborted, GUARD, "the handler to look");
+        assert.equal(signal.aborted, true);
+        assert.ok(isDomError(signal.reason, "AbortError"), `got ${signal.reason}`);
       },
     );
 
@@ -112,20 +119,11 @@ for (const [name, callerOf, calleeOf] of DIRECTIONS) {
       "a Request made from the handler's (as a proxying handler makes one) aborts with it",
       TEST_OPTIONS,
       async () => {
-        const started = deferred<void>();
-        const aborted = deferred<unknown>();
-        callee.serve(async (request) => {
-          const upstream = new Request("http://upstream.invalid/slow", request);
-          started.resolve();
-          aborted.resolve(await whenAborted(upstream.signal));
-          return new Response("too late");
-        });
-        const controller = new AbortController();
-        const pending = caller.fetch("/slow", { signal: controller.signal });
-        await withTimeout(started.promise, GUARD, "the handler to start");
-        controller.abort();
-        await rejection(pending, "fetch");
-        const reason = await withTimeout(aborted.promise, GUARD, "the upstream request to abort");
+        const handler = serveHanging((request) =>
+          whenAborted(new Request("http://upstream.invalid/slow", request).signal)
+        );
+        await abortOnceStarted(handler.started);
+        const reason = await withTimeout(handler.aborted, GUARD, "the upstream request to abort");
         assert.ok(isDomError(reason, "AbortError"), `got ${reason}`);
       },
     );

@@ -67,6 +67,14 @@ describe("Socket adapters: adaptWebSocket() and Socket.send()", () => {
     server = client = undefined;
   });
 
+  /** Opens a server and a client (`server`, `client`); resolves with the server's socket. */
+  async function connect(): Promise<Socket> {
+    const accepted = deferred<Socket>();
+    server = startAdaptedSocketServer((socket) => accepted.resolve(socket));
+    client = await withTimeout(openClient(server.port), GUARD, "connect");
+    return await withTimeout(accepted.promise, GUARD, "accept");
+  }
+
   /** Sends 300 messages of many sizes one way; each must arrive plain and intact, all kept. */
   async function checkPlainMessages(from: Socket, to: Socket): Promise<void> {
     const count = 300;
@@ -96,40 +104,31 @@ describe("Socket adapters: adaptWebSocket() and Socket.send()", () => {
   it("adaptWebSocket() hands each binary message over as a plain Uint8Array that stays intact", {
     timeout: 60_000,
   }, async () => {
-    const accepted = deferred<Socket>();
-    server = startAdaptedSocketServer((socket) => accepted.resolve(socket));
-    client = await withTimeout(openClient(server.port), GUARD, "connect");
-    await checkPlainMessages(await withTimeout(accepted.promise, GUARD, "accept"), client);
+    const serverSide = await connect();
+    await checkPlainMessages(serverSide, client!);
   });
 
   it("the server's socket hands each binary message over as a plain Uint8Array that stays intact", {
     timeout: 60_000,
   }, async () => {
-    const accepted = deferred<Socket>();
-    server = startAdaptedSocketServer((socket) => accepted.resolve(socket));
-    client = await withTimeout(openClient(server.port), GUARD, "connect");
-    await checkPlainMessages(client, await withTimeout(accepted.promise, GUARD, "accept"));
+    const serverSide = await connect();
+    await checkPlainMessages(client!, serverSide);
   });
 
   it("Socket.send() on the server's socket copies the bytes before returning", {
     timeout: 60_000,
   }, async () => {
-    const accepted = deferred<Socket>();
-    server = startAdaptedSocketServer((socket) => accepted.resolve(socket));
-    client = await withTimeout(openClient(server.port), GUARD, "connect");
-    const received = collectMismatches(client);
-    sendFromOneBuffer(await withTimeout(accepted.promise, GUARD, "accept"));
+    const serverSide = await connect();
+    const received = collectMismatches(client!);
+    sendFromOneBuffer(serverSide);
     assert.deepEqual(await withTimeout(received, GUARD, "messages"), []);
   });
 
   it("Socket.send() on a standard WebSocket client copies the bytes before returning", {
     timeout: 60_000,
   }, async () => {
-    const accepted = deferred<Socket>();
-    server = startAdaptedSocketServer((socket) => accepted.resolve(socket));
-    client = await withTimeout(openClient(server.port), GUARD, "connect");
-    const received = collectMismatches(await withTimeout(accepted.promise, GUARD, "accept"));
-    sendFromOneBuffer(client);
+    const received = collectMismatches(await connect());
+    sendFromOneBuffer(client!);
     assert.deepEqual(await withTimeout(received, GUARD, "messages"), []);
   });
 });
