@@ -53,6 +53,7 @@ import {
   scriptArgs,
   watchdog,
 } from "./_common.ts";
+import { listenRaw, type RawSession, webSession } from "./_raw_server.ts";
 
 const args = scriptArgs();
 const kind = args.get("kind") ?? "ss";
@@ -85,14 +86,8 @@ async function handler(request: Request): Promise<Response> {
   return new Response("Not Found", { status: 404 });
 }
 
-/** What a raw socket needs from either runtime. */
-interface RawSocket {
-  send(data: Uint8Array | string): boolean;
-  whenDrained(): Promise<void>;
-}
-
 /** Per-socket state of the raw WebSocket protocol above. */
-function rawSession(socket: RawSocket): (data: Uint8Array | string) => void {
+const rawSession: RawSession = (socket) => {
   let sinkLeft = 0;
   let sinkTotal = 0;
   let held: Uint8Array | undefined;
@@ -130,26 +125,9 @@ function rawSession(socket: RawSocket): (data: Uint8Array | string) => void {
       setTimeout(() => socket.send(answer), 0);
     }
   };
-}
+};
 
-/** The floor's exchange (web, above): `Request` in, the handler, `Response` bytes out. */
-function webSession(socket: RawSocket): (data: Uint8Array | string) => void {
-  return async (data) => {
-    const controller = new AbortController();
-    const response = await handler(
-      new Request(WEB_ECHO_URL, {
-        method: "POST",
-        body: data as BodyInit,
-        signal: controller.signal,
-      }),
-    );
-    socket.send(new Uint8Array(await response.arrayBuffer()));
-  };
-}
-const WEB_ECHO_URL = "http://localhost/echo";
-
-let connections = 0;
-let countConnections = (): number => connections;
+let countConnections = (): number => 0;
 let port: number;
 
 interface DenoLike {
@@ -157,28 +135,12 @@ interface DenoLike {
     options: { hostname: string; port: number; onListen?: () => void },
     handler: (request: Request) => Response | Promise<Response>,
   ): { addr: { port: number } };
-  upgradeWebSocket(request: Request): { socket: WebSocket; response: Response };
-}
-interface BunServerWebSocketLike {
-  send(data: Uint8Array | string): number;
-  data: { onMessage?: (data: Uint8Array | string) => void; drained?: () => void };
 }
 interface BunLike {
   serve(options: {
     hostname: string;
     port: number;
-    fetch: (
-      request: Request,
-      server: { upgrade(request: Request, options: { data: unknown }): boolean },
-    ) => Response | Promise<Response> | undefined;
-    websocket?: {
-      open(ws: BunServerWebSocketLike): void;
-      message(ws: BunServerWebSocketLike, data: string | Uint8Array): void;
-      close(ws: BunServerWebSocketLike): void;
-      drain(ws: BunServerWebSocketLike): void;
-      maxPayloadLength: number;
-      backpressureLimit: number;
-    };
+    fetch: (request: Request) => Response | Promise<Response>;
   }): { port: number };
   gc(force: boolean): void;
 }
@@ -202,63 +164,9 @@ if (kind === "ss") {
     port = deno!.serve({ hostname: "127.0.0.1", port: 0, onListen: () => {} }, handler).addr.port;
   }
 } else if (kind === "ws" || kind === "web") {
-  const session = kind === "ws" ? rawSession : webSession;
-  if (bun) {
-    port = bun.serve({
-      hostname: "127.0.0.1",
-      port: 0,
-      fetch: (request, server) =>
-        server.upgrade(request, { data: {} })
-          ? undefined
-          : new Response("Upgrade Required", { status: 426 }),
-      websocket: {
-        open(ws) {
-          connections++;
-          let waiting: (() => void) | undefined;
-          ws.data.drained = () => {
-            const wake = waiting;
-            waiting = undefined;
-            wake?.();
-          };
-          ws.data.onMessage = session({
-            // -1: queued behind backpressure (wait for drain); 0: dropped (never past the limit).
-            send: (data) => ws.send(data) > 0,
-            whenDrained: () => new Promise((resolve) => waiting = resolve),
-          });
-        },
-        message: (ws, data) => ws.data.onMessage?.(data),
-        close() {
-          connections--;
-        },
-        drain: (ws) => ws.data.drained?.(),
-        maxPayloadLength: 64 * 1024 * 1024,
-        backpressureLimit: 64 * 1024 * 1024,
-      },
-    }).port;
-  } else {
-    port = deno!.serve({ hostname: "127.0.0.1", port: 0, onListen: () => {} }, (request) => {
-      const { socket, response } = deno!.upgradeWebSocket(request);
-      socket.binaryType = "arraybuffer";
-      const onMessage = session({
-        send(data) {
-          socket.send(data);
-          return socket.bufferedAmount < 16 * LARGE_CHUNK_BYTES;
-        },
-        async whenDrained() {
-          while (socket.bufferedAmount >= 16 * LARGE_CHUNK_BYTES) {
-            await new Promise((resolve) => setTimeout(resolve, 1));
-          }
-        },
-      });
-      socket.addEventListener("open", () => connections++);
-      socket.addEventListener("close", () => connections--);
-      socket.addEventListener("message", (event) => {
-        const data = event.data;
-        onMessage(typeof data === "string" ? data : new Uint8Array(data as ArrayBuffer));
-      });
-      return response;
-    }).addr.port;
-  }
+  const server = listenRaw(kind === "ws" ? rawSession : webSession(handler));
+  port = server.port;
+  countConnections = () => server.connections();
 } else {
   throw new TypeError(`Unknown server kind: ${kind}`);
 }

@@ -133,16 +133,20 @@ if (want("bun")) {
   }
 }
 
-// Every benchmark scenario for 0.2 s on tiny sizes, and every hostile-peer attack for 1 s:
-// proves the benchmarks still run (not timed, and no figure is judged).
+// Every benchmark scenario for 0.2 s on tiny sizes, every hostile-peer attack for 1 s, and
+// the CPU instrument and its floor on each runtime: proves the benchmarks still run (not
+// timed, and no figure is judged).
 if (want("bench")) {
   for (
-    const [label, script] of [["bench-smoke", "bench/main.ts"], [
-      "bench-hostile-smoke",
-      "bench/hostile.ts",
-    ]]
+    const [label, runtime, script] of [
+      ["bench-smoke", "deno", "bench/main.ts"],
+      ["bench-hostile-smoke", "deno", "bench/hostile.ts"],
+      ["bench-cpu-smoke", "deno", "bench/cpu_per_exchange.ts"],
+      ["bench-cpu-smoke-bun", "bun", "bench/cpu_per_exchange.ts"],
+    ]
   ) {
-    const result = await run(label, bin("deno"), ["run", "-A", script, "--smoke"], {
+    const command = runtime === "deno" ? ["run", "-A", script, "--smoke"] : [script, "--smoke"];
+    const result = await run(label, bin(runtime), command, {
       timeout: 3 * 60_000,
     });
     if (result.ok) passed++;
