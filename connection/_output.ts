@@ -21,6 +21,12 @@
  * - **Input**: a message from the peer was handled: the flush is scheduled only if that left
  *   something to send, a response held, or a deadline to move. Scheduling a macrotask costs
  *   a few µs (2.6 µs on Deno), and most messages (a response whose caller runs next) need none.
+ *   A deadline due at once (the server's nudge after a request: `Session`) is first watched
+ *   for `WATCH_HOPS` microtask turns: a handler's answer usually comes within them (3 turns
+ *   for an `async` handler, 8 for a Hono app with a middleware) and carries the nudge, so the
+ *   flush is not scheduled at all. On Deno that also lets the answer out sooner: a socket's
+ *   send only queues the write, which runs once the event loop's turn ends, after any
+ *   macrotask already due in it.
  * - **Batches**: whatever the urgency, once `BATCH_FRAMES` frames are ready they leave at
  *   once. With many exchanges in flight a whole batch would otherwise leave as one message
  *   and the two ends would take turns, each idle while the other works; sent in parts, they
@@ -87,6 +93,8 @@ export interface OutputHost<O> {
 
 /** Frames ready at once that leave without waiting for the flush. */
 const BATCH_FRAMES = 32;
+/** Microtask turns a deadline due at once is watched before the flush is scheduled for it. */
+const WATCH_HOPS = 16;
 /** Above this many buffered bytes the socket gets no more until it drains. */
 const SOCKET_HIGH_WATER = 1024 * 1024;
 /** Milliseconds a full socket is polled on macrotasks before falling back to a 1 ms timer. */
@@ -119,6 +127,10 @@ export class Output<O = unknown> {
   /** When `close()` gives up waiting for exchanges. */
   #closeBy: number | undefined;
   #flushScheduled = false;
+  /** Microtask turns left to watch a due deadline (see `WATCH_HOPS`); 0 when not watching. */
+  #watchHops = 0;
+  /** What the watch queues (made the first time, as an idle connection never watches). */
+  #watch: (() => void) | undefined;
   #sendSoonScheduled = false;
   /** What `wake(Urgency.Soon)` queues (made the first time, as an idle connection never does). */
   #sendSoon: (() => void) | undefined;
@@ -159,11 +171,14 @@ export class Output<O = unknown> {
     const context = this.#context;
     if (context.ended) return;
     const session = context.session;
-    if (
-      urgency === Urgency.Input && session.readyFrames === 0 && context.heldResponses === 0 &&
-      this.#nextDeadline() === this.#timerAt
-    ) {
-      return;
+    if (urgency === Urgency.Input && session.readyFrames === 0 && context.heldResponses === 0) {
+      const at = this.#nextDeadline();
+      if (at === this.#timerAt || this.#watchHops > 0) return;
+      if (!this.#flushScheduled && at !== undefined && at <= this.#clock.now()) {
+        this.#watchHops = WATCH_HOPS;
+        queueMicrotask(this.#watch ??= () => this.#watchDue());
+        return;
+      }
     }
     if (session.readyFrames >= BATCH_FRAMES) this.#transmit();
     if (urgency === Urgency.Soon) {
@@ -209,6 +224,18 @@ export class Output<O = unknown> {
     const closeBy = this.#closeBy;
     if (closeBy === undefined) return at;
     return at === undefined ? closeBy : Math.min(at, closeBy);
+  }
+
+  /** One turn of watching a due deadline: done once output went; the flush when turns run out. */
+  #watchDue(): void {
+    if (this.#context.ended || this.#flushScheduled || this.#nextDeadline() === this.#timerAt) {
+      this.#watchHops = 0;
+    } else if (--this.#watchHops > 0) {
+      queueMicrotask(this.#watch!);
+    } else {
+      this.#flushScheduled = true;
+      nextTask(this.#flush);
+    }
   }
 
   #sendQueued(): void {

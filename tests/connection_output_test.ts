@@ -180,6 +180,57 @@ describe("Connection output: when it leaves, and what travels together", () => {
     }
   });
 
+  it(
+    "a server answers every request message once: with the answer if it comes within the microtasks, else a NOOP at the flush",
+    {
+      timeout: GUARD * 2,
+    },
+    async () => {
+      // The client's HELLO does not say noDelay, so the server nudges it (see Session).
+      let release!: () => void;
+      const handler: Handler = async (request) => {
+        if (new URL(request.url).pathname === "/hold") {
+          await new Promise<void>((resolve) => release = resolve);
+          return new Response("held");
+        }
+        for (let i = 0; i < 12; i++) await Promise.resolve();
+        return new Response("late");
+      };
+      const { client, server, clientSocket, serverSocket } = await connectedPair(handler);
+      try {
+        for (const target of ["/late", "/hold"]) {
+          clientSocket.deliver = false;
+          const sentBefore = clientSocket.sent.length;
+          const response = client.fetch(target);
+          await withTimeout(waitFor(() => clientSocket.sent.length > sentBefore), GUARD, "request");
+          const request = clientSocket.sent.pop()!;
+          clientSocket.deliver = true;
+          const before = serverSocket.sent.length;
+          serverSocket.onMessage(request);
+          await withTimeout(waitFor(() => serverSocket.sent.length > before), GUARD, "the reply");
+          // Two more macrotasks: nothing else follows (a NOOP behind an answer would).
+          await sentByNextMacrotask(serverSocket);
+          assert.equal(
+            await sentByNextMacrotask(serverSocket),
+            before + 1,
+            `${target}: one message`,
+          );
+          const types = framesOf(serverSocket.sent.slice(before))[0].map((frame) => frame.type);
+          if (target === "/late") {
+            assert.deepEqual(types, [FrameType.Headers, FrameType.Data], "the answer carries it");
+            assert.equal(await (await withTimeout(response, GUARD, "late")).text(), "late");
+          } else {
+            assert.deepEqual(types, [FrameType.Noop], "a NOOP while the handler holds");
+            release();
+            assert.equal(await (await withTimeout(response, GUARD, "held")).text(), "held");
+          }
+        }
+      } finally {
+        await closeAll(client, server);
+      }
+    },
+  );
+
   it("a streamed body's chunks wait for the macrotask flush, and its end leaves at once", {
     timeout: GUARD * 2,
   }, async () => {
