@@ -24,6 +24,8 @@ export class ConnectionContext {
    * after later input, not while handling its own message (see `Responder`).
    */
   messagesIn = 0;
+  /** `messagesIn` of the last message that brought a request (see `Output`'s "Input"). */
+  requestMessage = 0;
   /** What received bodies' waiting chunks are charged (see `InboundBody`). */
   inboundBytes = 0;
   /** The output driver; set right after this context is made (it needs the context). */

@@ -21,10 +21,10 @@
  * - **Input**: a message from the peer was handled: the flush is scheduled only if that left
  *   something to send, a response held, or a deadline to move. Scheduling a macrotask costs
  *   a few µs (2.6 µs on Deno), and most messages (a response whose caller runs next) need none.
- *   A deadline due at once (the server's nudge after a request: `Session`) is first watched
- *   for `WATCH_HOPS` microtask turns: a handler's answer usually comes within them (3 turns
- *   for an `async` handler, 8 for a Hono app with a middleware) and carries the nudge, so the
- *   flush is not scheduled at all. On Deno that also lets the answer out sooner: a socket's
+ *   A deadline due at once after a message that brought a request (the server's nudge:
+ *   `Session`) is first watched for `WATCH_HOPS` microtask turns: a handler's answer usually
+ *   comes within them (3 turns for an `async` handler, 8 for a Hono app with a middleware)
+ *   and carries the nudge, so the flush is not scheduled at all. On Deno that also lets the answer out sooner: a socket's
  *   send only queues the write, which runs once the event loop's turn ends, after any
  *   macrotask already due in it.
  * - **Batches**: whatever the urgency, once `BATCH_FRAMES` frames are ready they leave at
@@ -72,6 +72,10 @@ export interface OutputState {
   readonly session: Session;
   /** Responses held back for the flush to release. */
   readonly heldResponses: number;
+  /** Messages received from the peer. */
+  readonly messagesIn: number;
+  /** `messagesIn` of the last message that brought a request to answer. */
+  readonly requestMessage: number;
 }
 
 /**
@@ -174,7 +178,10 @@ export class Output<O = unknown> {
     if (urgency === Urgency.Input && session.readyFrames === 0 && context.heldResponses === 0) {
       const at = this.#nextDeadline();
       if (at === this.#timerAt || this.#watchHops > 0) return;
-      if (!this.#flushScheduled && at !== undefined && at <= this.#clock.now()) {
+      if (
+        !this.#flushScheduled && context.requestMessage === context.messagesIn &&
+        at !== undefined && at <= this.#clock.now()
+      ) {
         this.#watchHops = WATCH_HOPS;
         queueMicrotask(this.#watch ??= () => this.#watchDue());
         return;

@@ -166,6 +166,7 @@ export class Responder<C> implements BodySink {
       held: undefined,
       since: context.messagesIn,
     };
+    context.requestMessage = context.messagesIn;
     if (this.#incoming === NO_EXCHANGES) this.#incoming = new Map();
     this.#incoming.set(streamId, exchange);
     let requestBody: ReadableStream<Uint8Array> | BodyBytes | null = body?.stream ?? arrived ??
