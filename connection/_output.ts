@@ -24,9 +24,9 @@
  *   A deadline due at once after a message that brought a request (the server's nudge:
  *   `Session`) is first watched for `WATCH_HOPS` microtask turns: a handler's answer usually
  *   comes within them (3 turns for an `async` handler, 8 for a Hono app with a middleware)
- *   and carries the nudge, so the flush is not scheduled at all. On Deno that also lets the answer out sooner: a socket's
- *   send only queues the write, which runs once the event loop's turn ends, after any
- *   macrotask already due in it.
+ *   and carries the nudge, so the flush is not scheduled at all. On Deno that also lets the
+ *   answer out sooner: a socket's send only queues the write, which runs once the event
+ *   loop's turn ends, after any macrotask already due in it.
  * - **Batches**: whatever the urgency, once `BATCH_FRAMES` frames are ready they leave at
  *   once. With many exchanges in flight a whole batch would otherwise leave as one message
  *   and the two ends would take turns, each idle while the other works; sent in parts, they

@@ -181,7 +181,7 @@ describe("Connection output: when it leaves, and what travels together", () => {
   });
 
   it(
-    "a server answers every request message once: with the answer if it comes within the microtasks, else a NOOP at the flush",
+    "a server answers a request's message once: by the answer within the microtasks, else a NOOP",
     {
       timeout: GUARD * 2,
     },
