@@ -343,8 +343,9 @@ export class Responder<C> implements BodySink {
         return;
       }
     }
-    const body = bodyless ? null : res.body;
-    if (body !== res.body) res.body?.cancel().catch(() => {});
+    let body: ReadableStream<Uint8Array> | null = null;
+    if (!bodyless) body = res.body;
+    else res.body?.cancel().catch(() => {});
     if (body === null) {
       if (this.#sendHead(streamId, head, true)) {
         responseComplete(exchange);

@@ -679,6 +679,34 @@ describe("Connection.serve() errors", () => {
     assert.equal(await response.text(), "");
   });
 
+  it(
+    "a handler's streamed body that a HEAD answer does not carry is cancelled",
+    TEST_OPTIONS,
+    async () => {
+      let cancelled!: (reason: unknown) => void;
+      const wasCancelled = new Promise((resolve) => cancelled = resolve);
+      pair.clientSide.serve(() =>
+        new Response(
+          new ReadableStream({
+            pull(controller) {
+              controller.enqueue(new TextEncoder().encode("never sent"));
+            },
+            cancel: cancelled,
+          }),
+          { headers: { "x-kind": "streamed" } },
+        )
+      );
+      const response = await withTimeout(
+        pair.serverSide.fetch("/h", { method: "HEAD" }),
+        GUARD,
+        "HEAD",
+      );
+      assert.equal(response.headers.get("x-kind"), "streamed");
+      assert.equal(response.body, null);
+      await withTimeout(wasCancelled, GUARD, "the body's cancel");
+    },
+  );
+
   it("Connection.fetch() of a 204 yields a null body", TEST_OPTIONS, async () => {
     pair.serverSide.serve(() => new Response(null, { status: 204, headers: { "x-done": "yes" } }));
     const response = await withTimeout(
