@@ -1,8 +1,8 @@
 /**
  * The runtime's own WebSocket server with no protocol on it (`Deno.upgradeWebSocket`,
- * `Bun.serve`'s `websocket`), and the floor's exchange on it: the baselines that
- * `bench/server.ts` (`--kind ws|web`) and `bench/cpu_per_exchange.ts` (`--kind web`) measure
- * swaggersocket against.
+ * `Bun.serve`'s `websocket`), the floor's exchange on it, and a client of it: the baselines
+ * that `bench/server.ts` and `bench/client.ts` (`--kind ws|web`) and
+ * `bench/cpu_per_exchange.ts` (`--kind web`) measure swaggersocket against.
  *
  * @module
  */
@@ -161,4 +161,46 @@ export function webSession(handler: (request: Request) => Promise<Response>): Ra
     );
     socket.send(new Uint8Array(await response.arrayBuffer()));
   };
+}
+
+/** A standard `WebSocket` client of a raw server, whose answers come in order. */
+export interface RawClient {
+  readonly ws: WebSocket;
+  /** The next answer: answers go to waiters first come, first served. */
+  next(): Promise<ArrayBuffer | string>;
+  /** While set, binary messages go here instead of to a waiter (a download). */
+  onBinary: ((data: ArrayBuffer) => void) | undefined;
+}
+
+/**
+ * Dials a raw server on 127.0.0.1.
+ *
+ * @param port Its port.
+ * @returns The open client.
+ */
+export async function dialRaw(port: number): Promise<RawClient> {
+  const ws = new WebSocket(`ws://127.0.0.1:${port}/`);
+  ws.binaryType = "arraybuffer";
+  await new Promise<void>((resolve, reject) => {
+    ws.addEventListener("open", () => resolve(), { once: true });
+    ws.addEventListener("error", () => reject(new Error("Cannot connect")), { once: true });
+  });
+  const waiters: ((data: ArrayBuffer | string) => void)[] = [];
+  let waiterHead = 0;
+  const client: RawClient = {
+    ws,
+    next: () => new Promise((resolve) => waiters.push(resolve)),
+    onBinary: undefined,
+  };
+  ws.addEventListener("message", (event: MessageEvent) => {
+    if (client.onBinary && typeof event.data !== "string") return client.onBinary(event.data);
+    const waiter = waiters[waiterHead];
+    waiters[waiterHead++] = undefined!;
+    if (waiterHead > 1024) {
+      waiters.splice(0, waiterHead);
+      waiterHead = 0;
+    }
+    waiter?.(event.data);
+  });
+  return client;
 }

@@ -36,6 +36,7 @@ import {
   sleep,
   watchdog,
 } from "./_common.ts";
+import { dialRaw } from "./_raw_server.ts";
 
 const args = scriptArgs();
 const kind = args.get("kind") ?? "ss";
@@ -103,27 +104,8 @@ async function swaggersocketPeer(): Promise<Peer & { connection: Connection }> {
  * a caller of the API is owed (the floor that `bench/server.ts` describes).
  */
 async function rawPeer(web = false): Promise<Peer> {
-  const ws = new WebSocket(`ws://127.0.0.1:${port}/`);
-  ws.binaryType = "arraybuffer";
-  await new Promise<void>((resolve, reject) => {
-    ws.addEventListener("open", () => resolve(), { once: true });
-    ws.addEventListener("error", () => reject(new Error("Cannot connect")), { once: true });
-  });
-  // The server answers in order, so answers go to waiters first come, first served.
-  const waiters: ((data: ArrayBuffer | string) => void)[] = [];
-  let waiterHead = 0;
-  let onBinary: ((data: ArrayBuffer) => void) | undefined;
-  ws.addEventListener("message", (event: MessageEvent) => {
-    if (onBinary && typeof event.data !== "string") return onBinary(event.data);
-    const waiter = waiters[waiterHead];
-    waiters[waiterHead++] = undefined!;
-    if (waiterHead > 1024) {
-      waiters.splice(0, waiterHead);
-      waiterHead = 0;
-    }
-    waiter?.(event.data);
-  });
-  const next = (): Promise<ArrayBuffer | string> => new Promise((resolve) => waiters.push(resolve));
+  const raw = await dialRaw(port);
+  const { ws, next } = raw;
   const held = new Uint8Array(100).fill(0x61);
   held[0] = 1;
   return {
@@ -147,13 +129,13 @@ async function rawPeer(web = false): Promise<Peer> {
     async download(bytes) {
       let received = 0;
       await new Promise<void>((resolve) => {
-        onBinary = (data) => {
+        raw.onBinary = (data) => {
           received += data.byteLength;
           if (received >= bytes) resolve();
         };
         ws.send(`source:${bytes}`);
       });
-      onBinary = undefined;
+      raw.onBinary = undefined;
     },
     async nagle() {
       const a = next();

@@ -28,7 +28,7 @@
 import process from "node:process";
 import { WebSocketClient, WebSocketServer } from "../mod.ts";
 import { numberArg, RUNTIME, scriptArgs, watchdog } from "./_common.ts";
-import { listenRaw, webSession } from "./_raw_server.ts";
+import { dialRaw, listenRaw, webSession } from "./_raw_server.ts";
 
 const args = scriptArgs();
 const smoke = args.has("smoke");
@@ -74,31 +74,15 @@ async function swaggersocket(): Promise<Setup> {
 /** The floor: `bench/client.ts`'s `web` exchange against `webSession`, one at a time per loop. */
 async function floor(): Promise<Setup> {
   const server = listenRaw(webSession(handler));
-  const ws = new WebSocket(`ws://127.0.0.1:${server.port}/`);
-  ws.binaryType = "arraybuffer";
-  await new Promise((resolve, reject) => {
-    ws.onopen = resolve;
-    ws.onerror = reject;
-  });
-  // Every answer is the same 100 bytes: whichever waiter is first takes the first.
-  const waiters: ((data: ArrayBuffer) => void)[] = [];
-  let head = 0;
-  ws.onmessage = (event) => {
-    const waiter = waiters[head++];
-    if (head > 1024) {
-      waiters.splice(0, head);
-      head = 0;
-    }
-    waiter(event.data as ArrayBuffer);
-  };
+  const { ws, next } = await dialRaw(server.port);
   return {
     async exchange() {
-      const answer = new Promise<ArrayBuffer>((resolve) => waiters.push(resolve));
+      const answer = next();
       ws.send(PAYLOAD);
       await new Response(await answer).arrayBuffer();
     },
     async close() {
-      const closed = new Promise((resolve) => ws.onclose = resolve);
+      const closed = new Promise((resolve) => ws.addEventListener("close", resolve));
       ws.close();
       await closed;
       await server.close();

@@ -327,7 +327,8 @@ export class Responder<C> implements BodySink {
     };
     if (!bodyless) {
       // The handler made it of a string or bytes: sent with its head at once, with no stream
-      // made of them and no pump (reading `body` would make one).
+      // made of them and no pump (reading `body` would make one). Taken after `res.headers`
+      // was read above, as Deno's take needs (see `takeBodyOnDeno`).
       const inMemory = this.#takeBodyInMemory?.(res);
       if (inMemory !== undefined) {
         const bytes = typeof inMemory === "string" ? textBytes(inMemory) : inMemory;

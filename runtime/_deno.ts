@@ -119,20 +119,22 @@ export function dialTlsOnDeno(deno: DenoGlobal, caCerts: string[]): DialTls {
  * Takes a `Response`'s body if it is all in memory, as its constructor was given it (a
  * string, bytes, JSON) with nothing read and no stream asked for: the bytes or the text,
  * and the body is then used, as reading it makes it. A responder then sends the body with
- * its head at once, with no stream, reader or promise made of it (making that stream was 8
- * % of a Deno exchange's CPU one at a time, and reading the body without it ~1 µs more). Deno keeps
- * such a body unstreamed until asked (`Deno.serve` writes it without a stream too), in the
- * `Response`'s private inner response, whose symbol is found once by its description; the
- * take does what the inner body's own `consume()` does. Read the response's `headers`
- * first: Deno makes the inner body of a string or JSON response only then. On a Deno whose
- * internals differ every body says `undefined` and takes the stream, as before.
+ * its head at once, with no stream, reader or promise made of it (making that stream was
+ * 8 % of a Deno exchange's CPU one at a time, and reading the body without it ~1 µs more).
+ * Deno keeps such a body unstreamed until asked (`Deno.serve` writes it without a stream
+ * too), in the `Response`'s private inner response, whose symbol is found once by its
+ * description; the take does what the inner body's own `consume()` does. Read the
+ * response's `headers` first: Deno makes the inner body of a string or JSON response only
+ * then. On a Deno whose internals differ this is `undefined`, and every body streams.
  *
- * @returns The take.
+ * @returns The take, or `undefined`.
  */
-export function takeBodyOnDeno(): (response: Response) => Uint8Array | string | undefined {
+export function takeBodyOnDeno():
+  | ((response: Response) => Uint8Array | string | undefined)
+  | undefined {
   const inner = Object.getOwnPropertySymbols(new Response(""))
     .find((symbol) => symbol.description === "response");
-  if (inner === undefined) return () => undefined;
+  if (inner === undefined) return undefined;
   return (response) => {
     const body = (response as unknown as Record<symbol, { body?: unknown } | undefined>)[inner]
       ?.body as { streamOrStatic?: unknown } | null | undefined;
@@ -153,10 +155,11 @@ export function takeBodyOnDeno(): (response: Response) => Uint8Array | string | 
 /**
  * Aborts the `signal` of a `Request` made without `init.signal`, as an `AbortController`
  * aborts its own: the handler's request then needs no controller. Given a signal, Deno's
- * `Request` makes one that follows it, with a `WeakRef` and a `Set` (~5 µs a request in a loop,
- * 2–3 µs of an exchange's CPU one at a time); made without, its signal is made only if asked for. The signal's
- * private abort step is found once by its description and tried on a probe; on a Deno whose
- * internals differ this is `undefined`, and requests get a controller's signal as before.
+ * `Request` makes one that follows it, with a `WeakRef` and a `Set` (~5 µs a request in a
+ * loop, 2–3 µs of an exchange's CPU one at a time); made without, its signal is made only if
+ * asked for. The signal's private abort step is found once by its description and tried on
+ * a probe; on a Deno whose internals differ this is `undefined`, and requests get a
+ * controller's signal as before.
  *
  * @returns The abort, or `undefined`.
  */
