@@ -13,8 +13,11 @@
 
 /** One request through the gateway, as the dashboard lists it. */
 export interface RequestRecord {
-  /** When it arrived, ISO 8601. */
-  time: string;
+  /**
+   * When it arrived, in milliseconds since the epoch (`Date.now()`): the event stream sends it
+   * as ISO 8601, formatted only when a reader is there to see it.
+   */
+  time: number;
   /** The agent's id or name as the caller wrote it. */
   agent: string;
   method: string;
@@ -66,7 +69,7 @@ export class DashboardFeed {
   request(record: RequestRecord): void {
     this.#recent.push(record);
     if (this.#recent.length > RECENT_REQUESTS) this.#recent.shift();
-    if (this.#streams.size > 0) this.#broadcast(event("request", record));
+    if (this.#streams.size > 0) this.#broadcast(event("request", shown(record)));
   }
 
   /** Tells every open stream that the agents changed. */
@@ -99,7 +102,7 @@ export class DashboardFeed {
         self = controller;
         this.#streams.add(controller);
         controller.enqueue(
-          event("snapshot", { agents: this.#source.agents(), requests: this.#recent }),
+          event("snapshot", { agents: this.#source.agents(), requests: this.#recent.map(shown) }),
         );
         this.#timer ??= setInterval(() => this.agentsChanged(), REFRESH_MS);
         signal.addEventListener("abort", end, { once: true });
@@ -140,6 +143,11 @@ export class DashboardFeed {
       controller.enqueue(bytes);
     }
   }
+}
+
+/** A request as the event stream sends it: its time in ISO 8601. */
+function shown(record: RequestRecord): Omit<RequestRecord, "time"> & { time: string } {
+  return { ...record, time: new Date(record.time).toISOString() };
 }
 
 function event(name: string, data: unknown): Uint8Array {

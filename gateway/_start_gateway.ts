@@ -336,7 +336,7 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
   ): Promise<Response> {
     const agentKey = route.key;
     const started = performance.now();
-    const time = new Date().toISOString();
+    const time = Date.now();
     let bytesIn = 0;
     let bytesOut = 0;
     let status = 0;

@@ -38,7 +38,7 @@ function eventsOf(body: ReadableStream<Uint8Array>) {
 
 function record(n: number): RequestRecord {
   return {
-    time: new Date(0).toISOString(),
+    time: n * 1000,
     agent: "a",
     method: "GET",
     path: `/r${n}`,
@@ -58,13 +58,16 @@ describe("DashboardFeed", () => {
     const events = eventsOf(response.body!);
     assert.deepEqual(await events.next(), {
       event: "snapshot",
-      data: { agents, requests: [record(0)] },
+      data: { agents, requests: [{ ...record(0), time: "1970-01-01T00:00:00.000Z" }] },
     });
     agents = [];
     feed.agentsChanged();
     assert.deepEqual(await events.next(), { event: "agents", data: [] });
     feed.request(record(1));
-    assert.deepEqual(await events.next(), { event: "request", data: record(1) });
+    assert.deepEqual(await events.next(), {
+      event: "request",
+      data: { ...record(1), time: "1970-01-01T00:00:01.000Z" },
+    });
     assert.equal(feed.readers, 1);
     controller.abort();
     assert.equal(feed.readers, 0);
