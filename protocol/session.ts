@@ -116,6 +116,28 @@ function completeSettings(settings: Partial<Settings> | undefined): Readonly<Set
   return complete;
 }
 
+const SETTINGS_KEYS = Object.keys(DEFAULT_SETTINGS) as (keyof Settings)[];
+/** Peer settings learnt lately, by their values: see {@linkcode sharedSettings}. */
+const learntSettings = new Map<string, Readonly<Settings>>();
+/** How many different settings {@linkcode learntSettings} keeps before it starts again. */
+const LEARNT_SETTINGS = 8;
+
+/**
+ * A peer's settings as one frozen object shared by every session whose peer sent the same:
+ * a server's clients mostly send identical settings, and each idle connection would
+ * otherwise keep its own copy.
+ */
+function sharedSettings(settings: Settings): Readonly<Settings> {
+  const key = SETTINGS_KEYS.map((name) => settings[name]).join();
+  const known = learntSettings.get(key);
+  if (known) return known;
+  // Peers that each send different settings only cost what each kept before.
+  if (learntSettings.size >= LEARNT_SETTINGS) learntSettings.clear();
+  const shared = Object.freeze({ ...settings });
+  learntSettings.set(key, shared);
+  return shared;
+}
+
 /** Which end of the WebSocket this session is. */
 export type Role = "client" | "server";
 
@@ -306,7 +328,7 @@ const SMALL_COPY_BYTES = 32;
 export class Session {
   readonly #role: Role;
   readonly #local: Readonly<Settings>;
-  #peer: Settings = { ...DEFAULT_SETTINGS };
+  #peer: Readonly<Settings> = DEFAULT_SETTINGS;
   #phase: SessionPhase = "handshake";
   #handshake: HandshakeState = "start";
   readonly #handshakeDeadline: number;
@@ -1200,7 +1222,7 @@ export class Session {
   }
 
   #learnPeer(settings: Settings): void {
-    this.#peer = settings;
+    this.#peer = sharedSettings(settings);
     this.#connSendWindow = settings.connectionWindow;
   }
 

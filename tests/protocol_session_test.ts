@@ -167,6 +167,24 @@ describe("Session handshake", () => {
     assert.deepEqual(pair.step("server")!.frames.map((f) => f.type), [FrameType.Headers]);
   });
 
+  it("Session: servers whose clients send the same settings keep one frozen copy of them", () => {
+    const same = { initialWindow: 8192 };
+    const one = new SessionPair({ client: { settings: same } });
+    const two = new SessionPair({ client: { settings: { ...same } } });
+    const other = new SessionPair({ client: { settings: { initialWindow: 16384 } } });
+    const { client } = one.handshake();
+    two.handshake();
+    assert.equal(two.server.peerSettings, one.server.peerSettings);
+    assert.equal(Object.isFrozen(one.server.peerSettings), true);
+    // What the open event handed over is the peer's own object, not the shared one.
+    const welcome = (client[0] as EventOf<"open">).welcome!.settings;
+    assert.equal(Object.isFrozen(welcome), false);
+    other.handshake();
+    assert.notEqual(other.server.peerSettings, one.server.peerSettings);
+    assert.deepEqual(other.server.peerSettings, { ...DEFAULT_SETTINGS, initialWindow: 16384 });
+    assert.deepEqual(one.server.peerSettings, { ...DEFAULT_SETTINGS, ...same });
+  });
+
   it("Session handshake exchanges settings: each end learns peerSettings", () => {
     const clientSettings = { initialWindow: 4096, maxHeaderBytes: 2048 };
     const serverSettings = { maxConcurrentStreams: 7, maxFrameBytes: MIN_FRAME_BYTES };
