@@ -89,9 +89,8 @@ export function upgradeOnDeno(
   const { socket, response } = deno.upgradeWebSocket(request);
   // `Deno.serve`'s shutdown would overtake the socket's own close frame with a 1001.
   acceptor.socketOpened();
-  socket.addEventListener("close", acceptor.socketClosed, { once: true });
   acceptor.accept({
-    socket: adaptWebSocket(socket),
+    socket: adaptWebSocket(socket, "arraybuffer", acceptor.socketClosed),
     origin,
     request: kept,
     remoteAddr: { hostname: remote?.hostname ?? "", port: remote?.port ?? 0 },

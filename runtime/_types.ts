@@ -44,7 +44,7 @@ export interface SocketAcceptor {
    * until as many {@linkcode socketClosed} calls came before it stops listening.
    */
   socketOpened(): void;
-  /** Called once such a socket has closed; passed as an event listener, so called unbound. */
+  /** Called once such a socket has closed; called unbound. */
   readonly socketClosed: () => void;
 }
 

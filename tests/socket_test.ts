@@ -115,6 +115,28 @@ describe("Socket adapters: adaptWebSocket() and Socket.send()", () => {
     await checkPlainMessages(client!, serverSide);
   });
 
+  it("adaptWebSocket()'s onClose hears a closed socket once, before the socket's host does", {
+    timeout: 60_000,
+  }, async () => {
+    const accepted = deferred<Socket>();
+    server = startAdaptedSocketServer((socket) => accepted.resolve(socket));
+    const ws = new WebSocket(`ws://127.0.0.1:${server.port}/`);
+    const heard: string[] = [];
+    const adapted = adaptWebSocket(ws, RUNTIME.binaryType, () => heard.push("onClose"));
+    const closed = deferred();
+    adapted.listen({
+      message(): void {},
+      closed(_, code): void {
+        heard.push(`closed ${code}`);
+        closed.resolve();
+      },
+      drained(): void {},
+    }, undefined);
+    (await withTimeout(accepted.promise, GUARD, "accept")).close(4001, "bye");
+    await withTimeout(closed.promise, GUARD, "close");
+    assert.deepEqual(heard, ["onClose", "closed 4001"]);
+  });
+
   it("Socket.send() on the server's socket copies the bytes before returning", {
     timeout: 60_000,
   }, async () => {
