@@ -133,9 +133,10 @@ if (want("bun")) {
   }
 }
 
-// Every benchmark scenario for 0.2 s on tiny sizes, every hostile-peer attack for 1 s, and
-// the CPU instrument and its floor on each runtime: proves the benchmarks still run (not
-// timed, and no figure is judged).
+// Every benchmark scenario for 0.2 s on tiny sizes, every hostile-peer attack for 1 s, the
+// CPU instrument and its floor on each runtime, and the gateway's and the cluster's benchmarks
+// for two short rounds: proves the commands bench/RESULTS.md names still run (not timed, and
+// no figure is judged).
 if (want("bench")) {
   for (
     const [label, runtime, script] of [
@@ -143,6 +144,8 @@ if (want("bench")) {
       ["bench-hostile-smoke", "deno", "bench/hostile.ts"],
       ["bench-cpu-smoke", "deno", "bench/cpu_per_exchange.ts"],
       ["bench-cpu-smoke-bun", "bun", "bench/cpu_per_exchange.ts"],
+      ["bench-gateway-smoke", "deno", "bench/gateway.ts"],
+      ["bench-cluster-smoke", "deno", "bench/cluster.ts"],
     ]
   ) {
     const command = runtime === "deno" ? ["run", "-A", script, "--smoke"] : [script, "--smoke"];
