@@ -135,20 +135,24 @@ if (want("bun")) {
 
 // Every benchmark scenario for 0.2 s on tiny sizes, every hostile-peer attack for 1 s, the
 // CPU instrument and its floor on each runtime, and the gateway's and the cluster's benchmarks
-// for two short rounds: proves the commands bench/RESULTS.md names still run (not timed, and
+// for two short rounds with servers on each runtime: proves the commands bench/RESULTS.md names still run (not timed, and
 // no figure is judged).
 if (want("bench")) {
   for (
-    const [label, runtime, script] of [
+    const [label, runtime, script, ...args] of [
       ["bench-smoke", "deno", "bench/main.ts"],
       ["bench-hostile-smoke", "deno", "bench/hostile.ts"],
       ["bench-cpu-smoke", "deno", "bench/cpu_per_exchange.ts"],
       ["bench-cpu-smoke-bun", "bun", "bench/cpu_per_exchange.ts"],
       ["bench-gateway-smoke", "deno", "bench/gateway.ts"],
+      ["bench-gateway-smoke-bun", "deno", "bench/gateway.ts", "--runtime", "bun"],
       ["bench-cluster-smoke", "deno", "bench/cluster.ts"],
+      ["bench-cluster-smoke-bun", "deno", "bench/cluster.ts", "--runtime", "bun"],
     ]
   ) {
-    const command = runtime === "deno" ? ["run", "-A", script, "--smoke"] : [script, "--smoke"];
+    const command = runtime === "deno"
+      ? ["run", "-A", script, "--smoke", ...args]
+      : [script, "--smoke", ...args];
     const result = await run(label, bin(runtime), command, {
       timeout: 3 * 60_000,
     });
