@@ -232,8 +232,10 @@ export class ClusterMembership {
    */
   async ownerOf(key: string, fresh = false): Promise<string | null | undefined> {
     const now = performance.now();
-    const cached = this.#owners.get(key);
-    if (cached && !fresh && cached.until > now) return cached.url;
+    if (!fresh) {
+      const known = this.knownOwner(key, now);
+      if (known !== undefined) return known;
+    }
     const owner = await this.registry.lookup(
       isConnectionIdShaped(key) ? { id: key.toUpperCase() } : { name: key },
     );
@@ -246,6 +248,19 @@ export class ClusterMembership {
       this.#owners.delete(this.#owners.keys().next().value!);
     }
     return url;
+  }
+
+  /**
+   * Where an agent was found lately ({@linkcode ownerOf}'s memory), without asking Redis: a
+   * request for an agent held elsewhere then goes on with no wait.
+   *
+   * @param key The agent's id or name.
+   * @param now `performance.now()`.
+   * @returns The owner's URL, or `undefined` if none is remembered.
+   */
+  knownOwner(key: string, now = performance.now()): string | undefined {
+    const cached = this.#owners.get(key);
+    return cached && cached.until > now ? cached.url : undefined;
   }
 
   /**
@@ -268,13 +283,19 @@ export class ClusterMembership {
    * @returns The owner's answer.
    * @throws {Error} If the owner cannot be reached, or the request is cancelled first.
    */
-  async hop(
+  hop(
     url: string,
     request: CancellableForward & { [CANCEL]: Cancel },
   ): Promise<Response> {
-    // An open link needs no wait that the caller's abort could cut short.
-    const connection = this.#openLink(url) ??
-      await untilCancelled(this.#link(url), request[CANCEL]);
+    // An open link needs no wait that the caller's abort could cut short, nor a promise more.
+    return this.#openLink(url)?.forward(request) ?? this.#dialAndForward(url, request);
+  }
+
+  async #dialAndForward(
+    url: string,
+    request: CancellableForward & { [CANCEL]: Cancel },
+  ): Promise<Response> {
+    const connection = await untilCancelled(this.#link(url), request[CANCEL]);
     return await connection.forward(request);
   }
 

@@ -486,9 +486,11 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
     hop: Hop,
   ): Promise<[Response, Error?]> {
     for (let attempt = 0;; attempt++) {
-      let owner: string | null | undefined;
+      let owner: string | null | undefined = attempt === 0
+        ? cluster.knownOwner(route.key)
+        : undefined;
       try {
-        owner = await cluster.ownerOf(route.key, attempt > 0);
+        owner ??= await cluster.ownerOf(route.key, attempt > 0);
       } catch (error) {
         return [
           errorResponse(
