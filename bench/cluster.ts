@@ -17,19 +17,19 @@
  *    file with `--role agent`: `startAgent` with a handler answering a 64-byte body) connected
  *    to A. "Local" is `GET A/agents/bench/ping`; "forwarded" is the same request to B, which
  *    looks the agent up in Redis and hops to A (over B's link to A: one swaggersocket
- *    connection, kept open). The caller is this process, with `fetch` (connections kept alive), checking
- *    every answer's status and body. Each round measures, in alternating order (local first in
- *    even rounds, forwarded first in odd ones), **latency**: sequential requests, one at a
- *    time, for `--duration` ms, p50 and p99 of each; then **throughput**: `--callers` concurrent
- *    callers for `--duration` ms, requests/s, and (Linux, from `/proc/{pid}/stat`) the CPU µs
- *    per request of each process (A, B, agent, redis, caller) and how many CPUs they kept busy
- *    together: where the machine has few CPUs, B's work shares them with A's, and the
- *    throughput ratio is about the ratio of CPU per request. Reported: the medians over
- *    rounds, the median of the per-round differences (forwarded p50 − local p50) and ratios
- *    (forwarded / local requests/s on this machine; and **per instance**, a local request's
- *    CPU µs in A over a forwarded one's in the busier of A and B: the share of its local rate
- *    that an instance with CPUs of its own keeps), and whether the issue's targets are met:
- *    the hop adds ≤ 0.5 ms at p50 and keeps ≥ 0.8× the local throughput per instance (in a
+ *    connection, kept open). The caller is this process, with `fetch` (connections kept
+ *    alive), checking every answer's status and body. Each round measures, in alternating
+ *    order (local first in even rounds, forwarded first in odd ones), **latency**: sequential
+ *    requests, one at a time, for `--duration` ms, p50 and p99 of each; then **throughput**:
+ *    `--callers` concurrent callers for `--duration` ms, requests/s, and (Linux, from
+ *    `/proc/{pid}/stat`) the CPU µs per request of each process (A, B, agent, redis, caller)
+ *    and how many CPUs they kept busy together: where the machine has few CPUs, B's work
+ *    shares them with A's, and the throughput ratio is about the ratio of CPU per request.
+ *    Reported: the medians over rounds, the median of the per-round differences (forwarded p50 −
+ *    local p50) and ratios (forwarded / local requests/s on this machine; and **per instance**, a
+ *    local request's CPU µs in A over a forwarded one's in the busier of A and B: the share of its
+ *    local rate that an instance with CPUs of its own keeps), and whether the issue's targets are
+ *    met: the hop adds ≤ 0.5 ms at p50 and keeps ≥ 0.8× the local throughput per instance (in a
  *    cluster each instance has its own CPUs; on one machine every process shares them, and a
  *    forwarded request, which crosses two gateways, costs them all more). A missed target is
  *    reported, not an error.

@@ -220,22 +220,18 @@ export class ClusterMembership {
   }
 
   /**
-   * Which instance holds an agent, when it is not this one. An owner found is remembered for
-   * a second (a burst of calls to one agent costs one lookup); a hop that fails forgets it.
+   * Asks Redis which instance holds an agent, when it is not this one. An owner found is
+   * remembered for a second ({@linkcode knownOwner}: a burst of calls to one agent costs one
+   * lookup); a hop that fails forgets it.
    *
    * @param key The agent's id (ULID-shaped, any case) or name.
-   * @param fresh Ask Redis even if the owner is remembered.
    * @returns The owner's URL; `null` if the agent is recorded on an instance that has
    *   stopped refreshing its records (dead or frozen: the agent is on its way elsewhere);
    *   `undefined` if no other instance has it.
    * @throws {Error} If Redis cannot be reached.
    */
-  async ownerOf(key: string, fresh = false): Promise<string | null | undefined> {
+  async ownerOf(key: string): Promise<string | null | undefined> {
     const now = performance.now();
-    if (!fresh) {
-      const known = this.knownOwner(key, now);
-      if (known !== undefined) return known;
-    }
     const owner = await this.registry.lookup(
       isConnectionIdShaped(key) ? { id: key.toUpperCase() } : { name: key },
     );
@@ -255,12 +251,11 @@ export class ClusterMembership {
    * request for an agent held elsewhere then goes on with no wait.
    *
    * @param key The agent's id or name.
-   * @param now `performance.now()`.
    * @returns The owner's URL, or `undefined` if none is remembered.
    */
-  knownOwner(key: string, now = performance.now()): string | undefined {
+  knownOwner(key: string): string | undefined {
     const cached = this.#owners.get(key);
-    return cached && cached.until > now ? cached.url : undefined;
+    return cached && cached.until > performance.now() ? cached.url : undefined;
   }
 
   /**

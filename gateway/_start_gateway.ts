@@ -490,7 +490,8 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
         ? cluster.knownOwner(route.key)
         : undefined;
       try {
-        owner ??= await cluster.ownerOf(route.key, attempt > 0);
+        // Not remembered, or looked for again after a move: Redis says.
+        owner ??= await cluster.ownerOf(route.key);
       } catch (error) {
         return [
           errorResponse(

@@ -135,8 +135,8 @@ if (want("bun")) {
 
 // Every benchmark scenario for 0.2 s on tiny sizes, every hostile-peer attack for 1 s, the
 // CPU instrument and its floor on each runtime, and the gateway's and the cluster's benchmarks
-// for two short rounds with servers on each runtime: proves the commands bench/RESULTS.md names still run (not timed, and
-// no figure is judged).
+// for two short rounds with servers on each runtime: proves the commands bench/RESULTS.md
+// names still run (not timed, and no figure is judged).
 if (want("bench")) {
   for (
     const [label, runtime, script, ...args] of [
