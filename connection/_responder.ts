@@ -16,17 +16,22 @@ import { HeaderSizeError } from "../protocol/errors.ts";
 import type { RequestHead, ResponseHead } from "../protocol/payload.ts";
 import { textBytes } from "../protocol/_small_bytes.ts";
 import type { BodyPump, BodyPumps, BodySink } from "./_body_pump.ts";
+import { Cancel } from "./_cancel.ts";
 import type { ConnectionContext } from "./_context.ts";
 import { appendHeaders, headerList } from "./_header_list.ts";
 import { type BodyBytes, InboundBody } from "./_inbound_body.ts";
 import { Urgency } from "./_output.ts";
+import { type OutgoingParts, type PartsHandler, partsOf } from "./_parts_handler.ts";
 import { handlerUrl } from "./_request_parts.ts";
 import { isRelayedWithoutLength } from "./_relayed.ts";
 import { isWhole } from "./_whole.ts";
 
 interface Incoming {
-  /** What aborts the handler's `request.signal`: its controller, or the request itself. */
-  abort: AbortController | Request | undefined;
+  /**
+   * What aborts the handler's `request.signal`: its controller, or the request itself; or
+   * a parts handler's `Cancel`.
+   */
+  abort: AbortController | Request | Cancel | undefined;
   body: InboundBody | undefined;
   pump: BodyPump | undefined;
   /** Made only if the handler reads `info.completed`. */
@@ -148,7 +153,11 @@ export class Responder<C> implements BodySink {
   /** @param arrived The whole body if it has arrived (`null`: none); `undefined` if it streams in. */
   onRequest(streamId: number, head: RequestHead, arrived: BodyBytes | null | undefined): void {
     const context = this.#context;
-    const controller = this.#abortRequest === undefined ? new AbortController() : undefined;
+    const handler = this.handler;
+    const parts = handler && partsOf(handler);
+    const controller = this.#abortRequest === undefined && !parts
+      ? new AbortController()
+      : undefined;
     const body = arrived !== undefined ? undefined : new InboundBody(
       (bytes) => context.consume(streamId, bytes),
       () => {
@@ -171,6 +180,10 @@ export class Responder<C> implements BodySink {
     this.#incoming.set(streamId, exchange);
     let requestBody: ReadableStream<Uint8Array> | BodyBytes | null = body?.stream ?? arrived ??
       null;
+    if (parts) {
+      this.#serveParts(streamId, exchange, head, requestBody, parts);
+      return;
+    }
     // A `Request` refuses a GET or HEAD body: the handler finds one in `info.body`.
     let bodyless: ReadableStream<Uint8Array> | null = null;
     if (requestBody !== null && BODYLESS_REQUESTS.has(head.method.toUpperCase())) {
@@ -195,7 +208,6 @@ export class Responder<C> implements BodySink {
       this.#respond(streamId, head.method, textResponse(400, "Bad Request"));
       return;
     }
-    const handler = this.handler;
     if (!handler) {
       this.#respond(
         streamId,
@@ -250,7 +262,7 @@ export class Responder<C> implements BodySink {
     const exchange = this.#end(streamId);
     if (!exchange) return;
     const abort = exchange.abort;
-    if (abort instanceof AbortController) abort.abort(error);
+    if (abort instanceof AbortController || abort instanceof Cancel) abort.abort(error);
     else if (abort !== undefined) this.#abortRequest?.(abort, error);
     exchange.body?.error(error);
     exchange.pump?.cancel(error);
@@ -297,6 +309,49 @@ export class Responder<C> implements BodySink {
     this.finish(streamId);
   }
 
+  /** Serves a request with a handler's parts form: no `Request`, `Headers` or `Response`. */
+  #serveParts(
+    streamId: number,
+    exchange: Incoming,
+    head: RequestHead,
+    body: ReadableStream<Uint8Array> | BodyBytes | null,
+    parts: PartsHandler,
+  ): void {
+    const cancel = new Cancel();
+    exchange.abort = cancel;
+    const method = head.method;
+    let answer: Promise<OutgoingParts>;
+    try {
+      answer = parts({ method, target: head.url, headers: head.headers, body, cancel });
+    } catch (error) {
+      this.#handlerFailed(streamId, method, error);
+      return;
+    }
+    answer.then(
+      (out) => this.#respondParts(streamId, method, out),
+      (error) => this.#handlerFailed(streamId, method, error),
+    );
+  }
+
+  #respondParts(streamId: number, method: string, out: OutgoingParts): void {
+    const exchange = this.#incoming.get(streamId);
+    const body = out.body;
+    if (!exchange || !this.#context.session.hasStream(streamId)) {
+      if (body instanceof ReadableStream) body.cancel().catch(() => {});
+      return;
+    }
+    const head = { status: out.status, statusText: out.statusText, headers: out.headers };
+    const sayLength = !out.withoutLength;
+    if (method === "HEAD" || NULL_BODY_STATUS.has(out.status)) {
+      if (body instanceof ReadableStream) body.cancel().catch(() => {});
+      this.#answer(streamId, exchange, head, null, sayLength);
+    } else if (body instanceof Uint8Array) {
+      this.#respondWhole(streamId, exchange, head, body, sayLength);
+    } else {
+      this.#answer(streamId, exchange, head, body, sayLength);
+    }
+  }
+
   #handlerFailed(streamId: number, method: string, error: unknown): void {
     const exchange = this.#incoming.get(streamId);
     // A failed exchange is gone: what its handler throws after the abort is not news.
@@ -332,13 +387,20 @@ export class Responder<C> implements BodySink {
       const inMemory = this.#takeBodyInMemory?.(res);
       if (inMemory !== undefined) {
         const bytes = typeof inMemory === "string" ? textBytes(inMemory) : inMemory;
-        this.#respondWhole(streamId, exchange, head, bytes, res);
+        this.#respondWhole(streamId, exchange, head, bytes, !isRelayedWithoutLength(res));
         return;
       }
       if (isWhole(res)) {
         // Its bytes came with its head from a peer (a relayed answer): read at once, the same.
         res.arrayBuffer().then(
-          (buffer) => this.#respondWhole(streamId, exchange, head, new Uint8Array(buffer), res),
+          (buffer) =>
+            this.#respondWhole(
+              streamId,
+              exchange,
+              head,
+              new Uint8Array(buffer),
+              !isRelayedWithoutLength(res),
+            ),
           (error) => this.#unreadable(streamId, error),
         );
         return;
@@ -347,6 +409,21 @@ export class Responder<C> implements BodySink {
     let body: ReadableStream<Uint8Array> | null = null;
     if (!bodyless) body = res.body;
     else res.body?.cancel().catch(() => {});
+    this.#answer(streamId, exchange, head, body, !isRelayedWithoutLength(res));
+  }
+
+  /**
+   * Sends a response head, and the body after it: held with its head until the body ends,
+   * grows large or the flush comes (`push`, `releaseHeld`).
+   */
+  #answer(
+    streamId: number,
+    exchange: Incoming,
+    head: ResponseHead,
+    body: ReadableStream<Uint8Array> | null,
+    sayLength: boolean,
+  ): void {
+    const context = this.#context;
     if (body === null) {
       if (this.#sendHead(streamId, head, true)) {
         responseComplete(exchange);
@@ -354,8 +431,7 @@ export class Responder<C> implements BodySink {
       } else context.output.wake();
       return;
     }
-    // Held until the body ends, grows large or the flush comes (`push`, `releaseHeld`).
-    exchange.held = { head, chunks: [], bytes: 0, sayLength: !isRelayedWithoutLength(res) };
+    exchange.held = { head, chunks: [], bytes: 0, sayLength };
     context.heldResponses++;
     exchange.pump = this.#pumps.pump(streamId, body, this);
     context.output.wake();
@@ -380,13 +456,13 @@ export class Responder<C> implements BodySink {
     exchange: Incoming,
     head: ResponseHead,
     bytes: Uint8Array,
-    response: Response,
+    sayLength: boolean,
   ): void {
     const context = this.#context;
     // The caller may have gone while the bytes were read.
     if (this.#incoming.get(streamId) !== exchange || !context.session.hasStream(streamId)) return;
     responseComplete(exchange);
-    if (!isRelayedWithoutLength(response)) withLength(head.headers, bytes.byteLength);
+    if (sayLength) withLength(head.headers, bytes.byteLength);
     const empty = bytes.byteLength === 0;
     if (!this.#sendHead(streamId, head, empty)) return;
     if (!empty) context.session.sendData(streamId, bytes, true);
