@@ -99,3 +99,17 @@ export function mapResponsePaths(headers: Headers, map: PathMap): void {
   headers.delete("set-cookie");
   for (const cookie of cookies) headers.append("set-cookie", mapCookiePath(cookie, map));
 }
+
+/**
+ * A response header list with `Location` and every `Set-Cookie` path mapped, as
+ * {@linkcode mapResponsePaths} maps a `Headers`; names are expected in lower case.
+ *
+ * @param headers The response's `[name, value]` list (changed in place).
+ * @param map The mapping.
+ */
+export function mapResponseListPaths(headers: [string, string][], map: PathMap): void {
+  for (const entry of headers) {
+    if (entry[0] === "location") entry[1] = mapLocation(entry[1], map);
+    else if (entry[0] === "set-cookie") entry[1] = mapCookiePath(entry[1], map);
+  }
+}

@@ -14,9 +14,13 @@ import { Agent as HttpAgent, type IncomingMessage, request as httpRequest } from
 import { Agent as HttpsAgent, request as httpsRequest } from "node:https";
 import type { Handler, HandlerInfo } from "../types.ts";
 import { connectionOptions, isHopByHop } from "../_hop_by_hop.ts";
+import { Cancel } from "../connection/_cancel.ts";
+import { appendHeaders, headerList } from "../connection/_header_list.ts";
+import { type IncomingParts, type OutgoingParts, withParts } from "../connection/_parts_handler.ts";
 import { relayedWithoutLength } from "../connection/_relayed.ts";
+import { textBytes } from "../protocol/_small_bytes.ts";
 import { drained } from "../runtime/_drained.ts";
-import { mapResponsePaths, type PathMap } from "../_path_rewrite.ts";
+import { mapResponseListPaths, type PathMap } from "../_path_rewrite.ts";
 
 /** Options for {@linkcode tunnelHandler}. */
 export interface TunnelOptions {
@@ -32,12 +36,26 @@ const NO_BODY_STATUS = new Set([204, 205, 304]);
 /** Bytes of the upstream's response read ahead of the gateway. */
 const READ_AHEAD = 64 * 1024;
 
+/** What `Response` takes as a reason phrase (RFC 9110 §15: no control characters). */
+const REASON_PHRASE = /^[\t\x20-\x7e\x80-\xff]*$/;
+
+/** A JSON answer, as `Response.json()` makes it. */
+function jsonParts(status: number, body: unknown): OutgoingParts {
+  return {
+    status,
+    statusText: "",
+    headers: [["content-type", "application/json"]],
+    body: textBytes(JSON.stringify(body)),
+    withoutLength: false,
+  };
+}
+
 /** An upstream's failure to answer, as the caller sees it. */
-function unavailable(origin: string, error: unknown): Response {
-  return Response.json({
+function unavailable(origin: string, error: unknown): OutgoingParts {
+  return jsonParts(502, {
     error: "upstream_unavailable",
     message: `Cannot reach ${origin}: ${(error as Error).message}`,
-  }, { status: 502 });
+  });
 }
 
 /**
@@ -99,14 +117,19 @@ async function pump(
 
 /**
  * A handler that forwards every request to a local HTTP server: the method, the target as
- * the peer sent it (`info.target`, after the upstream's base path), the headers less
- * hop-by-hop ones and `Expect`, and the body with its framing — a `Content-Length` upload
- * stays one, a chunked one stays chunked, a bodyless request gets neither. `Host` is the
- * upstream's, unless the request brings one (a gateway with `preserveHost`). Nothing is
- * added. The upstream's status, headers and still-encoded body come back as they are,
- * except that a `Location` or cookie `Path` under the upstream's base URL is made relative
- * to it, so that its address never leaks and the gateway can mount it. An unreachable
- * upstream answers 502 `{ error: "upstream_unavailable", message }`.
+ * the peer sent it (`info.target`, after the upstream's base path), the headers in the order
+ * they came (a repeated name joined as `Headers` joins it) less hop-by-hop ones and `Expect`,
+ * and the body with its framing — a `Content-Length` upload stays one, a chunked one stays
+ * chunked, a bodyless request gets neither. `Host` is the upstream's, unless the request
+ * brings one (a gateway with `preserveHost`). Nothing is added. The upstream's status,
+ * headers and still-encoded body come back as they are, except that a `Location` or cookie
+ * `Path` under the upstream's base URL is made relative to it, so that its address never
+ * leaks and the gateway can mount it. An unreachable upstream, or one that answers with a
+ * status outside 200–599, answers 502 `{ error: "upstream_unavailable", message }`.
+ *
+ * Served on a connection, it takes the request's parts as they came, with no `Request` or
+ * `Response` made between (see `connection/_parts_handler.ts`); called as a function, it is
+ * an ordinary handler and does the same.
  *
  * @example Usage
  * ```ts ignore
@@ -132,28 +155,31 @@ export function tunnelHandler(upstream: string | URL, options: TunnelOptions = {
   const paths: PathMap | undefined = options.rewrite === false
     ? undefined
     : { origin: base.origin, from: `${prefix}/`, to: "/" };
-  return (request: Request, info: HandlerInfo): Promise<Response> => {
-    const target = info.target;
+
+  /** The tunnel on the wire's parts: what a connection's responder calls. */
+  const tunnel = (request: IncomingParts): Promise<OutgoingParts> => {
+    const { method, target, headers, body, cancel } = request;
     if (!target.startsWith("/")) {
       return Promise.resolve(
-        Response.json({ error: "bad_request", message: `Cannot tunnel target ${target}` }, {
-          status: 400,
-        }),
+        jsonParts(400, { error: "bad_request", message: `Cannot tunnel target ${target}` }),
       );
     }
     // An object, not a raw list: with a list, `node:http` writes the head at once, before
     // `useChunkedEncodingByDefault` below can keep it from framing a bodyless request.
+    // Repeated names are joined as a `Headers` joins them.
     const fields: Record<string, string> = {};
-    const listed = connectionOptions(request.headers.get("connection"));
-    request.headers.forEach((value, name) => {
-      if (name !== "expect" && !isHopByHop(name, listed)) fields[name] = value;
-    });
+    const listed = connectionOptions(joined(headers, "connection"));
+    for (const [given, value] of headers) {
+      const name = given.toLowerCase();
+      if (name === "expect" || isHopByHop(name, listed)) continue;
+      const before = fields[name];
+      fields[name] = before === undefined ? value : `${before}, ${value}`;
+    }
     fields.host ??= base.host;
-    const body = request.body ?? info.body;
     if (body !== null && fields["content-length"] === undefined) {
       fields["transfer-encoding"] = "chunked";
     }
-    return new Promise<Response>((resolve, reject) => {
+    return new Promise<OutgoingParts>((resolve, reject) => {
       let outgoing: ReturnType<typeof httpRequest>;
       try {
         outgoing = send({
@@ -161,34 +187,40 @@ export function tunnelHandler(upstream: string | URL, options: TunnelOptions = {
           protocol: base.protocol,
           hostname: base.hostname.replace(/^\[|\]$/g, ""),
           port: base.port || undefined,
-          method: request.method,
+          method,
           path: wireTarget(prefix + target),
           headers: fields,
         });
       } catch (error) {
-        resolve(Response.json({ error: "bad_request", message: (error as Error).message }, {
-          status: 400,
-        }));
+        resolve(jsonParts(400, { error: "bad_request", message: (error as Error).message }));
         return;
       }
       // No framing of its own: a bodyless POST stays without `Content-Length: 0`.
       outgoing.useChunkedEncodingByDefault = false;
       // Settled here, not on the `error` that `destroy` should bring: Deno's `node:http`
       // emits none for a request on a reused keep-alive socket.
-      const onAbort = (): void => {
-        reject(request.signal.reason);
-        outgoing.destroy(request.signal.reason);
+      const onAbort = (reason: unknown): void => {
+        reject(reason);
+        outgoing.destroy(reason as Error);
       };
-      if (request.signal.aborted) return onAbort();
-      request.signal.addEventListener("abort", onAbort, { once: true });
+      if (cancel.aborted) return onAbort(cancel.reason);
+      cancel.listen(onAbort);
       outgoing.on("error", (error) => {
-        request.signal.removeEventListener("abort", onAbort);
-        if (request.signal.aborted) reject(request.signal.reason);
+        cancel.listen(undefined);
+        if (cancel.aborted) reject(cancel.reason);
         else resolve(unavailable(base.origin, error));
       });
       outgoing.on("response", (response) => {
-        request.signal.removeEventListener("abort", onAbort);
+        cancel.listen(undefined);
         const status = response.statusCode ?? 502;
+        const statusText = response.statusMessage ?? "";
+        if (status < 200 || status > 599 || !REASON_PHRASE.test(statusText)) {
+          response.destroy();
+          resolve(
+            unavailable(base.origin, new TypeError(`Invalid status ${status} ${statusText}`)),
+          );
+          return;
+        }
         const pairs = response.rawHeaders;
         let listed: Set<string> | undefined;
         for (let i = 0; i + 1 < pairs.length; i += 2) {
@@ -197,28 +229,60 @@ export function tunnelHandler(upstream: string | URL, options: TunnelOptions = {
             (listed ??= new Set()).add(name);
           }
         }
-        const kept = new Headers();
+        const kept: [string, string][] = [];
+        let length = false;
         for (let i = 0; i + 1 < pairs.length; i += 2) {
-          if (!isHopByHop(pairs[i].toLowerCase(), listed)) kept.append(pairs[i], pairs[i + 1]);
+          const name = pairs[i].toLowerCase();
+          if (isHopByHop(name, listed)) continue;
+          if (name === "content-length") length = true;
+          kept.push([name, pairs[i + 1]]);
         }
-        if (paths) mapResponsePaths(kept, paths);
-        const hasBody = request.method !== "HEAD" && !NO_BODY_STATUS.has(status);
+        if (paths) mapResponseListPaths(kept, paths);
+        const hasBody = method !== "HEAD" && !NO_BODY_STATUS.has(status);
         if (!hasBody) response.resume();
-        try {
-          const relayed = new Response(hasBody ? bodyStream(response) : null, {
-            status,
-            statusText: response.statusMessage ?? "",
-            headers: kept,
-          });
+        resolve({
+          status,
+          statusText,
+          headers: kept,
+          body: hasBody ? bodyStream(response) : null,
           // An upstream that streamed without a length is relayed so (see `_relayed.ts`).
-          resolve(kept.has("content-length") ? relayed : relayedWithoutLength(relayed));
-        } catch (error) {
-          response.destroy();
-          resolve(unavailable(base.origin, error));
-        }
+          withoutLength: !length,
+        });
       });
       if (body === null) outgoing.end();
+      else if (body instanceof Uint8Array) outgoing.end(body);
       else pump(body, outgoing);
     });
   };
+
+  return withParts(async (request: Request, info: HandlerInfo): Promise<Response> => {
+    const cancel = new Cancel();
+    const signal = request.signal;
+    if (signal.aborted) cancel.abort(signal.reason);
+    else signal.addEventListener("abort", () => cancel.abort(signal.reason), { once: true });
+    const out = await tunnel({
+      method: request.method,
+      target: info.target,
+      headers: headerList(request.headers),
+      body: request.body ?? info.body,
+      cancel,
+    });
+    const headers = new Headers();
+    appendHeaders(headers, out.headers);
+    const response = new Response(out.body as BodyInit | null, {
+      status: out.status,
+      statusText: out.statusText,
+      headers,
+    });
+    return out.withoutLength ? relayedWithoutLength(response) : response;
+  }, tunnel);
+}
+
+/** The values of every `name` header in a list, joined as a `Headers` joins them. */
+function joined(headers: IncomingParts["headers"], name: string): string | null {
+  let value: string | null = null;
+  for (const [given, one] of headers) {
+    if (given.toLowerCase() === name) value = value === null ? one : `${value}, ${one}`;
+  }
+  return value;
 }

@@ -1,7 +1,9 @@
 /**
  * The agent's tunnel (`tunnelHandler`), against a real `node:http` server: an abort always
  * settles the exchange, also on a reused keep-alive socket (where Deno's `node:http` emits
- * no `error` after `destroy`).
+ * no `error` after `destroy`). And against a raw echo upstream: called as a `Request`
+ * handler and served on a connection (where its parts form answers), it sends the same
+ * request and answers the same.
  */
 
 import { describe, it } from "node:test";
@@ -9,7 +11,8 @@ import assert from "node:assert/strict";
 import { createServer, type IncomingMessage } from "node:http";
 import { tunnelHandler } from "../agent.ts";
 import type { HandlerInfo } from "../mod.ts";
-import { withTimeout } from "./_helpers.ts";
+import { startPair, withTimeout } from "./_helpers.ts";
+import { echoedBody, type EchoedRequest, startEchoUpstream } from "./_echo_upstream.ts";
 
 const GUARD = 10_000;
 
@@ -50,6 +53,115 @@ describe("tunnelHandler", () => {
       } finally {
         server.closeAllConnections();
         await new Promise((resolve) => server.close(resolve));
+      }
+    },
+  );
+
+  it(
+    "sends and answers the same as a Request handler and on a connection",
+    { timeout: 30_000 },
+    async () => {
+      const echo = await startEchoUpstream({
+        headers: (origin) => [
+          ["Location", `${origin}/base/next?x=1`],
+          ["Set-Cookie", "a=1; Path=/base/x"],
+          ["Set-Cookie", "b=2; Path=/"],
+          ["X-Up", "1"],
+        ],
+      });
+      const pair = await startPair();
+      try {
+        const tunnel = tunnelHandler(`${echo.url}/base`);
+        pair.clientSide.serve(tunnel);
+        const headers: [string, string][] = [
+          ["x-b", "2"],
+          ["content-type", "text/plain"],
+          ["x-a", "1"],
+          ["x-b", "3"],
+          ["connection", "x-drop"],
+          ["x-drop", "gone"],
+          ["keep-alive", "timeout=5"],
+          ["expect", "100-continue"],
+          ["content-length", "2"],
+        ];
+        const onConnection = await withTimeout(
+          pair.serverSide.forward({
+            method: "POST",
+            target: "/p?q=1",
+            headers,
+            body: new TextEncoder().encode("hi"),
+          }),
+          GUARD,
+          "the request over the connection",
+        );
+        const direct = await withTimeout(
+          Promise.resolve(tunnel(
+            new Request("http://agent/p?q=1", { method: "POST", headers, body: "hi" }),
+            { target: "/p?q=1", body: null } as unknown as HandlerInfo,
+          )),
+          GUARD,
+          "the direct call",
+        );
+        const seen: EchoedRequest[] = [];
+        for (const response of [onConnection, direct]) {
+          assert.equal(response.status, 200);
+          assert.equal(response.headers.get("location"), "/next?x=1");
+          assert.deepEqual(response.headers.getSetCookie(), ["a=1; Path=/x", "b=2; Path=/"]);
+          assert.equal(response.headers.get("x-up"), "1");
+          seen.push(await response.json() as EchoedRequest);
+        }
+        assert.equal(echo.requests.length, 2);
+        const [first, second] = echo.requests;
+        assert.deepEqual(seen, [first, second].map((request) => ({ ...request })));
+        assert.deepEqual(first.headers, second.headers);
+        assert.equal(first.target, "/base/p?q=1");
+        assert.equal(first.framing, "content-length");
+        assert.equal(new TextDecoder().decode(echoedBody(first)), "hi");
+        const value = (name: string) => first.headers.find(([n]) => n.toLowerCase() === name)?.[1];
+        // `node:http` says its own `Connection` (its keep-alive), never the caller's.
+        assert.notEqual(value("connection"), "x-drop");
+        const names = first.headers.map(([name]) => name.toLowerCase())
+          .filter((name) => name !== "connection").sort();
+        assert.deepEqual(names, ["content-length", "content-type", "host", "x-a", "x-b"]);
+        assert.equal(value("x-b"), "2, 3");
+        assert.equal(value("host"), `127.0.0.1:${echo.port}`);
+        assert.equal(first.expectContinue, false);
+      } finally {
+        await pair.close();
+        await echo.close();
+      }
+    },
+  );
+
+  it(
+    "answers 502 for an upstream status no Response can carry, in either form",
+    { timeout: 30_000 },
+    async () => {
+      const echo = await startEchoUpstream({ status: 999 });
+      const pair = await startPair();
+      try {
+        const tunnel = tunnelHandler(echo.url);
+        pair.clientSide.serve(tunnel);
+        const responses = [
+          await withTimeout(pair.serverSide.fetch("/odd"), GUARD, "over the connection"),
+          await withTimeout(
+            Promise.resolve(tunnel(
+              new Request("http://agent/odd"),
+              { target: "/odd", body: null } as unknown as HandlerInfo,
+            )),
+            GUARD,
+            "the direct call",
+          ),
+        ];
+        for (const response of responses) {
+          assert.equal(response.status, 502);
+          assert.equal(response.headers.get("content-type"), "application/json");
+          const body = await response.json() as { error: string };
+          assert.equal(body.error, "upstream_unavailable");
+        }
+      } finally {
+        await pair.close();
+        await echo.close();
       }
     },
   );
