@@ -94,6 +94,29 @@ function bodyStream(response: IncomingMessage): ReadableStream<Uint8Array> {
   }, { highWaterMark: READ_AHEAD, size: (chunk) => chunk.byteLength });
 }
 
+/** The body of a `node:http` response that is complete: what it holds, read at once. */
+function wholeBody(response: IncomingMessage): Uint8Array {
+  const chunks: Uint8Array[] = [];
+  let bytes = 0;
+  for (let chunk: Uint8Array | null; (chunk = response.read()) !== null;) {
+    chunks.push(chunk);
+    bytes += chunk.byteLength;
+  }
+  // Flowing to its end gives the socket back to the keep-alive pool.
+  response.resume();
+  if (chunks.length === 1) {
+    const [only] = chunks;
+    return new Uint8Array(only.buffer, only.byteOffset, only.byteLength);
+  }
+  const body = new Uint8Array(bytes);
+  let offset = 0;
+  for (const chunk of chunks) {
+    body.set(chunk, offset);
+    offset += chunk.byteLength;
+  }
+  return body;
+}
+
 /** Writes a web stream into a `node:http` request, waiting for `drain`. */
 async function pump(
   body: ReadableStream<Uint8Array>,
@@ -238,15 +261,24 @@ export function tunnelHandler(upstream: string | URL, options: TunnelOptions = {
           kept.push([name, pairs[i + 1]]);
         }
         if (paths) mapResponseListPaths(kept, paths);
-        const hasBody = method !== "HEAD" && !NO_BODY_STATUS.has(status);
-        if (!hasBody) response.resume();
-        resolve({
+        const answer: OutgoingParts = {
           status,
           statusText,
           headers: kept,
-          body: hasBody ? bodyStream(response) : null,
+          body: null,
           // An upstream that streamed without a length is relayed so (see `_relayed.ts`).
           withoutLength: !length,
+        };
+        if (method === "HEAD" || NO_BODY_STATUS.has(status)) {
+          response.resume();
+          resolve(answer);
+          return;
+        }
+        // `node:http` parses the rest of what the socket gave before this microtask: a body
+        // that came with its head is complete by then, and goes whole, with no stream.
+        queueMicrotask(() => {
+          answer.body = response.complete ? wholeBody(response) : bodyStream(response);
+          resolve(answer);
         });
       });
       if (body === null) outgoing.end();

@@ -3,15 +3,19 @@
  * settles the exchange, also on a reused keep-alive socket (where Deno's `node:http` emits
  * no `error` after `destroy`). And against a raw echo upstream: called as a `Request`
  * handler and served on a connection (where its parts form answers), it sends the same
- * request and answers the same.
+ * request and answers the same; a body that came with its head is answered whole, one still
+ * arriving streams.
  */
 
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { createServer, type IncomingMessage } from "node:http";
 import { tunnelHandler } from "../agent.ts";
+import { Cancel } from "../connection/_cancel.ts";
+import { partsOf } from "../connection/_parts_handler.ts";
 import type { HandlerInfo } from "../mod.ts";
 import { startPair, withTimeout } from "./_helpers.ts";
+import { deferred } from "./_exchange_helpers.ts";
 import { echoedBody, type EchoedRequest, startEchoUpstream } from "./_echo_upstream.ts";
 
 const GUARD = 10_000;
@@ -162,6 +166,52 @@ describe("tunnelHandler", () => {
       } finally {
         await pair.close();
         await echo.close();
+      }
+    },
+  );
+
+  it(
+    "answers a body that came with its head whole, and streams one still arriving",
+    { timeout: 30_000 },
+    async () => {
+      const rest = deferred<void>();
+      const server = createServer((request, response) => {
+        if (request.url === "/small") {
+          response.end("small body");
+          return;
+        }
+        response.writeHead(200, { "content-length": "4" });
+        response.write("ab");
+        rest.promise.then(() => response.end("cd"));
+      });
+      await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+      const { port } = server.address() as { port: number };
+      const parts = partsOf(tunnelHandler(`http://127.0.0.1:${port}`))!;
+      const ask = (target: string) =>
+        withTimeout(
+          parts({ method: "GET", target, headers: [], body: null, cancel: new Cancel() }),
+          GUARD,
+          target,
+        );
+      try {
+        const small = await ask("/small");
+        assert.ok(small.body instanceof Uint8Array, "a body that came with its head is whole");
+        assert.equal(new TextDecoder().decode(small.body), "small body");
+        assert.equal(small.withoutLength, false);
+        // The head comes before the rest of the body is sent.
+        const trickling = await ask("/trickling");
+        assert.ok(trickling.body instanceof ReadableStream, "a body still arriving streams");
+        const reader = trickling.body.getReader();
+        const first = await withTimeout(reader.read(), GUARD, "the first bytes");
+        assert.equal(new TextDecoder().decode(first.value), "ab");
+        rest.resolve();
+        const second = await withTimeout(reader.read(), GUARD, "the rest");
+        assert.equal(new TextDecoder().decode(second.value), "cd");
+        assert.equal((await withTimeout(reader.read(), GUARD, "the end")).done, true);
+      } finally {
+        rest.resolve();
+        server.closeAllConnections();
+        await new Promise((resolve) => server.close(resolve));
       }
     },
   );
