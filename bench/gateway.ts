@@ -21,8 +21,9 @@
  *   `Host`, and body) in front of the upstream;
  * - **front**: the gateway's HTTP side and the agent's upstream client in one process, with no
  *   WebSocket between them (`--role front`: `runtime/_node_http.ts`'s `listenHttp`, each
- *   request made a `Request` and handed to `agent/_tunnel.ts`'s `tunnelHandler`): what a
- *   faithful proxy built of these two parts costs, so that tunnel − front is the hop;
+ *   request handed to `agent/_tunnel.ts`'s `tunnelHandler` in the parts form a connection
+ *   serves it in): what a faithful proxy built of these two parts costs, so that tunnel −
+ *   front is the hop;
  * - **tunnel**: `gateway.ts` and `agent.ts --upstream <the same upstream> --name up` (its
  *   `node:http` tunnel, `agent/_tunnel.ts`); requests go to `GATEWAY/agents/up/…`;
  * - **bare**: `--role static` answering what the demo agent's `/hello` answers
@@ -63,9 +64,11 @@ import { spawnSync } from "node:child_process";
 import { writeFileSync } from "node:fs";
 import { cpus, loadavg } from "node:os";
 import process from "node:process";
-import type { HandlerInfo } from "../types.ts";
 import { listenHttp } from "../runtime/_node_http.ts";
 import { tunnelHandler } from "../agent/_tunnel.ts";
+import { Cancel } from "../connection/_cancel.ts";
+import { appendHeaders, headerList } from "../connection/_header_list.ts";
+import { partsOf } from "../connection/_parts_handler.ts";
 import {
   median,
   ms,
@@ -139,25 +142,34 @@ function serveNative(handler: (request: Request) => Response | Promise<Response>
 
 /**
  * `--role front --upstream URL`: the gateway's `node:http` front handing each request to the
- * agent's tunnel handler in the same process. Returns the port.
+ * agent's tunnel in the same process, in the parts form a connection serves it in (the
+ * request's header list, a `Cancel`; the answer's list made a `Response` again, as a
+ * gateway's caller side makes one). Returns the port.
  */
 async function serveFront(upstream: string): Promise<number> {
-  const tunnel = tunnelHandler(upstream);
+  const tunnel = partsOf(tunnelHandler(upstream))!;
   const front = await listenHttp({
     hostname: "127.0.0.1",
     port: 0,
     idleTimeout: 30_000,
     onUpgrade: () => false,
     unparsable: () => new Response("Bad Request\n", { status: 400 }),
-    handler: (caller) => {
-      const request = new Request(`http://front${caller.target}`, {
+    handler: async (caller) => {
+      const cancel = new Cancel();
+      caller.gone = (reason) => cancel.abort(reason);
+      const out = await tunnel({
         method: caller.method,
-        headers: caller.headers,
+        target: caller.target,
+        headers: headerList(caller.headers),
         body: caller.body,
-        signal: caller.signal,
+        cancel,
       });
-      const info = { target: caller.target, body: caller.body } as HandlerInfo;
-      return Promise.resolve(tunnel(request, info));
+      const response = new Response(out.body as BodyInit | null, {
+        status: out.status,
+        statusText: out.statusText,
+      });
+      appendHeaders(response.headers, out.headers);
+      return response;
     },
   });
   return front.addr.port;
