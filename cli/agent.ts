@@ -9,10 +9,13 @@
  * @module
  */
 
-import { EventType } from "../types.ts";
+import { EventType, type Handler } from "../types.ts";
 import { RUNTIME } from "../runtime/mod.ts";
 import { DEFAULT_AGENTS_PATH } from "../gateway/_defaults.ts";
 import { startAgent } from "../agent/_start_agent.ts";
+import { tunnelHandler } from "../agent/_tunnel.ts";
+import { demoHandler } from "../agent/_demo_api.ts";
+import { partsOf, withParts } from "../connection/_parts_handler.ts";
 import { type FlagTable, helpText, parseFlags, UsageError } from "./_flags.ts";
 import { createLog, LOG_FORMATS, LOG_LEVELS, type LogFormat, type LogLevel } from "./_log.ts";
 
@@ -129,19 +132,20 @@ async function main(): Promise<void> {
       throw new UsageError(`Cannot read --ca ${caFile}: ${(error as Error).message}`);
     }
   }
+  const upstream = text("upstream");
+  const served = upstream !== undefined
+    ? tunnelHandler(upstream, { rewrite: values["no-rewrite"] !== true })
+    : demoHandler(name);
   const agent = startAgent({
     url: urls,
     name,
     token: text("token"),
-    upstream: text("upstream"),
-    rewrite: values["no-rewrite"] !== true,
     caCerts,
     logger: log,
     metadata: { runtime: RUNTIME.name },
-    onRequest: values.quiet === true ? undefined : (request) => {
-      const target = new URL(request.url);
-      log.info("request", { method: request.method, path: `${target.pathname}${target.search}` });
-    },
+    handler: values.quiet === true
+      ? served
+      : logged(served, (method, path) => log.info("request", { method, path })),
   });
   (async () => {
     for await (const event of agent.client.events()) {
@@ -185,3 +189,20 @@ export function runAgent(): void {
 }
 
 if (import.meta.main) runAgent();
+
+/**
+ * `served`, saying each request's method and target (as the gateway sent it) first; a tunnel
+ * keeps its parts form, so that logging costs it no `Request`.
+ */
+function logged(served: Handler, say: (method: string, path: string) => void): Handler {
+  const handler: Handler = (request, info) => {
+    say(request.method, info.target);
+    return served(request, info);
+  };
+  const parts = partsOf(served);
+  if (!parts) return handler;
+  return withParts(handler, (request) => {
+    say(request.method, request.target);
+    return parts(request);
+  });
+}

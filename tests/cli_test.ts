@@ -15,6 +15,7 @@ import { join } from "node:path";
 import process from "node:process";
 import { BUN_BIN, DENO_BIN, ROOT_DIR, serverHolds, spawnLines, withTimeout } from "./_helpers.ts";
 import { startGateway } from "../gateway.ts";
+import { startEchoUpstream } from "./_echo_upstream.ts";
 import { GATEWAY_FLAGS } from "../cli/gateway.ts";
 import { AGENT_FLAGS } from "../cli/agent.ts";
 import type { FlagTable } from "../cli/_flags.ts";
@@ -187,6 +188,45 @@ for (const runtime of ["deno", "bun"] as const) {
         }
       } finally {
         await gateway.close();
+      }
+    });
+
+    it("logs each request it tunnels, method and target as sent, and answers it", async () => {
+      const upstream = await startEchoUpstream();
+      const gateway = await startGateway({ port: 0 });
+      const name = `logged-${runtime}`;
+      try {
+        const script = join(ROOT_DIR, "agent.ts");
+        const args = [gateway.agentsUrl, "--name", name, "--upstream", upstream.url];
+        const argv = runtime === "deno"
+          ? ["run", "-A", "--quiet", script, ...args]
+          : ["run", script, ...args];
+        const agent = spawnLines(runtime === "deno" ? DENO_BIN : BUN_BIN, argv, "agent.ts", {
+          SWAGGERSOCKET_AGENT_LOG_FORMAT: "json",
+        });
+        try {
+          const [line] = await agent.waitFor(/^{.*"msg":"connected".*}$/, RUN_MS);
+          await serverHolds(gateway.server, JSON.parse(line).id);
+          const response = await withTimeout(
+            fetch(`${gateway.url}/agents/${name}/a//b?x=%41`, { method: "PUT", body: "hi" }),
+            RUN_MS,
+            "the request through the gateway",
+          );
+          assert.equal(response.status, 200);
+          const echoed = await response.json() as { method: string; target: string };
+          assert.equal(echoed.method, "PUT");
+          assert.equal(echoed.target, "/a//b?x=%41");
+          const [logged] = await agent.waitFor(/^{.*"msg":"request".*}$/, RUN_MS);
+          const entry = JSON.parse(logged);
+          assert.equal(entry.level, "info");
+          assert.equal(entry.method, "PUT");
+          assert.equal(entry.path, "/a//b?x=%41");
+        } finally {
+          await agent.kill();
+        }
+      } finally {
+        await gateway.close();
+        await upstream.close();
       }
     });
 
