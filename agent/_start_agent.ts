@@ -49,7 +49,10 @@ export interface AgentOptions {
   reconnect?: ReconnectOptions;
   /** Heartbeat timing. */
   heartbeat?: HeartbeatOptions;
-  /** Called with each request before it is served (for logging). */
+  /**
+   * Called with each request before it is served (for logging). A tunnel (`upstream`)
+   * otherwise makes no `Request` of what it forwards; with this it serves through one.
+   */
   onRequest?: (request: Request) => void;
   /** Where the client's log lines go. Default: nowhere. */
   logger?: Logger;
