@@ -314,7 +314,10 @@ export function tunnelHandler(upstream: string | URL, options: TunnelOptions = {
 function joined(headers: IncomingParts["headers"], name: string): string | null {
   let value: string | null = null;
   for (const [given, one] of headers) {
-    if (given.toLowerCase() === name) value = value === null ? one : `${value}, ${one}`;
+    // The length first: most names are not it, and lower-casing each costs (Bun).
+    if (given.length === name.length && given.toLowerCase() === name) {
+      value = value === null ? one : `${value}, ${one}`;
+    }
   }
   return value;
 }
