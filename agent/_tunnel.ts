@@ -15,9 +15,13 @@ import { Agent as HttpsAgent, request as httpsRequest } from "node:https";
 import type { Handler, HandlerInfo } from "../types.ts";
 import { connectionOptions, isHopByHop } from "../_hop_by_hop.ts";
 import { Cancel } from "../connection/_cancel.ts";
-import { appendHeaders, headerList } from "../connection/_header_list.ts";
-import { type IncomingParts, type OutgoingParts, withParts } from "../connection/_parts_handler.ts";
-import { relayedWithoutLength } from "../connection/_relayed.ts";
+import { headerList } from "../connection/_header_list.ts";
+import {
+  type IncomingParts,
+  type OutgoingParts,
+  responseOf,
+  withParts,
+} from "../connection/_parts_handler.ts";
 import { textBytes } from "../protocol/_small_bytes.ts";
 import { drained } from "../runtime/_drained.ts";
 import { mapResponseListPaths, type PathMap } from "../_path_rewrite.ts";
@@ -292,21 +296,15 @@ export function tunnelHandler(upstream: string | URL, options: TunnelOptions = {
     const signal = request.signal;
     if (signal.aborted) cancel.abort(signal.reason);
     else signal.addEventListener("abort", () => cancel.abort(signal.reason), { once: true });
-    const out = await tunnel({
-      method: request.method,
-      target: info.target,
-      headers: headerList(request.headers),
-      body: request.body ?? info.body,
-      cancel,
-    });
-    const headers = new Headers();
-    appendHeaders(headers, out.headers);
-    const response = new Response(out.body as BodyInit | null, {
-      status: out.status,
-      statusText: out.statusText,
-      headers,
-    });
-    return out.withoutLength ? relayedWithoutLength(response) : response;
+    return responseOf(
+      await tunnel({
+        method: request.method,
+        target: info.target,
+        headers: headerList(request.headers),
+        body: request.body ?? info.body,
+        cancel,
+      }),
+    );
   }, tunnel);
 }
 

@@ -67,8 +67,8 @@ import process from "node:process";
 import { listenHttp } from "../runtime/_node_http.ts";
 import { tunnelHandler } from "../agent/_tunnel.ts";
 import { Cancel } from "../connection/_cancel.ts";
-import { appendHeaders, headerList } from "../connection/_header_list.ts";
-import { partsOf } from "../connection/_parts_handler.ts";
+import { headerList } from "../connection/_header_list.ts";
+import { partsOf, responseOf } from "../connection/_parts_handler.ts";
 import {
   median,
   ms,
@@ -157,19 +157,15 @@ async function serveFront(upstream: string): Promise<number> {
     handler: async (caller) => {
       const cancel = new Cancel();
       caller.gone = (reason) => cancel.abort(reason);
-      const out = await tunnel({
-        method: caller.method,
-        target: caller.target,
-        headers: headerList(caller.headers),
-        body: caller.body,
-        cancel,
-      });
-      const response = new Response(out.body as BodyInit | null, {
-        status: out.status,
-        statusText: out.statusText,
-      });
-      appendHeaders(response.headers, out.headers);
-      return response;
+      return responseOf(
+        await tunnel({
+          method: caller.method,
+          target: caller.target,
+          headers: headerList(caller.headers),
+          body: caller.body,
+          cancel,
+        }),
+      );
     },
   });
   return front.addr.port;

@@ -14,6 +14,8 @@
  */
 
 import type { Cancel } from "./_cancel.ts";
+import { appendHeaders } from "./_header_list.ts";
+import { relayedWithoutLength } from "./_relayed.ts";
 
 /** Where a handler function carries its {@linkcode PartsHandler} form. */
 export const PARTS: unique symbol = Symbol("swaggersocket.parts");
@@ -67,4 +69,19 @@ export function withParts<H extends object>(handler: H, parts: PartsHandler): H 
 /** The parts form of `handler`, if it has one. */
 export function partsOf(handler: object): PartsHandler | undefined {
   return (handler as { [PARTS]?: PartsHandler })[PARTS];
+}
+
+/**
+ * An answer in parts as a standard `Response`: what a parts form's `Request` form returns.
+ *
+ * @param out The answer.
+ * @returns The `Response`, marked to stay without a length if `out.withoutLength`.
+ */
+export function responseOf(out: OutgoingParts): Response {
+  const response = new Response(out.body as BodyInit | null, {
+    status: out.status,
+    statusText: out.statusText,
+  });
+  appendHeaders(response.headers, out.headers);
+  return out.withoutLength ? relayedWithoutLength(response) : response;
 }

@@ -342,7 +342,7 @@ export class Responder<C> implements BodySink {
     }
     const head = { status: out.status, statusText: out.statusText, headers: out.headers };
     const sayLength = !out.withoutLength;
-    if (method === "HEAD" || NULL_BODY_STATUS.has(out.status)) {
+    if (isBodyless(method, out.status)) {
       if (body instanceof ReadableStream) body.cancel().catch(() => {});
       this.#answer(streamId, exchange, head, null, sayLength);
     } else if (body instanceof Uint8Array) {
@@ -374,7 +374,7 @@ export class Responder<C> implements BodySink {
       response = textResponse(500, "Internal Server Error");
     }
     const res = response as Response;
-    const bodyless = method === "HEAD" || NULL_BODY_STATUS.has(res.status);
+    const bodyless = isBodyless(method, res.status);
     const head = {
       status: res.status,
       statusText: res.statusText,
@@ -554,6 +554,11 @@ export class Responder<C> implements BodySink {
  */
 function responseComplete(exchange: Incoming | undefined): void {
   exchange?.body?.discardUnread("The request body was not read before the response was complete");
+}
+
+/** Whether an answer to `method` with `status` carries no body, whatever it was given. */
+function isBodyless(method: string, status: number): boolean {
+  return method === "HEAD" || NULL_BODY_STATUS.has(status);
 }
 
 /** Bytes that arrived whole, as a stream. */
