@@ -1,17 +1,15 @@
 /**
- * The agent's tunnel to a local HTTP server, on `node:http`.
+ * The agent's tunnel to a local HTTP server.
  *
  * Not `fetch`: `fetch` resolves and re-encodes the target, turns a fixed-length upload
  * into a chunked one (Deno), adds `User-Agent`, `Accept`, `Accept-Encoding` and
  * `Accept-Language` when the caller sent none, and decodes compressed bodies. A proxy must
- * do none of that, and `node:http`, on Deno and Bun alike, writes the request line, the
+ * do none of that: its own client (`_upstream_client.ts`) writes the request line, the
  * headers and the framing it is given.
  *
  * @module
  */
 
-import { Agent as HttpAgent, type IncomingMessage, request as httpRequest } from "node:http";
-import { Agent as HttpsAgent, request as httpsRequest } from "node:https";
 import type { Handler, HandlerInfo } from "../types.ts";
 import { connectionOptions, isHopByHop } from "../_hop_by_hop.ts";
 import { Cancel } from "../connection/_cancel.ts";
@@ -23,8 +21,8 @@ import {
   withParts,
 } from "../connection/_parts_handler.ts";
 import { textBytes } from "../protocol/_small_bytes.ts";
-import { drained } from "../runtime/_drained.ts";
 import { mapResponseListPaths, type PathMap } from "../_path_rewrite.ts";
+import { UpstreamClient, type UpstreamResponse } from "./_upstream_client.ts";
 
 /** Options for {@linkcode tunnelHandler}. */
 export interface TunnelOptions {
@@ -37,11 +35,6 @@ export interface TunnelOptions {
 
 /** Statuses whose responses have no body (RFC 9110 §6.4.1). */
 const NO_BODY_STATUS = new Set([204, 205, 304]);
-/** Bytes of the upstream's response read ahead of the gateway. */
-const READ_AHEAD = 64 * 1024;
-
-/** What `Response` takes as a reason phrase (RFC 9110 §15: no control characters). */
-const REASON_PHRASE = /^[\t\x20-\x7e\x80-\xff]*$/;
 
 /** A JSON answer, as `Response.json()` makes it. */
 function jsonParts(status: number, body: unknown): OutgoingParts {
@@ -63,8 +56,8 @@ function unavailable(origin: string, error: unknown): OutgoingParts {
 }
 
 /**
- * The target as `node:http` writes it: each UTF-8 byte as one latin1 character, so that a
- * raw `é` in the caller's target reaches the upstream as the same two bytes.
+ * The target as it is written: each UTF-8 byte as one latin1 character, so that a raw `é`
+ * in the caller's target reaches the upstream as the same two bytes.
  */
 function wireTarget(target: string): string {
   // deno-lint-ignore no-control-regex
@@ -72,74 +65,6 @@ function wireTarget(target: string): string {
   let out = "";
   for (const byte of new TextEncoder().encode(target)) out += String.fromCharCode(byte);
   return out;
-}
-
-/** A `node:http` response body as a web stream, read no further ahead than the reader. */
-function bodyStream(response: IncomingMessage): ReadableStream<Uint8Array> {
-  return new ReadableStream<Uint8Array>({
-    start(controller) {
-      response.on("data", (chunk: Uint8Array) => {
-        controller.enqueue(new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.byteLength));
-        if ((controller.desiredSize ?? 0) <= 0) response.pause();
-      });
-      response.on("end", () => controller.close());
-      response.on("error", (error) => controller.error(error));
-      // A connection lost mid-body ends the stream with an error, never as if complete.
-      response.on("close", () => {
-        if (!response.complete) controller.error(new Error("The upstream closed mid-body"));
-      });
-    },
-    pull() {
-      response.resume();
-    },
-    cancel() {
-      response.destroy();
-    },
-  }, { highWaterMark: READ_AHEAD, size: (chunk) => chunk.byteLength });
-}
-
-/** The body of a `node:http` response that is complete: what it holds, read at once. */
-function wholeBody(response: IncomingMessage): Uint8Array {
-  const chunks: Uint8Array[] = [];
-  let bytes = 0;
-  for (let chunk: Uint8Array | null; (chunk = response.read()) !== null;) {
-    chunks.push(chunk);
-    bytes += chunk.byteLength;
-  }
-  // Flowing to its end gives the socket back to the keep-alive pool.
-  response.resume();
-  if (chunks.length === 1) {
-    const [only] = chunks;
-    return new Uint8Array(only.buffer, only.byteOffset, only.byteLength);
-  }
-  const body = new Uint8Array(bytes);
-  let offset = 0;
-  for (const chunk of chunks) {
-    body.set(chunk, offset);
-    offset += chunk.byteLength;
-  }
-  return body;
-}
-
-/** Writes a web stream into a `node:http` request, waiting for `drain`. */
-async function pump(
-  body: ReadableStream<Uint8Array>,
-  request: ReturnType<typeof httpRequest>,
-): Promise<void> {
-  const reader = body.getReader();
-  try {
-    for (;;) {
-      const { done, value } = await reader.read();
-      if (done) break;
-      if (request.destroyed) return;
-      if (!request.write(value)) await drained(request);
-    }
-    request.end();
-  } catch (error) {
-    request.destroy(error as Error);
-  } finally {
-    reader.releaseLock();
-  }
 }
 
 /**
@@ -177,118 +102,82 @@ export function tunnelHandler(upstream: string | URL, options: TunnelOptions = {
     throw new TypeError(`Cannot tunnel to ${base.protocol} URLs: use http: or https:`);
   }
   const prefix = base.pathname.replace(/\/+$/, "");
-  const send = secure ? httpsRequest : httpRequest;
-  const agent = secure ? new HttpsAgent({ keepAlive: true }) : new HttpAgent({ keepAlive: true });
+  const client = new UpstreamClient(base);
   const paths: PathMap | undefined = options.rewrite === false
     ? undefined
     : { origin: base.origin, from: `${prefix}/`, to: "/" };
 
+  /** The upstream's answer as the caller gets it. */
+  const answered = (method: string, { head, body }: UpstreamResponse): OutgoingParts => {
+    const { status, statusText, rawHeaders: pairs } = head;
+    // A status no `Response` can carry (the parser took 100–999, the reason without controls).
+    if (status > 599) {
+      if (body instanceof ReadableStream) body.cancel().catch(() => {});
+      return unavailable(base.origin, new TypeError(`Invalid status ${status} ${statusText}`));
+    }
+    let listed: Set<string> | undefined;
+    for (let i = 0; i + 1 < pairs.length; i += 2) {
+      const name = pairs[i];
+      if (name.length !== 10 || name.toLowerCase() !== "connection") continue;
+      for (const option of connectionOptions(pairs[i + 1]) ?? []) {
+        (listed ??= new Set()).add(option);
+      }
+    }
+    const kept: [string, string][] = [];
+    let length = false;
+    for (let i = 0; i + 1 < pairs.length; i += 2) {
+      const name = pairs[i].toLowerCase();
+      if (isHopByHop(name, listed)) continue;
+      if (name === "content-length") length = true;
+      kept.push([name, pairs[i + 1]]);
+    }
+    if (paths) mapResponseListPaths(kept, paths);
+    const bodiless = method === "HEAD" || NO_BODY_STATUS.has(status);
+    if (bodiless && body instanceof ReadableStream) body.cancel().catch(() => {});
+    return {
+      status,
+      statusText,
+      headers: kept,
+      body: bodiless ? null : body,
+      // An upstream that streamed without a length is relayed so (see `_relayed.ts`).
+      withoutLength: !length,
+    };
+  };
+
   /** The tunnel on the wire's parts: what a connection's responder calls. */
-  const tunnel = (request: IncomingParts): Promise<OutgoingParts> => {
+  const tunnel = async (request: IncomingParts): Promise<OutgoingParts> => {
     const { method, target, headers, body, cancel } = request;
     if (!target.startsWith("/")) {
-      return Promise.resolve(
-        jsonParts(400, { error: "bad_request", message: `Cannot tunnel target ${target}` }),
-      );
+      return jsonParts(400, { error: "bad_request", message: `Cannot tunnel target ${target}` });
     }
-    // An object, not a raw list: with a list, `node:http` writes the head at once, before
-    // `useChunkedEncodingByDefault` below can keep it from framing a bodyless request.
-    // Repeated names are joined as a `Headers` joins them.
-    const fields: Record<string, string> = {};
+    // Repeated names are joined as a `Headers` joins them, where the first came.
+    const fields = new Map<string, string>();
     const listed = connectionOptions(joined(headers, "connection"));
     for (const [given, value] of headers) {
       const name = given.toLowerCase();
       if (name === "expect" || isHopByHop(name, listed)) continue;
-      const before = fields[name];
-      fields[name] = before === undefined ? value : `${before}, ${value}`;
+      const before = fields.get(name);
+      fields.set(name, before === undefined ? value : `${before}, ${value}`);
     }
-    fields.host ??= base.host;
-    if (body !== null && fields["content-length"] === undefined) {
-      fields["transfer-encoding"] = "chunked";
+    if (!fields.has("host")) fields.set("host", base.host);
+    let sent: Promise<UpstreamResponse>;
+    try {
+      sent = client.request({
+        method,
+        target: wireTarget(prefix + target),
+        headers: [...fields],
+        body,
+        cancel,
+      });
+    } catch (error) {
+      return jsonParts(400, { error: "bad_request", message: (error as Error).message });
     }
-    return new Promise<OutgoingParts>((resolve, reject) => {
-      let outgoing: ReturnType<typeof httpRequest>;
-      try {
-        outgoing = send({
-          agent,
-          protocol: base.protocol,
-          hostname: base.hostname.replace(/^\[|\]$/g, ""),
-          port: base.port || undefined,
-          method,
-          path: wireTarget(prefix + target),
-          headers: fields,
-        });
-      } catch (error) {
-        resolve(jsonParts(400, { error: "bad_request", message: (error as Error).message }));
-        return;
-      }
-      // No framing of its own: a bodyless POST stays without `Content-Length: 0`.
-      outgoing.useChunkedEncodingByDefault = false;
-      // Settled here, not on the `error` that `destroy` should bring: Deno's `node:http`
-      // emits none for a request on a reused keep-alive socket.
-      const onAbort = (reason: unknown): void => {
-        reject(reason);
-        outgoing.destroy(reason as Error);
-      };
-      if (cancel.aborted) return onAbort(cancel.reason);
-      cancel.listen(onAbort);
-      outgoing.on("error", (error) => {
-        cancel.listen(undefined);
-        if (cancel.aborted) reject(cancel.reason);
-        else resolve(unavailable(base.origin, error));
-      });
-      outgoing.on("response", (response) => {
-        cancel.listen(undefined);
-        const status = response.statusCode ?? 502;
-        const statusText = response.statusMessage ?? "";
-        if (status < 200 || status > 599 || !REASON_PHRASE.test(statusText)) {
-          response.destroy();
-          resolve(
-            unavailable(base.origin, new TypeError(`Invalid status ${status} ${statusText}`)),
-          );
-          return;
-        }
-        const pairs = response.rawHeaders;
-        let listed: Set<string> | undefined;
-        for (let i = 0; i + 1 < pairs.length; i += 2) {
-          if (pairs[i].toLowerCase() !== "connection") continue;
-          for (const name of connectionOptions(pairs[i + 1]) ?? []) {
-            (listed ??= new Set()).add(name);
-          }
-        }
-        const kept: [string, string][] = [];
-        let length = false;
-        for (let i = 0; i + 1 < pairs.length; i += 2) {
-          const name = pairs[i].toLowerCase();
-          if (isHopByHop(name, listed)) continue;
-          if (name === "content-length") length = true;
-          kept.push([name, pairs[i + 1]]);
-        }
-        if (paths) mapResponseListPaths(kept, paths);
-        const answer: OutgoingParts = {
-          status,
-          statusText,
-          headers: kept,
-          body: null,
-          // An upstream that streamed without a length is relayed so (see `_relayed.ts`).
-          withoutLength: !length,
-        };
-        if (method === "HEAD" || NO_BODY_STATUS.has(status)) {
-          response.resume();
-          resolve(answer);
-          return;
-        }
-        // `node:http` parses the rest of what the socket gave before this microtask: a body
-        // that came with its head is complete by then, and goes whole, with no stream.
-        queueMicrotask(() => {
-          answer.body = response.complete ? wholeBody(response) : bodyStream(response);
-          resolve(answer);
-        });
-      });
-      if (body === null) outgoing.end();
-      else if (body instanceof Uint8Array) outgoing.end(body);
-      else pump(body, outgoing);
-    });
+    try {
+      return answered(method, await sent);
+    } catch (error) {
+      if (cancel.aborted) throw cancel.reason;
+      return unavailable(base.origin, error);
+    }
   };
 
   return withParts(async (request: Request, info: HandlerInfo): Promise<Response> => {

@@ -25,7 +25,7 @@
  *   serves it in): what a faithful proxy built of these two parts costs, so that tunnel −
  *   front is the hop;
  * - **tunnel**: `gateway.ts` and `agent.ts --upstream <the same upstream> --name up` (its
- *   `node:http` tunnel, `agent/_tunnel.ts`); requests go to `GATEWAY/agents/up/…`;
+ *   tunnel, `agent/_tunnel.ts`, on its own HTTP/1.1 client); requests go to `GATEWAY/agents/up/…`;
  * - **bare**: `--role static` answering what the demo agent's `/hello` answers
  *   (`hello from demo (RUNTIME)\n`);
  * - **inproc**: `gateway.ts --demo`, whose demo agent runs in the gateway's own process

@@ -1,6 +1,6 @@
 /**
  * A handler that takes a request as the wire's parts and answers with parts: what the
- * agent's tunnel does, which passes a request on to `node:http` and an answer back from it
+ * agent's tunnel does, which passes a request on to its upstream and an answer back from it
  * and needs no `Request`, `Headers` or `Response` between.
  *
  * Those objects were a fifth of a tunnelling agent's CPU per request: the handler's `Request`

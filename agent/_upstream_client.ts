@@ -1,0 +1,420 @@
+/**
+ * The tunnel's HTTP/1.1 client: one origin, sockets kept alive between requests.
+ *
+ * A proxy's client writes the request it is given and nothing else, and hands back the
+ * response as it came: `fetch` does neither (see `_tunnel.ts`), and `node:http`, which did,
+ * cost the agent 40 % of its CPU for a small request on Deno and Bun (its agent, its
+ * request and response objects, its events). This one writes the head and a whole body in
+ * one socket write, reads the response with `_http1_response.ts`, and on `node:net` and
+ * `node:tls` works the same on both runtimes.
+ *
+ * @module
+ */
+
+import net from "node:net";
+import tls from "node:tls";
+import type { Cancel } from "../connection/_cancel.ts";
+import { drained } from "../runtime/_drained.ts";
+import {
+  type ResponseEvent,
+  type ResponseHead,
+  ResponseParser,
+  UpstreamResponseError,
+} from "./_http1_response.ts";
+
+/** A request as the tunnel sends it on. */
+export interface UpstreamRequest {
+  /** The method, a token. */
+  method: string;
+  /** The request target as written: each character one byte (see `_tunnel.ts`'s `wireTarget`). */
+  target: string;
+  /**
+   * The header fields in the order written, and nothing else but `Transfer-Encoding:
+   * chunked` for a body without a `Content-Length` among them (they hold no
+   * `Transfer-Encoding`: the framing is this client's).
+   */
+  headers: [string, string][];
+  /** The body, or `null` for none (then no framing is written). */
+  body: Uint8Array | ReadableStream<Uint8Array> | null;
+  /** Aborts the exchange: the socket is destroyed and the promise rejects with the reason. */
+  cancel: Cancel;
+}
+
+/** The upstream's answer. */
+export interface UpstreamResponse {
+  /** Its head. */
+  head: ResponseHead;
+  /**
+   * Its body: bytes when it came whole with the head (empty for a bodiless one), else a
+   * stream read no further ahead than its reader.
+   */
+  body: Uint8Array | ReadableStream<Uint8Array>;
+}
+
+/** Bytes of a response body read ahead of its reader. */
+const READ_AHEAD = 64 * 1024;
+/** Sockets kept idle at most, as `node:http`'s agent keeps. */
+const MAX_IDLE = 256;
+/**
+ * A socket idle longer than this is not used again: servers close idle keep-alive
+ * connections after a few seconds (Node's 5 s, nginx's 75 s), and a request written as one
+ * closes is lost.
+ */
+const IDLE_MS = 4000;
+/** RFC 9110 §9.2.2: what may be sent again when a kept-alive socket turns out closed. */
+const IDEMPOTENT = new Set(["GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"]);
+/** RFC 9110 §5.6.2. */
+const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+/** What `node:http` refuses in a path: controls, space, and characters beyond a byte. */
+const INVALID_TARGET = /[^\x21-\xff]/;
+/** What a field value may not hold (RFC 9110 §5.5, and one byte per character). */
+const INVALID_VALUE = /[^\t\x20-\x7e\x80-\xff]/;
+// deno-lint-ignore no-control-regex
+const NON_ASCII = /[^\x00-\x7f]/;
+const LAST_CHUNK = new Uint8Array([0x30, 0x0d, 0x0a, 0x0d, 0x0a]);
+const encoder = new TextEncoder();
+
+/** One socket to the upstream, and the exchange it carries (none while idle). */
+interface Line {
+  socket: net.Socket;
+  exchange: Exchange | undefined;
+  idleSince: number;
+}
+
+/** What a socket's events go to while it carries an exchange. */
+interface Exchange {
+  data(chunk: Uint8Array): void;
+  end(): void;
+  failed(error: Error): void;
+}
+
+/**
+ * The head, and a whole body with its framing, as the bytes of one write.
+ *
+ * @throws {TypeError} If the method, target or a header could not be written as given.
+ */
+function requestBytes(request: UpstreamRequest, chunked: boolean): Uint8Array {
+  const { method, target, headers, body } = request;
+  if (!TOKEN.test(method)) throw new TypeError(`Invalid method ${JSON.stringify(method)}`);
+  if (INVALID_TARGET.test(target)) {
+    throw new TypeError("Request path contains unescaped characters");
+  }
+  let head = `${method} ${target} HTTP/1.1\r\n`;
+  for (const [name, value] of headers) {
+    if (!TOKEN.test(name)) throw new TypeError(`Invalid header name ${JSON.stringify(name)}`);
+    if (INVALID_VALUE.test(value)) {
+      throw new TypeError(`Invalid character in header content ${JSON.stringify(name)}`);
+    }
+    head += `${name}: ${value}\r\n`;
+  }
+  head += chunked ? "transfer-encoding: chunked\r\n\r\n" : "\r\n";
+  const whole = body instanceof Uint8Array ? body : undefined;
+  const sizeLine = chunked && whole !== undefined && whole.byteLength > 0
+    ? `${whole.byteLength.toString(16)}\r\n`
+    : "";
+  const framing = sizeLine.length +
+    (chunked && whole !== undefined ? (whole.byteLength > 0 ? 2 : 0) + LAST_CHUNK.byteLength : 0);
+  const bytes = new Uint8Array(head.length + (whole?.byteLength ?? 0) + framing);
+  let at = head.length;
+  if (NON_ASCII.test(head)) {
+    // Each character one byte (latin1), as HTTP/1.1 writes a head: not UTF-8.
+    for (let i = 0; i < head.length; i++) bytes[i] = head.charCodeAt(i);
+  } else {
+    encoder.encodeInto(head, bytes);
+  }
+  if (whole === undefined) return bytes;
+  if (sizeLine) {
+    encoder.encodeInto(sizeLine, bytes.subarray(at));
+    at += sizeLine.length;
+  }
+  bytes.set(whole, at);
+  at += whole.byteLength;
+  if (chunked) {
+    if (whole.byteLength > 0) {
+      bytes[at++] = 0x0d;
+      bytes[at++] = 0x0a;
+    }
+    bytes.set(LAST_CHUNK, at);
+  }
+  return bytes;
+}
+
+/** A chunk of a streamed body in chunked framing. */
+function chunkBytes(chunk: Uint8Array): Uint8Array {
+  const sizeLine = `${chunk.byteLength.toString(16)}\r\n`;
+  const bytes = new Uint8Array(sizeLine.length + chunk.byteLength + 2);
+  encoder.encodeInto(sizeLine, bytes);
+  bytes.set(chunk, sizeLine.length);
+  bytes[bytes.byteLength - 2] = 0x0d;
+  bytes[bytes.byteLength - 1] = 0x0a;
+  return bytes;
+}
+
+/** The concatenation of some body chunks. */
+function joinedBytes(chunks: Uint8Array[], bytes: number): Uint8Array {
+  if (chunks.length === 1) return chunks[0];
+  const joined = new Uint8Array(bytes);
+  let at = 0;
+  for (const chunk of chunks) {
+    joined.set(chunk, at);
+    at += chunk.byteLength;
+  }
+  return joined;
+}
+
+/** An HTTP/1.1 client to one origin, keeping its sockets alive between requests. */
+export class UpstreamClient {
+  readonly #connect: () => net.Socket;
+  /** Idle sockets, the most recently used last. */
+  readonly #idle: Line[] = [];
+
+  /**
+   * @param origin The upstream's `http:` or `https:` URL (only its origin is used).
+   */
+  constructor(origin: URL) {
+    const host = origin.hostname.replace(/^\[|\]$/g, "");
+    const secure = origin.protocol === "https:";
+    const port = Number(origin.port) || (secure ? 443 : 80);
+    this.#connect = secure
+      ? () =>
+        tls.connect({
+          host,
+          port,
+          // SNI takes a name, never an address.
+          servername: net.isIP(host) ? undefined : host,
+          ALPNProtocols: ["http/1.1"],
+        })
+      : () => net.connect({ host, port });
+  }
+
+  /**
+   * Sends a request and settles with the response head (and its body, if it came whole).
+   *
+   * @returns The response; rejects with the socket's error, an
+   *   {@linkcode UpstreamResponseError}, or the cancel's reason.
+   * @throws {TypeError} At once, if the request could not be written as given.
+   */
+  request(request: UpstreamRequest): Promise<UpstreamResponse> {
+    let chunked = request.body !== null;
+    for (const [name] of request.headers) {
+      if (name.length === 14 && name.toLowerCase() === "content-length") chunked = false;
+    }
+    const bytes = requestBytes(request, chunked);
+    return new Promise((resolve, reject) =>
+      this.#exchange(request, bytes, chunked, resolve, reject, true)
+    );
+  }
+
+  /** A socket for one exchange: an idle one still fresh, or a new one. */
+  #line(): { line: Line; reused: boolean } {
+    const now = Date.now();
+    for (let line = this.#idle.pop(); line !== undefined; line = this.#idle.pop()) {
+      if (now - line.idleSince < IDLE_MS) {
+        line.socket.ref();
+        return { line, reused: true };
+      }
+      line.socket.destroy();
+    }
+    const socket = this.#connect();
+    socket.setNoDelay(true);
+    const line: Line = { socket, exchange: undefined, idleSince: 0 };
+    // One set of listeners for the socket's life: adding and removing them per request
+    // costs more than the request's own parsing.
+    socket.on("data", (chunk: Uint8Array) => {
+      // A plain view, not the runtime's `Buffer`: it goes on as a body chunk.
+      if (line.exchange) {
+        line.exchange.data(new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.byteLength));
+      } else this.#drop(line);
+    });
+    socket.on("end", () => {
+      if (line.exchange) line.exchange.end();
+      else this.#drop(line);
+    });
+    socket.on("error", (error: Error) => {
+      if (line.exchange) line.exchange.failed(error);
+      else this.#drop(line);
+    });
+    socket.on("close", () => {
+      if (line.exchange) {
+        line.exchange.failed(new Error("The upstream closed the connection"));
+      } else this.#drop(line);
+    });
+    return { line, reused: false };
+  }
+
+  /** Takes a socket out of use: closed by the upstream, or sent what it should not have. */
+  #drop(line: Line): void {
+    const at = this.#idle.indexOf(line);
+    if (at >= 0) this.#idle.splice(at, 1);
+    line.socket.destroy();
+  }
+
+  /** Gives a socket back for the next request, or closes it. */
+  #release(line: Line, reusable: boolean): void {
+    line.exchange = undefined;
+    if (!reusable || this.#idle.length >= MAX_IDLE || line.socket.destroyed) {
+      line.socket.destroy();
+      return;
+    }
+    line.idleSince = Date.now();
+    // An idle socket keeps no process alive, as `node:http`'s agent's does not.
+    line.socket.unref();
+    this.#idle.push(line);
+  }
+
+  #exchange(
+    request: UpstreamRequest,
+    bytes: Uint8Array,
+    chunked: boolean,
+    resolve: (response: UpstreamResponse) => void,
+    reject: (error: unknown) => void,
+    mayRetry: boolean,
+  ): void {
+    const { cancel, body } = request;
+    if (cancel.aborted) return reject(cancel.reason);
+    const { line, reused } = this.#line();
+    const socket = line.socket;
+    const parser = new ResponseParser(request.method);
+    let received = false;
+    let written = !(body instanceof ReadableStream);
+    let over = false;
+    let head: ResponseHead | undefined;
+    let stream: ReadableStreamDefaultController<Uint8Array> | undefined;
+    let reader: ReadableStreamDefaultReader<Uint8Array> | undefined;
+
+    /** The exchange is over: the socket goes back or is closed, and the body pump stops. */
+    const finish = (reusable: boolean): void => {
+      if (over) return;
+      over = true;
+      cancel.listen(undefined);
+      this.#release(line, reusable && written);
+      if (!written) reader?.cancel().catch(() => {});
+    };
+    const fail = (error: unknown): void => {
+      if (over) return;
+      finish(false);
+      if (head === undefined) reject(error);
+      else stream?.error(error);
+    };
+
+    const events = (list: ResponseEvent[]): void => {
+      let chunks: Uint8Array[] | undefined;
+      let size = 0;
+      let ended = false;
+      let reusable = false;
+      for (const event of list) {
+        if (event.kind === "head") {
+          head = event.head;
+          chunks = [];
+        } else if (event.kind === "body") {
+          if (chunks) {
+            chunks.push(event.bytes);
+            size += event.bytes.byteLength;
+          } else {
+            stream!.enqueue(event.bytes);
+          }
+        } else {
+          ended = true;
+          reusable = event.reusable;
+        }
+      }
+      if (chunks) {
+        if (ended) {
+          // Whole with its head: bytes, with no stream to read them through.
+          finish(reusable);
+          return resolve({ head: head!, body: joinedBytes(chunks, size) });
+        }
+        const readable = new ReadableStream<Uint8Array>({
+          start(controller) {
+            stream = controller;
+            for (const chunk of chunks!) controller.enqueue(chunk);
+          },
+          pull() {
+            socket.resume();
+          },
+          cancel() {
+            finish(false);
+          },
+        }, { highWaterMark: READ_AHEAD, size: (chunk) => chunk.byteLength });
+        resolve({ head: head!, body: readable });
+      } else if (ended) {
+        finish(reusable);
+        stream?.close();
+        return;
+      }
+      if (stream && (stream.desiredSize ?? 0) <= 0) socket.pause();
+    };
+
+    line.exchange = {
+      data(chunk) {
+        received = true;
+        let list: ResponseEvent[];
+        try {
+          list = parser.receive(chunk);
+        } catch (error) {
+          return fail(error);
+        }
+        events(list);
+      },
+      end() {
+        let list: ResponseEvent[];
+        try {
+          list = parser.end();
+        } catch (error) {
+          return failed(error as Error);
+        }
+        events(list);
+      },
+      failed: (error) => failed(error),
+    };
+
+    const failed = (error: Error): void => {
+      if (over) return;
+      // A kept-alive socket the upstream closed as this was written: the request never
+      // reached it, as far as can be told; once more on a new socket, if that is safe.
+      if (
+        reused && !received && mayRetry && !(body instanceof ReadableStream) &&
+        IDEMPOTENT.has(request.method)
+      ) {
+        over = true;
+        line.exchange = undefined;
+        socket.destroy();
+        return this.#exchange(request, bytes, chunked, resolve, reject, false);
+      }
+      fail(error);
+    };
+
+    cancel.listen((reason) => {
+      if (over) return;
+      finish(false);
+      if (head === undefined) reject(reason);
+      else stream?.error(reason);
+    });
+    socket.write(bytes);
+    if (body instanceof ReadableStream) {
+      reader = body.getReader();
+      this.#pump(reader, socket, chunked).then(
+        () => written = true,
+        (error) => fail(error),
+      );
+    }
+  }
+
+  /** Writes a streamed body, waiting for the socket to drain. */
+  async #pump(
+    reader: ReadableStreamDefaultReader<Uint8Array>,
+    socket: net.Socket,
+    chunked: boolean,
+  ): Promise<void> {
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (socket.destroyed) return;
+      if (done) break;
+      if (value.byteLength === 0) continue;
+      if (!socket.write(chunked ? chunkBytes(value) : value)) await drained(socket);
+    }
+    if (chunked) socket.write(LAST_CHUNK);
+  }
+}
+
+export { UpstreamResponseError };
