@@ -133,8 +133,11 @@ export async function listenHttp(options: HttpFrontOptions): Promise<HttpFront> 
     ? createHttpsServer({ cert: options.tls.cert, key: options.tls.key }, onRequest)
     : createHttpServer(onRequest);
   // Uploads may take long; heads are timed by `IdleSockets` (the runtimes ignore
-  // `headersTimeout`).
+  // `headersTimeout`), and so is a kept-alive socket between requests: `node:http`'s own
+  // keep-alive timer would close it after 5 s whatever `idleTimeout` says, and costs a Node
+  // `Timeout` per response on Deno.
   server.requestTimeout = 0;
+  server.keepAliveTimeout = 0;
   server.on(options.tls ? "secureConnection" : "connection", (socket: Duplex) => idle.wait(socket));
   server.on("upgrade", (req: IncomingMessage, socket: Duplex, head: Buffer) => {
     idle.busy(socket);

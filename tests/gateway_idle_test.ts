@@ -28,6 +28,33 @@ function open(gateway: Gateway, bytes: string): { socket: Socket; closed: Promis
 }
 
 describe("gateway idleTimeout", TEST_OPTIONS, () => {
+  it(
+    "keeps a kept-alive caller's connection open for its idleTimeout, past Node's 5 s keep-alive",
+    { timeout: 60_000 },
+    async () => {
+      // `node:http` closes a kept-alive socket after its own `keepAliveTimeout` (5 s by
+      // default) unless told otherwise: the gateway's `idleTimeout` must be what decides.
+      const idleTimeout = 7_000;
+      const gateway = await startGateway({ port: 0, idleTimeout });
+      try {
+        const kept = open(gateway, "GET /healthz HTTP/1.1\r\nHost: gw\r\n\r\n");
+        const started = performance.now();
+        const answer = await withTimeout(
+          kept.closed,
+          GUARD_MS + idleTimeout,
+          "kept alive, then cut",
+        );
+        const open_ms = performance.now() - started;
+        assert.match(answer, /^HTTP\/1\.1 200 /);
+        // The answer leaves at once; the socket then waits idleTimeout (timers may fire late,
+        // never early, bar a clock tick).
+        assert.ok(open_ms >= idleTimeout - 50, `closed after ${Math.round(open_ms)} ms`);
+      } finally {
+        await gateway.close();
+      }
+    },
+  );
+
   let gateway: Gateway;
   let agent: ReturnType<typeof startAgent>;
 
