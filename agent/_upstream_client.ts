@@ -69,8 +69,6 @@ const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 const INVALID_TARGET = /[^\x21-\xff]/;
 /** What a field value may not hold (RFC 9110 §5.5, and one byte per character). */
 const INVALID_VALUE = /[^\t\x20-\x7e\x80-\xff]/;
-// deno-lint-ignore no-control-regex
-const NON_ASCII = /[^\x00-\x7f]/;
 const LAST_CHUNK = new Uint8Array([0x30, 0x0d, 0x0a, 0x0d, 0x0a]);
 const encoder = new TextEncoder();
 
@@ -89,12 +87,14 @@ interface Exchange {
 }
 
 /**
- * The head, and a whole body with its framing, as the bytes of one write.
+ * The request's head, each character one byte (latin1, as HTTP/1.1 writes a head): written as
+ * a string, which both runtimes copy straight into the socket, where encoding it into bytes
+ * first cost a tenth of the client's CPU (an off-heap allocation per request on Deno).
  *
  * @throws {TypeError} If the method, target or a header could not be written as given.
  */
-function requestBytes(request: UpstreamRequest, chunked: boolean): Uint8Array {
-  const { method, target, headers, body } = request;
+function requestHead(request: UpstreamRequest, chunked: boolean): string {
+  const { method, target, headers } = request;
   if (!TOKEN.test(method)) throw new TypeError(`Invalid method ${JSON.stringify(method)}`);
   if (INVALID_TARGET.test(target)) {
     throw new TypeError("Request path contains unescaped characters");
@@ -107,36 +107,29 @@ function requestBytes(request: UpstreamRequest, chunked: boolean): Uint8Array {
     }
     head += `${name}: ${value}\r\n`;
   }
-  head += chunked ? "transfer-encoding: chunked\r\n\r\n" : "\r\n";
-  const whole = body instanceof Uint8Array ? body : undefined;
-  const sizeLine = chunked && whole !== undefined && whole.byteLength > 0
-    ? `${whole.byteLength.toString(16)}\r\n`
-    : "";
-  const framing = sizeLine.length +
-    (chunked && whole !== undefined ? (whole.byteLength > 0 ? 2 : 0) + LAST_CHUNK.byteLength : 0);
-  const bytes = new Uint8Array(head.length + (whole?.byteLength ?? 0) + framing);
-  let at = head.length;
-  if (NON_ASCII.test(head)) {
-    // Each character one byte (latin1), as HTTP/1.1 writes a head: not UTF-8.
-    for (let i = 0; i < head.length; i++) bytes[i] = head.charCodeAt(i);
-  } else {
-    encoder.encodeInto(head, bytes);
+  return head + (chunked ? "transfer-encoding: chunked\r\n\r\n" : "\r\n");
+}
+
+/** Writes the head, and a whole body with its framing, in one go (one `writev`). */
+function writeRequest(
+  socket: net.Socket,
+  head: string,
+  body: UpstreamRequest["body"],
+  chunked: boolean,
+): void {
+  if (!(body instanceof Uint8Array)) {
+    socket.write(head, "latin1");
+    return;
   }
-  if (whole === undefined) return bytes;
-  if (sizeLine) {
-    encoder.encodeInto(sizeLine, bytes.subarray(at));
-    at += sizeLine.length;
+  if (body.byteLength === 0) {
+    socket.write(chunked ? `${head}0\r\n\r\n` : head, "latin1");
+    return;
   }
-  bytes.set(whole, at);
-  at += whole.byteLength;
-  if (chunked) {
-    if (whole.byteLength > 0) {
-      bytes[at++] = 0x0d;
-      bytes[at++] = 0x0a;
-    }
-    bytes.set(LAST_CHUNK, at);
-  }
-  return bytes;
+  socket.cork();
+  socket.write(chunked ? `${head}${body.byteLength.toString(16)}\r\n` : head, "latin1");
+  socket.write(body);
+  if (chunked) socket.write("\r\n0\r\n\r\n", "latin1");
+  socket.uncork();
 }
 
 /** A chunk of a streamed body in chunked framing. */
@@ -199,9 +192,9 @@ export class UpstreamClient {
     for (const [name] of request.headers) {
       if (name.length === 14 && name.toLowerCase() === "content-length") chunked = false;
     }
-    const bytes = requestBytes(request, chunked);
+    const head = requestHead(request, chunked);
     return new Promise((resolve, reject) =>
-      this.#exchange(request, bytes, chunked, resolve, reject, true)
+      this.#exchange(request, head, chunked, resolve, reject, true)
     );
   }
 
@@ -264,7 +257,7 @@ export class UpstreamClient {
 
   #exchange(
     request: UpstreamRequest,
-    bytes: Uint8Array,
+    sentHead: string,
     chunked: boolean,
     resolve: (response: UpstreamResponse) => void,
     reject: (error: unknown) => void,
@@ -379,7 +372,7 @@ export class UpstreamClient {
         over = true;
         line.exchange = undefined;
         socket.destroy();
-        return this.#exchange(request, bytes, chunked, resolve, reject, false);
+        return this.#exchange(request, sentHead, chunked, resolve, reject, false);
       }
       fail(error);
     };
@@ -390,7 +383,7 @@ export class UpstreamClient {
       if (head === undefined) reject(reason);
       else stream?.error(reason);
     });
-    socket.write(bytes);
+    writeRequest(socket, sentHead, body, chunked);
     if (body instanceof ReadableStream) {
       reader = body.getReader();
       this.#pump(reader, socket, chunked).then(

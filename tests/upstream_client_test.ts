@@ -36,8 +36,10 @@ interface Seen {
  */
 async function rawUpstream(
   answer: (seen: Seen, socket: net.Socket) => void,
-): Promise<{ url: string; seen: Seen[]; close(): Promise<void> }> {
+): Promise<{ url: string; seen: Seen[]; raw: string[]; close(): Promise<void> }> {
   const seen: Seen[] = [];
+  /** Everything each socket received, each byte one latin1 character. */
+  const raw: string[] = [];
   const sockets = new Set<net.Socket>();
   let count = 0;
   const server = net.createServer((socket) => {
@@ -48,8 +50,11 @@ async function rawUpstream(
     let nth = 0;
     let buffered = "";
     let skip = 0;
+    raw[index] = "";
     socket.on("data", (chunk: Uint8Array) => {
-      buffered += new TextDecoder("latin1").decode(chunk);
+      const text = String.fromCharCode(...chunk);
+      raw[index] += text;
+      buffered += text;
       for (;;) {
         if (skip > 0) {
           const taken = Math.min(skip, buffered.length);
@@ -73,6 +78,7 @@ async function rawUpstream(
   return {
     url: `http://127.0.0.1:${port}`,
     seen,
+    raw,
     async close() {
       for (const socket of sockets) socket.destroy();
       await new Promise((resolve) => server.close(resolve));
@@ -120,6 +126,35 @@ describe("the tunnel's HTTP/1.1 client", () => {
         ]]);
         const port = new URL(upstream.url).port;
         assert.equal(upstream.seen[0].head, `GET / HTTP/1.1\r\nhost: 127.0.0.1:${port}`);
+      } finally {
+        await upstream.close();
+      }
+    },
+  );
+
+  it(
+    "writes a whole body without a length chunked, an empty one as the last chunk alone, and a value's bytes as they are",
+    TEST,
+    async () => {
+      const upstream = await rawUpstream((_, socket) =>
+        socket.write(OK("ok", "connection: close\r\n"))
+      );
+      const ask = tunnelTo(upstream.url);
+      try {
+        const encoder = new TextEncoder();
+        for (const body of ["hello", ""]) {
+          const answer = await ask({ method: "POST", body: encoder.encode(body) });
+          assert.equal(await text(answer.body), "ok");
+        }
+        // A byte beyond ASCII in a value (obs-text) goes as that one byte, not as UTF-8.
+        await ask({ headers: [["x-name", "caf\xe9"]] });
+        const port = new URL(upstream.url).port;
+        assert.deepEqual(upstream.raw, [
+          `POST / HTTP/1.1\r\nhost: 127.0.0.1:${port}\r\ntransfer-encoding: chunked\r\n\r\n` +
+          "5\r\nhello\r\n0\r\n\r\n",
+          `POST / HTTP/1.1\r\nhost: 127.0.0.1:${port}\r\ntransfer-encoding: chunked\r\n\r\n0\r\n\r\n`,
+          `GET / HTTP/1.1\r\nx-name: caf\xe9\r\nhost: 127.0.0.1:${port}\r\n\r\n`,
+        ]);
       } finally {
         await upstream.close();
       }
