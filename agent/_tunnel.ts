@@ -76,8 +76,14 @@ function wireTarget(target: string): string {
  * brings one (a gateway with `preserveHost`). Nothing is added. The upstream's status,
  * headers and still-encoded body come back as they are, except that a `Location` or cookie
  * `Path` under the upstream's base URL is made relative to it, so that its address never
- * leaks and the gateway can mount it. An unreachable upstream, or one that answers with a
- * status outside 200–599, answers 502 `{ error: "upstream_unavailable", message }`.
+ * leaks and the gateway can mount it. Interim (1xx) answers are not passed on. An
+ * unreachable upstream, one whose answer is not valid HTTP/1.1 (or could be read two ways,
+ * as with both `Transfer-Encoding` and `Content-Length`), or one that answers with a status
+ * outside 200–599, answers 502 `{ error: "upstream_unavailable", message }`.
+ *
+ * Sockets to the upstream are kept alive between requests. A request that finds a kept-alive
+ * socket closed before any answer (the upstream timed it out as the request went) is sent
+ * once more on a new socket if its method is idempotent and its body was not streamed.
  *
  * Served on a connection, it takes the request's parts as they came, with no `Request` or
  * `Response` made between (see `connection/_parts_handler.ts`); called as a function, it is

@@ -15,12 +15,7 @@ import net from "node:net";
 import tls from "node:tls";
 import type { Cancel } from "../connection/_cancel.ts";
 import { drained } from "../runtime/_drained.ts";
-import {
-  type ResponseEvent,
-  type ResponseHead,
-  ResponseParser,
-  UpstreamResponseError,
-} from "./_http1_response.ts";
+import { type ResponseEvent, type ResponseHead, ResponseParser } from "./_http1_response.ts";
 
 /** A request as the tunnel sends it on. */
 export interface UpstreamRequest {
@@ -184,7 +179,7 @@ export class UpstreamClient {
    * Sends a request and settles with the response head (and its body, if it came whole).
    *
    * @returns The response; rejects with the socket's error, an
-   *   {@linkcode UpstreamResponseError}, or the cancel's reason.
+   *   `UpstreamResponseError` (an answer not valid HTTP/1.1, or cut short), or the cancel's reason.
    * @throws {TypeError} At once, if the request could not be written as given.
    */
   request(request: UpstreamRequest): Promise<UpstreamResponse> {
@@ -283,6 +278,7 @@ export class UpstreamClient {
       this.#release(line, reusable && written);
       if (!written) reader?.cancel().catch(() => {});
     };
+    /** Before the head the promise rejects; after it the body errors. */
     const fail = (error: unknown): void => {
       if (over) return;
       finish(false);
@@ -377,12 +373,7 @@ export class UpstreamClient {
       fail(error);
     };
 
-    cancel.listen((reason) => {
-      if (over) return;
-      finish(false);
-      if (head === undefined) reject(reason);
-      else stream?.error(reason);
-    });
+    cancel.listen(fail);
     writeRequest(socket, sentHead, body, chunked);
     if (body instanceof ReadableStream) {
       reader = body.getReader();
@@ -409,5 +400,3 @@ export class UpstreamClient {
     if (chunked) socket.write(LAST_CHUNK);
   }
 }
-
-export { UpstreamResponseError };
