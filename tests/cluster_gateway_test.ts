@@ -129,6 +129,8 @@ describe("gateways as a cluster on redis-server", OPTIONS, () => {
     });
     agents.push(far);
     await serverHolds(b.server, (await withTimeout(far.ready, STEP_MS, "far")).id);
+    // Held by B is not yet recorded in Redis: A would answer 404 until it is.
+    await claimed(a, "far", b);
     const response = await withTimeout(
       fetch(`${a.url}/agents/far/x/../y?q=1`, {
         method: "POST",
@@ -178,6 +180,7 @@ describe("gateways as a cluster on redis-server", OPTIONS, () => {
     const waits = startAgent({ url: b.agentsUrl, name: "waits", handler });
     agents.push(waits);
     await serverHolds(b.server, (await withTimeout(waits.ready, STEP_MS, "waits")).id);
+    await claimed(a, "waits", b);
     const caller = new AbortController();
     const pending = fetch(`${a.url}/agents/waits/x`, { signal: caller.signal }).catch(() => {});
     await withTimeout(arrived, STEP_MS, "the request at the agent");
