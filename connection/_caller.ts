@@ -174,8 +174,8 @@ export class Caller implements BodySink {
       );
     }
     let response: Response;
+    const body = noBody ? null : exchange.body?.stream ?? arrived;
     try {
-      const body = noBody ? null : exchange.body?.stream ?? arrived;
       // The init's webidl conversion costs microseconds on Deno; a plain 200 needs none.
       response = head.status === 200 && head.statusText === ""
         ? new ExchangeResponse(body, exchange.target)
@@ -198,7 +198,7 @@ export class Caller implements BodySink {
     }
     if (exchange.body) droppedResponses.register(response, exchange.body);
     else {
-      markWhole(response);
+      markWhole(response, body as BodyBytes | null);
       this.finish(streamId);
     }
     const resolve = exchange.resolve;

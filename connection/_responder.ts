@@ -24,7 +24,7 @@ import { Urgency } from "./_output.ts";
 import { type OutgoingParts, type PartsHandler, partsOf } from "./_parts_handler.ts";
 import { handlerUrl } from "./_request_parts.ts";
 import { isRelayedWithoutLength } from "./_relayed.ts";
-import { isWhole } from "./_whole.ts";
+import { isWhole, wholeBytes } from "./_whole.ts";
 
 interface Incoming {
   /**
@@ -391,7 +391,13 @@ export class Responder<C> implements BodySink {
         return;
       }
       if (isWhole(res)) {
-        // Its bytes came with its head from a peer (a relayed answer): read at once, the same.
+        // Its bytes came with its head from a peer (a relayed answer): sent as they came, or
+        // read at once.
+        const bytes = wholeBytes(res);
+        if (bytes !== undefined) {
+          this.#respondWhole(streamId, exchange, head, bytes, !isRelayedWithoutLength(res));
+          return;
+        }
         res.arrayBuffer().then(
           (buffer) =>
             this.#respondWhole(

@@ -30,7 +30,7 @@ import { AgentAdmission, type CredentialsReload } from "./_admission.ts";
 import { type AgentInfo, describeAgent, nameOf } from "./_agent_info.ts";
 import { agentPage } from "./_agent_list.ts";
 import { relayedWithoutLength } from "../connection/_relayed.ts";
-import { isWhole, markWhole } from "../connection/_whole.ts";
+import { isWhole, markWhole, wholeBytes } from "../connection/_whole.ts";
 import { GatewayObserver } from "./_observer.ts";
 import {
   CLUSTER_LINK_PATH,
@@ -221,7 +221,7 @@ function textResponse(
     },
   });
   // Its body is in memory: the front writes it with its head in one go.
-  markWhole(response);
+  markWhole(response, bytes);
   return response;
 }
 
@@ -380,6 +380,7 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
         // all for a body that came whole with its head (reading `body` would make one).
         request.sent = over;
         request.answerInMemory = isWhole(response);
+        if (request.answerInMemory) request.answerBytes = wholeBytes(response);
         return response;
       }
       const length = response.headers.get("content-length");

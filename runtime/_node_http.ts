@@ -40,6 +40,11 @@ export class CallerRequest {
    * the front then reads it at once and writes head and body in one go, with no stream.
    */
   answerInMemory = false;
+  /**
+   * Set by the handler with the bytes such an answer's body was made of, when it has them:
+   * the front writes them as they are, with no read of the body (a promise and a copy).
+   */
+  answerBytes: Uint8Array | undefined = undefined;
   /** Whether the caller went away before the whole response was sent. */
   hungUp = false;
   /** Why, once it did. */
@@ -286,7 +291,7 @@ async function serve(
       ? undefined
       : Number(declared);
   if (request.answerInMemory && length !== undefined) {
-    await sendWhole(res, response, length, request.sent);
+    await sendWhole(res, response, length, request.answerBytes, request.sent);
   } else await send(res, response, request.signal, length, request.sent);
 }
 
@@ -308,9 +313,10 @@ async function sendWhole(
   res: ServerResponse,
   response: Response,
   length: number,
+  bytes: Uint8Array | undefined,
   sent?: (bytes: number, error?: unknown, status?: number) => void,
 ): Promise<void> {
-  const body = new Uint8Array(await response.arrayBuffer());
+  const body = bytes ?? new Uint8Array(await response.arrayBuffer());
   if (body.byteLength !== length) {
     // Nothing is sent yet: the caller gets a clear 502 rather than a broken answer.
     await send(res, plainText(502, "Bad Gateway: the answer's length is not what it said\n"));
