@@ -15,7 +15,7 @@ import net from "node:net";
 import tls from "node:tls";
 import type { Cancel } from "../connection/_cancel.ts";
 import { drained } from "../runtime/_drained.ts";
-import { type ResponseEvent, type ResponseHead, ResponseParser } from "./_http1_response.ts";
+import { type ResponseEvent, type ResponseHead, ResponseParser, TOKEN } from "./_http1_response.ts";
 
 /** A request as the tunnel sends it on. */
 export interface UpstreamRequest {
@@ -58,8 +58,6 @@ const MAX_IDLE = 256;
 const IDLE_MS = 4000;
 /** RFC 9110 §9.2.2: what may be sent again when a kept-alive socket turns out closed. */
 const IDEMPOTENT = new Set(["GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"]);
-/** RFC 9110 §5.6.2. */
-const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 /** What `node:http` refuses in a path: controls, space, and characters beyond a byte. */
 const INVALID_TARGET = /[^\x21-\xff]/;
 /** What a field value may not hold (RFC 9110 §5.5, and one byte per character). */
