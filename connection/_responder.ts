@@ -380,6 +380,7 @@ export class Responder<C> implements BodySink {
       statusText: res.statusText,
       headers: headerList(res.headers),
     };
+    const sayLength = !isRelayedWithoutLength(res);
     if (!bodyless) {
       // The handler made it of a string or bytes: sent with its head at once, with no stream
       // made of them and no pump (reading `body` would make one). Taken after `res.headers`
@@ -387,7 +388,7 @@ export class Responder<C> implements BodySink {
       const inMemory = this.#takeBodyInMemory?.(res);
       if (inMemory !== undefined) {
         const bytes = typeof inMemory === "string" ? textBytes(inMemory) : inMemory;
-        this.#respondWhole(streamId, exchange, head, bytes, !isRelayedWithoutLength(res));
+        this.#respondWhole(streamId, exchange, head, bytes, sayLength);
         return;
       }
       if (isWhole(res)) {
@@ -395,18 +396,12 @@ export class Responder<C> implements BodySink {
         // read at once.
         const bytes = wholeBytes(res);
         if (bytes !== undefined) {
-          this.#respondWhole(streamId, exchange, head, bytes, !isRelayedWithoutLength(res));
+          this.#respondWhole(streamId, exchange, head, bytes, sayLength);
           return;
         }
         res.arrayBuffer().then(
           (buffer) =>
-            this.#respondWhole(
-              streamId,
-              exchange,
-              head,
-              new Uint8Array(buffer),
-              !isRelayedWithoutLength(res),
-            ),
+            this.#respondWhole(streamId, exchange, head, new Uint8Array(buffer), sayLength),
           (error) => this.#unreadable(streamId, error),
         );
         return;
@@ -415,7 +410,7 @@ export class Responder<C> implements BodySink {
     let body: ReadableStream<Uint8Array> | null = null;
     if (!bodyless) body = res.body;
     else res.body?.cancel().catch(() => {});
-    this.#answer(streamId, exchange, head, body, !isRelayedWithoutLength(res));
+    this.#answer(streamId, exchange, head, body, sayLength);
   }
 
   /**
