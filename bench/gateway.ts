@@ -10,6 +10,8 @@
  * deno run -A bench/gateway.ts --scenarios tunnel --phases throughput --rounds 1 \
  *   --duration 15000 --profile /tmp/gw-prof  # CPU profiles of the servers under load, summarized
  * deno run -A bench/gateway.ts --summarize /tmp/gw-prof   # summarize profiles taken before
+ * deno run -A bench/gateway.ts --runtime bun --scenarios proxy,tunnel --phases throughput \
+ *   --perf /tmp/gw-perf                     # where each server's CPU goes (Linux `perf`)
  * ```
  *
  * Every server runs in its own process under `--runtime deno|bun`:
@@ -50,7 +52,10 @@
  * `--max-seconds S` (the watchdog; by default the planned time plus 90 s), `--smoke`
  * (`--duration 400 --rounds 2 --warmup 200`), `--profile DIR` (each server process under
  * `--cpu-prof`, one sub-directory per process, stopped gracefully so that the profiles are
- * written, then summarized), `--summarize DIR` (only summarize). A summary gives, for each
+ * written, then summarized), `--summarize DIR` (only summarize), `--perf DIR` (Linux `perf`
+ * samples each server on-CPU through most of each throughput phase; then, per scenario and role,
+ * the shares of the kernel by system call, the runtime's binary, JIT-compiled JavaScript and
+ * other libraries: see `_on_cpu.ts` for why this differs from `--profile`). A summary gives, for each
  * sub-directory's `.cpuprofile` files, the shares of non-idle samples by category (GC, socket
  * writes, natives, the `node:` polyfill by kind, `Headers`/WebIDL, other runtime JS, npm
  * packages, our files), by file, by function, and by the nearest function of ours on the stack.
@@ -89,6 +94,7 @@ import {
   until,
 } from "./_children.ts";
 import { newProfileDir, summarizeProfiles } from "./_profiles.ts";
+import { onCpuSplit, perfAvailable, recordOnCpu } from "./_on_cpu.ts";
 import {
   concurrent,
   cpuSplit,
@@ -215,6 +221,42 @@ async function runRole(role: string): Promise<void> {
 // ---- processes (as bench/cluster.ts) ----------------------------------------------------------
 
 let profileDir: string | undefined;
+/** With `--perf`: where each server's on-CPU samples go, by scenario and role. */
+let perfDir: string | undefined;
+const perfFiles = new Map<string, string[]>();
+
+/**
+ * Samples the servers of a scenario (not the caller) on-CPU for most of its throughput phase.
+ *
+ * @returns When each sampler has exited.
+ */
+function onCpu(
+  scenario: Scenario,
+  round: number,
+  pids: Record<string, number | undefined>,
+  duration: number,
+): Promise<void>[] {
+  const seconds = Math.max(0.5, duration * 0.8 / 1000);
+  return Object.entries(pids).flatMap(([role, pid]) => {
+    if (role === "caller" || pid === undefined) return [];
+    const file = `${perfDir}/${scenario}-${role}-${round}.data`;
+    const key = `${scenario}: ${role}`;
+    perfFiles.set(key, [...perfFiles.get(key) ?? [], file]);
+    const perf = recordOnCpu(file, pid, seconds);
+    return [new Promise<void>((resolve) => perf.once("exit", () => resolve()))];
+  });
+}
+
+/** The on-CPU split of each scenario's servers, over all rounds. */
+function onCpuReport(): string {
+  return [...perfFiles].map(([key, files]) => {
+    const { samples, shares } = onCpuSplit(files);
+    const rows = shares.slice(0, 12).map((
+      [what, share],
+    ) => [what, `${(share * 100).toFixed(1)} %`]);
+    return `### ${key}: ${samples} on-CPU samples\n\n${table(["where", "share"], rows)}`;
+  }).join("\n\n");
+}
 /** With `--profile`: each child's CPU ms in all, read just before it was stopped. */
 const cpuAtStop = new Map<string, { total: number; sys: number }>();
 
@@ -440,11 +482,13 @@ async function runBench(
     if (phases.includes("throughput")) {
       for (const scenario of order) {
         const { url, body, pids } = targets[scenario];
+        const sampled = perfDir ? onCpu(scenario, round, pids, options.duration) : [];
         throughput[scenario] = await guarded(
           concurrent(url, body, options.duration, options.callers, pids),
           phaseBound,
           `${scenario} throughput`,
         );
+        await Promise.all(sampled);
       }
     }
     rounds.push({ order, latency, throughput });
@@ -632,6 +676,10 @@ async function main(): Promise<number> {
     scenarios.length * warmup;
   const bound = numberArg(args, "max-seconds", (planned + 90_000) / 1000) * 1000;
   profileDir = newProfileDir(args.get("profile"));
+  perfDir = newProfileDir(args.get("perf"));
+  if (perfDir && !perfAvailable()) {
+    throw new Error("--perf needs Linux `perf` (apt-get install linux-perf)");
+  }
 
   const timer = setTimeout(() => {
     console.error(`[bench:gateway] watchdog fired after ${bound} ms; killing everything`);
@@ -679,6 +727,7 @@ async function main(): Promise<number> {
   if (profileDir) {
     console.log(`## Profiles (${profileDir})\n\n${summarizeProfiles(profileDir, cpuAtStop)}`);
   }
+  if (perfDir) console.log(`## On-CPU (perf, ${perfDir})\n\n${onCpuReport()}\n`);
   printResult({ machine, end, result });
   const jsonFile = args.get("json");
   if (jsonFile) writeFileSync(jsonFile, JSON.stringify({ machine, end, result }, null, 2));
