@@ -160,7 +160,6 @@ export class Caller implements BodySink {
     const exchange = this.#outgoing.get(streamId);
     if (!exchange) return;
     const context = this.#context;
-    exchange.responded = true;
     const noBody = arrived === null || exchange.head || NULL_BODY_STATUS.has(head.status);
     if (!noBody && arrived === undefined) {
       exchange.body = new InboundBody(
@@ -185,6 +184,8 @@ export class Caller implements BodySink {
         });
       if (head.headers.length > 0) appendHeaders(response.headers, head.headers);
     } catch (error) {
+      // Not responded: the fetch rejects (the body stream was never handed out).
+      exchange.body = undefined;
       context.session.reset(streamId, ResetCode.StreamError, "Invalid response head");
       this.fail(
         streamId,
@@ -196,6 +197,7 @@ export class Caller implements BodySink {
       context.output.wake();
       return;
     }
+    exchange.responded = true;
     if (exchange.body) droppedResponses.register(response, exchange.body);
     else {
       markWhole(response, body as BodyBytes | null);
