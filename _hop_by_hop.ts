@@ -72,16 +72,23 @@ export function withoutHopByHop(headers: Headers): Headers {
 }
 
 /**
- * Removes hop-by-hop headers from `headers` in place: what {@linkcode withoutHopByHop} leaves
- * out, for headers that are the proxy's to change (a relayed response's own).
+ * A header list without hop-by-hop headers: what {@linkcode withoutHopByHop} leaves out of a
+ * `Headers`, for a list whose names are lower-case already (a peer's answer as the
+ * connection checked it). Every `Connection` entry's options count.
  *
- * @param headers Mutable headers.
+ * @param list The list.
+ * @returns The list itself if nothing goes, else a new one.
  */
-export function dropHopByHop(headers: Headers): void {
-  const listed = connectionOptions(headers.get("connection"));
-  let names: string[] | undefined;
-  headers.forEach((_value, name) => {
-    if (isHopByHop(name, listed)) (names ??= []).push(name);
-  });
-  if (names) { for (const name of names) headers.delete(name); }
+export function withoutHopByHopList(list: [string, string][]): [string, string][] {
+  let listed: Set<string> | undefined;
+  let drop = false;
+  for (let i = 0; i < list.length; i++) {
+    const name = list[i][0];
+    if (name === "connection") {
+      for (const option of connectionOptions(list[i][1]) ?? []) (listed ??= new Set()).add(option);
+    }
+    drop ||= HOP_BY_HOP.has(name) || name.startsWith("proxy-");
+  }
+  if (!drop && listed === undefined) return list;
+  return list.filter(([name]) => !isHopByHop(name, listed));
 }

@@ -86,23 +86,8 @@ export function mapCookiePath(cookie: string, map: PathMap): string {
 }
 
 /**
- * Response headers with `Location` and every `Set-Cookie` path mapped.
- *
- * @param headers The response's headers (changed in place).
- * @param map The mapping.
- */
-export function mapResponsePaths(headers: Headers, map: PathMap): void {
-  const location = headers.get("location");
-  if (location !== null) headers.set("location", mapLocation(location, map));
-  const cookies = headers.getSetCookie();
-  if (cookies.length === 0) return;
-  headers.delete("set-cookie");
-  for (const cookie of cookies) headers.append("set-cookie", mapCookiePath(cookie, map));
-}
-
-/**
- * A response header list with `Location` and every `Set-Cookie` path mapped, as
- * {@linkcode mapResponsePaths} maps a `Headers`; names are expected in lower case.
+ * A response header list with `Location` and every `Set-Cookie` path mapped; names are
+ * expected in lower case.
  *
  * @param headers The response's `[name, value]` list (changed in place).
  * @param map The mapping.

@@ -18,6 +18,7 @@
 import { type Clock, systemClock } from "./_clock.ts";
 import type { Logger } from "./_logger.ts";
 import type { Socket, SocketHost } from "./_socket.ts";
+import type { AnswerParts } from "./connection/_answer_parts.ts";
 import { BodyPumps } from "./connection/_body_pump.ts";
 import { abortReason, Caller, refusal } from "./connection/_caller.ts";
 import type { BodyBytes } from "./connection/_inbound_body.ts";
@@ -408,7 +409,7 @@ export class Connection {
         } catch (error) {
           return reject(error);
         }
-        this.#send(parts, resolve, reject);
+        this.#send(parts, resolve as (answer: Response | AnswerParts) => void, reject);
       });
     };
   }
@@ -440,13 +441,30 @@ export class Connection {
    * @returns The peer's response; its body streams as the peer produces it.
    */
   forward(request: ForwardRequest): Promise<Response> {
-    return new Promise<Response>((resolve, reject) => {
+    return this.#forward(request, false) as Promise<Response>;
+  }
+
+  /**
+   * {@linkcode forward}, answered in parts rather than as a `Response`: what the gateway's
+   * front writes to its caller (see `connection/_answer_parts.ts`). The same errors and abort.
+   *
+   * @internal
+   * @param request The method, target, headers, body and signal.
+   * @returns The peer's answer: status, checked headers, and its body as bytes or a stream.
+   */
+  forwardAsParts(request: ForwardRequest): Promise<AnswerParts> {
+    return this.#forward(request, true) as Promise<AnswerParts>;
+  }
+
+  #forward(request: ForwardRequest, inParts: boolean): Promise<Response | AnswerParts> {
+    return new Promise<Response | AnswerParts>((resolve, reject) => {
       let parts: RequestParts;
       try {
         parts = forwardParts(request);
       } catch (error) {
         return reject(error);
       }
+      parts.inParts = inParts;
       this.#send(parts, resolve, reject);
     });
   }
@@ -485,7 +503,7 @@ export class Connection {
   /** A request from `fetch` or `forward`: refused here if the connection is ending, else sent. */
   #send(
     parts: RequestParts,
-    resolve: (response: Response) => void,
+    resolve: (answer: Response | AnswerParts) => void,
     reject: (error: unknown) => void,
   ): void {
     const signal = parts.signal;

@@ -19,6 +19,7 @@ import { GoingAwayError, HeaderSizeError, StreamLimitError } from "../protocol/e
 import type { ResponseHead } from "../protocol/payload.ts";
 import type { BodyPump, BodyPumps, BodySink } from "./_body_pump.ts";
 import type { ConnectionContext } from "./_context.ts";
+import { type AnswerParts, checkedHeaders } from "./_answer_parts.ts";
 import { appendHeaders } from "./_header_list.ts";
 import { type BodyBytes, InboundBody } from "./_inbound_body.ts";
 import { type RequestParts, targetUrl } from "./_request_parts.ts";
@@ -26,7 +27,7 @@ import { Urgency } from "./_output.ts";
 import { markWhole } from "./_whole.ts";
 
 interface Outgoing {
-  resolve: (response: Response) => void;
+  resolve: (answer: Response | AnswerParts) => void;
   reject: (error: unknown) => void;
   responded: boolean;
   body: InboundBody | undefined;
@@ -35,6 +36,8 @@ interface Outgoing {
   target: string;
   cleanup: () => void;
   pump: BodyPump | undefined;
+  /** Answered as parts, with no `Response` made (`RequestParts.inParts`). */
+  inParts: boolean;
 }
 
 const NULL_BODY_STATUS = new Set([204, 205, 304]);
@@ -78,6 +81,20 @@ class ExchangeResponse extends Response {
   }
 }
 
+/** The peer's answer as a `Response` whose `url` is the request's. */
+function exchangeResponse(
+  head: ResponseHead,
+  body: BodyInit | null,
+  target: string,
+): ExchangeResponse {
+  // The init's webidl conversion costs microseconds on Deno; a plain 200 needs none.
+  const response = head.status === 200 && head.statusText === ""
+    ? new ExchangeResponse(body, target)
+    : new ExchangeResponse(body, target, { status: head.status, statusText: head.statusText });
+  if (head.headers.length > 0) appendHeaders(response.headers, head.headers);
+  return response;
+}
+
 /** The exchanges this end started, by stream id. */
 export class Caller implements BodySink {
   readonly #context: ConnectionContext;
@@ -102,7 +119,7 @@ export class Caller implements BodySink {
   /** Opens a stream with the request; settles `resolve` or `reject` with the outcome. */
   send(
     parts: RequestParts,
-    resolve: (response: Response) => void,
+    resolve: (answer: Response | AnswerParts) => void,
     reject: (error: unknown) => void,
   ): void {
     const { head, body, signal } = parts;
@@ -137,6 +154,7 @@ export class Caller implements BodySink {
       target: head.url,
       cleanup,
       pump: undefined,
+      inParts: parts.inParts === true,
     };
     if (this.#outgoing === NO_EXCHANGES) this.#outgoing = new Map();
     this.#outgoing.set(streamId, exchange);
@@ -172,17 +190,17 @@ export class Caller implements BodySink {
         context.account,
       );
     }
-    let response: Response;
-    const body = noBody ? null : exchange.body?.stream ?? arrived;
+    let answer: Response | AnswerParts;
+    const body = noBody ? null : exchange.body?.stream ?? arrived ?? null;
     try {
-      // The init's webidl conversion costs microseconds on Deno; a plain 200 needs none.
-      response = head.status === 200 && head.statusText === ""
-        ? new ExchangeResponse(body, exchange.target)
-        : new ExchangeResponse(body, exchange.target, {
+      answer = exchange.inParts
+        ? {
           status: head.status,
           statusText: head.statusText,
-        });
-      if (head.headers.length > 0) appendHeaders(response.headers, head.headers);
+          headers: checkedHeaders(head.headers),
+          body,
+        }
+        : exchangeResponse(head, body, exchange.target);
     } catch (error) {
       // Not responded: the fetch rejects (the body stream was never handed out).
       exchange.body = undefined;
@@ -198,9 +216,9 @@ export class Caller implements BodySink {
       return;
     }
     exchange.responded = true;
-    if (exchange.body) droppedResponses.register(response, exchange.body);
+    if (exchange.body) droppedResponses.register(answer, exchange.body);
     else {
-      markWhole(response, body as BodyBytes | null);
+      if (answer instanceof Response) markWhole(answer, body as BodyBytes | null);
       this.finish(streamId);
     }
     const resolve = exchange.resolve;
@@ -208,7 +226,7 @@ export class Caller implements BodySink {
     // response lets it be collected (see droppedResponses).
     exchange.resolve = noop;
     exchange.reject = noop;
-    resolve(response);
+    resolve(answer);
   }
 
   /** A chunk of a response body arrived. */

@@ -29,6 +29,8 @@ export interface RequestParts {
    * where the requests that arrived in the same macrotask share one message.
    */
   forwarded: boolean;
+  /** Answered as parts (`AnswerParts`) rather than a `Response`: see `Connection.forwardAsParts`. */
+  inParts?: boolean;
 }
 
 const HAS_SCHEME = /^[a-zA-Z][a-zA-Z\d+\-.]*:/;

@@ -13,10 +13,11 @@ import { WebSocketServer as WsServer } from "ws";
 import type { Connection } from "../connection.ts";
 import type { HeartbeatOptions, Logger } from "../types.ts";
 import { checkTls, type TlsOptions } from "../_tls.ts";
-import { dropHopByHop } from "../_hop_by_hop.ts";
-import { mapResponsePaths, type PathMap } from "../_path_rewrite.ts";
+import { withoutHopByHopList } from "../_hop_by_hop.ts";
+import { mapResponseListPaths, type PathMap } from "../_path_rewrite.ts";
 import { timingSafeEqual } from "../_timing_safe_equal.ts";
 import { Deadline, deadlinesOf } from "../_deadlines.ts";
+import { type AnswerParts, answerResponse } from "../connection/_answer_parts.ts";
 import { CANCEL, Cancel } from "../connection/_cancel.ts";
 import type { CancellableForward } from "../connection/_request_parts.ts";
 import { CallerRequest, headersOf, listenHttp } from "../runtime/_node_http.ts";
@@ -333,7 +334,7 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
     route: AgentRoute,
     hop: Hop,
     peer: boolean,
-  ): Promise<Response> {
+  ): Promise<Response | AnswerParts> {
     const agentKey = route.key;
     const started = performance.now();
     const time = Date.now();
@@ -355,7 +356,7 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
         error,
       });
     /** The head is in: what the access log and the dashboard show of it. */
-    const headIn = (response: Response): void => {
+    const headIn = (response: { status: number }): void => {
       status = response.status;
       durationMs = Math.round((performance.now() - started) * 10) / 10;
     };
@@ -365,8 +366,8 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
      * Every answer leaves here, the gateway's own errors too: the observer hears of it once
      * its body is written (by the front, to a caller) or relayed (over a link, to a peer).
      */
-    const answer = (response: Response, error?: Error): Response => {
-      headIn(response);
+    const answer = (answered: Response | AnswerParts, error?: Error): Response | AnswerParts => {
+      headIn(answered);
       const over = (bytes: number, failure?: unknown, sentStatus?: number): void => {
         bytesOut = bytes;
         // The front answered otherwise (a 502 for a broken length): the log says what it sent.
@@ -379,10 +380,13 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
         // The front writes the body and says when it is over: no stream between, and none at
         // all for a body that came whole with its head (reading `body` would make one).
         request.sent = over;
-        request.answerInMemory = isWhole(response);
-        if (request.answerInMemory) request.answerBytes = wholeBytes(response);
-        return response;
+        if (answered instanceof Response) {
+          request.answerInMemory = isWhole(answered);
+          if (request.answerInMemory) request.answerBytes = wholeBytes(answered);
+        }
+        return answered;
       }
+      const response = answered instanceof Response ? answered : answerResponse(answered);
       const length = response.headers.get("content-length");
       // To a peer instance: a whole answer with its length goes on as it is, with nothing to
       // count as it streams (reading `body` first would make a stream of it).
@@ -424,7 +428,7 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
     // (After the head, cancelling the response body does that.)
     const { cancel, settle } = untilHead(request, "The agent");
     inFlight.add(exchange = cancel);
-    let response: Response;
+    let answered: AnswerParts;
     try {
       const forwarded: CancellableForward = {
         method: request.method,
@@ -434,7 +438,7 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
           passThrough(request.body, (n) => bytesIn += n, () => {}),
         [CANCEL]: cancel,
       };
-      response = await agent.forward(forwarded);
+      answered = await agent.forwardAsParts(forwarded);
     } catch (error) {
       inFlight.delete(cancel);
       exchange = undefined;
@@ -460,16 +464,15 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
     } finally {
       settle();
     }
-    // The agent's own response goes on, its headers trimmed in place: no copy of them.
-    const out = response.headers;
-    dropHopByHop(out);
-    // Only an instance says that an agent moved.
-    if (cluster) out.delete(MOVED_HEADER);
+    // The agent's answer goes on as parts, with no `Response` made (to a peer instance, one
+    // is): its headers less hop-by-hop ones and, in a cluster, the one only an instance sends.
+    let out = withoutHopByHopList(answered.headers);
+    if (cluster) out = out.filter(([name]) => name !== MOVED_HEADER);
     // The map costs a URL parse: made only for an answer that has a path to map.
-    if (rewrite && (out.has("location") || out.has("set-cookie"))) {
-      mapResponsePaths(out, gatewayPaths(request.headers, hop));
+    if (rewrite && out.some(([name]) => name === "location" || name === "set-cookie")) {
+      mapResponseListPaths(out, gatewayPaths(request.headers, hop));
     }
-    return answer(response);
+    return answer({ ...answered, headers: out });
   }
 
   /**
@@ -656,7 +659,10 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
    * over its link: that one has had its API token checked there, its forwarding headers are
    * trusted, and it is answered here or not at all.
    */
-  async function handle(request: CallerRequest, peer = false): Promise<Response> {
+  async function handle(
+    request: CallerRequest,
+    peer = false,
+  ): Promise<Response | AnswerParts> {
     // Routed on the target as the caller sent it: see _raw_target.ts.
     const target = rawTarget(request.target);
     const rawPath = splitTarget(target).path;
@@ -746,7 +752,7 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
     target: string,
     rawPath: string,
     peer: boolean,
-  ): Promise<Response> {
+  ): Promise<Response | AnswerParts> {
     const consumed = peer ? "" : credential(request);
     if (consumed === undefined) return unauthorized(false);
     const agent = agentRoute(target, "/agents/");
@@ -815,7 +821,8 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
       // The instance that sent it cancels the exchange when its caller hangs up.
       const signal = request.signal;
       signal.addEventListener("abort", () => caller.hangUp(signal.reason), { once: true });
-      return handle(caller, true);
+      // To a peer, forward() answers with a `Response` (see its `answer`).
+      return handle(caller, true) as Promise<Response>;
     },
   });
 

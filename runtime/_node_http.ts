@@ -85,6 +85,30 @@ export class CallerRequest {
   }
 }
 
+/**
+ * An answer in parts, written with no `Response` made of it: the shape of
+ * `connection/_answer_parts.ts`'s `AnswerParts` (an agent's answer as the gateway forwards it),
+ * which `runtime/` does not import.
+ */
+export interface PartsAnswer {
+  /** 200–599. */
+  status: number;
+  /** The reason phrase (may be empty). */
+  statusText: string;
+  /** In order, repeated names apart; names lower-case, names and values as `Headers` takes them. */
+  headers: [string, string][];
+  /** The body: bytes, a stream, or none. */
+  body: Uint8Array | ReadableStream<Uint8Array> | null;
+}
+
+/** The status line and headers of an answer, as `writeHead` takes them. */
+interface Head {
+  status: number;
+  statusText: string;
+  /** An object (from a `Headers`) or a flat list of names and values (from parts). */
+  fields: Record<string, string | string[]> | string[];
+}
+
 /** Where and how the front listens. */
 export interface HttpFrontOptions {
   hostname: string;
@@ -92,7 +116,7 @@ export interface HttpFrontOptions {
   /** PEM certificate and key: serve `https` (and `wss` upgrades). */
   tls?: { cert: string; key: string };
   /** Answers a request. */
-  handler: (request: CallerRequest) => Promise<Response>;
+  handler: (request: CallerRequest) => Promise<Response | PartsAnswer>;
   /**
    * Offered each request that asks to upgrade, with its socket (and the bytes read past its
    * head): returns whether it took the socket. One it does not take (an `Upgrade: h2c`, a
@@ -229,7 +253,7 @@ class IdleSockets {
 function serveOnSocket(
   req: IncomingMessage,
   socket: Duplex,
-  handler: (request: CallerRequest) => Promise<Response>,
+  handler: (request: CallerRequest) => Promise<Response | PartsAnswer>,
 ): void {
   const res = new ServerResponse(req);
   res.shouldKeepAlive = false;
@@ -237,7 +261,7 @@ function serveOnSocket(
   res.on("finish", () => socket.end());
   // `node:http` leaves such a request's body unparsed on the socket.
   if (announcesBody(headersOf(req.rawHeaders))) {
-    void send(res, plainText(501, "An upgrade request cannot carry a body here\n"));
+    void sendResponse(res, plainText(501, "An upgrade request cannot carry a body here\n"));
     return;
   }
   serve(req, res, handler);
@@ -246,13 +270,13 @@ function serveOnSocket(
 async function serve(
   req: IncomingMessage,
   res: ServerResponse,
-  handler: (request: CallerRequest) => Promise<Response>,
+  handler: (request: CallerRequest) => Promise<Response | PartsAnswer>,
 ): Promise<void> {
   let headers: Headers;
   try {
     headers = headersOf(req.rawHeaders);
   } catch {
-    await send(res, plainText(400, "Bad Request: a header value is invalid\n"));
+    await sendResponse(res, plainText(400, "Bad Request: a header value is invalid\n"));
     return;
   }
   const request = new CallerRequest(
@@ -267,32 +291,66 @@ async function serve(
       request.hangUp(new DOMException("The caller went away", "AbortError"));
     }
   });
-  let response: Response;
-  try {
-    response = await handler(request);
-  } catch {
+  const answer = await handler(request).catch(() =>
     // The handler answers its own errors; this is a bug, and the caller still gets an answer.
-    response = plainText(500, "Internal Server Error\n");
-  }
+    plainText(500, "Internal Server Error\n")
+  );
   // The body's length is held to what the head says, so that an answer can never run into
   // the next one on a kept-alive connection (a HEAD's or a 204's or 304's says another's).
-  const declared = response.headers.get("content-length");
+  const declared = answer instanceof Response
+    ? answer.headers.get("content-length")
+    : declaredLength(answer.headers);
   if (declared !== null && !ONE_LENGTH.test(declared)) {
     // A caller could read a length that is not one number in more ways than one (nginx
     // refuses it from an upstream too); nothing is sent yet, so the caller gets a clear 502.
-    response.body?.cancel().catch(() => {});
-    await send(res, plainText(502, "Bad Gateway: the answer's Content-Length is not a length\n"));
+    if (answer.body instanceof ReadableStream) answer.body.cancel().catch(() => {});
+    await sendResponse(
+      res,
+      plainText(502, "Bad Gateway: the answer's Content-Length is not a length\n"),
+    );
     const error = new Error(`The answer's Content-Length is not one length: ${declared}`);
     request.sent?.(0, error, 502);
     return;
   }
   const length =
-    declared === null || request.method === "HEAD" || BODYLESS_STATUS.has(response.status)
+    declared === null || request.method === "HEAD" || BODYLESS_STATUS.has(answer.status)
       ? undefined
       : Number(declared);
-  if (request.answerInMemory && length !== undefined) {
-    await sendWhole(res, response, length, request.answerBytes, request.sent);
-  } else await send(res, response, request.signal, length, request.sent);
+  let body: Uint8Array | ReadableStream<Uint8Array> | null;
+  let head: Head;
+  if (answer instanceof Response) {
+    head = headOf(answer);
+    body = request.answerInMemory && length !== undefined
+      ? request.answerBytes ?? new Uint8Array(await answer.arrayBuffer())
+      : answer.body;
+  } else {
+    const { status, statusText, headers } = answer;
+    head = { status, statusText, fields: flatFields(headers) };
+    body = answer.body;
+  }
+  if (body instanceof Uint8Array && length !== undefined) {
+    await sendWhole(res, head, length, body, request.sent);
+  } else await send(res, head, body, request.signal, length, request.sent);
+}
+
+/** The `Content-Length` of a header list as a `Headers` would give it (repeats joined). */
+function declaredLength(headers: [string, string][]): string | null {
+  let declared: string | null = null;
+  for (let i = 0; i < headers.length; i++) {
+    if (headers[i][0] !== "content-length") continue;
+    declared = declared === null ? headers[i][1] : `${declared}, ${headers[i][1]}`;
+  }
+  return declared;
+}
+
+/** A header list as `writeHead` takes one: names and values in turn, repeats kept apart. */
+function flatFields(headers: [string, string][]): string[] {
+  const fields: string[] = new Array(headers.length * 2);
+  for (let i = 0; i < headers.length; i++) {
+    fields[2 * i] = headers[i][0];
+    fields[2 * i + 1] = headers[i][1];
+  }
+  return fields;
 }
 
 /** Statuses whose answers have no body whatever their `Content-Length` says. */
@@ -311,19 +369,21 @@ function lengthMismatch(length: number, more: boolean): Error {
 /** Writes an answer whose body is all in memory: the head and the body in one write. */
 async function sendWhole(
   res: ServerResponse,
-  response: Response,
+  head: Head,
   length: number,
-  bytes: Uint8Array | undefined,
+  body: Uint8Array,
   sent?: (bytes: number, error?: unknown, status?: number) => void,
 ): Promise<void> {
-  const body = bytes ?? new Uint8Array(await response.arrayBuffer());
   if (body.byteLength !== length) {
     // Nothing is sent yet: the caller gets a clear 502 rather than a broken answer.
-    await send(res, plainText(502, "Bad Gateway: the answer's length is not what it said\n"));
+    await sendResponse(
+      res,
+      plainText(502, "Bad Gateway: the answer's length is not what it said\n"),
+    );
     sent?.(0, lengthMismatch(length, body.byteLength > length), 502);
     return;
   }
-  writeHead(res, response);
+  writeHead(res, head);
   if (body.byteLength > 0) res.end(body);
   else res.end();
   sent?.(body.byteLength);
@@ -400,18 +460,25 @@ function bodyOf(req: IncomingMessage): ReadableStream<Uint8Array> {
   }, { highWaterMark: 64 * 1024, size: (chunk) => chunk.byteLength });
 }
 
+/** Writes one of the front's own answers (an error, a refusal). */
+function sendResponse(res: ServerResponse, response: Response): Promise<void> {
+  return send(res, headOf(response), response.body);
+}
+
 async function send(
   res: ServerResponse,
-  response: Response,
+  head: Head,
+  body: Uint8Array | ReadableStream<Uint8Array> | null,
   signal: AbortSignal = new AbortController().signal,
   length?: number,
   sent?: (bytes: number, error?: unknown) => void,
 ): Promise<void> {
-  writeHead(res, response);
-  const body = response.body;
-  if (body === null) {
-    res.end();
-    sent?.(0);
+  writeHead(res, head);
+  if (!(body instanceof ReadableStream)) {
+    // None, or bytes without a length to hold them to (node frames them).
+    if (body !== null && body.byteLength > 0) res.end(body);
+    else res.end();
+    sent?.(body?.byteLength ?? 0);
     return;
   }
   const reader = body.getReader();
@@ -456,16 +523,20 @@ async function send(
   }
 }
 
-/** The response's status and headers, for `node:http` to write with the body. */
-function writeHead(res: ServerResponse, response: Response): void {
+/** A `Response`'s status and headers, for `node:http` to write with the body. */
+function headOf(response: Response): Head {
   // One pass, with no iterator objects (`forEach` yields each `Set-Cookie` on its own).
-  const head: Record<string, string | string[]> = {};
+  const fields: Record<string, string | string[]> = {};
   let cookies: string[] | undefined;
   response.headers.forEach((value, name) => {
     if (name === "set-cookie") (cookies ??= []).push(value);
-    else head[name] = value;
+    else fields[name] = value;
   });
-  if (cookies) head["set-cookie"] = cookies;
-  if (response.statusText) res.writeHead(response.status, response.statusText, head);
-  else res.writeHead(response.status, head);
+  if (cookies) fields["set-cookie"] = cookies;
+  return { status: response.status, statusText: response.statusText, fields };
+}
+
+function writeHead(res: ServerResponse, head: Head): void {
+  if (head.statusText) res.writeHead(head.status, head.statusText, head.fields);
+  else res.writeHead(head.status, head.fields);
 }

@@ -15,6 +15,7 @@ import { nextEvent, serverHolds, withTimeout } from "./_helpers.ts";
 import { connectRaw, type RawPeer } from "./_raw_peer.ts";
 import { dataFrame, FrameReader, message } from "./_raw_frames.ts";
 import { Resources, urlOf } from "./_server_helpers.ts";
+import { checkedHeaders } from "../connection/_answer_parts.ts";
 
 const GUARD = 15_000;
 const TEST_OPTIONS = { timeout: 60_000 };
@@ -134,4 +135,64 @@ describe("A peer's answer with a head no Response can carry", () => {
       },
     );
   }
+});
+
+describe("checkedHeaders()", () => {
+  const NAMES = [
+    "x-a",
+    "X-Mixed",
+    "content-type",
+    "a!#$%&'*+-.^_`|~9",
+    "",
+    "bad name",
+    "x:y",
+    "é",
+    "x\u0000",
+  ];
+  const VALUES = [
+    "plain",
+    "",
+    "  padded\t",
+    "\tinner\ttab ",
+    "a\u00a0",
+    "\u00a0nbsp-edge\u00a0",
+    "latin1 \u00ff",
+    "wide \u0100",
+    "a\rb",
+    "a\nb",
+    "a\u0000b",
+    " \r\n",
+    "\u000bvt",
+  ];
+
+  it("keeps, refuses and trims exactly as a Headers does, entry by entry", () => {
+    for (const name of NAMES) {
+      for (const value of VALUES) {
+        let expected: [string, string][] | "refused";
+        try {
+          const headers = new Headers();
+          headers.append(name, value);
+          expected = [...headers];
+        } catch {
+          expected = "refused";
+        }
+        let actual: [string, string][] | "refused";
+        try {
+          actual = checkedHeaders([[name, value]]);
+        } catch (error) {
+          assert.ok(error instanceof TypeError, String(error));
+          actual = "refused";
+        }
+        assert.deepEqual(actual, expected, `${JSON.stringify(name)}: ${JSON.stringify(value)}`);
+      }
+    }
+  });
+
+  it("keeps repeated names apart and in order (a Headers joins them)", () => {
+    assert.deepEqual(checkedHeaders([["X-Dup", "1"], ["set-cookie", "a=1"], ["x-dup", "2"]]), [
+      ["x-dup", "1"],
+      ["set-cookie", "a=1"],
+      ["x-dup", "2"],
+    ]);
+  });
 });

@@ -686,6 +686,23 @@ describe("reverse proxy: Location and Set-Cookie rewriting (echo upstream)", () 
     const response = await send(plain, "GET", "/agents/pc/login");
     assert.deepEqual(headerValues(response.headers, "set-cookie"), COOKIES.map(([, v]) => v));
   });
+  test("H: an answer's repeated header comes as the lines it came in, names in their order", async () => {
+    const lines: RawHeaders = [
+      ["Vary", "Accept"],
+      ["X-Zeta", "1"],
+      ["Vary", "Origin"],
+      ["X-Alpha", "2"],
+      ["Cache-Control", "no-store"],
+    ];
+    await rig.route(plain, "order", { headers: lines });
+    const response = await send(plain, "GET", "/agents/order/x");
+    assert.deepEqual(headerValues(response.headers, "vary"), ["Accept", "Origin"]);
+    // In order of first appearance (Bun's `node:http` writes a repeated name's lines together).
+    const named = new Set(lines.map(([name]) => name.toLowerCase()));
+    const order = [...new Set(response.headers.map(([name]) => name.toLowerCase()))]
+      .filter((name) => named.has(name));
+    assert.deepEqual(order, ["vary", "x-zeta", "x-alpha", "cache-control"]);
+  });
 });
 
 // Skipped, not failed, where httpbin is not installed; the title says why (Bun lists

@@ -8,10 +8,15 @@ import assert from "node:assert/strict";
 import { agentRoute, climbsOut, rawTarget } from "../gateway/_raw_target.ts";
 import { addressMatcher, forwardedClient } from "../gateway/_address_match.ts";
 import { agentRequestHeaders, type Hop } from "../gateway/_proxy_headers.ts";
-import { mapCookiePath, mapLocation, mapResponsePaths, type PathMap } from "../_path_rewrite.ts";
+import {
+  mapCookiePath,
+  mapLocation,
+  mapResponseListPaths,
+  type PathMap,
+} from "../_path_rewrite.ts";
 import { announcesBody } from "../runtime/_framing.ts";
 import { forwardParts } from "../connection/_request_parts.ts";
-import { dropHopByHop, withoutHopByHop } from "../_hop_by_hop.ts";
+import { withoutHopByHop, withoutHopByHopList } from "../_hop_by_hop.ts";
 
 describe("rawTarget() and agentRoute()", () => {
   it("take the target after the origin, as sent", () => {
@@ -228,17 +233,19 @@ describe("path rewriting", () => {
     assert.equal(mapCookiePath("a=1; Path=/app/x", tunnel), "a=1; Path=/x");
   });
 
-  it("mapResponsePaths() keeps several Set-Cookie lines apart", () => {
-    const headers = new Headers([
+  it("mapResponseListPaths() maps Location and each Set-Cookie line apart, in place", () => {
+    const headers: [string, string][] = [
       ["location", "/next"],
       ["set-cookie", "a=1; Path=/"],
+      ["content-type", "text/plain"],
       ["set-cookie", "b=2; Expires=Wed, 21 Oct 2037 07:28:00 GMT; Path=/b"],
-    ]);
-    mapResponsePaths(headers, gateway);
-    assert.equal(headers.get("location"), "/agents/d/next");
-    assert.deepEqual(headers.getSetCookie(), [
-      "a=1; Path=/agents/d/",
-      "b=2; Expires=Wed, 21 Oct 2037 07:28:00 GMT; Path=/agents/d/b",
+    ];
+    mapResponseListPaths(headers, gateway);
+    assert.deepEqual(headers, [
+      ["location", "/agents/d/next"],
+      ["set-cookie", "a=1; Path=/agents/d/"],
+      ["content-type", "text/plain"],
+      ["set-cookie", "b=2; Expires=Wed, 21 Oct 2037 07:28:00 GMT; Path=/agents/d/b"],
     ]);
   });
 });
@@ -252,33 +259,36 @@ describe("announcesBody", () => {
   });
 });
 
-describe("dropHopByHop()", () => {
-  it("removes in place what withoutHopByHop() leaves out, and keeps the rest in order", () => {
-    const make = (): Headers =>
-      new Headers([
-        ["connection", "close, X-Trace"],
-        ["x-trace", "1"],
-        ["keep-alive", "timeout=5"],
-        ["proxy-authenticate", "Basic"],
-        ["transfer-encoding", "chunked"],
-        ["set-cookie", "a=1"],
-        ["set-cookie", "b=2"],
-        ["content-type", "text/plain"],
-        ["te", "trailers"],
-      ]);
-    const headers = make();
-    dropHopByHop(headers);
-    assert.deepEqual([...headers], [...withoutHopByHop(make())]);
-    assert.deepEqual([...headers], [
-      ["content-type", "text/plain"],
+describe("withoutHopByHopList()", () => {
+  it("drops what withoutHopByHop() leaves out of a Headers, and keeps the rest in order", () => {
+    const list: [string, string][] = [
+      ["connection", "close, X-Trace"],
+      ["x-trace", "1"],
+      ["keep-alive", "timeout=5"],
+      ["proxy-authenticate", "Basic"],
       ["set-cookie", "a=1"],
+      ["transfer-encoding", "chunked"],
+      ["content-type", "text/plain"],
+      ["set-cookie", "b=2"],
+      ["te", "trailers"],
+      ["connection", "x-other"],
+      ["x-other", "2"],
+    ];
+    const kept = withoutHopByHopList(list);
+    assert.deepEqual(kept, [
+      ["set-cookie", "a=1"],
+      ["content-type", "text/plain"],
       ["set-cookie", "b=2"],
     ]);
+    assert.deepEqual(
+      [...new Headers(kept)],
+      [...withoutHopByHop(new Headers(list))],
+      "the same as through a Headers",
+    );
   });
 
-  it("leaves headers with none of them as they are", () => {
-    const headers = new Headers({ "content-length": "2", etag: '"x"' });
-    dropHopByHop(headers);
-    assert.deepEqual([...headers], [["content-length", "2"], ["etag", '"x"']]);
+  it("gives back the list itself when it holds none of them", () => {
+    const list: [string, string][] = [["content-length", "2"], ["etag", '"x"']];
+    assert.equal(withoutHopByHopList(list), list);
   });
 });
