@@ -43,66 +43,97 @@ function forwardedNode(address: string): string {
   return forwardedValue(address.includes(":") ? `[${address}]` : address);
 }
 
+/** A header seen more than once, as a `Headers` joins it. */
+function joined(before: string | null, value: string): string {
+  return before === null ? value : `${before}, ${value}`;
+}
+
+/** The last `Forwarded` element made, and what it was made of: a kept-alive caller repeats them. */
+let lastElement = { clientAddr: "", host: "", proto: "", element: "" };
+
+/** This hop's `Forwarded` element (RFC 7239 §4). */
+function forwardedElement(hop: Hop): string {
+  const last = lastElement;
+  if (last.clientAddr === hop.clientAddr && last.host === hop.host && last.proto === hop.proto) {
+    return last.element;
+  }
+  const element = `for=${forwardedNode(hop.clientAddr)};host=${
+    forwardedValue(hop.host)
+  };proto=${hop.proto}`;
+  lastElement = { clientAddr: hop.clientAddr, host: hop.host, proto: hop.proto, element };
+  return element;
+}
+
 /**
  * The headers a request goes to the agent with: the caller's, less hop-by-hop ones,
  * `Expect` (the gateway's own server has answered it), the gateway's credential and,
  * unless `preserveHost`, `Host`; plus `X-Forwarded-For`, `-Host`, `-Proto`, `-Prefix`,
  * `Forwarded` and `Via`. A caller's own forwarding headers are replaced, unless it is a
  * trusted proxy: then they are appended to (`For`, `Forwarded`) or kept (`Host`, `Proto`).
- * Made in one pass over the caller's headers, as the wire's list (`connection.forward()`
- * sends it as it is: these names and values come from a `Headers` already).
+ * Made in one pass over the caller's header lines as they came (`node:http`'s
+ * `rawHeaders`: valid, trimmed, in order, repeats apart), with names lower-cased, as the
+ * wire's list (`connection.forward()` sends it as it is): no `Headers` is iterated.
  *
- * @param headers The caller's request headers.
+ * @param fields The caller's header lines: names and values in turn.
  * @param hop What the gateway knows of the caller.
  * @returns The agent's header list: the caller's headers in their order, then the gateway's.
  */
-export function agentRequestHeaders(headers: Headers, hop: Hop): [string, string][] {
-  const listed = connectionOptions(headers.get("connection"));
+export function agentRequestHeaders(fields: readonly string[], hop: Hop): [string, string][] {
+  // `Connection` may come after a header it lists.
+  let listed: Set<string> | undefined;
+  for (let i = 0; i + 1 < fields.length; i += 2) {
+    if (fields[i].length !== 10 || fields[i].toLowerCase() !== "connection") continue;
+    for (const option of connectionOptions(fields[i + 1]) ?? []) (listed ??= new Set()).add(option);
+  }
   const list: [string, string][] = [];
   let priorFor: string | null = null;
   let priorHost: string | null = null;
   let priorProto: string | null = null;
   let priorForwarded: string | null = null;
   let via: string | null = null;
-  headers.forEach((value, name) => {
-    if (isHopByHop(name, listed)) return;
+  for (let i = 0; i + 1 < fields.length; i += 2) {
+    const name = fields[i].toLowerCase();
+    const value = fields[i + 1];
+    if (isHopByHop(name, listed)) continue;
     switch (name) {
       case "expect":
       case "x-forwarded-prefix":
-        return;
+        continue;
       case "host":
         if (hop.preserveHost) list.push([name, value]);
-        return;
+        continue;
       case "x-forwarded-for":
-        priorFor = value;
-        return;
+        priorFor = joined(priorFor, value);
+        continue;
       case "x-forwarded-host":
-        priorHost = value;
-        return;
+        priorHost = joined(priorHost, value);
+        continue;
       case "x-forwarded-proto":
-        priorProto = value;
-        return;
+        priorProto = joined(priorProto, value);
+        continue;
       case "forwarded":
-        priorForwarded = value;
-        return;
+        priorForwarded = joined(priorForwarded, value);
+        continue;
       case "via":
-        via = value;
-        return;
+        via = joined(via, value);
+        continue;
     }
     if (name !== hop.credentialHeader) list.push([name, value]);
-  });
+  }
   const trusted = hop.trusted;
   const chainFor = trusted ? priorFor : null;
-  if (hop.clientAddr !== "" || chainFor !== null) {
-    const chain = [chainFor, hop.clientAddr].filter((part) => part);
-    list.push(["x-forwarded-for", chain.join(", ")]);
+  if (hop.clientAddr !== "" || chainFor) {
+    const chain = !chainFor
+      ? hop.clientAddr
+      : hop.clientAddr === ""
+      ? chainFor
+      : `${chainFor}, ${hop.clientAddr}`;
+    list.push(["x-forwarded-for", chain]);
   }
   list.push(["x-forwarded-host", (trusted && priorHost) || hop.host]);
   list.push(["x-forwarded-proto", (trusted && priorProto) || hop.proto]);
   list.push(["x-forwarded-prefix", hop.prefix]);
-  const element = `for=${forwardedNode(hop.clientAddr)};host=${
-    forwardedValue(hop.host)
-  };proto=${hop.proto}`;
+  const element = forwardedElement(hop);
   const chainForwarded = trusted ? priorForwarded : null;
   list.push(["forwarded", chainForwarded ? `${chainForwarded}, ${element}` : element]);
   list.push(["via", via ? `${via}, ${VIA}` : VIA]);

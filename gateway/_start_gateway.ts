@@ -19,6 +19,7 @@ import { timingSafeEqual } from "../_timing_safe_equal.ts";
 import { Deadline, deadlinesOf } from "../_deadlines.ts";
 import { type AnswerParts, answerResponse } from "../connection/_answer_parts.ts";
 import { CANCEL, Cancel } from "../connection/_cancel.ts";
+import { headerList } from "../connection/_header_list.ts";
 import type { CancellableForward } from "../connection/_request_parts.ts";
 import { CallerRequest, headersOf, listenHttp } from "../runtime/_node_http.ts";
 import { adaptWsSocket } from "../runtime/_ws.ts";
@@ -423,7 +424,7 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
         errorResponse(404, "agent_not_found", `No agent with id or name "${agentKey}"`),
       );
     }
-    const headers = agentRequestHeaders(request.headers, hop);
+    const headers = agentRequestHeaders(request.fields, hop);
     // The caller hanging up before the head arrives cancels the agent's exchange too.
     // (After the head, cancelling the response body does that.)
     const { cancel, settle } = untilHead(request, "The agent");
@@ -549,7 +550,7 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
       return await cluster!.hop(owner, {
         method: request.method,
         target: `${hop.prefix}${route.target}`,
-        headers: agentRequestHeaders(request.headers, { ...hop, preserveHost: false }),
+        headers: agentRequestHeaders(request.fields, { ...hop, preserveHost: false }),
         body: request.body,
         [CANCEL]: cancel,
       });
@@ -817,6 +818,7 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
         request.headers,
         request.body ?? info.body,
         info.remoteAddr.hostname,
+        headerList(request.headers).flat(),
       );
       // The instance that sent it cancels the exchange when its caller hangs up.
       const signal = request.signal;

@@ -57,6 +57,8 @@ export class CallerRequest {
    * @param headers The headers, in order, repeated ones kept.
    * @param body The body, or `null` when the headers announce none.
    * @param clientAddr The caller's address (an IPv4 peer may show as `::ffff:a.b.c.d`).
+   * @param fields The header lines as they came, names and values in turn (`rawHeaders`):
+   *   what is forwarded, in the caller's order, with no `Headers` iterated.
    */
   constructor(
     readonly method: string,
@@ -64,6 +66,7 @@ export class CallerRequest {
     readonly headers: Headers,
     readonly body: ReadableStream<Uint8Array> | null,
     readonly clientAddr: string,
+    readonly fields: readonly string[],
   ) {}
 
   /** Aborted when the caller goes away before the whole response is sent. */
@@ -285,6 +288,7 @@ async function serve(
     headers,
     announcesBody(headers) ? bodyOf(req) : null,
     req.socket.remoteAddress ?? "",
+    req.rawHeaders,
   );
   res.on("close", () => {
     if (!res.writableFinished) {

@@ -563,6 +563,25 @@ describe("reverse proxy: targets, climbing out, framing, headers (echo upstream)
       ];
       assertForwarded(routes[i], (await through(routes[i], "GET", "/h", sent)).got, sent);
     });
+    test(`E: the caller's headers reach the upstream in the caller's order (${label})`, async () => {
+      const sent: RawHeaders = [
+        ["Host", HOST],
+        ["X-Zeta", "1"],
+        ["X-Alpha", "2"],
+        ["X-Multi", "a"],
+        ["X-Mid", "m"],
+        ["X-Multi", "b"],
+      ];
+      const { got } = await through(routes[i], "GET", "/h", sent);
+      const ours = new Set(["x-zeta", "x-alpha", "x-multi", "x-mid"]);
+      const order = got.headers.map(([name, value]) => [name.toLowerCase(), value])
+        .filter(([name]) => ours.has(name));
+      // The tunnel joins a repeated name where it first came, as a `Headers` would.
+      assert.deepEqual(order, [["x-zeta", "1"], ["x-alpha", "2"], ["x-multi", "a, b"], [
+        "x-mid",
+        "m",
+      ]]);
+    });
     test(`E: a caller's forwarding headers are replaced, not trusted (${label})`, async () => {
       assertForwarded(routes[i], (await through(routes[i], "GET", "/h", SPOOFED)).got, SPOOFED);
     });

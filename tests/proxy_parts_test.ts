@@ -136,28 +136,34 @@ describe("agentRequestHeaders()", () => {
     preserveHost: false,
     credentialHeader: "",
   };
-  const caller = (): Headers =>
-    new Headers({
-      host: "gw.example:8080",
-      connection: "keep-alive, x-hop",
-      "x-hop": "1",
-      "keep-alive": "timeout=5",
-      expect: "100-continue",
-      "transfer-encoding": "chunked",
-      "x-forwarded-for": "6.6.6.6",
-      "x-forwarded-host": "evil.example",
-      "x-forwarded-proto": "https",
-      forwarded: "for=6.6.6.6",
-      via: "1.0 front",
-      accept: "text/html",
-      "content-length": "3",
-    });
+  /** The caller's lines as `node:http`'s `rawHeaders` has them: case and order as sent. */
+  const caller = (): string[] =>
+    [
+      ["Host", "gw.example:8080"],
+      ["X-Hop", "1"],
+      ["Connection", "keep-alive, X-Hop"],
+      ["Keep-Alive", "timeout=5"],
+      ["Accept", "text/html"],
+      ["Expect", "100-continue"],
+      ["Transfer-Encoding", "chunked"],
+      ["X-Forwarded-For", "6.6.6.6"],
+      ["X-Forwarded-Host", "evil.example"],
+      ["X-Forwarded-Proto", "https"],
+      ["X-Forwarded-For", "7.7.7.7"],
+      ["Forwarded", "for=6.6.6.6"],
+      ["Via", "1.0 front"],
+      ["X-Multi", "1"],
+      ["Content-Length", "3"],
+      ["X-Multi", "2"],
+    ].flat();
 
-  it("replaces a caller's forwarding headers and adds its own, nothing else", () => {
+  it("replaces a caller's forwarding headers and adds its own, nothing else, in the caller's order", () => {
     // Spread: the list carries the mark that makes it the wire's (next test).
     assert.deepEqual([...agentRequestHeaders(caller(), hop)], [
       ["accept", "text/html"],
+      ["x-multi", "1"],
       ["content-length", "3"],
+      ["x-multi", "2"],
       ["x-forwarded-for", "127.0.0.1"],
       ["x-forwarded-host", "gw.example:8080"],
       ["x-forwarded-proto", "http"],
@@ -176,18 +182,19 @@ describe("agentRequestHeaders()", () => {
     ]);
   });
 
-  it("extends a trusted proxy's headers, keeps Host with preserveHost, drops the credential", () => {
-    const headers = caller();
-    headers.set("proxy-authorization", "Bearer s3");
-    headers.set("authorization", "Bearer for-the-agent");
-    const out = new Headers(agentRequestHeaders(headers, {
+  it("extends a trusted proxy's headers (repeated lines joined), keeps Host with preserveHost, drops the credential", () => {
+    const fields = [
+      ...caller(),
+      ...["Proxy-Authorization", "Bearer s3", "Authorization", "Bearer for-the-agent"],
+    ];
+    const out = new Headers(agentRequestHeaders(fields, {
       ...hop,
       clientAddr: "::1",
       trusted: true,
       preserveHost: true,
       credentialHeader: "proxy-authorization",
     }));
-    assert.equal(out.get("x-forwarded-for"), "6.6.6.6, ::1");
+    assert.equal(out.get("x-forwarded-for"), "6.6.6.6, 7.7.7.7, ::1");
     assert.equal(out.get("x-forwarded-host"), "evil.example");
     assert.equal(out.get("x-forwarded-proto"), "https");
     assert.equal(
@@ -197,6 +204,18 @@ describe("agentRequestHeaders()", () => {
     assert.equal(out.get("host"), "gw.example:8080");
     assert.equal(out.get("proxy-authorization"), null);
     assert.equal(out.get("authorization"), "Bearer for-the-agent");
+  });
+
+  it("gives what it gave through a Headers, less the order and joins a Headers makes", () => {
+    const viaHeaders = (fields: string[]): [string, string][] => {
+      const headers = new Headers();
+      for (let i = 0; i < fields.length; i += 2) headers.append(fields[i], fields[i + 1]);
+      const joined: string[] = [];
+      headers.forEach((value, name) => joined.push(name, value));
+      return agentRequestHeaders(joined, hop);
+    };
+    const sorted = (list: [string, string][]) => [...new Headers(list)];
+    assert.deepEqual(sorted(agentRequestHeaders(caller(), hop)), sorted(viaHeaders(caller())));
   });
 });
 
