@@ -11,9 +11,6 @@
  * @module
  */
 
-import { appendHeaders } from "./_header_list.ts";
-import { markWhole } from "./_whole.ts";
-
 /** An answer as it came from the peer, its headers checked. */
 export interface AnswerParts {
   /** 200–599. */
@@ -61,19 +58,4 @@ export function checkedHeaders(list: readonly (readonly [string, string])[]): [s
 function isEdgeSpace(value: string, at: number): boolean {
   const code = value.charCodeAt(at);
   return code === 0x20 || code === 0x09 || code === 0x0a || code === 0x0d;
-}
-
-/**
- * An answer in parts as a `Response`, for what must relay one (a cluster's link): a body that
- * came whole is marked so (`_whole.ts`), and is relayed from its bytes.
- *
- * @param answer The answer.
- * @returns A `Response` of it.
- */
-export function answerResponse(answer: AnswerParts): Response {
-  const { status, statusText, headers, body } = answer;
-  const response = new Response(body as BodyInit | null, { status, statusText });
-  appendHeaders(response.headers, headers);
-  if (!(body instanceof ReadableStream)) markWhole(response, body);
-  return response;
 }

@@ -14,8 +14,9 @@
  */
 
 import type { Cancel } from "./_cancel.ts";
-import { appendHeaders } from "./_header_list.ts";
-import { relayedWithoutLength } from "./_relayed.ts";
+import { appendHeaders, headerList } from "./_header_list.ts";
+import { isRelayedWithoutLength, relayedWithoutLength } from "./_relayed.ts";
+import { wholeBytes } from "./_whole.ts";
 
 /** Where a handler function carries its {@linkcode PartsHandler} form. */
 export const PARTS: unique symbol = Symbol("swaggersocket.parts");
@@ -32,6 +33,8 @@ export interface IncomingParts {
   body: Uint8Array | ReadableStream<Uint8Array> | null;
   /** Aborted when the exchange ends early (the caller gave up, the connection closed). */
   cancel: Cancel;
+  /** The peer's address (`HandlerInfo.remoteAddr.hostname`), as the connection knows it. */
+  remoteAddr?: string;
 }
 
 /** An answer as it goes on the wire. */
@@ -84,4 +87,21 @@ export function responseOf(out: OutgoingParts): Response {
   });
   appendHeaders(response.headers, out.headers);
   return out.withoutLength ? relayedWithoutLength(response) : response;
+}
+
+/**
+ * A `Response` as an answer in parts, for a parts form that was handed one (an error made as a
+ * `Response`): its bytes if it was made whole (`_whole.ts`), else its body stream.
+ *
+ * @param response The answer.
+ * @returns The parts, staying without a length if the response was marked so.
+ */
+export function partsOfResponse(response: Response): OutgoingParts {
+  return {
+    status: response.status,
+    statusText: response.statusText,
+    headers: headerList(response.headers),
+    body: wholeBytes(response) ?? response.body,
+    withoutLength: isRelayedWithoutLength(response),
+  };
 }

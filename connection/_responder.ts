@@ -322,7 +322,14 @@ export class Responder<C> implements BodySink {
     const method = head.method;
     let answer: Promise<OutgoingParts>;
     try {
-      answer = parts({ method, target: head.url, headers: head.headers, body, cancel });
+      answer = parts({
+        method,
+        target: head.url,
+        headers: head.headers,
+        body,
+        cancel,
+        remoteAddr: this.#remoteAddr.hostname,
+      });
     } catch (error) {
       this.#handlerFailed(streamId, method, error);
       return;

@@ -10,16 +10,23 @@ import type { Duplex } from "node:stream";
 import type { Buffer } from "node:buffer";
 // @ts-types="@types/ws"
 import { WebSocketServer as WsServer } from "ws";
-import type { Connection } from "../connection.ts";
+import type { Connection, HandlerInfo } from "../connection.ts";
 import type { HeartbeatOptions, Logger } from "../types.ts";
 import { checkTls, type TlsOptions } from "../_tls.ts";
 import { withoutHopByHopList } from "../_hop_by_hop.ts";
 import { mapResponseListPaths, type PathMap } from "../_path_rewrite.ts";
 import { timingSafeEqual } from "../_timing_safe_equal.ts";
 import { Deadline, deadlinesOf } from "../_deadlines.ts";
-import { type AnswerParts, answerResponse } from "../connection/_answer_parts.ts";
+import type { AnswerParts } from "../connection/_answer_parts.ts";
 import { CANCEL, Cancel } from "../connection/_cancel.ts";
-import { headerList } from "../connection/_header_list.ts";
+import { appendHeaders, headerList } from "../connection/_header_list.ts";
+import {
+  type IncomingParts,
+  type OutgoingParts,
+  partsOfResponse,
+  responseOf,
+  withParts,
+} from "../connection/_parts_handler.ts";
 import type { CancellableForward } from "../connection/_request_parts.ts";
 import { CallerRequest, headersOf, listenHttp } from "../runtime/_node_http.ts";
 import { adaptWsSocket } from "../runtime/_ws.ts";
@@ -31,7 +38,6 @@ import { type AgentRoute, agentRoute, rawTarget, splitTarget } from "./_raw_targ
 import { AgentAdmission, type CredentialsReload } from "./_admission.ts";
 import { type AgentInfo, describeAgent, nameOf } from "./_agent_info.ts";
 import { agentPage } from "./_agent_list.ts";
-import { relayedWithoutLength } from "../connection/_relayed.ts";
 import { isWhole, markWhole, wholeBytes } from "../connection/_whole.ts";
 import { GatewayObserver } from "./_observer.ts";
 import {
@@ -335,7 +341,7 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
     route: AgentRoute,
     hop: Hop,
     peer: boolean,
-  ): Promise<Response | AnswerParts> {
+  ): Promise<Response | AnswerParts | OutgoingParts> {
     const agentKey = route.key;
     const started = performance.now();
     const time = Date.now();
@@ -367,7 +373,10 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
      * Every answer leaves here, the gateway's own errors too: the observer hears of it once
      * its body is written (by the front, to a caller) or relayed (over a link, to a peer).
      */
-    const answer = (answered: Response | AnswerParts, error?: Error): Response | AnswerParts => {
+    const answer = (
+      answered: Response | AnswerParts,
+      error?: Error,
+    ): Response | AnswerParts | OutgoingParts => {
       headIn(answered);
       const over = (bytes: number, failure?: unknown, sentStatus?: number): void => {
         bytesOut = bytes;
@@ -387,24 +396,21 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
         }
         return answered;
       }
-      const response = answered instanceof Response ? answered : answerResponse(answered);
-      const length = response.headers.get("content-length");
-      // To a peer instance: a whole answer with its length goes on as it is, with nothing to
-      // count as it streams (reading `body` first would make a stream of it).
-      if (length !== null && isWhole(response)) {
-        over(Number.parseInt(length, 10) || 0);
-        return response;
-      }
-      if (response.body === null) {
-        over(0);
-        return response;
+      // To a peer instance, as its link's parts form answers (no `Response` made): a body that
+      // came whole goes as it is, one that streams is counted as it goes; an agent's answer
+      // without a length stays so through the link.
+      const out: OutgoingParts = answered instanceof Response ? partsOfResponse(answered) : {
+        ...answered,
+        withoutLength: !answered.headers.some(([name]) => name === "content-length"),
+      };
+      const body = out.body;
+      if (!(body instanceof ReadableStream)) {
+        over(body?.byteLength ?? 0);
+        return out;
       }
       let bytes = 0;
-      const body = passThrough(response.body, (n) => bytes += n, (failure) => over(bytes, failure));
-      const init = { status: response.status, statusText: response.statusText };
-      const relayed = new Response(body, { ...init, headers: response.headers });
-      // An agent's answer without a length stays so through a cluster's link too.
-      return length !== null ? relayed : relayedWithoutLength(relayed);
+      out.body = passThrough(body, (n) => bytes += n, (failure) => over(bytes, failure));
+      return out;
     };
     const agent = findAgent(agentKey);
     if (!agent) {
@@ -429,14 +435,19 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
     // (After the head, cancelling the response body does that.)
     const { cancel, settle } = untilHead(request, "The agent");
     inFlight.add(exchange = cancel);
+    // A peer's body may have come whole: nothing then to count as it goes.
+    let sentBody: Uint8Array | ReadableStream<Uint8Array> | null = null;
+    if (request.body instanceof Uint8Array) {
+      sentBody = request.body;
+      bytesIn = sentBody.byteLength;
+    } else if (request.body) sentBody = passThrough(request.body, (n) => bytesIn += n, () => {});
     let answered: AnswerParts;
     try {
       const forwarded: CancellableForward = {
         method: request.method,
         target: route.target,
         headers,
-        body: request.body &&
-          passThrough(request.body, (n) => bytesIn += n, () => {}),
+        body: sentBody,
         [CANCEL]: cancel,
       };
       answered = await agent.forwardAsParts(forwarded);
@@ -663,7 +674,7 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
   async function handle(
     request: CallerRequest,
     peer = false,
-  ): Promise<Response | AnswerParts> {
+  ): Promise<Response | AnswerParts | OutgoingParts> {
     // Routed on the target as the caller sent it: see _raw_target.ts.
     const target = rawTarget(request.target);
     const rawPath = splitTarget(target).path;
@@ -753,7 +764,7 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
     target: string,
     rawPath: string,
     peer: boolean,
-  ): Promise<Response | AnswerParts> {
+  ): Promise<Response | AnswerParts | OutgoingParts> {
     const consumed = peer ? "" : credential(request);
     if (consumed === undefined) return unauthorized(false);
     const agent = agentRoute(target, "/agents/");
@@ -804,6 +815,27 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
    * raw target, headers and body. This instance answers them as a peer's (`handle(…, true)`):
    * its forwarding headers trusted, no API token asked, never forwarded again.
    */
+  /**
+   * A peer instance's request as its link's responder hands it over, answered in parts: on
+   * this side of the link no `Request` or `Response` is made of a forwarded exchange.
+   */
+  const fromPeer = async (incoming: IncomingParts): Promise<OutgoingParts> => {
+    const headers = new Headers();
+    appendHeaders(headers, incoming.headers);
+    const caller = new CallerRequest(
+      incoming.method,
+      incoming.target,
+      headers,
+      incoming.body,
+      incoming.remoteAddr ?? "",
+      incoming.headers.flat(),
+    );
+    incoming.cancel.listen((reason) => caller.hangUp(reason));
+    const answered = await handle(caller, true);
+    // To a peer, forward() answers in parts (see its `answer`); the own routes with a `Response`.
+    return answered instanceof Response ? partsOfResponse(answered) : answered as OutgoingParts;
+  };
+
   const links = options.cluster && new WebSocketServer({
     noServer: true,
     path: CLUSTER_LINK_PATH,
@@ -811,7 +843,7 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
     resumeWindow: 0,
     limits: { maxConcurrentStreams: CLUSTER_LINK_STREAMS },
     logger: logger && { ...logger, info: (...args: unknown[]) => logger.debug(...args) },
-    handler: (request, info) => {
+    handler: withParts(async (request: Request, info: HandlerInfo): Promise<Response> => {
       const caller = new CallerRequest(
         request.method,
         info.target,
@@ -823,9 +855,9 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
       // The instance that sent it cancels the exchange when its caller hangs up.
       const signal = request.signal;
       signal.addEventListener("abort", () => caller.hangUp(signal.reason), { once: true });
-      // To a peer, forward() answers with a `Response` (see its `answer`).
-      return handle(caller, true) as Promise<Response>;
-    },
+      const answered = await handle(caller, true);
+      return answered instanceof Response ? answered : responseOf(answered as OutgoingParts);
+    }, fromPeer),
   });
 
   /** Takes an agent's dial, or a cluster peer's; any other upgrade request is answered as an ordinary one. */

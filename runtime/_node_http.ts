@@ -55,7 +55,8 @@ export class CallerRequest {
    * @param method The method, as sent.
    * @param target The request target, byte for byte as on the request line.
    * @param headers The headers, in order, repeated ones kept.
-   * @param body The body, or `null` when the headers announce none.
+   * @param body The body, or `null` when the headers announce none (bytes: one a cluster
+   *   peer sent whole).
    * @param clientAddr The caller's address (an IPv4 peer may show as `::ffff:a.b.c.d`).
    * @param fields The header lines as they came, names and values in turn (`rawHeaders`):
    *   what is forwarded, in the caller's order, with no `Headers` iterated.
@@ -64,7 +65,7 @@ export class CallerRequest {
     readonly method: string,
     readonly target: string,
     readonly headers: Headers,
-    readonly body: ReadableStream<Uint8Array> | null,
+    readonly body: ReadableStream<Uint8Array> | Uint8Array | null,
     readonly clientAddr: string,
     readonly fields: readonly string[],
   ) {}

@@ -146,7 +146,8 @@ describe("gateways as a cluster on redis-server", OPTIONS, () => {
     assert.equal(seen.body, "through a");
     assert.equal(seen.custom, "kept");
     assert.equal(seen.secret, null, "the secret never reaches an agent");
-    assert.match(seen.xff, /^127\.0\.0\.1/);
+    // The caller, then instance A as B saw it: B trusts a peer's chain and adds its hop.
+    assert.match(seen.xff, /^127\.0\.0\.1, (::ffff:)?127\.0\.0\.1$/);
     // What comes over a link is never sent on: B says that it does not hold the agent (it
     // has moved on, since A found it there), for A to look again.
     const linkUrl = `${b.url.replace(/^http/, "ws")}/cluster/connect`;
