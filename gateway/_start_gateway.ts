@@ -476,8 +476,9 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
     } finally {
       settle();
     }
-    // The agent's answer goes on as parts, with no `Response` made (to a peer instance, one
-    // is): its headers less hop-by-hop ones and, in a cluster, the one only an instance sends.
+    // The agent's answer goes on as parts, with no `Response` made (to a caller and to a peer
+    // instance alike): its headers less hop-by-hop ones and, in a cluster, the one only an
+    // instance sends.
     let out = withoutHopByHopList(answered.headers);
     if (cluster) out = out.filter(([name]) => name !== MOVED_HEADER);
     // The map costs a URL parse: made only for an answer that has a path to map.
