@@ -18,6 +18,7 @@
  * @module
  */
 
+import type { AnswerParts } from "../connection/_answer_parts.ts";
 import { CANCEL, type Cancel } from "../connection/_cancel.ts";
 import type { CancellableForward } from "../connection/_request_parts.ts";
 import { WebSocketClient } from "../client.ts";
@@ -275,23 +276,23 @@ export class ClusterMembership {
    *
    * @param url The owner's base URL.
    * @param request What to send: the target is the gateway path (`/agents/{key}/…`).
-   * @returns The owner's answer.
+   * @returns The owner's answer, in parts (no `Response` made: the front writes them).
    * @throws {Error} If the owner cannot be reached, or the request is cancelled first.
    */
   hop(
     url: string,
     request: CancellableForward & { [CANCEL]: Cancel },
-  ): Promise<Response> {
+  ): Promise<AnswerParts> {
     // An open link needs no wait that the caller's abort could cut short, nor a promise more.
-    return this.#openLink(url)?.forward(request) ?? this.#dialAndForward(url, request);
+    return this.#openLink(url)?.forwardAsParts(request) ?? this.#dialAndForward(url, request);
   }
 
   async #dialAndForward(
     url: string,
     request: CancellableForward & { [CANCEL]: Cancel },
-  ): Promise<Response> {
+  ): Promise<AnswerParts> {
     const connection = await untilCancelled(this.#link(url), request[CANCEL]);
-    return await connection.forward(request);
+    return await connection.forwardAsParts(request);
   }
 
   /** The link to the instance at `url`, if it is open. */

@@ -501,7 +501,7 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
     request: CallerRequest,
     route: AgentRoute,
     hop: Hop,
-  ): Promise<[Response, Error?]> {
+  ): Promise<[Response | AnswerParts, Error?]> {
     for (let attempt = 0;; attempt++) {
       let owner: string | null | undefined = attempt === 0
         ? cluster.knownOwner(route.key)
@@ -531,11 +531,14 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
         response.headers.set("retry-after", "1");
         return [response];
       }
-      const response = await hopTo(owner, request, route, hop);
-      if (response.status >= 500) cluster.forget(route.key);
-      if (!response.headers.has(MOVED_HEADER)) return [response];
+      const answered = await hopTo(owner, request, route, hop);
+      if (answered.status >= 500) cluster.forget(route.key);
+      const isMoved = answered instanceof Response
+        ? answered.headers.has(MOVED_HEADER)
+        : answered.headers.some(([name]) => name === MOVED_HEADER);
+      if (!isMoved) return [answered];
       cluster.forget(route.key);
-      await response.body?.cancel();
+      if (answered.body instanceof ReadableStream) await answered.body.cancel();
       if (attempt > 0 || request.body !== null) {
         const moved = errorResponse(
           503,
@@ -554,7 +557,7 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
     request: CallerRequest,
     route: AgentRoute,
     hop: Hop,
-  ): Promise<Response> {
+  ): Promise<Response | AnswerParts> {
     const { cancel, settle } = untilHead(request, "The owning instance");
     try {
       // The owner sees the caller as this instance would have: it trusts a peer's forwarding
