@@ -10,6 +10,8 @@
  * @module
  */
 
+import { TOKEN } from "../_http_token.ts";
+
 /** A response's head, as the upstream sent it. */
 export interface ResponseHead {
   /** The HTTP minor version: 0 for HTTP/1.0, 1 for HTTP/1.1. */
@@ -61,8 +63,6 @@ type State = typeof State[keyof typeof State];
 /** RFC 9112 §4: the reason phrase without controls other than HT. */
 // deno-lint-ignore no-control-regex
 const STATUS_LINE = /^HTTP\/1\.([01]) ([1-9]\d\d)(?: ([^\x00-\x08\x0a-\x1f\x7f]*))?$/;
-/** A whole HTTP token (RFC 9110 §5.6.2): a method, a field name. */
-export const TOKEN: RegExp = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 /** Controls other than HT (RFC 9110 §5.5). */
 // deno-lint-ignore no-control-regex
 const CONTROL = /[\x00-\x08\x0a-\x1f\x7f]/;

@@ -15,7 +15,8 @@ import net from "node:net";
 import tls from "node:tls";
 import type { Cancel } from "../connection/_cancel.ts";
 import { drained } from "../runtime/_drained.ts";
-import { type ResponseEvent, type ResponseHead, ResponseParser, TOKEN } from "./_http1_response.ts";
+import { TOKEN } from "../_http_token.ts";
+import { type ResponseEvent, type ResponseHead, ResponseParser } from "./_http1_response.ts";
 
 /** A request as the tunnel sends it on. */
 export interface UpstreamRequest {

@@ -11,6 +11,8 @@
  * @module
  */
 
+import { TOKEN } from "../_http_token.ts";
+
 /** An answer as it came from the peer, its headers checked. */
 export interface AnswerParts {
   /** 200–599. */
@@ -23,8 +25,6 @@ export interface AnswerParts {
   body: Uint8Array | ReadableStream<Uint8Array> | null;
 }
 
-/** A field name (RFC 9110 §5.1: a token). */
-const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 /** What no field value may hold (Fetch's "header value"; beyond U+00FF it is no byte). */
 const FORBIDDEN_IN_VALUE = /[\0\r\n\u0100-\uffff]/;
 /** HTTP whitespace at either end, which `Headers` strips from a value. */

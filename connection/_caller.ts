@@ -154,7 +154,7 @@ export class Caller implements BodySink {
       target: head.url,
       cleanup,
       pump: undefined,
-      inParts: parts.inParts === true,
+      inParts: parts.inParts,
     };
     if (this.#outgoing === NO_EXCHANGES) this.#outgoing = new Map();
     this.#outgoing.set(streamId, exchange);
@@ -218,7 +218,7 @@ export class Caller implements BodySink {
     exchange.responded = true;
     if (exchange.body) droppedResponses.register(answer, exchange.body);
     else {
-      if (answer instanceof Response) markWhole(answer, body as BodyBytes | null);
+      if (!exchange.inParts) markWhole(answer as Response, body as BodyBytes | null);
       this.finish(streamId);
     }
     const resolve = exchange.resolve;

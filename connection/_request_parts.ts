@@ -11,6 +11,7 @@
  * @module
  */
 
+import { TOKEN } from "../_http_token.ts";
 import { CANCEL, type Cancel } from "./_cancel.ts";
 import { headerList, isWireList } from "./_header_list.ts";
 import type { RequestHead } from "../protocol/payload.ts";
@@ -30,7 +31,7 @@ export interface RequestParts {
    */
   forwarded: boolean;
   /** Answered as parts (`AnswerParts`) rather than a `Response`: see `Connection.forwardAsParts`. */
-  inParts?: boolean;
+  inParts: boolean;
 }
 
 const HAS_SCHEME = /^[a-zA-Z][a-zA-Z\d+\-.]*:/;
@@ -43,7 +44,6 @@ export const PLACEHOLDER_BASE = "http://localhost";
 const PLAIN_TARGET = /^\/(?![/\\])[\w\-.~!$&'()*+,;=:@/%]*(\?[\w\-.~!$&()*+,;=:@/?%]*)?$/;
 /** Dot segments (`/./`, `/../`, `/%2e`) are resolved by the parser: leave them to it. */
 const DOT_SEGMENT = /\/(\.|%2e)/i;
-const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 const NORMALIZED = new Set(["DELETE", "GET", "HEAD", "OPTIONS", "POST", "PUT"]);
 const FORBIDDEN = new Set(["CONNECT", "TRACE", "TRACK"]);
 
@@ -93,6 +93,7 @@ export function requestParts(input: string | URL | Request, init?: RequestInit):
     body: request.body,
     signal: init?.signal ?? request.signal,
     forwarded: false,
+    inParts: false,
   };
 }
 
@@ -157,6 +158,7 @@ export function forwardParts(request: ForwardRequest): RequestParts {
     body: body instanceof Uint8Array ? copyBytes(body) : body,
     signal: (request as CancellableForward)[CANCEL] ?? request.signal,
     forwarded: true,
+    inParts: false,
   };
 }
 
@@ -227,6 +229,7 @@ function fastParts(
     body,
     signal: init?.signal,
     forwarded: false,
+    inParts: false,
   };
 }
 

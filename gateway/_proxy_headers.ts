@@ -6,6 +6,7 @@
  * @module
  */
 
+import { TOKEN } from "../_http_token.ts";
 import { connectionOptions, isHopByHop } from "../_hop_by_hop.ts";
 import { wireList } from "../connection/_header_list.ts";
 
@@ -29,10 +30,8 @@ export interface Hop {
 
 /** What the gateway calls itself in `Via`. */
 const VIA = "1.1 swaggersocket";
-/** A `Forwarded` value that needs no quotes (RFC 7239 §4: a token). */
-const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 
-/** A `Forwarded` parameter value: a token as it is, anything else quoted. */
+/** A `Forwarded` parameter value: a token as it is (RFC 7239 §4), anything else quoted. */
 function forwardedValue(value: string): string {
   return TOKEN.test(value) ? value : `"${value.replace(/["\\]/g, "\\$&")}"`;
 }

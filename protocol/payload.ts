@@ -198,6 +198,7 @@ function pairs(strings: string[], from: number, what: string): [string, string][
   return out;
 }
 
+/** HTTP's token (RFC 9110 §5.6.2), as `_http_token.ts` has it: `protocol/` imports nothing outside. */
 const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 
 /**
