@@ -296,10 +296,13 @@ async function serve(
       request.hangUp(new DOMException("The caller went away", "AbortError"));
     }
   });
-  const answer = await handler(request).catch(() =>
+  let answer: Response | PartsAnswer;
+  try {
+    answer = await handler(request);
+  } catch {
     // The handler answers its own errors; this is a bug, and the caller still gets an answer.
-    plainText(500, "Internal Server Error\n")
-  );
+    answer = plainText(500, "Internal Server Error\n");
+  }
   // The body's length is held to what the head says, so that an answer can never run into
   // the next one on a kept-alive connection (a HEAD's or a 204's or 304's says another's).
   const declared = answer instanceof Response
