@@ -58,12 +58,15 @@ export interface ClusterRegistryOptions {
 /** Agents per refresh script: bounds how long one script blocks Redis. */
 const REFRESH_BATCH = 1_000;
 
-// KEYS: id key, [name key]. ARGV: instance, connection, ttl. Returns the name's previous holder.
+// KEYS: instance key, id key, [name key]. ARGV: instance, connection, ttl, url. Returns the
+// name's previous holder. The instance's URL is written with its first agent, so that no
+// lookup finds an agent on an instance that has not refreshed yet and takes it for stopped.
 const CLAIM = `
-redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[3])
-if #KEYS < 2 then return false end
-local previous = redis.call('GET', KEYS[2])
-redis.call('SET', KEYS[2], ARGV[1] .. ' ' .. ARGV[2], 'PX', ARGV[3])
+redis.call('SET', KEYS[1], ARGV[4], 'PX', ARGV[3])
+redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[3])
+if #KEYS < 3 then return false end
+local previous = redis.call('GET', KEYS[3])
+redis.call('SET', KEYS[3], ARGV[1] .. ' ' .. ARGV[2], 'PX', ARGV[3])
 return previous
 `;
 
@@ -173,8 +176,8 @@ export class ClusterRegistry {
    */
   async claim(agent: HeldAgent): Promise<{ instance: string; connection: string } | undefined> {
     const previous = await this.#redis.eval(CLAIM, {
-      keys: this.#agentKeys(agent),
-      arguments: [this.#instance, agent.id, String(this.#ttl)],
+      keys: [`${this.#prefix}instance:${this.#instance}`, ...this.#agentKeys(agent)],
+      arguments: [this.#instance, agent.id, String(this.#ttl), this.#url],
     });
     return typeof previous === "string" ? parseHolder(previous) : undefined;
   }

@@ -51,6 +51,21 @@ describe("ClusterRegistry (redis-server)", OPTIONS, () => {
     assert.equal(await b.lookup({ name: "nobody" }), undefined);
   });
 
+  it("a claim by an instance that has not refreshed yet finds it with its URL (no stopped owner)", async () => {
+    const fresh = new ClusterRegistry(client as unknown as RedisLike, {
+      instance: "F",
+      url: "http://f.internal",
+      ttl: 5_000,
+    });
+    await fresh.claim({ id: "C9", name: "newborn" });
+    assert.deepEqual(await b.lookup({ name: "newborn" }), {
+      instance: "F",
+      connection: "C9",
+      url: "http://f.internal",
+    });
+    await fresh.release({ id: "C9", name: "newborn" });
+  });
+
   it("a newer claim on another instance takes the name and names the one to close", async () => {
     await a.claim({ id: "C2", name: "kiosk" });
     assert.deepEqual(await b.claim({ id: "C3", name: "kiosk" }), {
