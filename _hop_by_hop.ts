@@ -74,7 +74,7 @@ export function withoutHopByHop(headers: Headers): Headers {
 /**
  * A header list without hop-by-hop headers: what {@linkcode withoutHopByHop} leaves out of a
  * `Headers`, for a list whose names are lower-case already (a peer's answer as the
- * connection checked it). Every `Connection` entry's options count.
+ * connection checked it, an upstream's as the tunnel read it). Every `Connection` entry's options count.
  *
  * @param list The list.
  * @returns The list itself if nothing goes, else a new one.

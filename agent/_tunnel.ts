@@ -11,7 +11,7 @@
  */
 
 import type { Handler, HandlerInfo } from "../types.ts";
-import { connectionOptions, isHopByHop } from "../_hop_by_hop.ts";
+import { connectionOptions, isHopByHop, withoutHopByHopList } from "../_hop_by_hop.ts";
 import { Cancel } from "../connection/_cancel.ts";
 import { headerList } from "../connection/_header_list.ts";
 import {
@@ -121,22 +121,12 @@ export function tunnelHandler(upstream: string | URL, options: TunnelOptions = {
       if (body instanceof ReadableStream) body.cancel().catch(() => {});
       return unavailable(base.origin, new TypeError(`Invalid status ${status} ${statusText}`));
     }
-    let listed: Set<string> | undefined;
+    const named: [string, string][] = [];
     for (let i = 0; i + 1 < pairs.length; i += 2) {
-      const name = pairs[i];
-      if (name.length !== 10 || name.toLowerCase() !== "connection") continue;
-      for (const option of connectionOptions(pairs[i + 1]) ?? []) {
-        (listed ??= new Set()).add(option);
-      }
+      named.push([pairs[i].toLowerCase(), pairs[i + 1]]);
     }
-    const kept: [string, string][] = [];
-    let length = false;
-    for (let i = 0; i + 1 < pairs.length; i += 2) {
-      const name = pairs[i].toLowerCase();
-      if (isHopByHop(name, listed)) continue;
-      if (name === "content-length") length = true;
-      kept.push([name, pairs[i + 1]]);
-    }
+    const kept = withoutHopByHopList(named);
+    const length = kept.some(([name]) => name === "content-length");
     if (paths) mapResponseListPaths(kept, paths);
     const bodiless = method === "HEAD" || NO_BODY_STATUS.has(status);
     if (bodiless && body instanceof ReadableStream) body.cancel().catch(() => {});

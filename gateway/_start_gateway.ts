@@ -38,7 +38,7 @@ import { type AgentRoute, agentRoute, rawTarget, splitTarget } from "./_raw_targ
 import { AgentAdmission, type CredentialsReload } from "./_admission.ts";
 import { type AgentInfo, describeAgent, nameOf } from "./_agent_info.ts";
 import { agentPage } from "./_agent_list.ts";
-import { isWhole, markWhole, wholeBytes } from "../connection/_whole.ts";
+import { markWhole } from "../connection/_whole.ts";
 import { GatewayObserver } from "./_observer.ts";
 import {
   CLUSTER_LINK_PATH,
@@ -388,13 +388,10 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
       };
       if (!peer) {
         // The front writes the body and says when it is over: no stream between, and none at
-        // all for a body that came whole with its head (reading `body` would make one).
+        // all for a body that is in memory (the gateway's own answers are, as `partsOfResponse`
+        // takes them; reading `body` would make a stream).
         request.sent = over;
-        if (answered instanceof Response) {
-          request.answerInMemory = isWhole(answered);
-          if (request.answerInMemory) request.answerBytes = wholeBytes(answered);
-        }
-        return answered;
+        return answered instanceof Response ? partsOfResponse(answered) : answered;
       }
       // To a peer instance, as its link's parts form answers (no `Response` made): a body that
       // came whole goes as it is, one that streams is counted as it goes; an agent's answer

@@ -35,16 +35,6 @@ export class CallerRequest {
    * caller got when the front sent another answer instead (a 502 for a broken length).
    */
   sent: ((bytes: number, error?: unknown, status?: number) => void) | undefined = undefined;
-  /**
-   * Set by the handler when its answer's body is all in memory: with a `Content-Length`,
-   * the front then reads it at once and writes head and body in one go, with no stream.
-   */
-  answerInMemory = false;
-  /**
-   * Set by the handler with the bytes such an answer's body was made of, when it has them:
-   * the front writes them as they are, with no read of the body (a promise and a copy).
-   */
-  answerBytes: Uint8Array | undefined = undefined;
   /** Whether the caller went away before the whole response was sent. */
   hungUp = false;
   /** Why, once it did. */
@@ -328,9 +318,7 @@ async function serve(
   let head: Head;
   if (answer instanceof Response) {
     head = headOf(answer);
-    body = request.answerInMemory && length !== undefined
-      ? request.answerBytes ?? new Uint8Array(await answer.arrayBuffer())
-      : answer.body;
+    body = answer.body;
   } else {
     const { status, statusText, headers } = answer;
     head = { status, statusText, fields: flatFields(headers) };
