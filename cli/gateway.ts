@@ -105,7 +105,8 @@ export const GATEWAY_FLAGS: FlagTable = withEnv({
     type: "string",
     kind: "ms",
     default: `${DEFAULT_AGENT_TIMEOUT}`,
-    description: "How long an agent has to answer before the caller gets 504",
+    description:
+      "How long an agent has to answer before the caller gets 504, counted again from each piece of the request body it takes",
   },
   "idle-timeout": {
     type: "string",

@@ -111,7 +111,12 @@ export interface GatewayOptions {
    * gets the `/agents/{agent}` prefix, and so does each `Set-Cookie` `Path`. Default `true`.
    */
   rewrite?: boolean;
-  /** Milliseconds an agent has to send a response head before the caller gets 504. Default 30 000. */
+  /**
+   * Milliseconds an agent has to send a response head before the caller gets 504, counted
+   * from the request's start and again from each piece of the request's body the agent takes
+   * (nginx's `proxy_send_timeout` and `proxy_read_timeout`): an upload longer than this is not
+   * cut while it moves, and one that stalls, on either side, ends in 504. Default 30 000.
+   */
   timeout?: number;
   /**
    * Milliseconds a caller's connection may take to send a complete request head, from when
@@ -430,14 +435,19 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
     const headers = agentRequestHeaders(request.fields, hop);
     // The caller hanging up before the head arrives cancels the agent's exchange too.
     // (After the head, cancelling the response body does that.)
-    const { cancel, settle } = untilHead(request, "The agent");
+    const { cancel, moved, settle } = untilHead(request, "The agent");
     inFlight.add(exchange = cancel);
     // A peer's body may have come whole: nothing then to count as it goes.
     let sentBody: Uint8Array | ReadableStream<Uint8Array> | null = null;
     if (request.body instanceof Uint8Array) {
       sentBody = request.body;
       bytesIn = sentBody.byteLength;
-    } else if (request.body) sentBody = passThrough(request.body, (n) => bytesIn += n, () => {});
+    } else if (request.body) {
+      sentBody = passThrough(request.body, (n) => {
+        bytesIn += n;
+        moved();
+      }, () => {});
+    }
     let answered: AnswerParts;
     try {
       const forwarded: CancellableForward = {
@@ -555,7 +565,10 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
     route: AgentRoute,
     hop: Hop,
   ): Promise<Response | AnswerParts> {
-    const { cancel, settle } = untilHead(request, "The owning instance");
+    const { cancel, moved, settle } = untilHead(request, "The owning instance");
+    const body = request.body instanceof ReadableStream
+      ? passThrough(request.body, moved, () => {})
+      : request.body;
     try {
       // The owner sees the caller as this instance would have: it trusts a peer's forwarding
       // headers, and gets no API token (checked here).
@@ -563,7 +576,7 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
         method: request.method,
         target: `${hop.prefix}${route.target}`,
         headers: agentRequestHeaders(request.fields, { ...hop, preserveHost: false }),
-        body: request.body,
+        body,
         [CANCEL]: cancel,
       });
     } catch (error) {
@@ -585,28 +598,39 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
 
   /**
    * Aborts when `who` has not answered within `timeout` (a `TimeoutError`) or the caller goes
-   * away, until `settle()` (called once the response head is in). The front says that the
-   * caller went away through `request.gone`: a listener on its signal costs more, per request.
+   * away, until `settle()` (called once the response head is in). The time counts from the
+   * request's start and again from each piece of its body that `who` takes (`moved()`), as
+   * nginx's `proxy_send_timeout` and `proxy_read_timeout` do: an upload that takes longer than
+   * the timeout is not cut while it moves. The front says that the caller went away through
+   * `request.gone`: a listener on its signal costs more, per request.
    */
   function untilHead(
     request: CallerRequest,
     who: string,
-  ): { cancel: Cancel; settle(): void } {
+  ): { cancel: Cancel; moved(): void; settle(): void } {
     const cancel = new Cancel();
     if (request.hungUp) {
       cancel.abort(request.reason);
-      return { cancel, settle() {} };
+      return { cancel, moved() {}, settle() {} };
     }
-    // On the deadline heap, not a runtime timer per request (Deno's is a Node `Timeout` here).
-    const deadline = new Deadline(() =>
+    const clock = deadlines.clock;
+    let movedAt = -Infinity;
+    // On the deadline heap, not a runtime timer per request (Deno's is a Node `Timeout` here);
+    // a piece of the body only notes the time, and the deadline moves when it comes due.
+    const deadline = new Deadline(() => {
+      const due = movedAt + timeout;
+      if (due > clock.now()) return deadlines.set(deadline, due);
       cancel.abort(
         new DOMException(`${who} did not answer within ${timeout} ms`, "TimeoutError"),
-      )
-    );
-    deadlines.set(deadline, deadlines.clock.now() + timeout);
+      );
+    });
+    deadlines.set(deadline, clock.now() + timeout);
     request.gone = (reason) => cancel.abort(reason);
     return {
       cancel,
+      moved() {
+        movedAt = clock.now();
+      },
       settle() {
         deadlines.set(deadline, undefined);
         request.gone = undefined;

@@ -430,19 +430,27 @@ export function headersOf(raw: string[]): Headers {
 
 /** The request's body as a stream that reads from the socket only as fast as it is pulled. */
 function bodyOf(req: IncomingMessage): ReadableStream<Uint8Array> {
+  // Once cancelled, closed or errored the stream takes nothing more: the request's events
+  // that follow (its end, after a cancel) are the socket's business alone.
+  let open = true;
   return new ReadableStream<Uint8Array>({
     start(controller) {
       req.pause();
       req.on("data", (chunk: Uint8Array) => {
+        if (!open) return;
         controller.enqueue(plainBytes(chunk));
         if ((controller.desiredSize ?? 0) <= 0) req.pause();
       });
-      req.on("end", () => controller.close());
-      req.on("error", (error) => controller.error(error));
-      req.on(
-        "aborted",
-        () => controller.error(new DOMException("The caller went away", "AbortError")),
-      );
+      req.on("end", () => {
+        if (open) controller.close();
+        open = false;
+      });
+      const fail = (error: unknown): void => {
+        if (open) controller.error(error);
+        open = false;
+      };
+      req.on("error", fail);
+      req.on("aborted", () => fail(new DOMException("The caller went away", "AbortError")));
     },
     pull() {
       req.resume();
@@ -450,7 +458,7 @@ function bodyOf(req: IncomingMessage): ReadableStream<Uint8Array> {
     cancel() {
       // The agent stopped reading: what is left is read and dropped, so that the
       // connection stays usable for the response and the caller's next request.
-      req.removeAllListeners("data");
+      open = false;
       req.resume();
     },
   }, { highWaterMark: 64 * 1024, size: (chunk) => chunk.byteLength });
