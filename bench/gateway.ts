@@ -72,7 +72,6 @@ import process from "node:process";
 import { listenHttp } from "../runtime/_node_http.ts";
 import { tunnelHandler } from "../agent/_tunnel.ts";
 import { Cancel } from "../connection/_cancel.ts";
-import { headerList } from "../connection/_header_list.ts";
 import { partsOf, responseOf } from "../connection/_parts_handler.ts";
 import {
   median,
@@ -163,11 +162,17 @@ async function serveFront(upstream: string): Promise<number> {
     handler: async (caller) => {
       const cancel = new Cancel();
       caller.gone = (reason) => cancel.abort(reason);
+      // The caller's lines, names lower-case, as a connection carries them.
+      const headers: [string, string][] = [];
+      const fields = caller.fields;
+      for (let i = 0; i < fields.length; i += 2) {
+        headers.push([fields[i].toLowerCase(), fields[i + 1]]);
+      }
       return responseOf(
         await tunnel({
           method: caller.method,
           target: caller.target,
-          headers: headerList(caller.headers),
+          headers,
           body: caller.body,
           cancel,
         }),

@@ -19,7 +19,7 @@ import { timingSafeEqual } from "../_timing_safe_equal.ts";
 import { Deadline, deadlinesOf } from "../_deadlines.ts";
 import type { AnswerParts } from "../connection/_answer_parts.ts";
 import { CANCEL, Cancel } from "../connection/_cancel.ts";
-import { appendHeaders, headerList } from "../connection/_header_list.ts";
+import { headerList } from "../connection/_header_list.ts";
 import {
   type IncomingParts,
   type OutgoingParts,
@@ -490,7 +490,7 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
     if (cluster) out = out.filter(([name]) => name !== MOVED_HEADER);
     // The map costs a URL parse: made only for an answer that has a path to map.
     if (rewrite && out.some(([name]) => name === "location" || name === "set-cookie")) {
-      mapResponseListPaths(out, gatewayPaths(request.headers, hop));
+      mapResponseListPaths(out, gatewayPaths(request, hop));
     }
     return answer({ ...answered, headers: out });
   }
@@ -639,9 +639,9 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
   }
 
   /** Where a response's root-relative paths go: under the agent's prefix on the gateway. */
-  function gatewayPaths(headers: Headers, hop: Hop): PathMap {
-    const host = (hop.trusted && headers.get("x-forwarded-host")) || hop.host;
-    const proto = (hop.trusted && headers.get("x-forwarded-proto")) || hop.proto;
+  function gatewayPaths(request: CallerRequest, hop: Hop): PathMap {
+    const host = (hop.trusted && request.field("x-forwarded-host")) || hop.host;
+    const proto = (hop.trusted && request.field("x-forwarded-proto")) || hop.proto;
     let origin = "null";
     try {
       origin = new URL(`${proto}://${host}`).origin;
@@ -659,7 +659,7 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
   function credential(request: CallerRequest): string | undefined {
     if (apiToken === undefined) return "";
     for (const name of ["proxy-authorization", "authorization"]) {
-      const value = request.headers.get(name);
+      const value = request.field(name);
       if (value !== null && timingSafeEqual(presented(value) ?? "", apiToken)) return name;
     }
     return undefined;
@@ -749,7 +749,7 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
           ? dashboardPage(DASHBOARD_EVENTS_PATH)
           : observer.feed.stream(request.signal);
       default: {
-        const host = request.headers.get("host") ?? gateway.addr.hostname;
+        const host = request.field("host") ?? gateway.addr.hostname;
         return jsonResponse({
           agents: `${protocol}://${host}/agents`,
           forward: `${protocol}://${host}/agents/{id-or-name}/{path}`,
@@ -814,7 +814,7 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
       }
       const hop: Hop = {
         clientAddr: request.clientAddr,
-        host: request.headers.get("host") ?? "",
+        host: request.field("host") ?? "",
         proto: protocol,
         prefix: `/agents/${encodeURIComponent(agent.key)}`,
         trusted: peer || isTrustedProxy(request.clientAddr),
@@ -845,15 +845,12 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
    * this side of the link no `Request` or `Response` is made of a forwarded exchange.
    */
   const fromPeer = async (incoming: IncomingParts): Promise<OutgoingParts> => {
-    const headers = new Headers();
-    appendHeaders(headers, incoming.headers);
     const caller = new CallerRequest(
       incoming.method,
       incoming.target,
-      headers,
+      incoming.headers.flat(),
       incoming.body,
       incoming.remoteAddr ?? "",
-      incoming.headers.flat(),
     );
     incoming.cancel.listen((reason) => caller.hangUp(reason));
     const answered = await handle(caller, true);
@@ -872,10 +869,9 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
       const caller = new CallerRequest(
         request.method,
         info.target,
-        request.headers,
+        headerList(request.headers).flat(),
         request.body ?? info.body,
         info.remoteAddr.hostname,
-        headerList(request.headers).flat(),
       );
       // The instance that sent it cancels the exchange when its caller hangs up.
       const signal = request.signal;

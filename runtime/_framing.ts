@@ -5,14 +5,20 @@
  */
 
 /**
- * Whether a request's headers announce a body (a non-zero `Content-Length`, or any
+ * Whether a request's header lines announce a body (a non-zero `Content-Length`, or any
  * `Transfer-Encoding`).
  *
- * @param headers The request's headers.
+ * @param fields The header lines, names and values in turn (`rawHeaders`).
  * @returns `true` if a body was sent.
  */
-export function announcesBody(headers: Headers): boolean {
-  if (headers.has("transfer-encoding")) return true;
-  const length = headers.get("content-length");
-  return length !== null && length.trim() !== "0";
+export function announcesBody(fields: readonly string[]): boolean {
+  for (let i = 0; i < fields.length; i += 2) {
+    const name = fields[i];
+    if (name.length === 17 && name.toLowerCase() === "transfer-encoding") return true;
+    if (
+      name.length === 14 && name.toLowerCase() === "content-length" &&
+      fields[i + 1].trim() !== "0"
+    ) return true;
+  }
+  return false;
 }

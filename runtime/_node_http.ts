@@ -44,21 +44,38 @@ export class CallerRequest {
   /**
    * @param method The method, as sent.
    * @param target The request target, byte for byte as on the request line.
-   * @param headers The headers, in order, repeated ones kept.
+   * @param fields The header lines as they came, names and values in turn (`rawHeaders`):
+   *   what is forwarded, in the caller's order, and what {@linkcode field} reads (no
+   *   `Headers` is made of a request: the HTTP parser has checked the lines already).
    * @param body The body, or `null` when the headers announce none (bytes: one a cluster
    *   peer sent whole).
    * @param clientAddr The caller's address (an IPv4 peer may show as `::ffff:a.b.c.d`).
-   * @param fields The header lines as they came, names and values in turn (`rawHeaders`):
-   *   what is forwarded, in the caller's order, with no `Headers` iterated.
    */
   constructor(
     readonly method: string,
     readonly target: string,
-    readonly headers: Headers,
+    readonly fields: readonly string[],
     readonly body: ReadableStream<Uint8Array> | Uint8Array | null,
     readonly clientAddr: string,
-    readonly fields: readonly string[],
   ) {}
+
+  /**
+   * A header's value as `Headers.get` gives it: every line of that name, joined with `, `.
+   *
+   * @param name The name, lower-case.
+   * @returns The value, or `null` if no line has that name.
+   */
+  field(name: string): string | null {
+    const fields = this.fields;
+    let value: string | null = null;
+    for (let i = 0; i < fields.length; i += 2) {
+      const candidate = fields[i];
+      if (candidate.length === name.length && candidate.toLowerCase() === name) {
+        value = value === null ? fields[i + 1] : `${value}, ${fields[i + 1]}`;
+      }
+    }
+    return value;
+  }
 
   /** Aborted when the caller goes away before the whole response is sent. */
   get signal(): AbortSignal {
@@ -254,7 +271,7 @@ function serveOnSocket(
   res.assignSocket(socket as Parameters<ServerResponse["assignSocket"]>[0]);
   res.on("finish", () => socket.end());
   // `node:http` leaves such a request's body unparsed on the socket.
-  if (announcesBody(headersOf(req.rawHeaders))) {
+  if (announcesBody(req.rawHeaders)) {
     void sendResponse(res, plainText(501, "An upgrade request cannot carry a body here\n"));
     return;
   }
@@ -266,20 +283,13 @@ async function serve(
   res: ServerResponse,
   handler: (request: CallerRequest) => Promise<Response | PartsAnswer>,
 ): Promise<void> {
-  let headers: Headers;
-  try {
-    headers = headersOf(req.rawHeaders);
-  } catch {
-    await sendResponse(res, plainText(400, "Bad Request: a header value is invalid\n"));
-    return;
-  }
+  const fields = req.rawHeaders;
   const request = new CallerRequest(
     req.method ?? "GET",
     req.url ?? "/",
-    headers,
-    announcesBody(headers) ? bodyOf(req) : null,
+    fields,
+    announcesBody(fields) ? bodyOf(req) : null,
     req.socket.remoteAddress ?? "",
-    req.rawHeaders,
   );
   res.on("close", () => {
     if (!res.writableFinished) {

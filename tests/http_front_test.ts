@@ -1,7 +1,8 @@
 /**
  * The gateway's HTTP side on its own (`runtime/_node_http.ts`'s `listenHttp`), over real
- * sockets on both runtimes: a handler that fails still gets its caller an answer, and an
- * answer in parts is written as it is or refused with a clear 502 when its length is not one.
+ * sockets on both runtimes: a handler that fails still gets its caller an answer, an answer
+ * in parts is written as it is or refused with a clear 502 when its length is not one, and a
+ * request's header lines reach the handler as they came.
  */
 
 import { afterEach, describe, it } from "node:test";
@@ -110,6 +111,43 @@ describe("listenHttp()", () => {
       assert.equal((await get(at)).status, 502);
       assert.equal((await get(at)).status, 502);
       assert.deepEqual(sent, [502, 502]);
+    },
+  );
+
+  it(
+    "hands over the header lines as they came: a field's value as Headers.get gives it, and a body only when they announce one",
+    TEST_OPTIONS,
+    async () => {
+      const seen: { fields: readonly string[]; field: (string | null)[]; body: string }[] = [];
+      const at = await front(async (request) => {
+        seen.push({
+          fields: [...request.fields],
+          field: ["x-a", "host", "x-none"].map((name) => request.field(name)),
+          body: request.body === null
+            ? "none"
+            : await new Response(request.body as BodyInit).text(),
+        });
+        return new Response("ok");
+      });
+      const head = (extra: [string, string][]) =>
+        requestHead("POST /x HTTP/1.1", [["Host", "front"], ["X-A", "1"], ["x-a", "2"], ...extra]);
+      await rawHttp(at.addr.port, head([["Content-Length", "0"]]), { timeoutMs: 15_000 });
+      await rawHttp(at.addr.port, head([["Content-Length", "3"]]), {
+        timeoutMs: 15_000,
+        body: "abc",
+      });
+      assert.deepEqual(seen, [
+        {
+          fields: ["Host", "front", "X-A", "1", "x-a", "2", "Content-Length", "0"],
+          field: ["1, 2", "front", null],
+          body: "none",
+        },
+        {
+          fields: ["Host", "front", "X-A", "1", "x-a", "2", "Content-Length", "3"],
+          field: ["1, 2", "front", null],
+          body: "abc",
+        },
+      ]);
     },
   );
 });

@@ -270,11 +270,13 @@ describe("path rewriting", () => {
 });
 
 describe("announcesBody", () => {
-  it("reads the framing headers", () => {
-    assert.equal(announcesBody(new Headers({ "content-length": "0" })), false);
-    assert.equal(announcesBody(new Headers({ "content-length": "3" })), true);
-    assert.equal(announcesBody(new Headers({ "transfer-encoding": "chunked" })), true);
-    assert.equal(announcesBody(new Headers()), false);
+  it("reads the framing headers from the lines as they came, in any case", () => {
+    assert.equal(announcesBody(["Host", "a", "Content-Length", "0"]), false);
+    assert.equal(announcesBody(["content-length", " 0 "]), false);
+    assert.equal(announcesBody(["Content-Length", "3"]), true);
+    assert.equal(announcesBody(["TRANSFER-ENCODING", "chunked"]), true);
+    assert.equal(announcesBody(["Content-Type", "text/plain", "X-Content-Length", "3"]), false);
+    assert.equal(announcesBody([]), false);
   });
 });
 
