@@ -4,6 +4,12 @@
  * @module
  */
 
+/** What a body passing through says of its flow while it goes. */
+export interface Flow {
+  /** Whether its reader has asked for bytes that its source has not given yet. */
+  starved: boolean;
+}
+
 /**
  * Passes `body` through, counting its bytes, and calls `done` once when it ends (no
  * argument), fails (the error) or is cancelled by the reader (the reason). A
@@ -12,12 +18,14 @@
  * @param body The body to pass on.
  * @param count Called with each chunk's size.
  * @param done Called once at the end.
+ * @param flow Kept up to date, if given: whether the reader waits on the source.
  * @returns The stream to hand on.
  */
 export function passThrough(
   body: ReadableStream<Uint8Array>,
   count: (bytes: number) => void,
   done: (error?: unknown) => void,
+  flow?: Flow,
 ): ReadableStream<Uint8Array> {
   const reader = body.getReader();
   let finished = false;
@@ -29,7 +37,9 @@ export function passThrough(
   return new ReadableStream<Uint8Array>({
     async pull(controller) {
       try {
+        if (flow) flow.starved = true;
         const { done: end, value } = await reader.read();
+        if (flow) flow.starved = false;
         if (end) {
           finish();
           controller.close();

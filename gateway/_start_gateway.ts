@@ -50,7 +50,7 @@ import {
   SECRET_HEADER,
   sharedResumeTokens,
 } from "./_cluster.ts";
-import { passThrough } from "./_pass_through.ts";
+import { type Flow, passThrough } from "./_pass_through.ts";
 import { dashboardPage } from "./_dashboard.ts";
 import type { GatewayRoute } from "./_stats.ts";
 import { METRICS_CONTENT_TYPE } from "./_metrics.ts";
@@ -115,7 +115,8 @@ export interface GatewayOptions {
    * Milliseconds an agent has to send a response head before the caller gets 504, counted
    * from the request's start and again from each piece of the request's body the agent takes
    * (nginx's `proxy_send_timeout` and `proxy_read_timeout`): an upload longer than this is not
-   * cut while it moves, and one that stalls, on either side, ends in 504. Default 30 000.
+   * cut while it moves, and one that stalls ends in 504, or in 408 when it is the caller's body
+   * that stopped coming (nginx's `client_body_timeout`). Default 30 000.
    */
   timeout?: number;
   /**
@@ -204,6 +205,20 @@ export interface Gateway {
 const UNCARRIED_METHODS = new Set(["CONNECT", "TRACE", "TRACK"]);
 
 /** A JSON error answer: `{ error, message }`. */
+/** A request's wait for the head of its answer (see `untilHead`). */
+interface HeadWatch {
+  /** Aborted at the deadline or when the caller goes away. */
+  cancel: Cancel;
+  /** The request body's flow, kept by its `passThrough`. */
+  flow: Flow;
+  /** Whether the deadline came while the caller's body was awaited. */
+  callerStalled: boolean;
+  /** Notes that a piece of the body went on. */
+  moved(): void;
+  /** The head is in, or the exchange is over: no deadline any more. */
+  settle(): void;
+}
+
 function errorResponse(status: number, error: string, message: string): Response {
   return jsonResponse({ error, message }, status);
 }
@@ -435,7 +450,8 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
     const headers = agentRequestHeaders(request.fields, hop);
     // The caller hanging up before the head arrives cancels the agent's exchange too.
     // (After the head, cancelling the response body does that.)
-    const { cancel, moved, settle } = untilHead(request, "The agent");
+    const watch = untilHead(request, "The agent");
+    const { cancel, moved } = watch;
     inFlight.add(exchange = cancel);
     // A peer's body may have come whole: nothing then to count as it goes.
     let sentBody: Uint8Array | ReadableStream<Uint8Array> | null = null;
@@ -443,10 +459,15 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
       sentBody = request.body;
       bytesIn = sentBody.byteLength;
     } else if (request.body) {
-      sentBody = passThrough(request.body, (n) => {
-        bytesIn += n;
-        moved();
-      }, () => {});
+      sentBody = passThrough(
+        request.body,
+        (n) => {
+          bytesIn += n;
+          moved();
+        },
+        () => {},
+        watch.flow,
+      );
     }
     let answered: AnswerParts;
     try {
@@ -464,7 +485,7 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
       const name = (error as Error | undefined)?.name;
       if (name === "TimeoutError" && cancel.aborted) {
         return answer(
-          errorResponse(
+          watch.callerStalled ? bodyTimeout() : errorResponse(
             504,
             "agent_timeout",
             `Agent "${agentKey}" did not answer within ${timeout} ms`,
@@ -481,7 +502,7 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
         error as Error,
       );
     } finally {
-      settle();
+      watch.settle();
     }
     // The agent's answer goes on as parts, with no `Response` made (to a caller and to a peer
     // instance alike): its headers less hop-by-hop ones and, in a cluster, the one only an
@@ -565,9 +586,10 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
     route: AgentRoute,
     hop: Hop,
   ): Promise<Response | AnswerParts> {
-    const { cancel, moved, settle } = untilHead(request, "The owning instance");
+    const watch = untilHead(request, "The owning instance");
+    const cancel = watch.cancel;
     const body = request.body instanceof ReadableStream
-      ? passThrough(request.body, moved, () => {})
+      ? passThrough(request.body, watch.moved, () => {}, watch.flow)
       : request.body;
     try {
       // The owner sees the caller as this instance would have: it trusts a peer's forwarding
@@ -581,6 +603,7 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
       });
     } catch (error) {
       const timedOut = (error as Error).name === "TimeoutError" && cancel.aborted;
+      if (timedOut && watch.callerStalled) return bodyTimeout();
       return errorResponse(
         timedOut ? 504 : 502,
         timedOut ? "agent_timeout" : "agent_unavailable",
@@ -589,7 +612,7 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
         }`,
       );
     } finally {
-      settle();
+      watch.settle();
     }
   }
 
@@ -601,17 +624,17 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
    * away, until `settle()` (called once the response head is in). The time counts from the
    * request's start and again from each piece of its body that `who` takes (`moved()`), as
    * nginx's `proxy_send_timeout` and `proxy_read_timeout` do: an upload that takes longer than
-   * the timeout is not cut while it moves. The front says that the caller went away through
+   * the timeout is not cut while it moves. When it runs out while `who` waits for more of the
+   * body (`flow.starved`, kept by the body's `passThrough`), the caller is the one that
+   * stalled (`callerStalled`). The front says that the caller went away through
    * `request.gone`: a listener on its signal costs more, per request.
    */
-  function untilHead(
-    request: CallerRequest,
-    who: string,
-  ): { cancel: Cancel; moved(): void; settle(): void } {
+  function untilHead(request: CallerRequest, who: string): HeadWatch {
     const cancel = new Cancel();
+    const flow: Flow = { starved: false };
     if (request.hungUp) {
       cancel.abort(request.reason);
-      return { cancel, moved() {}, settle() {} };
+      return { cancel, flow, callerStalled: false, moved() {}, settle() {} };
     }
     const clock = deadlines.clock;
     let movedAt = -Infinity;
@@ -620,14 +643,22 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
     const deadline = new Deadline(() => {
       const due = movedAt + timeout;
       if (due > clock.now()) return deadlines.set(deadline, due);
+      watch.callerStalled = flow.starved;
       cancel.abort(
-        new DOMException(`${who} did not answer within ${timeout} ms`, "TimeoutError"),
+        new DOMException(
+          flow.starved
+            ? `The caller sent no more of the body within ${timeout} ms`
+            : `${who} did not answer within ${timeout} ms`,
+          "TimeoutError",
+        ),
       );
     });
     deadlines.set(deadline, clock.now() + timeout);
     request.gone = (reason) => cancel.abort(reason);
-    return {
+    const watch: HeadWatch = {
       cancel,
+      flow,
+      callerStalled: false,
       moved() {
         movedAt = clock.now();
       },
@@ -636,6 +667,21 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
         request.gone = undefined;
       },
     };
+    return watch;
+  }
+
+  /**
+   * The answer to a caller whose body stopped arriving (nginx's `client_body_timeout`): the
+   * connection closes after it, as the rest of the body will not come.
+   */
+  function bodyTimeout(): Response {
+    const response = errorResponse(
+      408,
+      "request_timeout",
+      `The request's body stopped arriving: nothing came for ${timeout} ms`,
+    );
+    response.headers.set("connection", "close");
+    return response;
   }
 
   /** Where a response's root-relative paths go: under the agent's prefix on the gateway. */

@@ -8,7 +8,8 @@
  *   meanwhile, and the agent lets go of the upstream's socket when the exchange ends.
  * - The agent's answer timeout counts from the last byte of the request body that moved, as
  *   nginx's `proxy_send_timeout` and `proxy_read_timeout` do: an upload that takes longer
- *   than the timeout is answered, one that stalls gets 504.
+ *   than the timeout is answered, one the agent stops taking gets 504, and a caller whose body
+ *   stops arriving gets 408 and its connection closed.
  * - A body the agent no longer wants (after a 504, or an answer that came before the upstream
  *   read it) is read and dropped, and the caller's connection carries its next request.
  */
@@ -229,6 +230,11 @@ describe("the gateway between a slow end and a fast one", () => {
       options,
       () => earlyAnswer(route),
     );
+    it(
+      `through ${via}: a caller whose body stops arriving gets 408 once nothing has come for the timeout, its connection is closed and the upstream let go`,
+      options,
+      () => bodyStops(route),
+    );
   }
 });
 
@@ -402,6 +408,29 @@ async function earlyAnswer(route: Route): Promise<void> {
     const next = caller.answered("\r\n\r\nok");
     caller.socket.write("GET /agents/big/other HTTP/1.1\r\nhost: gw\r\n\r\n");
     await next;
+  } finally {
+    await cleanup.run();
+  }
+}
+
+/**
+ * A caller that sends a head and part of its body, then nothing (a slowloris on the body):
+ * once nothing has come for the timeout it gets 408 (nginx's `client_body_timeout`), not a 504
+ * that would blame the agent; its connection is closed, and the upstream is let go.
+ */
+async function bodyStops(route: Route): Promise<void> {
+  const cleanup = cleanups();
+  try {
+    const { upstream, caller } = await rig(route, cleanup);
+    const closed = new Promise<void>((resolve) => caller.socket.once("close", () => resolve()));
+    caller.socket.write(
+      `PUT /agents/big/sink HTTP/1.1\r\nhost: gw\r\ncontent-length: ${BODY}\r\n\r\n`,
+    );
+    caller.socket.write(CHUNK);
+    await withTimeout(closed, GUARD, "the caller's connection to be closed");
+    assert.match(caller.received, /^HTTP\/1\.1 408 [^]*"request_timeout"/);
+    upstream.resume();
+    await withTimeout(upstream.closed, GUARD, "the upstream's socket to be let go");
   } finally {
     await cleanup.run();
   }
