@@ -204,7 +204,6 @@ export interface Gateway {
 /** Methods that web `Request`s refuse (the Fetch standard's forbidden methods). */
 const UNCARRIED_METHODS = new Set(["CONNECT", "TRACE", "TRACK"]);
 
-/** A JSON error answer: `{ error, message }`. */
 /** A request's wait for the head of its answer (see `untilHead`). */
 interface HeadWatch {
   /** Aborted at the deadline or when the caller goes away. */
@@ -219,6 +218,7 @@ interface HeadWatch {
   settle(): void;
 }
 
+/** A JSON error answer: `{ error, message }`. */
 function errorResponse(status: number, error: string, message: string): Response {
   return jsonResponse({ error, message }, status);
 }
