@@ -57,7 +57,8 @@ type Upstream = {
  * An upstream that answers `GET /file` with `BODY` bytes, written as fast as they go, takes
  * the head of `PUT /sink` and then reads no more, answers `PUT /count` with the length of
  * the body once it has all of it and `PUT /early` with `early` before it reads the body (and
- * then reads it), and anything else with `ok`.
+ * then reads it), `GET /late` with `late` a moment later, and anything else with `ok` and
+ * its path.
  */
 async function upstreamServer(): Promise<Upstream> {
   let written = 0;
@@ -91,8 +92,12 @@ async function upstreamServer(): Promise<Upstream> {
         if (counting <= 0 && !early) answer(socket, `${length}`);
         return;
       }
+      if (text.startsWith("GET /late ")) {
+        // A slow upstream: the pace of one, not a wait for anything.
+        return void setTimeout(() => answer(socket, "late"), TIMEOUT / 8);
+      }
       if (!text.startsWith("GET /file ") && !text.startsWith("PUT /sink ")) {
-        return answer(socket, "ok");
+        return answer(socket, `ok ${text.slice(4, text.indexOf(" ", 4))}`);
       }
       socket.once("close", markClosed);
       if (text.startsWith("PUT")) return void socket.pause();
@@ -231,6 +236,11 @@ describe("the gateway between a slow end and a fast one", () => {
       () => earlyAnswer(route),
     );
     it(
+      `through ${via}: pipelined requests whose first answer is slow are answered in order`,
+      options,
+      () => pipelined(route),
+    );
+    it(
       `through ${via}: a caller whose body stops arriving gets 408 once nothing has come for the timeout, its connection is closed and the upstream let go`,
       options,
       () => bodyStops(route),
@@ -336,7 +346,7 @@ async function oneEndStops(route: Route, direction: "download" | "upload"): Prom
 
     // The held exchange harms no one else: a second caller is answered meanwhile.
     const other = await withTimeout(fetch(`${gateway}/agents/big/other`), GUARD, "another answer");
-    assert.deepEqual([other.status, await other.text()], [200, "ok"]);
+    assert.deepEqual([other.status, await other.text()], [200, "ok /other"]);
 
     if (direction === "upload") {
       // Nothing moves: the agent has not answered within the timeout of the last byte it took.
@@ -348,7 +358,7 @@ async function oneEndStops(route: Route, direction: "download" | "upload"): Prom
       // stream then takes no more: Bun threw on the request's end here), and the connection
       // carries the caller's next request.
       await withTimeout(pouredAll!, GUARD, "the rest of the upload to be taken");
-      const next = caller.answered("\r\n\r\nok");
+      const next = caller.answered("\r\n\r\nok /other");
       caller.socket.write("GET /agents/big/other HTTP/1.1\r\nhost: gw\r\n\r\n");
       await next;
       assert.match(caller.received, /^HTTP\/1\.1 504 [^]*"}HTTP\/1\.1 200 /);
@@ -405,7 +415,7 @@ async function earlyAnswer(route: Route): Promise<void> {
     await early;
     assert.match(caller.received, /^HTTP\/1\.1 200 /);
     await withTimeout(pouredAll, GUARD, "the rest of the upload to be taken");
-    const next = caller.answered("\r\n\r\nok");
+    const next = caller.answered("\r\n\r\nok /other");
     caller.socket.write("GET /agents/big/other HTTP/1.1\r\nhost: gw\r\n\r\n");
     await next;
   } finally {
@@ -431,6 +441,26 @@ async function bodyStops(route: Route): Promise<void> {
     assert.match(caller.received, /^HTTP\/1\.1 408 [^]*"request_timeout"/);
     upstream.resume();
     await withTimeout(upstream.closed, GUARD, "the upstream's socket to be let go");
+  } finally {
+    await cleanup.run();
+  }
+}
+
+/** Three requests in one write, the first answered late: the answers come back in order. */
+async function pipelined(route: Route): Promise<void> {
+  const cleanup = cleanups();
+  try {
+    const { caller } = await rig(route, cleanup);
+    const answered = caller.answered("\r\n\r\nok /three");
+    caller.socket.write(
+      ["late", "two", "three"].map((path) => `GET /agents/big/${path} HTTP/1.1\r\nhost: gw\r\n\r\n`)
+        .join(""),
+    );
+    await answered;
+    const bodies = caller.received.split("HTTP/1.1 ").slice(1).map((answer) =>
+      answer.slice(answer.indexOf("\r\n\r\n") + 4)
+    );
+    assert.deepEqual(bodies, ["late", "ok /two", "ok /three"]);
   } finally {
     await cleanup.run();
   }
