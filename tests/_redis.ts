@@ -44,7 +44,13 @@ export async function startRedis(): Promise<RedisServer> {
   let child: ChildProcess | undefined;
 
   async function start(): Promise<void> {
-    const process = spawn(REDIS_SERVER, [
+    // Through a shell that kills it once this process's end of its stdin closes: on `stop()`,
+    // and also when a test process dies without stopping it (Redis itself never reads stdin).
+    const process = spawn("/bin/sh", [
+      "-c",
+      // (A job started with `&` reads /dev/null unless told otherwise: the watch reads fd 3.)
+      'exec 3<&0; "$0" "$@" & redis=$!; (cat <&3 >/dev/null; kill -9 $redis) & wait $redis',
+      REDIS_SERVER,
       "--port",
       "0",
       "--unixsocket",
@@ -57,7 +63,7 @@ export async function startRedis(): Promise<RedisServer> {
       "no",
       "--dir",
       dir,
-    ], { stdio: ["ignore", "pipe", "pipe"] });
+    ], { stdio: ["pipe", "pipe", "pipe"] });
     child = process;
     let output = "";
     const ready = new Promise<void>((resolve, reject) => {
@@ -75,7 +81,7 @@ export async function startRedis(): Promise<RedisServer> {
     child = undefined;
     if (!running || running.exitCode !== null || running.signalCode !== null) return;
     const exited = new Promise((resolve) => running.once("exit", resolve));
-    running.kill("SIGKILL");
+    running.stdin!.end();
     await withTimeout(exited, START_MS, "redis-server stop");
   }
 
