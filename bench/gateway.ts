@@ -157,6 +157,7 @@ async function serveFront(upstream: string): Promise<number> {
     hostname: "127.0.0.1",
     port: 0,
     idleTimeout: 30_000,
+    sendTimeout: 60_000,
     onUpgrade: () => false,
     unparsable: () => new Response("Bad Request\n", { status: 400 }),
     handler: async (caller) => {

@@ -114,6 +114,12 @@ export const GATEWAY_FLAGS: FlagTable = withEnv({
     default: "30000",
     description: "How long a caller's connection may wait to send a request head",
   },
+  "send-timeout": {
+    type: "string",
+    kind: "ms",
+    default: "60000",
+    description: "How long a caller may take nothing of a streaming answer before it is cut",
+  },
   "drain-timeout": {
     type: "string",
     kind: "ms",
@@ -242,6 +248,7 @@ async function main(): Promise<void> {
       apiToken: text("api-token"),
       timeout: number("timeout"),
       idleTimeout: number("idle-timeout"),
+      sendTimeout: number("send-timeout"),
       closeTimeout: number("drain-timeout"),
       trustedProxies: flags["trusted-proxies"] as string[] | undefined,
       preserveHost: flags["preserve-host"] === true,

@@ -126,6 +126,12 @@ export interface GatewayOptions {
    * holds. Default 30 000.
    */
   idleTimeout?: number;
+  /**
+   * Milliseconds a caller may take nothing of an answer that is still streaming before its
+   * connection is cut (nginx's `send_timeout`); the agent's exchange is then cancelled, which
+   * frees the share of the agent's connection window its unread bytes held. Default 60 000.
+   */
+  sendTimeout?: number;
   /** Heartbeat timing on agents' connections. */
   heartbeat?: HeartbeatOptions;
   /**
@@ -307,6 +313,10 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
   const idleTimeout = options.idleTimeout ?? 30_000;
   if (!(idleTimeout > 0)) {
     throw new RangeError(`Invalid idleTimeout: ${idleTimeout} must be positive`);
+  }
+  const sendTimeout = options.sendTimeout ?? 60_000;
+  if (!(sendTimeout > 0)) {
+    throw new RangeError(`Invalid sendTimeout: ${sendTimeout} must be positive`);
   }
   const admission = new AgentAdmission<Connection>({
     token,
@@ -980,6 +990,7 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
     onUpgrade,
     unparsable,
     idleTimeout,
+    sendTimeout,
   });
   const addr = front.addr;
 

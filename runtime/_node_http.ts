@@ -146,6 +146,12 @@ export interface HttpFrontOptions {
    * `keepalive_timeout` in one): then it is closed. A request being answered is not timed.
    */
   idleTimeout: number;
+  /**
+   * Milliseconds a caller may take nothing of a streamed answer while the front waits to
+   * write more (nginx's `send_timeout`): then its connection is cut, and the answer's body
+   * cancelled, which lets go of what it holds upstream.
+   */
+  sendTimeout: number;
 }
 
 /** A listening front. */
@@ -167,7 +173,7 @@ export async function listenHttp(options: HttpFrontOptions): Promise<HttpFront> 
   const onRequest = (req: IncomingMessage, res: ServerResponse): void => {
     idle.busy(req.socket);
     res.on("finish", () => idle.wait(req.socket));
-    serve(req, res, options.handler);
+    serve(req, res, options);
   };
   const server: Server = options.tls
     ? createHttpsServer({ cert: options.tls.cert, key: options.tls.key }, onRequest)
@@ -182,13 +188,13 @@ export async function listenHttp(options: HttpFrontOptions): Promise<HttpFront> 
   server.on("upgrade", (req: IncomingMessage, socket: Duplex, head: Buffer) => {
     idle.busy(socket);
     socket.on("error", () => socket.destroy());
-    if (!options.onUpgrade(req, socket, head)) serveOnSocket(req, socket, options.handler);
+    if (!options.onUpgrade(req, socket, head)) serveOnSocket(req, socket, options);
   });
   // A CONNECT is answered like any request (an agent route says 501), and the socket closes.
   server.on("connect", (req: IncomingMessage, socket: Duplex) => {
     idle.busy(socket);
     socket.on("error", () => socket.destroy());
-    serveOnSocket(req, socket, options.handler);
+    serveOnSocket(req, socket, options);
   });
   server.on("clientError", (error: Error & { rawPacket?: Buffer }, socket: Duplex) => {
     if (!socket.writable) {
@@ -261,11 +267,7 @@ class IdleSockets {
  * Answers an upgrade or CONNECT request that is not taken, in HTTP/1.1 on its socket, which
  * then closes: `node:http` leaves such a socket to whoever listens for the event.
  */
-function serveOnSocket(
-  req: IncomingMessage,
-  socket: Duplex,
-  handler: (request: CallerRequest) => Promise<Response | PartsAnswer>,
-): void {
+function serveOnSocket(req: IncomingMessage, socket: Duplex, options: HttpFrontOptions): void {
   const res = new ServerResponse(req);
   res.shouldKeepAlive = false;
   res.assignSocket(socket as Parameters<ServerResponse["assignSocket"]>[0]);
@@ -275,13 +277,13 @@ function serveOnSocket(
     void sendResponse(res, plainText(501, "An upgrade request cannot carry a body here\n"));
     return;
   }
-  serve(req, res, handler);
+  serve(req, res, options);
 }
 
 async function serve(
   req: IncomingMessage,
   res: ServerResponse,
-  handler: (request: CallerRequest) => Promise<Response | PartsAnswer>,
+  { handler, sendTimeout }: HttpFrontOptions,
 ): Promise<void> {
   const fields = req.rawHeaders;
   const request = new CallerRequest(
@@ -336,7 +338,7 @@ async function serve(
   }
   if (body instanceof Uint8Array && length !== undefined) {
     await sendWhole(res, head, length, body, request.sent);
-  } else await send(res, head, body, request.signal, length, request.sent);
+  } else await send(res, head, body, request.signal, length, request.sent, sendTimeout);
 }
 
 /** The `Content-Length` of a header list as a `Headers` would give it (repeats joined). */
@@ -486,6 +488,7 @@ async function send(
   signal: AbortSignal = new AbortController().signal,
   length?: number,
   sent?: (bytes: number, error?: unknown) => void,
+  sendTimeout = Infinity,
 ): Promise<void> {
   writeHead(res, head);
   if (!(body instanceof ReadableStream)) {
@@ -515,7 +518,7 @@ async function send(
       }
       bytes += value.byteLength;
       if (!res.write(value)) {
-        await drained(res);
+        await drainedWithin(res, sendTimeout);
         if (signal.aborted) break;
       }
     }
@@ -535,6 +538,19 @@ async function send(
   } finally {
     signal.removeEventListener("abort", onAbort);
   }
+}
+
+/**
+ * Resolves once `res` has drained, or closed. A caller that takes nothing for `ms` is cut
+ * (its socket destroyed, which ends the wait): on the deadline heap, set only while a write
+ * waits.
+ */
+function drainedWithin(res: ServerResponse, ms: number): Promise<void> {
+  if (ms === Infinity) return drained(res);
+  const heap = deadlinesOf();
+  const cut = new Deadline(() => (res.socket ?? res).destroy());
+  heap.set(cut, heap.clock.now() + ms);
+  return drained(res).finally(() => heap.set(cut, undefined));
 }
 
 /** A `Response`'s status and headers, for `node:http` to write with the body. */

@@ -110,5 +110,6 @@ describe("gateway idleTimeout", TEST_OPTIONS, () => {
 
   it("refuses a timeout that is not positive", async () => {
     await assert.rejects(startGateway({ port: 0, idleTimeout: 0 }), RangeError);
+    await assert.rejects(startGateway({ port: 0, sendTimeout: -1 }), RangeError);
   });
 });

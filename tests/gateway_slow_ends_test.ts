@@ -25,6 +25,8 @@ import { connectRedis, NO_REDIS, type RedisServer, startRedis } from "./_redis.t
 const GUARD = 30_000;
 /** The gateways' agent timeout: short, so that a stalled exchange ends within the test. */
 const TIMEOUT = 2_000;
+/** The gateways' send timeout: longer than a hold takes to measure, short for the test. */
+const SEND_TIMEOUT = 4_000;
 const MIB = 1024 * 1024;
 /** A transfer's size: what an end with nothing to hold it back would send in ~1 s. */
 const BODY = 512 * MIB;
@@ -147,7 +149,12 @@ type Route = (
 
 /** A gateway whose agent tunnels to `upstream`; the caller calls that gateway. */
 const direct: Route = async (upstream, cleanup) => {
-  const gateway = await startGateway({ hostname: "127.0.0.1", port: 0, timeout: TIMEOUT });
+  const gateway = await startGateway({
+    hostname: "127.0.0.1",
+    port: 0,
+    timeout: TIMEOUT,
+    sendTimeout: SEND_TIMEOUT,
+  });
   cleanup.add(() => gateway.close());
   await agentOn(gateway, upstream, cleanup);
   return gateway.url;
@@ -185,6 +192,7 @@ async function clustered(
     hostname: "127.0.0.1",
     port: 0,
     timeout: TIMEOUT,
+    sendTimeout: SEND_TIMEOUT,
     cluster: { redis: client as unknown as RedisLike, secret: "slow-caller" },
   });
   cleanup.add(() => gateway.close());
@@ -236,6 +244,11 @@ describe("the gateway between a slow end and a fast one", () => {
       () => earlyAnswer(route),
     );
     it(
+      `through ${via}: a caller that takes nothing of a streaming answer for the send timeout is cut, and the upstream let go`,
+      options,
+      () => sendTimeout(route),
+    );
+    it(
       `through ${via}: pipelined requests whose first answer is slow are answered in order`,
       options,
       () => pipelined(route),
@@ -275,6 +288,23 @@ class Caller {
       ),
       GUARD,
       `an answer ending ${JSON.stringify(text)}`,
+    );
+  }
+
+  /** Resolves once `bytes` have come back; the socket then reads no more until resumed. */
+  stopAfter(bytes: number): Promise<void> {
+    return withTimeout(
+      new Promise<void>((resolve) => {
+        const check = (): void => {
+          if (this.received.length < bytes) return;
+          this.socket.off("data", check);
+          this.socket.pause();
+          resolve();
+        };
+        this.socket.on("data", check);
+      }),
+      GUARD,
+      `the first ${bytes} bytes of the answer`,
     );
   }
 
@@ -321,15 +351,9 @@ async function oneEndStops(route: Route, direction: "download" | "upload"): Prom
     let pouredAll: Promise<void> | undefined;
     if (direction === "download") {
       // The caller reads the head and a first piece of the body, then stops.
-      const firstBytes = new Promise<void>((resolve) =>
-        caller.socket.on("data", () => {
-          if (caller.received.length < MIB) return;
-          caller.socket.pause();
-          resolve();
-        })
-      );
+      const firstBytes = caller.stopAfter(MIB);
       caller.socket.write("GET /agents/big/file HTTP/1.1\r\nhost: gw\r\n\r\n");
-      await withTimeout(firstBytes, GUARD, "the first MiB of the answer");
+      await firstBytes;
       sent = upstream.written;
     } else {
       // The caller writes as fast as its socket takes bytes; the upstream reads the head only.
@@ -461,6 +485,35 @@ async function pipelined(route: Route): Promise<void> {
       answer.slice(answer.indexOf("\r\n\r\n") + 4)
     );
     assert.deepEqual(bodies, ["late", "ok /two", "ok /three"]);
+  } finally {
+    await cleanup.run();
+  }
+}
+
+/**
+ * A caller that reads the head and a first piece of a large answer and then nothing: the
+ * gateway cuts its connection once it has taken nothing for the send timeout (nginx's
+ * `send_timeout`), which cancels the agent's exchange and lets the upstream go.
+ */
+async function sendTimeout(route: Route): Promise<void> {
+  const cleanup = cleanups();
+  try {
+    const { upstream, caller } = await rig(route, cleanup);
+    const cut = new Promise<void>((resolve) => caller.socket.once("close", () => resolve()));
+    const firstBytes = caller.stopAfter(MIB);
+    caller.socket.write("GET /agents/big/file HTTP/1.1\r\nhost: gw\r\n\r\n");
+    await firstBytes;
+    const paused = performance.now();
+    await withTimeout(upstream.closed, GUARD, "the upstream's socket to be let go");
+    // Timers fire late, never early: the cut comes no sooner than the send timeout after the
+    // front's writes began to wait, which is after the caller paused.
+    const after = performance.now() - paused;
+    assert.ok(after >= SEND_TIMEOUT - 1_000, `let go ${Math.round(after)} ms after the pause`);
+    // The caller's connection was cut: read on, it ends short of the answer's length. (A
+    // paused socket hears of no close.)
+    caller.socket.resume();
+    await withTimeout(cut, GUARD, "the caller's connection to end");
+    assert.ok(caller.received.length < BODY, `${caller.received.length} bytes came`);
   } finally {
     await cleanup.run();
   }

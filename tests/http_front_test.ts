@@ -30,6 +30,7 @@ describe("listenHttp()", () => {
       hostname: "127.0.0.1",
       port: 0,
       idleTimeout: 30_000,
+      sendTimeout: 60_000,
       handler,
       onUpgrade: () => false,
       unparsable: () => new Response(null, { status: 400 }),
