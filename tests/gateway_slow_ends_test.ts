@@ -12,6 +12,9 @@
  *   stops arriving gets 408 and its connection closed.
  * - A body the agent no longer wants (after a 504, or an answer that came before the upstream
  *   read it) is read and dropped, and the caller's connection carries its next request.
+ * - A caller that takes nothing for the send timeout is cut. Callers that stall together fill
+ *   their agent connection's window and hold up its other callers (README, security model)
+ *   until then; the test holds the gateway to that bound.
  */
 
 import { describe, it } from "node:test";
@@ -247,6 +250,11 @@ describe("the gateway between a slow end and a fast one", () => {
       `through ${via}: a caller that takes nothing of a streaming answer for the send timeout is cut, and the upstream let go`,
       options,
       () => sendTimeout(route),
+    );
+    it(
+      `through ${via}: callers that stall an agent's connection are cut at the send timeout, and the agent's other callers are answered again`,
+      options,
+      () => stalledAgent(route),
     );
     it(
       `through ${via}: pipelined requests whose first answer is slow are answered in order`,
@@ -514,6 +522,34 @@ async function sendTimeout(route: Route): Promise<void> {
     caller.socket.resume();
     await withTimeout(cut, GUARD, "the caller's connection to end");
     assert.ok(caller.received.length < BODY, `${caller.received.length} bytes came`);
+  } finally {
+    await cleanup.run();
+  }
+}
+
+/**
+ * Eight callers start large answers from one agent and stop reading: their unread bytes fill
+ * the agent connection's window (each holds up to its exchange window), so the agent's other
+ * callers get nothing (README, security model). The send timeout cuts the stalled callers,
+ * which frees the window: another caller of the same agent is answered.
+ */
+async function stalledAgent(route: Route): Promise<void> {
+  const cleanup = cleanups();
+  try {
+    const { upstream, gateway } = await rig(route, cleanup);
+    const stalled = Array.from({ length: 8 }, () => new Caller(gateway, cleanup));
+    for (const caller of stalled) {
+      void caller.stopAfter(64 * 1024).catch(() => {});
+      caller.socket.write("GET /agents/big/file HTTP/1.1\r\nhost: gw\r\n\r\n");
+    }
+    // The window is full once the upstream writes no more.
+    await withTimeout(settled(upstream.written, 500), GUARD, "the agent's window to fill");
+    const other = await withTimeout(
+      fetch(`${gateway}/agents/big/other`),
+      SEND_TIMEOUT + GUARD,
+      "the agent's next caller to be answered",
+    );
+    assert.deepEqual([other.status, await other.text()], [200, "ok /other"]);
   } finally {
     await cleanup.run();
   }
