@@ -793,6 +793,40 @@ describe("Session flow control", () => {
     assert.equal(dataBytes(framesOf(pair.step("server"))), 512);
   });
 
+  it("Session.consume() grants the connection's credit back once the peer has none left, however little, while other streams' unread bytes hold the rest", () => {
+    // Two streams whose readers have stopped hold 3,000 of a 4,096-byte connection window;
+    // a third's reader takes all it gets. Granting only at half the window (2,048 consumed)
+    // would never grant: the peer could send nothing more on any stream.
+    const window = 4096;
+    const pair = opened({
+      client: { settings: { initialWindow: window, connectionWindow: window } },
+    });
+    const [stopped1, stopped2, reading] = [request(pair), request(pair), request(pair)];
+    for (const id of [stopped1, stopped2, reading]) pair.server.sendHeaders(id, OK, false);
+    pair.server.sendData(stopped1, bytes(1500), false);
+    pair.server.sendData(stopped2, bytes(1500), false);
+    pair.server.sendData(reading, bytes(3000), false);
+    let sent = 0;
+    for (let step = pair.step("server"); step; step = pair.step("server")) {
+      sent += dataBytes(framesOf(step));
+    }
+    assert.equal(sent, window, "the connection window is spent");
+    pair.events("client");
+    pair.client.consume(reading, window - 3000);
+    const update = pair.step("client")!;
+    assert.deepEqual(
+      framesOf(update, FrameType.WindowUpdate).map((
+        f,
+      ) => [f.streamId, decodeWindowUpdate(f.payload)]),
+      [[0, window - 3000]],
+    );
+    assert.equal(
+      dataBytes(framesOf(pair.step("server"))),
+      window - 3000,
+      "the reader's stream goes on",
+    );
+  });
+
   it("Session.consume() of a finished stream grants no stream credit, only the connection's", () => {
     const pair = opened({ client: { settings: { initialWindow: 1024, connectionWindow: 1024 } } });
     const id = request(pair);
