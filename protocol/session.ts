@@ -277,9 +277,6 @@ export const SMALL_DATA_BYTES = 64 * 1024;
  */
 export const OUTBOX_HIGH_WATER = 256 * 1024;
 
-/** The least connection credit granted before half the window is consumed (see `consume`). */
-const MIN_GRANT_BYTES = 16 * 1024;
-
 /** Pings a peer may send by default: 100 at once, 50 per second (a heartbeat every 20 ms). */
 export const PING_RATE_LIMIT: Readonly<RateLimitOptions> = { burst: 100, perSecond: 50 };
 
@@ -1343,6 +1340,9 @@ export class Session {
     stream.recvWindow -= length;
     this.#connRecvWindow -= length;
     this.#connUnread += length;
+    if (this.#connConsumed > 0 && this.#connUnread > this.#local.connectionWindow / 2) {
+      this.#maybeGrantConnection();
+    }
     if (end) {
       // A body that ends here: its chunk goes on now, before the stream's finished event.
       if (stream.arriving === undefined) {
@@ -1549,17 +1549,22 @@ export class Session {
   /** Body bytes no longer held: once half the connection window is spent, grant it back. */
   #grantConnection(bytes: number): void {
     this.#connConsumed += bytes;
+    this.#maybeGrantConnection();
+  }
+
+  /** Grants the consumed connection credit back, when it is time to (see `#grantConnection`). */
+  #maybeGrantConnection(): void {
     // Granting in halves keeps WINDOW_UPDATE frames rare. But once unread bytes hold more than
     // half the window (streams whose readers have stopped), what the other readers give back
     // can never reach half, and the peer would be left with no credit for any stream: then
     // grant as soon as what waits to be granted is at least what the peer has left (as Go's
-    // HTTP/2 does), and not in crumbs.
+    // HTTP/2 does), and not in crumbs (an eighth of the window at least): looked at as bytes
+    // are consumed, and as they arrive (credit consumed earlier may be all the peer could have).
     const consumed = this.#connConsumed;
     const window = this.#local.connectionWindow;
     if (
       consumed >= window / 2 ||
-      (this.#connUnread > window / 2 && consumed >= this.#connRecvWindow &&
-        consumed >= Math.min(window / 8, MIN_GRANT_BYTES))
+      (this.#connUnread > window / 2 && consumed >= this.#connRecvWindow && consumed >= window / 8)
     ) {
       this.#connConsumed = 0;
       this.#connRecvWindow += consumed;

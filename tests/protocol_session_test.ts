@@ -827,6 +827,35 @@ describe("Session flow control", () => {
     );
   });
 
+  it("Session grants consumed connection credit when arriving bytes of stopped streams leave the peer none", () => {
+    // The reader's 1,096 bytes are consumed while the window still has room (no grant: below
+    // half, and the peer has credit); then two stopped streams' 3,000 bytes spend the rest.
+    const window = 4096;
+    const pair = opened({
+      client: { settings: { initialWindow: window, connectionWindow: window } },
+    });
+    const [reading, stopped1, stopped2] = [request(pair), request(pair), request(pair)];
+    for (const id of [reading, stopped1, stopped2]) pair.server.sendHeaders(id, OK, false);
+    pair.server.sendData(reading, bytes(window - 3000), false);
+    pair.step("server");
+    pair.events("client");
+    pair.client.consume(reading, window - 3000);
+    assert.equal(pair.client.pollTransmit(), undefined, "no grant yet");
+    pair.server.sendData(stopped1, bytes(1500), false);
+    pair.server.sendData(stopped2, bytes(1500), false);
+    pair.server.sendData(reading, bytes(1000), false);
+    assert.equal(dataBytes(framesOf(pair.step("server"))), 3000, "the window is spent");
+    const update = pair.step("client")!;
+    assert.deepEqual(
+      framesOf(update, FrameType.WindowUpdate).map((f) => [
+        f.streamId,
+        decodeWindowUpdate(f.payload),
+      ]),
+      [[0, window - 3000]],
+    );
+    assert.equal(dataBytes(framesOf(pair.step("server"))), 1000, "the reader's stream goes on");
+  });
+
   it("Session.consume() of a finished stream grants no stream credit, only the connection's", () => {
     const pair = opened({ client: { settings: { initialWindow: 1024, connectionWindow: 1024 } } });
     const id = request(pair);
