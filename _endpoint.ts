@@ -115,6 +115,7 @@ export class Endpoint {
       onPong: options.onPong,
       handler: setup.handler,
       maxQueuedBytes: limits.maxQueuedBytes,
+      stalledReaders: limits.stalledReaders,
       hooks: setup.hooks,
       clock: this.clock,
       takeBodyInMemory: RUNTIME.takeBodyInMemory,

@@ -104,6 +104,16 @@ export interface ConnectionLimits {
   pingRateLimit?: Partial<RateLimitOptions>;
   /** Output bytes waiting at which bodies stop being read (an eighth of the budget). */
   maxQueuedBytes: number;
+  /** The stalled-reader watch (`limits.stalledReaderTimeout`), if on. */
+  stalledReaders?: StalledReaders;
+}
+
+/** When a connection cuts readers that hold its receive window (see `Limits`). */
+export interface StalledReaders {
+  /** Milliseconds a reader may take nothing while its bytes wait. */
+  timeout: number;
+  /** Unread bytes at which the receive window counts as spent. */
+  spent: number;
 }
 
 /**
@@ -128,6 +138,7 @@ export function connectionLimits(
   checkLimit(limits, "handshakeTimeout", 1);
   checkLimit(limits, "maxConnections", 0);
   checkLimit(limits, "maxPendingHandshakes", 0);
+  checkLimit(limits, "stalledReaderTimeout", 1);
   const settings: Partial<Settings> = { ...defaults };
   for (const name of SETTINGS_FROM_LIMITS) {
     if (limits[name] !== undefined) settings[name] = limits[name];
@@ -146,6 +157,12 @@ export function connectionLimits(
     resetRateLimit: rateLimit(limits.resetRateLimit, "limits.resetRateLimit", 1),
     pingRateLimit: rateLimit(limits.pingRateLimit, "limits.pingRateLimit", 1),
     maxQueuedBytes: Math.floor(budget / 8),
+    ...(limits.stalledReaderTimeout === undefined ? {} : {
+      stalledReaders: {
+        timeout: limits.stalledReaderTimeout,
+        spent: Math.floor(settings.connectionWindow * 3 / 4),
+      },
+    }),
   };
 }
 

@@ -23,6 +23,8 @@ import { BodyPumps } from "./connection/_body_pump.ts";
 import { abortReason, Caller, refusal } from "./connection/_caller.ts";
 import type { BodyBytes } from "./connection/_inbound_body.ts";
 import { ConnectionContext } from "./connection/_context.ts";
+import { StalledReaderWatch } from "./connection/_stalled_readers.ts";
+import type { StalledReaders } from "./_options.ts";
 import { Output, type OutputHost, Urgency } from "./connection/_output.ts";
 import {
   forwardParts,
@@ -183,6 +185,8 @@ export interface ConnectionInit {
    * 4 MiB.
    */
   maxQueuedBytes?: number;
+  /** Cut readers that stall the connection (`limits.stalledReaderTimeout`); none: never. */
+  stalledReaders?: StalledReaders;
   /** Handshake wiring. */
   hooks?: HandshakeHooks;
 }
@@ -220,6 +224,7 @@ export class Connection {
   readonly #session: Session;
   readonly #logger: Logger;
   readonly #clock: Clock;
+  #stalledReaders: StalledReaderWatch | undefined;
   #hooks: HandshakeHooks;
   readonly #onPing: PingHandler | undefined;
   readonly #onPong: PongHandler | undefined;
@@ -297,6 +302,19 @@ export class Connection {
       init.abortRequest,
     );
     responder.handler = init.handler;
+    if (init.stalledReaders) {
+      const caller = this.#caller;
+      const session = init.session;
+      this.#stalledReaders = new StalledReaderWatch(init.stalledReaders, this.#clock, {
+        get unreadBytes() {
+          return session.unreadBytes;
+        },
+        *bodies() {
+          yield* caller.inboundBodies();
+          yield* responder.inboundBodies();
+        },
+      });
+    }
     this.#output = context.output = new Output(
       context,
       init.socket,
@@ -535,6 +553,7 @@ export class Connection {
     this.#context.messagesIn++;
     this.#session.handleMessage(data, this.#clock.now());
     this.#processEvents();
+    this.#stalledReaders?.check();
     // A reset or a finished stream may have freed queued output.
     this.#pumps.wakeQueued();
     this.#output.wake(Urgency.Input);
@@ -698,6 +717,7 @@ export class Connection {
     this.#context.ended = true;
     this.#session.close();
     this.#output.stop();
+    this.#stalledReaders?.stop();
     const error = new ConnectionClosedError(
       `Connection closed: ${info.code}${info.reason ? ` ${info.reason}` : ""}`,
       info.code,

@@ -93,6 +93,20 @@ export interface Limits {
    * written. `connection.bufferedBytes` says where it stands. Default 32 MiB.
    */
   maxBufferedBytes?: number;
+  /**
+   * Milliseconds a reader may take nothing of a body whose waiting bytes hold the connection
+   * while its receive window is spent (three quarters of it unread) before its exchange is
+   * cut: the body errors with `ExchangeResetError` and what it held goes back to the peer.
+   * A proxy that carries independent callers' exchanges over one connection turns this on,
+   * so that a few readers that stop cannot stall the others (the gateway does). Default:
+   * off, and a slow reader only slows its peer.
+   *
+   * @example A proxy's connection
+   * ```ts
+   * const limits = { stalledReaderTimeout: 5_000 };
+   * ```
+   */
+  stalledReaderTimeout?: number;
   /** Milliseconds a new socket has to complete the handshake. Default 10 000. */
   handshakeTimeout?: number;
   /** Connections the server holds at once, handshaking or open (server); more get 4009. Default 10 000. */

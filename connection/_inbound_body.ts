@@ -89,9 +89,32 @@ export class InboundBody {
     }, { highWaterMark: 0 });
   }
 
+  /** Chunks handed to the reader so far: a reader that takes nothing leaves it unchanged. */
+  handed = 0;
+  /** `handed` when the connection last looked (see `Connection`'s stalled readers). */
+  mark = -1;
+
   /** Whether the body has ended, failed or been cancelled. */
   get finished(): boolean {
     return this.#done;
+  }
+
+  /** Whether chunks wait for the reader (so hold the connection's credit). */
+  get waiting(): boolean {
+    return !this.#done && this.#queue.length > 0;
+  }
+
+  /**
+   * The reader took nothing while its waiting bytes held the connection: the exchange ends
+   * as if the reader had cancelled (`onCancel` runs), what waits is dropped and consumed,
+   * and the reader sees `error`.
+   *
+   * @param error What the reader is told.
+   */
+  cut(error: unknown): void {
+    if (this.#done) return;
+    this.#onCancel(error);
+    this.error(error);
   }
 
   /**
@@ -196,6 +219,7 @@ export class InboundBody {
   }
 
   #hand(chunk: Uint8Array): void {
+    this.handed++;
     this.#wanted = false;
     this.#controller.enqueue(chunk);
     this.#onConsume(chunk.byteLength);

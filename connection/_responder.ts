@@ -149,6 +149,10 @@ export class Responder<C> implements BodySink {
   get size(): number {
     return this.#incoming.size;
   }
+  /** The bodies arriving on this side's exchanges, for the stalled-reader watch. */
+  *inboundBodies(): Generator<InboundBody> {
+    for (const exchange of this.#incoming.values()) if (exchange.body) yield exchange.body;
+  }
 
   /** @param arrived The whole body if it has arrived (`null`: none); `undefined` if it streams in. */
   onRequest(streamId: number, head: RequestHead, arrived: BodyBytes | null | undefined): void {

@@ -28,7 +28,8 @@ import { newId } from "../_random.ts";
 import { isConnectionIdShaped } from "./_agent_names.ts";
 import type { Connection } from "../connection.ts";
 import type { WebSocketServer } from "../server.ts";
-import type { Logger } from "../types.ts";
+import type { Limits, Logger } from "../types.ts";
+import { STALLED_READER_TIMEOUT } from "./_defaults.ts";
 import { EventType } from "../types.ts";
 import { CloseCode } from "../protocol/close_codes.ts";
 import { ClusterRegistry, type HeldAgent, type RedisLike } from "../cluster/_registry.ts";
@@ -317,7 +318,7 @@ export class ClusterMembership {
         // A lost link is dialed again by the next request for that instance, not in the
         // background: a dead instance's URL may never answer again.
         reconnect: { maxAttempts: 0 },
-        limits: { maxConcurrentStreams: CLUSTER_LINK_STREAMS },
+        limits: CLUSTER_LINK_LIMITS,
         logger: this.#logger && {
           ...this.#logger,
           info: (...args: unknown[]) => this.#logger!.debug(...args),
@@ -392,6 +393,15 @@ export const CLUSTER_LINK_PATH = "/cluster/connect";
 export const CLUSTER_REFRESH_PATH = "/cluster/refresh";
 /** Requests one link carries at once, each way. */
 export const CLUSTER_LINK_STREAMS = 4_096;
+
+/**
+ * A link's limits, both ends: many exchanges at once, and readers that stall it cut, since
+ * one link carries every caller of the instance's agents.
+ */
+export const CLUSTER_LINK_LIMITS: Limits = {
+  maxConcurrentStreams: CLUSTER_LINK_STREAMS,
+  stalledReaderTimeout: STALLED_READER_TIMEOUT,
+};
 
 /** Rejects with the abort's reason if `cancel` aborts before `promise` settles. */
 function untilCancelled<T>(promise: Promise<T>, cancel: Cancel): Promise<T> {

@@ -41,8 +41,8 @@ import { agentPage } from "./_agent_list.ts";
 import { markWhole } from "../connection/_whole.ts";
 import { GatewayObserver } from "./_observer.ts";
 import {
+  CLUSTER_LINK_LIMITS,
   CLUSTER_LINK_PATH,
-  CLUSTER_LINK_STREAMS,
   CLUSTER_REFRESH_PATH,
   ClusterMembership,
   type ClusterOptions,
@@ -60,6 +60,7 @@ import {
   DEFAULT_AGENTS_PATH,
   DEFAULT_GATEWAY_HOSTNAME,
   DEFAULT_GATEWAY_PORT,
+  STALLED_READER_TIMEOUT,
 } from "./_defaults.ts";
 
 /** Options for {@linkcode startGateway}. */
@@ -338,6 +339,8 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
     resumeWindow: RESUME_WINDOW,
     sharedResume: resumeTokens,
     heartbeat: options.heartbeat,
+    // Many callers share each agent's connection: a few that stop reading must not stall it.
+    limits: { stalledReaderTimeout: STALLED_READER_TIMEOUT },
     closeTimeout,
     // The server's own info lines (connection received, closed) are what the observer says
     // with names and reasons: at debug they do not say it twice.
@@ -919,7 +922,7 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
     path: CLUSTER_LINK_PATH,
     closeTimeout,
     resumeWindow: 0,
-    limits: { maxConcurrentStreams: CLUSTER_LINK_STREAMS },
+    limits: CLUSTER_LINK_LIMITS,
     logger: logger && { ...logger, info: (...args: unknown[]) => logger.debug(...args) },
     handler: withParts(async (request: Request, info: HandlerInfo): Promise<Response> => {
       const caller = new CallerRequest(

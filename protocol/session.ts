@@ -277,6 +277,12 @@ export const SMALL_DATA_BYTES = 64 * 1024;
  */
 export const OUTBOX_HIGH_WATER = 256 * 1024;
 
+/**
+ * The least connection credit granted early, while unread bytes hold more than half the
+ * window (see `consume`): 16 KiB, or an eighth of a smaller window.
+ */
+const MIN_GRANT_BYTES = 16 * 1024;
+
 /** Pings a peer may send by default: 100 at once, 50 per second (a heartbeat every 20 ms). */
 export const PING_RATE_LIMIT: Readonly<RateLimitOptions> = { burst: 100, perSecond: 50 };
 
@@ -1558,13 +1564,14 @@ export class Session {
     // half the window (streams whose readers have stopped), what the other readers give back
     // can never reach half, and the peer would be left with no credit for any stream: then
     // grant as soon as what waits to be granted is at least what the peer has left (as Go's
-    // HTTP/2 does), and not in crumbs (an eighth of the window at least): looked at as bytes
-    // are consumed, and as they arrive (credit consumed earlier may be all the peer could have).
+    // HTTP/2 does), and not in crumbs (`MIN_GRANT_BYTES`): looked at as bytes are consumed,
+    // and as they arrive (credit consumed earlier may be all the peer could have).
     const consumed = this.#connConsumed;
     const window = this.#local.connectionWindow;
     if (
       consumed >= window / 2 ||
-      (this.#connUnread > window / 2 && consumed >= this.#connRecvWindow && consumed >= window / 8)
+      (this.#connUnread > window / 2 && consumed >= this.#connRecvWindow &&
+        consumed >= Math.min(window / 8, MIN_GRANT_BYTES))
     ) {
       this.#connConsumed = 0;
       this.#connRecvWindow += consumed;

@@ -12,15 +12,16 @@
  *   stops arriving gets 408 and its connection closed.
  * - A body the agent no longer wants (after a 504, or an answer that came before the upstream
  *   read it) is read and dropped, and the caller's connection carries its next request.
- * - A caller that takes nothing for the send timeout is cut. Callers that stall together fill
- *   their agent connection's window and hold up its other callers (README, security model)
- *   until then; the test holds the gateway to that bound.
+ * - A caller that takes nothing for the send timeout is cut; callers that stall together,
+ *   filling their agent connection's window, are cut sooner, so that the agent's other
+ *   callers are answered again.
  */
 
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import net from "node:net";
 import { type Gateway, type RedisLike, startGateway } from "../gateway.ts";
+import { STALLED_READER_TIMEOUT } from "../gateway/_defaults.ts";
 import { startAgent } from "../agent.ts";
 import { cleanups, held, withTimeout } from "./_helpers.ts";
 import { connectRedis, NO_REDIS, type RedisServer, startRedis } from "./_redis.ts";
@@ -148,15 +149,16 @@ async function settled(value: () => number, still: number): Promise<number> {
 type Route = (
   upstream: string,
   cleanup: ReturnType<typeof cleanups>,
+  sendTimeout?: number,
 ) => Promise<string>;
 
 /** A gateway whose agent tunnels to `upstream`; the caller calls that gateway. */
-const direct: Route = async (upstream, cleanup) => {
+const direct: Route = async (upstream, cleanup, sendTimeout = SEND_TIMEOUT) => {
   const gateway = await startGateway({
     hostname: "127.0.0.1",
     port: 0,
     timeout: TIMEOUT,
-    sendTimeout: SEND_TIMEOUT,
+    sendTimeout,
   });
   cleanup.add(() => gateway.close());
   await agentOn(gateway, upstream, cleanup);
@@ -164,10 +166,13 @@ const direct: Route = async (upstream, cleanup) => {
 };
 
 /** Two gateways in a cluster on `redis-server`: the agent on one, the caller at the other. */
-const throughPeer: Route = async (upstream, cleanup) => {
+const throughPeer: Route = async (upstream, cleanup, sendTimeout = SEND_TIMEOUT) => {
   const redis = await startRedis();
   cleanup.add(() => redis.close());
-  const [near, far] = [await clustered(redis, cleanup), await clustered(redis, cleanup)];
+  const [near, far] = [
+    await clustered(redis, cleanup, sendTimeout),
+    await clustered(redis, cleanup, sendTimeout),
+  ];
   await agentOn(far, upstream, cleanup);
   // The near instance finds the agent in Redis once the far one has written its claim.
   await withTimeout(
@@ -188,6 +193,7 @@ const throughPeer: Route = async (upstream, cleanup) => {
 async function clustered(
   redis: RedisServer,
   cleanup: ReturnType<typeof cleanups>,
+  sendTimeout: number,
 ): Promise<Gateway> {
   const client = await connectRedis(redis);
   cleanup.add(() => Promise.resolve(client.destroy()));
@@ -195,7 +201,7 @@ async function clustered(
     hostname: "127.0.0.1",
     port: 0,
     timeout: TIMEOUT,
-    sendTimeout: SEND_TIMEOUT,
+    sendTimeout,
     cluster: { redis: client as unknown as RedisLike, secret: "slow-caller" },
   });
   cleanup.add(() => gateway.close());
@@ -252,7 +258,7 @@ describe("the gateway between a slow end and a fast one", () => {
       () => sendTimeout(route),
     );
     it(
-      `through ${via}: callers that stall an agent's connection are cut at the send timeout, and the agent's other callers are answered again`,
+      `through ${via}: callers that stall an agent's connection are cut, and the agent's other callers are answered again`,
       options,
       () => stalledAgent(route),
     );
@@ -333,14 +339,14 @@ class Caller {
 }
 
 /** A gateway reached by `route`, its agent's upstream, and a raw caller. */
-async function rig(route: Route, cleanup: ReturnType<typeof cleanups>): Promise<{
-  upstream: Upstream;
-  gateway: string;
-  caller: Caller;
-}> {
+async function rig(
+  route: Route,
+  cleanup: ReturnType<typeof cleanups>,
+  sendTimeout?: number,
+): Promise<{ upstream: Upstream; gateway: string; caller: Caller }> {
   const upstream = await upstreamServer();
   cleanup.add(() => upstream.close());
-  const gateway = await route(upstream.url, cleanup);
+  const gateway = await route(upstream.url, cleanup, sendTimeout);
   return { upstream, gateway, caller: new Caller(gateway, cleanup) };
 }
 
@@ -529,14 +535,15 @@ async function sendTimeout(route: Route): Promise<void> {
 
 /**
  * Eight callers start large answers from one agent and stop reading: their unread bytes fill
- * the agent connection's window (each holds up to its exchange window), so the agent's other
- * callers get nothing (README, security model). The send timeout cuts the stalled callers,
- * which frees the window: another caller of the same agent is answered.
+ * the agent connection's window (each holds up to its exchange window), which stalls the
+ * agent's other callers until the gateway cuts the stalled readers (`STALLED_READER_TIMEOUT`,
+ * 5 s, on agents' connections and cluster links; the send timeout here is a minute). Then
+ * another caller of the same agent is answered, and the stalled callers' answers end short.
  */
 async function stalledAgent(route: Route): Promise<void> {
   const cleanup = cleanups();
   try {
-    const { upstream, gateway } = await rig(route, cleanup);
+    const { upstream, gateway } = await rig(route, cleanup, 60_000);
     const stalled = Array.from({ length: 8 }, () => new Caller(gateway, cleanup));
     for (const caller of stalled) {
       void caller.stopAfter(64 * 1024).catch(() => {});
@@ -546,7 +553,7 @@ async function stalledAgent(route: Route): Promise<void> {
     await withTimeout(settled(upstream.written, 500), GUARD, "the agent's window to fill");
     const other = await withTimeout(
       fetch(`${gateway}/agents/big/other`),
-      SEND_TIMEOUT + GUARD,
+      4 * STALLED_READER_TIMEOUT,
       "the agent's next caller to be answered",
     );
     assert.deepEqual([other.status, await other.text()], [200, "ok /other"]);

@@ -89,8 +89,8 @@ describe("Session connection window", () => {
     assert.equal(sent, 100_000, "exactly the connection window, spread over the streams");
     assert.equal(pair.server.readyFrames, 0, "blocked streams leave the send queue");
     // The client reads what came, and grants the connection more once half its window is read,
-    // or, while more than half of it waits unread and the peer has no credit left, once an
-    // eighth is: never in crumbs.
+    // or, while more than half of it waits unread and the peer has no credit left, once 16 KiB
+    // or an eighth of it (here) is: never in crumbs.
     let received = 0;
     const grants: number[] = [];
     for (let round = 0; round < 10 && received < 180_000; round++) {
