@@ -553,7 +553,8 @@ export class Connection {
     this.#context.messagesIn++;
     this.#session.handleMessage(data, this.#clock.now());
     this.#processEvents();
-    this.#stalledReaders?.check();
+    // (Not on a connection the message ended: its watch has stopped for good.)
+    if (!this.#ended) this.#stalledReaders?.check();
     // A reset or a finished stream may have freed queued output.
     this.#pumps.wakeQueued();
     this.#output.wake(Urgency.Input);
