@@ -115,6 +115,7 @@ export class Caller implements BodySink {
   get size(): number {
     return this.#outgoing.size;
   }
+
   /** The bodies arriving on this side's exchanges, for the stalled-reader watch. */
   *inboundBodies(): Generator<InboundBody> {
     for (const exchange of this.#outgoing.values()) if (exchange.body) yield exchange.body;

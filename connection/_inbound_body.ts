@@ -91,7 +91,7 @@ export class InboundBody {
 
   /** Chunks handed to the reader so far: a reader that takes nothing leaves it unchanged. */
   handed = 0;
-  /** `handed` when the connection last looked (see `Connection`'s stalled readers). */
+  /** `handed` when the stalled-reader watch last looked (see `_stalled_readers.ts`). */
   mark = -1;
 
   /** Whether the body has ended, failed or been cancelled. */
@@ -105,9 +105,9 @@ export class InboundBody {
   }
 
   /**
-   * The reader took nothing while its waiting bytes held the connection: the exchange ends
-   * as if the reader had cancelled (`onCancel` runs), what waits is dropped and consumed,
-   * and the reader sees `error`.
+   * Ends the body from this side (nobody will read it, or its reader took nothing while its
+   * waiting bytes held the connection): the exchange ends as if the reader had cancelled
+   * (`onCancel` runs), what waits is dropped and consumed, and the reader sees `error`.
    *
    * @param error What the reader is told.
    */
@@ -153,9 +153,8 @@ export class InboundBody {
    */
   discardUnread(why: string): void {
     // A reader taken is reading, though its first pull may not have come yet.
-    if (this.#pulled || this.stream.locked || this.#done) return;
-    this.#onCancel(why);
-    this.error(new DOMException(why, "AbortError"));
+    if (this.#pulled || this.stream.locked) return;
+    this.cut(new DOMException(why, "AbortError"));
   }
 
   /** The body cannot complete: the reader sees `error` after any queued chunks are dropped. */

@@ -149,6 +149,7 @@ export class Responder<C> implements BodySink {
   get size(): number {
     return this.#incoming.size;
   }
+
   /** The bodies arriving on this side's exchanges, for the stalled-reader watch. */
   *inboundBodies(): Generator<InboundBody> {
     for (const exchange of this.#incoming.values()) if (exchange.body) yield exchange.body;

@@ -1552,13 +1552,13 @@ export class Session {
     this.#events.push({ type: "goaway", lastStreamId, code, reason });
   }
 
-  /** Body bytes no longer held: once half the connection window is spent, grant it back. */
+  /** Body bytes no longer held: granted back when it is time to (`#maybeGrantConnection`). */
   #grantConnection(bytes: number): void {
     this.#connConsumed += bytes;
     this.#maybeGrantConnection();
   }
 
-  /** Grants the consumed connection credit back, when it is time to (see `#grantConnection`). */
+  /** Grants the consumed connection credit back if it is time to. */
   #maybeGrantConnection(): void {
     // Granting in halves keeps WINDOW_UPDATE frames rare. But once unread bytes hold more than
     // half the window (streams whose readers have stopped), what the other readers give back
