@@ -16,6 +16,7 @@ import {
   DEFAULT_AGENTS_PATH,
   DEFAULT_GATEWAY_HOSTNAME,
   DEFAULT_GATEWAY_PORT,
+  STALLED_READER_TIMEOUT,
 } from "../gateway/_defaults.ts";
 import { startAgent } from "../agent/_start_agent.ts";
 import { EventType } from "../types.ts";
@@ -119,6 +120,13 @@ export const GATEWAY_FLAGS: FlagTable = withEnv({
     kind: "ms",
     default: "60000",
     description: "How long a caller may take nothing of a streaming answer before it is cut",
+  },
+  "stalled-reader-timeout": {
+    type: "string",
+    kind: "ms",
+    default: `${STALLED_READER_TIMEOUT}`,
+    description:
+      "The same, sooner, while the answers waiting for their callers fill an agent's connection",
   },
   "drain-timeout": {
     type: "string",
@@ -249,6 +257,7 @@ async function main(): Promise<void> {
       timeout: number("timeout"),
       idleTimeout: number("idle-timeout"),
       sendTimeout: number("send-timeout"),
+      stalledReaderTimeout: number("stalled-reader-timeout"),
       closeTimeout: number("drain-timeout"),
       trustedProxies: flags["trusted-proxies"] as string[] | undefined,
       preserveHost: flags["preserve-host"] === true,

@@ -29,7 +29,6 @@ import { isConnectionIdShaped } from "./_agent_names.ts";
 import type { Connection } from "../connection.ts";
 import type { WebSocketServer } from "../server.ts";
 import type { Limits, Logger } from "../types.ts";
-import { STALLED_READER_TIMEOUT } from "./_defaults.ts";
 import { EventType } from "../types.ts";
 import { CloseCode } from "../protocol/close_codes.ts";
 import { ClusterRegistry, type HeldAgent, type RedisLike } from "../cluster/_registry.ts";
@@ -69,6 +68,7 @@ export class ClusterMembership {
   readonly #timer: ReturnType<typeof setInterval>;
   readonly #secret: string;
   readonly #caCerts: string[] | undefined;
+  readonly #linkLimits: Limits;
   readonly #tokens: RedisResumeTokens;
   /** Agents connected here and not yet recorded in Redis. */
   readonly #unclaimed = new Set<Connection>();
@@ -89,6 +89,7 @@ export class ClusterMembership {
    * @param options The cluster's Redis and this instance's URL.
    * @param url The gateway's URL.
    * @param tokens The server's shared resume tokens (see {@linkcode sharedResumeTokens}).
+   * @param linkLimits The limits of the links this instance dials (see {@linkcode clusterLinkLimits}).
    * @param logger Where failures are logged.
    */
   constructor(
@@ -96,6 +97,7 @@ export class ClusterMembership {
     options: ClusterOptions,
     url: string,
     tokens: RedisResumeTokens,
+    linkLimits: Limits,
     logger: Logger | undefined,
   ) {
     const ttl = options.ttl ?? DEFAULT_TTL;
@@ -108,6 +110,7 @@ export class ClusterMembership {
     // Checked here, not at the first hop: a bad certificate is a startup error.
     this.#caCerts = options.caCerts && checkCaCerts(options.caCerts, "cluster.caCerts");
     this.#tokens = tokens;
+    this.#linkLimits = linkLimits;
     this.registry = new ClusterRegistry(options.redis, {
       instance: newId(),
       url: options.advertise ?? url,
@@ -318,7 +321,7 @@ export class ClusterMembership {
         // A lost link is dialed again by the next request for that instance, not in the
         // background: a dead instance's URL may never answer again.
         reconnect: { maxAttempts: 0 },
-        limits: CLUSTER_LINK_LIMITS,
+        limits: this.#linkLimits,
         logger: this.#logger && {
           ...this.#logger,
           info: (...args: unknown[]) => this.#logger!.debug(...args),
@@ -395,13 +398,12 @@ export const CLUSTER_REFRESH_PATH = "/cluster/refresh";
 export const CLUSTER_LINK_STREAMS = 4_096;
 
 /**
- * A link's limits, both ends: many exchanges at once, and readers that stall it cut, since
- * one link carries every caller of the instance's agents.
+ * A link's limits, both ends: many exchanges at once, since one link carries every caller of
+ * the instance's agents, and the gateway's `shared` ones (its stalled-reader timeout).
  */
-export const CLUSTER_LINK_LIMITS: Limits = {
-  maxConcurrentStreams: CLUSTER_LINK_STREAMS,
-  stalledReaderTimeout: STALLED_READER_TIMEOUT,
-};
+export function clusterLinkLimits(shared: Limits): Limits {
+  return { ...shared, maxConcurrentStreams: CLUSTER_LINK_STREAMS };
+}
 
 /** Rejects with the abort's reason if `cancel` aborts before `promise` settles. */
 function untilCancelled<T>(promise: Promise<T>, cancel: Cancel): Promise<T> {

@@ -11,7 +11,7 @@ import type { Buffer } from "node:buffer";
 // @ts-types="@types/ws"
 import { WebSocketServer as WsServer } from "ws";
 import type { Connection, HandlerInfo } from "../connection.ts";
-import type { HeartbeatOptions, Logger } from "../types.ts";
+import type { HeartbeatOptions, Limits, Logger } from "../types.ts";
 import { checkTls, type TlsOptions } from "../_tls.ts";
 import { withoutHopByHopList } from "../_hop_by_hop.ts";
 import { mapResponseListPaths, type PathMap } from "../_path_rewrite.ts";
@@ -41,9 +41,9 @@ import { agentPage } from "./_agent_list.ts";
 import { markWhole } from "../connection/_whole.ts";
 import { GatewayObserver } from "./_observer.ts";
 import {
-  CLUSTER_LINK_LIMITS,
   CLUSTER_LINK_PATH,
   CLUSTER_REFRESH_PATH,
+  clusterLinkLimits,
   ClusterMembership,
   type ClusterOptions,
   MOVED_HEADER,
@@ -133,6 +133,16 @@ export interface GatewayOptions {
    * frees the share of the agent's connection window its unread bytes held. Default 60 000.
    */
   sendTimeout?: number;
+  /**
+   * Milliseconds a caller may take nothing of a streaming answer while the answers waiting for
+   * their callers fill the agent's connection (three quarters of its receive window), before
+   * that caller's exchange is cut and its answer ends short; the same on the links between a
+   * cluster's instances, each of which carries every caller of the agents behind it. A few
+   * callers that stop reading then stall the agent's other callers for this long at most,
+   * rather than for the send timeout. `Infinity` cuts none (only the send timeout does).
+   * Default 5 000.
+   */
+  stalledReaderTimeout?: number;
   /** Heartbeat timing on agents' connections. */
   heartbeat?: HeartbeatOptions;
   /**
@@ -319,6 +329,20 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
   if (!(sendTimeout > 0)) {
     throw new RangeError(`Invalid sendTimeout: ${sendTimeout} must be positive`);
   }
+  const stalledReaderTimeout = options.stalledReaderTimeout ?? STALLED_READER_TIMEOUT;
+  if (
+    !(stalledReaderTimeout > 0 &&
+      (stalledReaderTimeout <= 0x7fff_ffff || stalledReaderTimeout === Infinity))
+  ) {
+    throw new RangeError(
+      `Invalid stalledReaderTimeout: ${stalledReaderTimeout} must be positive, at most 2^31 − 1 or Infinity`,
+    );
+  }
+  // Many callers share each agent's connection (and a cluster link): a few that stop reading
+  // must not stall it.
+  const shared: Limits = stalledReaderTimeout === Infinity
+    ? {}
+    : { stalledReaderTimeout: Math.ceil(stalledReaderTimeout) };
   const admission = new AgentAdmission<Connection>({
     token,
     credentialsFile: options.credentialsFile,
@@ -339,8 +363,7 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
     resumeWindow: RESUME_WINDOW,
     sharedResume: resumeTokens,
     heartbeat: options.heartbeat,
-    // Many callers share each agent's connection: a few that stop reading must not stall it.
-    limits: { stalledReaderTimeout: STALLED_READER_TIMEOUT },
+    limits: shared,
     closeTimeout,
     // The server's own info lines (connection received, closed) are what the observer says
     // with names and reasons: at debug they do not say it twice.
@@ -922,7 +945,7 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
     path: CLUSTER_LINK_PATH,
     closeTimeout,
     resumeWindow: 0,
-    limits: CLUSTER_LINK_LIMITS,
+    limits: clusterLinkLimits(shared),
     logger: logger && { ...logger, info: (...args: unknown[]) => logger.debug(...args) },
     handler: withParts(async (request: Request, info: HandlerInfo): Promise<Response> => {
       const caller = new CallerRequest(
@@ -1013,7 +1036,14 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
   const url = `${protocol}://${host}:${addr.port}`;
   if (options.cluster) {
     try {
-      cluster = new ClusterMembership(server, options.cluster, url, resumeTokens!, logger);
+      cluster = new ClusterMembership(
+        server,
+        options.cluster,
+        url,
+        resumeTokens!,
+        clusterLinkLimits(shared),
+        logger,
+      );
     } catch (error) {
       await front.stop();
       await server.close();

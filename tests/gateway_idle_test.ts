@@ -108,8 +108,14 @@ describe("gateway idleTimeout", TEST_OPTIONS, () => {
     },
   );
 
-  it("refuses a timeout that is not positive", async () => {
+  it("refuses a timeout that is not positive (or too long for a timer)", async () => {
     await assert.rejects(startGateway({ port: 0, idleTimeout: 0 }), RangeError);
     await assert.rejects(startGateway({ port: 0, sendTimeout: -1 }), RangeError);
+    for (const stalledReaderTimeout of [0, NaN, 2 ** 31]) {
+      await assert.rejects(
+        startGateway({ port: 0, stalledReaderTimeout }),
+        /Invalid stalledReaderTimeout/,
+      );
+    }
   });
 });

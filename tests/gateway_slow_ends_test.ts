@@ -20,7 +20,7 @@
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import net from "node:net";
-import { type Gateway, type RedisLike, startGateway } from "../gateway.ts";
+import { type Gateway, type GatewayOptions, type RedisLike, startGateway } from "../gateway.ts";
 import { STALLED_READER_TIMEOUT } from "../gateway/_defaults.ts";
 import { startAgent } from "../agent.ts";
 import { cleanups, held, withTimeout } from "./_helpers.ts";
@@ -145,20 +145,24 @@ async function settled(value: () => number, still: number): Promise<number> {
   }
 }
 
+/** A gateway's timeouts for callers that stop reading; the send timeout is `SEND_TIMEOUT` if not given. */
+type Timeouts = Pick<GatewayOptions, "sendTimeout" | "stalledReaderTimeout">;
+
 /** What a caller reaches the agent through; every step is stopped by `cleanup`. */
 type Route = (
   upstream: string,
   cleanup: ReturnType<typeof cleanups>,
-  sendTimeout?: number,
+  timeouts?: Timeouts,
 ) => Promise<string>;
 
 /** A gateway whose agent tunnels to `upstream`; the caller calls that gateway. */
-const direct: Route = async (upstream, cleanup, sendTimeout = SEND_TIMEOUT) => {
+const direct: Route = async (upstream, cleanup, timeouts = {}) => {
   const gateway = await startGateway({
     hostname: "127.0.0.1",
     port: 0,
     timeout: TIMEOUT,
-    sendTimeout,
+    sendTimeout: SEND_TIMEOUT,
+    ...timeouts,
   });
   cleanup.add(() => gateway.close());
   await agentOn(gateway, upstream, cleanup);
@@ -166,12 +170,12 @@ const direct: Route = async (upstream, cleanup, sendTimeout = SEND_TIMEOUT) => {
 };
 
 /** Two gateways in a cluster on `redis-server`: the agent on one, the caller at the other. */
-const throughPeer: Route = async (upstream, cleanup, sendTimeout = SEND_TIMEOUT) => {
+const throughPeer: Route = async (upstream, cleanup, timeouts = {}) => {
   const redis = await startRedis();
   cleanup.add(() => redis.close());
   const [near, far] = [
-    await clustered(redis, cleanup, sendTimeout),
-    await clustered(redis, cleanup, sendTimeout),
+    await clustered(redis, cleanup, timeouts),
+    await clustered(redis, cleanup, timeouts),
   ];
   await agentOn(far, upstream, cleanup);
   // The near instance finds the agent in Redis once the far one has written its claim.
@@ -193,7 +197,7 @@ const throughPeer: Route = async (upstream, cleanup, sendTimeout = SEND_TIMEOUT)
 async function clustered(
   redis: RedisServer,
   cleanup: ReturnType<typeof cleanups>,
-  sendTimeout: number,
+  timeouts: Timeouts,
 ): Promise<Gateway> {
   const client = await connectRedis(redis);
   cleanup.add(() => Promise.resolve(client.destroy()));
@@ -201,7 +205,8 @@ async function clustered(
     hostname: "127.0.0.1",
     port: 0,
     timeout: TIMEOUT,
-    sendTimeout,
+    sendTimeout: SEND_TIMEOUT,
+    ...timeouts,
     cluster: { redis: client as unknown as RedisLike, secret: "slow-caller" },
   });
   cleanup.add(() => gateway.close());
@@ -260,7 +265,18 @@ describe("the gateway between a slow end and a fast one", () => {
     it(
       `through ${via}: callers that stall an agent's connection are cut, and the agent's other callers are answered again`,
       options,
-      () => stalledAgent(route),
+      () => stalledAgent(route, {}),
+    );
+    it(
+      `through ${via}: stalledReaderTimeout sets how soon such callers are cut; with Infinity only the send timeout cuts them`,
+      options,
+      async () => {
+        // Sooner than the default would cut them.
+        await stalledAgent(route, { stalledReaderTimeout: 500 }, STALLED_READER_TIMEOUT / 2);
+        // Later than the default would.
+        const sendTimeout = STALLED_READER_TIMEOUT + 3_000;
+        await stalledAgent(route, { stalledReaderTimeout: Infinity, sendTimeout });
+      },
     );
     it(
       `through ${via}: pipelined requests whose first answer is slow are answered in order`,
@@ -342,11 +358,11 @@ class Caller {
 async function rig(
   route: Route,
   cleanup: ReturnType<typeof cleanups>,
-  sendTimeout?: number,
+  timeouts?: Timeouts,
 ): Promise<{ upstream: Upstream; gateway: string; caller: Caller }> {
   const upstream = await upstreamServer();
   cleanup.add(() => upstream.close());
-  const gateway = await route(upstream.url, cleanup, sendTimeout);
+  const gateway = await route(upstream.url, cleanup, timeouts);
   return { upstream, gateway, caller: new Caller(gateway, cleanup) };
 }
 
@@ -536,15 +552,22 @@ async function sendTimeout(route: Route): Promise<void> {
 /**
  * Eight callers start large answers from one agent and stop reading: their unread bytes fill
  * the agent connection's window (each holds up to its exchange window), which stalls the
- * agent's other callers until the gateway cuts the stalled readers (`STALLED_READER_TIMEOUT`,
- * 5 s, on agents' connections and cluster links; the send timeout here is a minute). Then
- * another caller of the same agent is answered, and the stalled callers' answers end short.
+ * agent's other callers until the gateway cuts the stalled readers (`stalledReaderTimeout`,
+ * 5 s by default, on agents' connections and cluster links; the send timeout here is a minute
+ * unless `timeouts` gives one). Then another caller of the same agent is answered, within
+ * `within` of the window filling; with the stalled-reader timeout off, no sooner than the send
+ * timeout after the callers stopped reading.
  */
-async function stalledAgent(route: Route): Promise<void> {
+async function stalledAgent(
+  route: Route,
+  timeouts: Timeouts,
+  within = 4 * STALLED_READER_TIMEOUT,
+): Promise<void> {
   const cleanup = cleanups();
   try {
-    const { upstream, gateway } = await rig(route, cleanup, 60_000);
+    const { upstream, gateway } = await rig(route, cleanup, { sendTimeout: 60_000, ...timeouts });
     const stalled = Array.from({ length: 8 }, () => new Caller(gateway, cleanup));
+    const started = performance.now();
     for (const caller of stalled) {
       void caller.stopAfter(64 * 1024).catch(() => {});
       caller.socket.write("GET /agents/big/file HTTP/1.1\r\nhost: gw\r\n\r\n");
@@ -553,10 +576,16 @@ async function stalledAgent(route: Route): Promise<void> {
     await withTimeout(settled(upstream.written, 500), GUARD, "the agent's window to fill");
     const other = await withTimeout(
       fetch(`${gateway}/agents/big/other`),
-      4 * STALLED_READER_TIMEOUT,
+      timeouts.stalledReaderTimeout === Infinity ? GUARD : within,
       "the agent's next caller to be answered",
     );
     assert.deepEqual([other.status, await other.text()], [200, "ok /other"]);
+    if (timeouts.stalledReaderTimeout === Infinity) {
+      // Timers fire late, never early: the stalled callers' send timeouts began after they
+      // started.
+      const after = performance.now() - started;
+      assert.ok(after >= timeouts.sendTimeout!, `answered ${Math.round(after)} ms after the stall`);
+    }
   } finally {
     await cleanup.run();
   }
