@@ -9,11 +9,16 @@
  * @module
  */
 
+import { MAX_TIMER_MS } from "./_deadlines.ts";
+
 /** Reconnection backoff. Every field has the default given in {@linkcode RECONNECT_DEFAULTS}. */
 export interface ReconnectOptions {
   /** Milliseconds before the first retry, before jitter. Default 250. */
   initialDelay?: number;
-  /** Largest delay between retries, milliseconds, before jitter. Default 30 000. */
+  /**
+   * Largest delay between retries, milliseconds, before jitter (a runtime timer's longest,
+   * 2^31 − 1, at most). Default 30 000.
+   */
   maxDelay?: number;
   /** Growth of the delay per failed attempt. Default 2. */
   factor?: number;
@@ -51,12 +56,18 @@ export class Backoff {
    * @param random Uniform in [0, 1); `Math.random` by default.
    */
   constructor(options: ReconnectOptions = {}, random: () => number = Math.random) {
-    const defaults = RECONNECT_DEFAULTS;
-    this.#initialDelay = options.initialDelay ?? defaults.initialDelay;
-    this.#maxDelay = options.maxDelay ?? defaults.maxDelay;
-    this.#factor = options.factor ?? defaults.factor;
-    this.#jitter = Math.min(Math.max(options.jitter ?? defaults.jitter, 0), 1);
-    this.maxAttempts = options.maxAttempts ?? defaults.maxAttempts;
+    // A delay that is not a number would be a 1 ms timer: a retry storm against the server.
+    const finite = "a finite number ≥ 0";
+    this.#initialDelay = check(options, "initialDelay", finite, (n) => n >= 0 && n < Infinity);
+    this.#maxDelay = check(options, "maxDelay", "≥ 0", (n) => n >= 0);
+    this.#factor = check(options, "factor", "a finite number ≥ 1", (n) => n >= 1 && n < Infinity);
+    this.#jitter = Math.min(Math.max(check(options, "jitter", "a number", (n) => n === n), 0), 1);
+    this.maxAttempts = check(
+      options,
+      "maxAttempts",
+      "an integer ≥ 0 or Infinity",
+      (n) => n >= 0 && (Number.isInteger(n) || n === Infinity),
+    );
     this.#random = random;
   }
 
@@ -67,7 +78,11 @@ export class Backoff {
    * @returns Milliseconds.
    */
   delay(attempt: number): number {
-    const cap = Math.min(this.#maxDelay, this.#initialDelay * this.#factor ** (attempt - 1));
+    const cap = Math.min(
+      this.#maxDelay,
+      this.#initialDelay * this.#factor ** (attempt - 1),
+      MAX_TIMER_MS,
+    );
     return cap * (1 - this.#jitter * this.#random());
   }
 
@@ -94,4 +109,18 @@ export class Backoff {
   cancel(): void {
     this.#cancel?.();
   }
+}
+
+/** The option `name`, or its default; a value that `valid` refuses (not `what`) is a `RangeError`. */
+function check(
+  options: ReconnectOptions,
+  name: keyof ReconnectOptions,
+  what: string,
+  valid: (value: number) => boolean,
+): number {
+  const value = options[name] ?? RECONNECT_DEFAULTS[name];
+  if (typeof value !== "number" || !valid(value)) {
+    throw new RangeError(`Invalid reconnect.${name}: ${value} must be ${what}`);
+  }
+  return value;
 }

@@ -12,6 +12,12 @@
 
 import { type Clock, systemClock } from "./_clock.ts";
 
+/**
+ * The longest wait a runtime timer takes (2^31 − 1 ms, ~24.8 days): Deno, Bun and Node fire a
+ * longer one after 1 ms. A deadline further away is waited for in steps of this.
+ */
+export const MAX_TIMER_MS = 0x7fff_ffff;
+
 /** One deadline; at most one pending at a time. */
 export class Deadline {
   /** When it is due, in milliseconds on its heap's clock. */
@@ -75,7 +81,8 @@ export class Deadlines {
     this.#timer = undefined;
     this.#timerAt = next;
     if (next !== Infinity) {
-      this.#timer = this.#clock.setTimer(this.#run, Math.max(0, next - this.#clock.now()));
+      const wait = Math.min(Math.max(0, next - this.#clock.now()), MAX_TIMER_MS);
+      this.#timer = this.#clock.setTimer(this.#run, wait);
     }
   }
 

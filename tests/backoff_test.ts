@@ -43,6 +43,34 @@ describe("Backoff", () => {
     assert.equal(backoff.delay(3), 250 * 9);
   });
 
+  it("new Backoff() refuses delays, a factor and attempts that would make no sensible wait", () => {
+    for (
+      const options of [
+        { initialDelay: -1 },
+        { initialDelay: NaN },
+        { initialDelay: Infinity },
+        { maxDelay: -5 },
+        { factor: 0.5 },
+        { factor: NaN },
+        { jitter: NaN },
+        { maxAttempts: 1.5 },
+        { maxAttempts: -1 },
+      ]
+    ) {
+      const [name] = Object.keys(options);
+      assert.throws(() => new Backoff(options), {
+        name: "RangeError",
+        message: new RegExp(`^Invalid reconnect\\.${name}: `),
+      });
+    }
+  });
+
+  it("Backoff.delay() is at most a runtime timer's longest wait (2^31 − 1 ms), even with no cap", () => {
+    const backoff = new Backoff({ maxDelay: Infinity, jitter: 0 });
+    assert.equal(backoff.delay(1), 250);
+    assert.equal(backoff.delay(100), 0x7fff_ffff);
+  });
+
   it("Backoff.cancel() ends the current wait at once", async () => {
     const backoff = new Backoff({ initialDelay: 60_000, jitter: 0 });
     const waiting = backoff.wait(1);

@@ -7,7 +7,7 @@
 
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { Deadline, Deadlines, deadlinesOf } from "../_deadlines.ts";
+import { Deadline, Deadlines, deadlinesOf, MAX_TIMER_MS } from "../_deadlines.ts";
 import { systemClock } from "../_clock.ts";
 import { FakeClock } from "./_fake_clock.ts";
 
@@ -106,6 +106,29 @@ describe("Deadlines", () => {
     assert.throws(() => clock.advance(5), /boom/);
     clock.advance(10);
     assert.deepEqual(fired, ["later"]);
+  });
+
+  it("Deadlines waits for a deadline further away than a runtime timer takes in steps, not at once", () => {
+    // Like the runtimes' timers, this clock fires a wait longer than 2^31 − 1 ms after 1 ms.
+    const clock = new FakeClock();
+    const waits: number[] = [];
+    const deadlines = new Deadlines({
+      now: () => clock.now(),
+      setTimer: (callback, ms) => {
+        waits.push(ms);
+        return clock.setTimer(callback, ms > MAX_TIMER_MS ? 1 : ms);
+      },
+      clearTimer: (timer) => clock.clearTimer(timer),
+    });
+    const day = 86_400_000;
+    let fired = false;
+    deadlines.set(new Deadline(() => fired = true), 60 * day);
+    clock.advance(59 * day);
+    assert.equal(fired, false);
+    assert.ok(waits.length <= 3, `${waits.length} timers in 59 days`);
+    clock.advance(day);
+    assert.equal(fired, true);
+    assert.ok(waits.every((ms) => ms <= MAX_TIMER_MS), `waits ${waits}`);
   });
 
   it("deadlinesOf() gives everything on one clock the same heap", () => {
