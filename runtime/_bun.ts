@@ -1,14 +1,16 @@
 /**
  * Bun: its server's sockets (`ServerWebSocket`, whose events arrive as callbacks on the
  * server: they push into the adapter, as capnweb's `dispatchMessage` does), `Bun.serve`,
- * `server.upgrade`, its client's extra CAs (`tls.ca`) and its script facilities, all
- * described structurally (no Bun type declarations needed).
+ * `server.upgrade`, its client's extra CAs (`tls.ca`), its TCP sockets (`Bun.connect`) and
+ * its script facilities, all described structurally (no Bun type declarations needed).
  *
  * @module
  */
 
 import { type Socket, SocketEvents } from "../_socket.ts";
 import { plainBytes } from "./_plain_bytes.ts";
+import { isAscii, latin1Bytes } from "./_latin1.ts";
+import { Unsent } from "./_unsent.ts";
 import type {
   DialTls,
   Listening,
@@ -16,6 +18,8 @@ import type {
   RemoteAddr,
   ScriptRuntime,
   SocketAcceptor,
+  TcpConnection,
+  TcpHandlers,
 } from "./_types.ts";
 
 /** The part of Bun's `ServerWebSocket` we use, described structurally. */
@@ -70,6 +74,12 @@ export interface BunGlobal {
     port: number;
     stop(closeActiveConnections?: boolean): Promise<void> | void;
   };
+  connect(options: {
+    hostname: string;
+    port: number;
+    data: BunTcp;
+    socket: BunTcpHandlers;
+  }): Promise<unknown>;
   argv: string[];
   env: Record<string, string | undefined>;
   file(path: string): { text(): Promise<string> };
@@ -273,4 +283,184 @@ export function scriptOnBun(bun: BunGlobal, process: ProcessGlobal): ScriptRunti
     exit: (code) => process.exit(code),
     readTextFile: (path) => bun.file(path).text(),
   };
+}
+
+/** The part of Bun's TCP `Socket` used here; `data` is its adapter. */
+interface BunTcpSocket {
+  readonly data: BunTcp;
+  /** @returns Bytes written (UTF-8 for a string), or -1 once closed. */
+  write(data: string | Uint8Array): number;
+  setNoDelay(noDelay: boolean): void;
+  pause(): void;
+  resume(): void;
+  ref(): void;
+  unref(): void;
+  terminate(): void;
+}
+
+/** Bun's callbacks for its TCP sockets: one set for all, each passing the socket. */
+interface BunTcpHandlers {
+  open(socket: BunTcpSocket): void;
+  data(socket: BunTcpSocket, data: Uint8Array): void;
+  drain(socket: BunTcpSocket): void;
+  end(socket: BunTcpSocket): void;
+  close(socket: BunTcpSocket, error?: Error): void;
+  error(socket: BunTcpSocket, error: Error): void;
+  connectError(socket: BunTcpSocket, error: Error): void;
+}
+
+const BUN_TCP_HANDLERS: BunTcpHandlers = {
+  open: (socket) => socket.data.opened(socket),
+  // Bun hands over its `Buffer`, whatever `binaryType` says.
+  data: (socket, data) => socket.data.received(plainBytes(data)),
+  drain: (socket) => socket.data.flush(),
+  end: (socket) => socket.data.ended(),
+  close: (socket, error) => socket.data.gone(error),
+  error: (socket, error) => socket.data.failed(error),
+  connectError: (socket, error) => {
+    socket.data.failed(error);
+    socket.data.gone();
+  },
+};
+
+/** A {@linkcode TcpConnection} over Bun's TCP socket; Bun's callbacks call into it. */
+class BunTcp implements TcpConnection {
+  readonly #handlers: TcpHandlers;
+  #socket: BunTcpSocket | undefined;
+  /** Bytes the socket did not take yet. */
+  readonly #unsent = new Unsent();
+  #paused = false;
+  #unref = false;
+  #failed = false;
+  #closed = false;
+  destroyed = false;
+
+  constructor(handlers: TcpHandlers) {
+    this.#handlers = handlers;
+  }
+
+  opened(socket: BunTcpSocket): void {
+    this.#socket = socket;
+    if (this.destroyed) return socket.terminate();
+    socket.setNoDelay(true);
+    if (this.#paused) socket.pause();
+    if (this.#unref) socket.unref();
+    this.flush();
+  }
+
+  received(data: Uint8Array): void {
+    if (!this.destroyed) this.#handlers.data(data);
+  }
+
+  ended(): void {
+    if (!this.destroyed) this.#handlers.end();
+  }
+
+  failed(error: Error): void {
+    if (this.destroyed || this.#failed) return;
+    this.#failed = true;
+    this.#handlers.error(error);
+  }
+
+  gone(error?: Error): void {
+    if (this.#closed) return;
+    if (error) this.failed(error);
+    this.#closed = true;
+    this.destroyed = true;
+    this.#unsent.clear();
+    this.#handlers.close();
+  }
+
+  write(...parts: (string | Uint8Array)[]): boolean {
+    if (this.destroyed) return false;
+    const socket = this.#socket;
+    if (socket && this.#unsent.bytes === 0) {
+      const [part] = parts;
+      // A string Bun writes as UTF-8: the same bytes, when it is ASCII.
+      if (parts.length === 1 && typeof part === "string" && isAscii(part)) {
+        const written = socket.write(part);
+        if (written === part.length) return true;
+        this.#unsent.add(latin1Bytes([part]).subarray(Math.max(written, 0)));
+      } else {
+        const bytes = latin1Bytes(parts);
+        const written = socket.write(bytes);
+        if (written === bytes.byteLength) return true;
+        this.#unsent.add(bytes.subarray(Math.max(written, 0)));
+      }
+    } else {
+      this.#unsent.add(latin1Bytes(parts));
+    }
+    return this.#unsent.belowHighWater;
+  }
+
+  /** Writes what waits, as far as the socket takes it (on open, and on Bun's `drain`). */
+  flush(): void {
+    const socket = this.#socket!;
+    const unsent = this.#unsent;
+    for (let bytes = unsent.first; bytes !== undefined; bytes = unsent.first) {
+      const written = Math.max(socket.write(bytes), 0);
+      if (this.destroyed) return;
+      unsent.wrote(written);
+      if (written < bytes.byteLength) return;
+    }
+  }
+
+  drained(): Promise<void> {
+    return this.destroyed ? Promise.resolve() : this.#unsent.drained();
+  }
+
+  pause(): void {
+    this.#paused = true;
+    this.#socket?.pause();
+  }
+
+  resume(): void {
+    this.#paused = false;
+    this.#socket?.resume();
+  }
+
+  ref(): void {
+    this.#unref = false;
+    this.#socket?.ref();
+  }
+
+  unref(): void {
+    this.#unref = true;
+    this.#socket?.unref();
+  }
+
+  destroy(): void {
+    if (this.destroyed) return;
+    this.destroyed = true;
+    this.#unsent.clear();
+    // Bun's `close` follows; before the socket opened, `opened` terminates it.
+    this.#socket?.terminate();
+  }
+}
+
+/**
+ * Opens a TCP connection with `Bun.connect`.
+ *
+ * @param bun The `Bun` global.
+ * @param hostname The host.
+ * @param port The port.
+ * @param handlers What hears of it.
+ * @returns The connection, opening.
+ */
+export function connectTcpOnBun(
+  bun: BunGlobal,
+  hostname: string,
+  port: number,
+  handlers: TcpHandlers,
+): TcpConnection {
+  const connection = new BunTcp(handlers);
+  // A refusal comes to `connectError` as well as here.
+  bun.connect({
+    hostname,
+    port,
+    data: connection,
+    socket: BUN_TCP_HANDLERS,
+  })
+    .catch(() => {});
+  return connection;
 }

@@ -1,12 +1,14 @@
 /**
  * Deno: its server (`Deno.serve`, `Deno.upgradeWebSocket`), its client's extra CAs
- * (`Deno.createHttpClient`) and its script facilities, described structurally (no `Deno`
- * type declarations needed). Deno's sockets are standard `WebSocket`s (`_web_socket.ts`).
+ * (`Deno.createHttpClient`), its TCP connections (`Deno.connect`) and its script facilities,
+ * described structurally (no `Deno` type declarations needed). Deno's sockets are standard `WebSocket`s (`_web_socket.ts`).
  *
  * @module
  */
 
 import { adaptWebSocket } from "./_web_socket.ts";
+import { latin1Bytes } from "./_latin1.ts";
+import { Unsent } from "./_unsent.ts";
 import type {
   DialTls,
   Listening,
@@ -14,6 +16,8 @@ import type {
   RemoteAddr,
   ScriptRuntime,
   SocketAcceptor,
+  TcpConnection,
+  TcpHandlers,
 } from "./_types.ts";
 
 /** The part of `Deno.ServeHandlerInfo` used here. */
@@ -36,6 +40,7 @@ export interface DenoGlobal {
   ): { addr: RemoteAddr; shutdown(): Promise<void> };
   upgradeWebSocket(request: Request): { socket: WebSocket; response: Response };
   createHttpClient?(options: { caCerts: string[] }): { close(): void };
+  connect(options: { hostname: string; port: number }): Promise<DenoConn>;
   args: string[];
   env: { get(name: string): string | undefined };
   addSignalListener(signal: string, listener: () => void): void;
@@ -199,4 +204,162 @@ export function scriptOnDeno(deno: DenoGlobal): ScriptRuntime {
     exit: (code) => deno.exit(code),
     readTextFile: (path) => deno.readTextFile(path),
   };
+}
+
+/** The part of `Deno.Conn` used here. */
+interface DenoConn {
+  /** @returns Bytes read, or `null` at the end. */
+  read(buffer: Uint8Array): Promise<number | null>;
+  /** @returns Bytes written: maybe fewer than given. */
+  write(bytes: Uint8Array): Promise<number>;
+  setNoDelay(noDelay: boolean): void;
+  ref(): void;
+  unref(): void;
+  close(): void;
+}
+
+/** Bytes one read takes at most: a connection keeps this buffer while it is open. */
+const TCP_READ_BYTES = 64 * 1024;
+
+/** A {@linkcode TcpConnection} over a `Deno.Conn`: a read loop and a write loop. */
+class DenoTcp implements TcpConnection {
+  readonly #handlers: TcpHandlers;
+  #conn: DenoConn | undefined;
+  /** Bytes not written yet; the write loop runs while there are any. */
+  readonly #unsent = new Unsent();
+  #writing = false;
+  #paused = false;
+  /** Wakes the read loop from a pause. */
+  #resumed: (() => void) | undefined;
+  #unref = false;
+  #closed = false;
+  destroyed = false;
+
+  constructor(deno: DenoGlobal, hostname: string, port: number, handlers: TcpHandlers) {
+    this.#handlers = handlers;
+    deno.connect({ hostname, port }).then((conn) => {
+      if (this.destroyed) {
+        conn.close();
+        return this.#gone();
+      }
+      this.#conn = conn;
+      conn.setNoDelay(true);
+      if (this.#unref) conn.unref();
+      if (this.#unsent.bytes > 0) void this.#write();
+      void this.#read(conn);
+    }, (error: Error) => this.#fail(error));
+  }
+
+  async #read(conn: DenoConn): Promise<void> {
+    const buffer = new Uint8Array(TCP_READ_BYTES);
+    try {
+      for (;;) {
+        if (this.#paused) await new Promise<void>((resolve) => this.#resumed = resolve);
+        if (this.destroyed) break;
+        const n = await conn.read(buffer);
+        if (this.destroyed) break;
+        if (n === null) {
+          this.#handlers.end();
+          break;
+        }
+        // A copy: the owner keeps it (as a body chunk), and the buffer is read into again.
+        this.#handlers.data(buffer.slice(0, n));
+      }
+    } catch (error) {
+      // A read cut by `destroy()` rejects too; only a failure of the connection is heard.
+      if (!this.destroyed) this.#handlers.error(error as Error);
+    }
+    // As `node:net` does (no half-open connections): the peer's end closes ours.
+    this.destroy();
+    this.#gone();
+  }
+
+  async #write(): Promise<void> {
+    this.#writing = true;
+    const unsent = this.#unsent;
+    try {
+      for (let bytes = unsent.first; bytes !== undefined; bytes = unsent.first) {
+        const written = await this.#conn!.write(bytes);
+        // Destroyed meanwhile: what waited is gone.
+        if (this.destroyed) break;
+        unsent.wrote(written);
+      }
+    } catch (error) {
+      this.#fail(error as Error);
+    }
+    this.#writing = false;
+  }
+
+  #fail(error: Error): void {
+    if (this.destroyed) return;
+    this.#handlers.error(error);
+    this.destroy();
+    // Not connected, there is no read loop to end it.
+    if (!this.#conn) this.#gone();
+  }
+
+  #gone(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.destroyed = true;
+    this.#handlers.close();
+  }
+
+  write(...parts: (string | Uint8Array)[]): boolean {
+    if (this.destroyed) return false;
+    this.#unsent.add(latin1Bytes(parts));
+    if (this.#conn && !this.#writing) void this.#write();
+    return this.#unsent.belowHighWater;
+  }
+
+  drained(): Promise<void> {
+    return this.destroyed ? Promise.resolve() : this.#unsent.drained();
+  }
+
+  pause(): void {
+    this.#paused = true;
+  }
+
+  resume(): void {
+    this.#paused = false;
+    this.#resumed?.();
+    this.#resumed = undefined;
+  }
+
+  ref(): void {
+    this.#unref = false;
+    this.#conn?.ref();
+  }
+
+  unref(): void {
+    this.#unref = true;
+    this.#conn?.unref();
+  }
+
+  destroy(): void {
+    if (this.destroyed) return;
+    this.destroyed = true;
+    this.#unsent.clear();
+    // A pending read rejects, or a paused loop wakes, and the read loop ends with `close`.
+    this.#conn?.close();
+    this.#resumed?.();
+  }
+}
+
+/**
+ * Opens a TCP connection with `Deno.connect`.
+ *
+ * @param deno The `Deno` global.
+ * @param hostname The host.
+ * @param port The port.
+ * @param handlers What hears of it.
+ * @returns The connection, opening.
+ */
+export function connectTcpOnDeno(
+  deno: DenoGlobal,
+  hostname: string,
+  port: number,
+  handlers: TcpHandlers,
+): TcpConnection {
+  return new DenoTcp(deno, hostname, port, handlers);
 }

@@ -91,3 +91,45 @@ export interface ScriptRuntime {
   /** Reads a UTF-8 text file (a certificate, a key). */
   readTextFile(path: string): Promise<string>;
 }
+
+/** What a {@linkcode TcpConnection} tells its owner, given when it is opened. */
+export interface TcpHandlers {
+  /** Bytes arrived; the owner's to keep (a buffer of their own each time). */
+  data(chunk: Uint8Array): void;
+  /** The peer ended its side; `close` follows. */
+  end(): void;
+  /** Connecting or the connection failed; `close` follows. */
+  error(error: Error): void;
+  /** The connection is gone (after `destroy()` too): once, and last. */
+  close(): void;
+}
+
+/**
+ * A plain TCP connection that writes with `TCP_NODELAY` set: the agent's sockets to its
+ * upstream, on the runtime's own sockets where it has them (they cost a third less CPU per
+ * small exchange than `node:net` does on Deno and on Bun).
+ */
+export interface TcpConnection {
+  /**
+   * Writes `parts` in order, together: a string as one byte per character (latin1, as an
+   * HTTP/1.1 head is written). Bytes written before the connection opens wait for it.
+   *
+   * @returns `false` once what waits to be sent is over the high-water mark: the writer
+   *   waits for {@linkcode TcpConnection.drained} before writing more.
+   */
+  write(...parts: (string | Uint8Array)[]): boolean;
+  /** Resolves once nothing waits to be sent, or the connection is gone. */
+  drained(): Promise<void>;
+  /** Stops reading: the peer's writes meet TCP backpressure. */
+  pause(): void;
+  /** Reads again. */
+  resume(): void;
+  /** Keeps the process alive while the connection is open (the default). */
+  ref(): void;
+  /** Lets the process exit while the connection is open and idle. */
+  unref(): void;
+  /** Closes the connection at once; nothing but `close` is heard from it after. */
+  destroy(): void;
+  /** Whether it was destroyed or has closed. */
+  readonly destroyed: boolean;
+}

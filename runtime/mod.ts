@@ -7,9 +7,10 @@
  * | File | What |
  * |---|---|
  * | `_web_socket.ts` | the standard `WebSocket` (every client, Deno's server sockets) |
- * | `_deno.ts` | `Deno.serve`, `Deno.upgradeWebSocket`, `Deno.createHttpClient`, `Deno.args` … |
- * | `_bun.ts` | Bun's `ServerWebSocket` and `websocket` handlers, `Bun.serve`, `tls.ca`, `Bun.argv` … |
+ * | `_deno.ts` | `Deno.serve`, `Deno.upgradeWebSocket`, `Deno.createHttpClient`, `Deno.connect`, `Deno.args` … |
+ * | `_bun.ts` | Bun's `ServerWebSocket` and `websocket` handlers, `Bun.serve`, `tls.ca`, `Bun.connect`, `Bun.argv` … |
  * | `_ws.ts`, `_node_http.ts` | the `ws` package and `node:http`, the same on both (the gateway) |
+ * | `_node_net.ts` | `node:net` and `node:tls` sockets (the agent's upstream over TLS, and elsewhere) |
  *
  * To add a runtime: describe its globals structurally in a file of its own (as `_bun.ts`
  * does), give it a {@linkcode Runtime} in `detect()` below, and run the suite on it.
@@ -24,6 +25,7 @@ import {
   type BunGlobal,
   type BunServerLike,
   type BunWebSocketHandlers,
+  connectTcpOnBun,
   dialTlsOnBun,
   isBunServer,
   listenOnBun,
@@ -34,6 +36,7 @@ import {
 import {
   abortRequestOnDeno,
   cannotTrust,
+  connectTcpOnDeno,
   type DenoGlobal,
   type DenoServeHandlerInfo,
   dialTlsOnDeno,
@@ -43,7 +46,15 @@ import {
   upgradeOnDeno,
 } from "./_deno.ts";
 import { type BinaryType, openWebSocketWith } from "./_web_socket.ts";
-import type { DialTls, Listening, ListenOptions, ScriptRuntime, SocketAcceptor } from "./_types.ts";
+import type {
+  DialTls,
+  Listening,
+  ListenOptions,
+  ScriptRuntime,
+  SocketAcceptor,
+  TcpConnection,
+  TcpHandlers,
+} from "./_types.ts";
 
 export { adaptWebSocket, dialFailure } from "./_web_socket.ts";
 export { bunWebSocketHandlers } from "./_bun.ts";
@@ -55,6 +66,8 @@ export type {
   RemoteAddr,
   ScriptRuntime,
   SocketAcceptor,
+  TcpConnection,
+  TcpHandlers,
   Upgraded,
 } from "./_types.ts";
 export type { Socket };
@@ -115,6 +128,14 @@ export interface Runtime {
    * request gets an `AbortController`'s signal.
    */
   readonly abortRequest: ((request: Request, reason: unknown) => void) | undefined;
+  /**
+   * Opens a plain TCP connection on the runtime's own sockets (`Deno.connect`,
+   * `Bun.connect`); `undefined` where the library knows none, and `node:net` serves
+   * (`_node_net.ts`).
+   */
+  readonly connectTcp:
+    | ((hostname: string, port: number, handlers: TcpHandlers) => TcpConnection)
+    | undefined;
 }
 
 interface Globals {
@@ -147,6 +168,7 @@ function detect(): Runtime {
       script: () => process ? scriptOnBun(bun, process) : noScript(),
       takeBodyInMemory: undefined,
       abortRequest: undefined,
+      connectTcp: (hostname, port, handlers) => connectTcpOnBun(bun, hostname, port, handlers),
     };
   }
   if (deno) {
@@ -164,6 +186,7 @@ function detect(): Runtime {
       script: () => scriptOnDeno(deno),
       takeBodyInMemory: takeBodyOnDeno(),
       abortRequest: abortRequestOnDeno(),
+      connectTcp: (hostname, port, handlers) => connectTcpOnDeno(deno, hostname, port, handlers),
     };
   }
   return {
@@ -179,6 +202,7 @@ function detect(): Runtime {
     script: noScript,
     takeBodyInMemory: undefined,
     abortRequest: undefined,
+    connectTcp: undefined,
   };
 }
 
