@@ -170,6 +170,32 @@ for (const [kind, connect] of kinds) {
       }
     });
 
+    it(
+      "hands over chunks that stay as they came while kept (no buffer read into again)",
+      TEST,
+      async () => {
+        const size = 8 * MIB;
+        const sent = new Uint8Array(size);
+        for (let i = 0; i < size; i++) sent[i] = (i * 7 + (i >> 13)) & 0xff;
+        const upstream = await server((socket) => socket.end(sent));
+        try {
+          const heard = new Heard();
+          connect(upstream.port, heard);
+          await withTimeout(heard.closed, GUARD, "close");
+          const received = new Uint8Array(heard.bytes);
+          let at = 0;
+          for (const chunk of heard.chunks) {
+            received.set(chunk, at);
+            at += chunk.byteLength;
+          }
+          assert.equal(at, size);
+          assert.ok(received.every((byte, i) => byte === sent[i]), "every byte as sent");
+        } finally {
+          await upstream.close();
+        }
+      },
+    );
+
     it("reports a refusal as an error, then close, once each", TEST, async () => {
       const heard = new Heard();
       const connection = connect(await closedPort(), heard);
