@@ -145,9 +145,10 @@ function check(name: string, spec: FlagSpec, value: string): string | string[] {
       }
       return value;
     case "ms":
-      if (!/^\d+$/.test(value) || Number(value) <= 0) {
+      // At most what a runtime timer waits (~24.8 days): a longer one fires at once.
+      if (!/^\d+$/.test(value) || Number(value) <= 0 || Number(value) > 0x7fff_ffff) {
         throw new UsageError(
-          `Invalid --${name}: ${value} is not a positive number of milliseconds`,
+          `Invalid --${name}: ${value} is not a positive number of milliseconds up to 2147483647`,
         );
       }
       return value;

@@ -65,6 +65,7 @@ for (const runtime of ["deno", "bun"] as const) {
         [["--token", "--port", "0"], /--token/],
         [["--port", "80808"], /--port: 80808 is not a port/],
         [["--timeout", "soon"], /--timeout/],
+        [["--exit-after", "3000000000"], /--exit-after: 3000000000 is not a positive number/],
         [["--log-format", "xml"], /--log-format: xml/],
         [["stray"], /Unexpected argument: stray/],
       ];
