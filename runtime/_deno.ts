@@ -237,17 +237,22 @@ class DenoTcp implements TcpConnection {
 
   constructor(deno: DenoGlobal, hostname: string, port: number, handlers: TcpHandlers) {
     this.#handlers = handlers;
-    deno.connect({ hostname, port }).then((conn) => {
-      if (this.destroyed) {
-        conn.close();
-        return this.#gone();
-      }
-      this.#conn = conn;
-      conn.setNoDelay(true);
-      if (this.#unref) conn.unref();
-      if (this.#unsent.bytes > 0) void this.#write();
-      void this.#read(conn);
-    }, (error: Error) => this.#fail(error));
+    deno.connect({ hostname, port }).then((conn) => this.#opened(conn))
+      // A throw in `#opened` too: not an unhandled rejection, which ends a Deno process.
+      .catch((error: Error) => this.#fail(error));
+  }
+
+  #opened(conn: DenoConn): void {
+    if (this.destroyed) {
+      conn.close();
+      return this.#gone();
+    }
+    this.#conn = conn;
+    // First: from here on, the read loop's end is what says `close`.
+    void this.#read(conn);
+    conn.setNoDelay(true);
+    if (this.#unref) conn.unref();
+    if (this.#unsent.bytes > 0) void this.#write();
   }
 
   async #read(conn: DenoConn): Promise<void> {
