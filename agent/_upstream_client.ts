@@ -6,8 +6,8 @@
  * cost the agent 40 % of its CPU for a small request on Deno and Bun (its agent, its
  * request and response objects, its events). This one writes the head and a whole body in
  * one socket write and reads the response with `_http1_response.ts`, on the runtime's own
- * TCP sockets (`RUNTIME.connectTcp`: a third less CPU per small exchange than `node:net`),
- * or on `node:tls` for an `https:` upstream.
+ * TCP sockets (`RUNTIME.connectTcp`: this client costs a fifth less CPU per request on Bun
+ * than on `node:net`, a tenth less on Deno), or on `node:tls` for an `https:` upstream.
  *
  * @module
  */
