@@ -6,6 +6,7 @@
  */
 
 import type { Clock } from "./_clock.ts";
+import type { StalledReaders } from "./connection/_stalled_readers.ts";
 import type { Connection } from "./connection.ts";
 import type { HeartbeatOptions as CoreHeartbeat } from "./protocol/heartbeat.ts";
 import { FRAME_HEADER_BYTES } from "./protocol/frame.ts";
@@ -106,14 +107,6 @@ export interface ConnectionLimits {
   maxQueuedBytes: number;
   /** The stalled-reader watch (`limits.stalledReaderTimeout`), if on. */
   stalledReaders?: StalledReaders;
-}
-
-/** When a connection cuts readers that hold its receive window (see `Limits`). */
-export interface StalledReaders {
-  /** Milliseconds a reader may take nothing while its bytes wait. */
-  timeout: number;
-  /** Unread bytes at which the receive window counts as spent. */
-  spent: number;
 }
 
 /**

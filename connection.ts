@@ -23,8 +23,7 @@ import { BodyPumps } from "./connection/_body_pump.ts";
 import { abortReason, Caller, refusal } from "./connection/_caller.ts";
 import type { BodyBytes } from "./connection/_inbound_body.ts";
 import { ConnectionContext } from "./connection/_context.ts";
-import { StalledReaderWatch } from "./connection/_stalled_readers.ts";
-import type { StalledReaders } from "./_options.ts";
+import { type StalledReaders, StalledReaderWatch } from "./connection/_stalled_readers.ts";
 import { Output, type OutputHost, Urgency } from "./connection/_output.ts";
 import {
   forwardParts,

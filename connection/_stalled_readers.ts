@@ -14,10 +14,17 @@
 
 import { Deadline, type Deadlines, deadlinesOf } from "../_deadlines.ts";
 import type { Clock } from "../_clock.ts";
-import type { StalledReaders } from "../_options.ts";
 import { ExchangeResetError } from "../errors.ts";
 import { ResetCode } from "../protocol/close_codes.ts";
 import type { InboundBody } from "./_inbound_body.ts";
+
+/** When a connection cuts readers that hold its receive window (see `Limits`). */
+export interface StalledReaders {
+  /** Milliseconds a reader may take nothing while its bytes wait. */
+  timeout: number;
+  /** Unread bytes at which the receive window counts as spent. */
+  spent: number;
+}
 
 /** What the watch reads of its connection. */
 export interface StalledReaderHost {

@@ -1,8 +1,8 @@
 /**
  * The runtime-neutral shapes the adapters fill in: an upgraded socket and who takes it, a
- * listener, the TLS options of a client dial, and a script's arguments and exit. Nothing
- * here names a runtime; `_deno.ts`, `_bun.ts` and `_web_socket.ts` implement them, and
- * `mod.ts` picks the one this process runs on.
+ * listener, the TLS options of a client dial, a script's arguments and exit, and a plain TCP
+ * connection. Nothing here names a runtime; `_deno.ts`, `_bun.ts`, `_web_socket.ts` and
+ * `_node_net.ts` implement them, and `mod.ts` picks the one this process runs on.
  *
  * @module
  */
