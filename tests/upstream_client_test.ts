@@ -305,6 +305,33 @@ describe("the tunnel's HTTP/1.1 client", () => {
     },
   );
 
+  it(
+    "answers 502 when nothing listens at the upstream, and reaches it once it does",
+    TEST,
+    async () => {
+      // A port that was free a moment ago; the upstream then listens on it.
+      const probe = net.createServer();
+      await new Promise<void>((resolve) => probe.listen(0, "127.0.0.1", resolve));
+      const port = (probe.address() as net.AddressInfo).port;
+      await new Promise<void>((resolve) => probe.close(() => resolve()));
+      const ask = tunnelTo(`http://127.0.0.1:${port}`);
+      const down = await ask({});
+      assert.equal(down.status, 502);
+      const error = JSON.parse(await text(down.body));
+      assert.equal(error.error, "upstream_unavailable");
+      assert.match(error.message, new RegExp(`^Cannot reach http://127\\.0\\.0\\.1:${port}: `));
+      const upstream = net.createServer((socket) =>
+        socket.on("data", () => socket.end(OK("up", "connection: close\r\n")))
+      );
+      await new Promise<void>((resolve) => upstream.listen(port, "127.0.0.1", resolve));
+      try {
+        assert.equal(await text((await ask({})).body), "up");
+      } finally {
+        await new Promise<void>((resolve) => upstream.close(() => resolve()));
+      }
+    },
+  );
+
   it("rejects with the cancel's reason, before the head and after", TEST, async () => {
     const arrived = deferred<void>();
     const upstream = await rawUpstream((seen, socket) => {
