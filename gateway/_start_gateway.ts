@@ -343,6 +343,7 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
   const shared: Limits = stalledReaderTimeout === Infinity
     ? {}
     : { stalledReaderTimeout: Math.ceil(stalledReaderTimeout) };
+  const linkLimits = clusterLinkLimits(shared);
   const admission = new AgentAdmission<Connection>({
     token,
     credentialsFile: options.credentialsFile,
@@ -945,7 +946,7 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
     path: CLUSTER_LINK_PATH,
     closeTimeout,
     resumeWindow: 0,
-    limits: clusterLinkLimits(shared),
+    limits: linkLimits,
     logger: logger && { ...logger, info: (...args: unknown[]) => logger.debug(...args) },
     handler: withParts(async (request: Request, info: HandlerInfo): Promise<Response> => {
       const caller = new CallerRequest(
@@ -1041,7 +1042,7 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
         options.cluster,
         url,
         resumeTokens!,
-        clusterLinkLimits(shared),
+        linkLimits,
         logger,
       );
     } catch (error) {

@@ -12,7 +12,7 @@ import net from "node:net";
 import { RUNTIME } from "../runtime/mod.ts";
 import { adaptNodeSocket } from "../runtime/_node_net.ts";
 import type { TcpConnection, TcpHandlers } from "../runtime/_types.ts";
-import { BUN_BIN, DENO_BIN, RUNTIME as RUNTIME_NAME, spawnLines, withTimeout } from "./_helpers.ts";
+import { RUNTIME as RUNTIME_NAME, spawnFixture, withTimeout } from "./_helpers.ts";
 
 const GUARD = 10_000;
 const TEST = { timeout: 60_000 };
@@ -316,11 +316,10 @@ for (const [kind, connect] of kinds) {
 
     it("unref() lets its process exit while the connection is open and idle", TEST, async () => {
       const upstream = await server((socket) => socket.on("data", () => socket.write("hi")));
-      const script = new URL("./_tcp_idle_process.ts", import.meta.url).pathname;
-      const argv = [String(upstream.port), kind === "node:net" ? "node" : "own"];
-      const child = RUNTIME_NAME === "deno"
-        ? spawnLines(DENO_BIN, ["run", "-A", "--quiet", script, ...argv], "the idle process")
-        : spawnLines(BUN_BIN, ["run", script, ...argv], "the idle process");
+      const child = spawnFixture(RUNTIME_NAME, "tests/fixtures/tcp_idle.ts", [
+        String(upstream.port),
+        kind === "node:net" ? "node" : "own",
+      ]);
       try {
         await child.waitFor(/^idle$/, GUARD);
         assert.equal(await withTimeout(child.exited, GUARD, "the process to exit"), 0);
