@@ -146,22 +146,12 @@ export function tunnelHandler(upstream: string | URL, options: TunnelOptions = {
     if (!target.startsWith("/")) {
       return jsonParts(400, { error: "bad_request", message: `Cannot tunnel target ${target}` });
     }
-    // Repeated names are joined as a `Headers` joins them, where the first came.
-    const fields = new Map<string, string>();
-    const listed = connectionOptions(joined(headers, "connection"));
-    for (const [given, value] of headers) {
-      const name = given.toLowerCase();
-      if (name === "expect" || isHopByHop(name, listed)) continue;
-      const before = fields.get(name);
-      fields.set(name, before === undefined ? value : `${before}, ${value}`);
-    }
-    if (!fields.has("host")) fields.set("host", base.host);
     let sent: Promise<UpstreamResponse>;
     try {
       sent = client.request({
         method,
         target: wireTarget(prefix + target),
-        headers: [...fields],
+        headers: upstreamFields(headers, base.host),
         body,
         cancel,
       });
@@ -191,6 +181,46 @@ export function tunnelHandler(upstream: string | URL, options: TunnelOptions = {
       }),
     );
   }, tunnel);
+}
+
+/** Up to this many names, a repeated one is found by a scan of those before; past it, by a `Map`. */
+const SCANNED = 16;
+
+/**
+ * The request's header list as the upstream gets it: names lower-cased, hop-by-hop ones and
+ * `Expect` left out, a repeated name joined as a `Headers` joins it where the first came, and
+ * `Host` the upstream's unless the request brings one. For the usual few headers, no `Map` and
+ * no copy of a field whose name is lower-case already: this runs on every request.
+ */
+function upstreamFields(headers: IncomingParts["headers"], host: string): [string, string][] {
+  const listed = connectionOptions(joined(headers, "connection"));
+  const out: [string, string][] = [];
+  let index: Map<string, number> | undefined;
+  let hasHost = false;
+  for (const field of headers) {
+    const name = field[0].toLowerCase();
+    if (name === "expect" || isHopByHop(name, listed)) continue;
+    const at = index === undefined ? scan(out, name) : index.get(name) ?? -1;
+    if (at >= 0) {
+      out[at] = [name, `${out[at][1]}, ${field[1]}`];
+      continue;
+    }
+    if (name === "host") hasHost = true;
+    if (index === undefined && out.length === SCANNED) {
+      index = new Map(out.map(([known], i) => [known, i]));
+    }
+    index?.set(name, out.length);
+    // The client only reads the list: a field as it came is as good as a copy.
+    out.push(name === field[0] ? field as [string, string] : [name, field[1]]);
+  }
+  if (!hasHost) out.push(["host", host]);
+  return out;
+}
+
+/** Where `name` is in `list`, or -1. */
+function scan(list: [string, string][], name: string): number {
+  for (let i = 0; i < list.length; i++) if (list[i][0] === name) return i;
+  return -1;
 }
 
 /** The values of every `name` header in a list, joined as a `Headers` joins them. */

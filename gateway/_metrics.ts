@@ -25,6 +25,11 @@ interface Family {
 export interface Counter {
   /** Adds `by` (default 1) to the series with these labels. */
   inc(labels?: Labels, by?: number): void;
+  /**
+   * The series with these labels, to add to with no key made each time (as prom-client's
+   * `labels()`): for a series counted on every request.
+   */
+  series(labels: Labels): { inc(by?: number): void };
 }
 
 /** A histogram: counts observations into cumulative buckets, with their sum. */
@@ -52,13 +57,25 @@ export class MetricsRegistry {
       type: "counter",
       lines: () => [...series.values()].map((s) => sample(name, s.labels, s.value)),
     });
+    const entryOf = (labels: Labels | undefined): { labels: Labels; value: number } => {
+      // Without labels (most calls, on every request) no key is made.
+      const key = labels === undefined ? "" : labelKey(labels);
+      let entry = series.get(key);
+      if (!entry) series.set(key, entry = { labels: labels ?? {}, value: 0 });
+      return entry;
+    };
     return {
       inc(labels, by = 1) {
-        // Without labels (most calls, on every request) no key is made.
-        const key = labels === undefined ? "" : labelKey(labels);
-        const entry = series.get(key);
-        if (entry) entry.value += by;
-        else series.set(key, { labels: labels ?? {}, value: by });
+        entryOf(labels).value += by;
+      },
+      series(labels) {
+        // Made at the first `inc`, as `inc(labels)` makes it: no series shows before.
+        let entry: { labels: Labels; value: number } | undefined;
+        return {
+          inc(by = 1) {
+            (entry ??= entryOf(labels)).value += by;
+          },
+        };
       },
     };
   }

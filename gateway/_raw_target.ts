@@ -62,6 +62,8 @@ export function splitTarget(target: string): SplitTarget {
  * @returns `true` if a `..` would take it above `/`.
  */
 export function climbsOut(path: string): boolean {
+  // No dot segment without a `.` or a `%2e` (most paths, on every request).
+  if (!path.includes(".") && !path.includes("%")) return false;
   let depth = 0;
   const segments = path.split(SEPARATOR);
   // The first segment is what precedes the leading `/`: nothing.

@@ -83,6 +83,8 @@ export class GatewayStats {
   readonly #opened;
   readonly #closed;
   readonly #requests;
+  /** The forwarded requests' series by status class (`[2]` is 2xx): counted on each. */
+  readonly #agentRequests: { inc(): void }[];
   readonly #latency;
   readonly #bytesIn;
   readonly #bytesOut;
@@ -108,6 +110,9 @@ export class GatewayStats {
     this.#requests = r.counter(
       "swaggersocket_http_requests_total",
       "HTTP requests answered, by route and status class.",
+    );
+    this.#agentRequests = [1, 2, 3, 4, 5].map((digit) =>
+      this.#requests.series({ route: "agent", status: `${digit}xx` })
     );
     this.#latency = r.histogram(
       "swaggersocket_http_request_duration_seconds",
@@ -141,7 +146,9 @@ export class GatewayStats {
 
   /** A request was answered (its head sent). */
   answered(route: GatewayRoute, status: number, seconds?: number): void {
-    this.#requests.inc({ route, status: `${Math.floor(status / 100)}xx` });
+    const digit = Math.floor(status / 100);
+    if (route === "agent" && digit >= 1 && digit <= 5) this.#agentRequests[digit - 1].inc();
+    else this.#requests.inc({ route, status: `${digit}xx` });
     if (seconds !== undefined) this.#latency.observe(seconds);
   }
 

@@ -136,6 +136,38 @@ describe("tunnelHandler", () => {
   );
 
   it(
+    "sends the headers in the order they came, names lower-cased, repeats joined where the first came, past a few names too",
+    { timeout: 30_000 },
+    async () => {
+      const echo = await startEchoUpstream();
+      try {
+        const parts = partsOf(tunnelHandler(echo.url))!;
+        // Twenty names, mixed case, with repeats among the first few and past the sixteenth.
+        const headers: [string, string][] = [];
+        for (let i = 0; i < 20; i++) headers.push([i % 2 ? `X-H${i}` : `x-h${i}`, `${i}`]);
+        headers.push(["x-h2", "again"], ["X-H18", "again"], ["Host", "kept.example"]);
+        headers.push(["x-h0", "third"], ["x-h19", "again"], ["Keep-Alive", "timeout=5"]);
+        const answer = await withTimeout(
+          parts({ method: "GET", target: "/h", headers, body: null, cancel: new Cancel() }),
+          GUARD,
+          "the request",
+        );
+        assert.equal(answer.status, 200);
+        const expected: [string, string][] = [];
+        for (let i = 0; i < 20; i++) expected.push([`x-h${i}`, `${i}`]);
+        expected[0][1] = "0, third";
+        expected[2][1] = "2, again";
+        expected[18][1] = "18, again";
+        expected[19][1] = "19, again";
+        expected.push(["host", "kept.example"]);
+        assert.deepEqual(echo.requests[0].headers, expected);
+      } finally {
+        await echo.close();
+      }
+    },
+  );
+
+  it(
     "answers 502 for an upstream status no Response can carry, in either form",
     { timeout: 30_000 },
     async () => {

@@ -57,6 +57,25 @@ describe("MetricsRegistry", () => {
     assert.ok(family.metrics.every((m) => m.value === "1"));
   });
 
+  it("counts a bound series as the same one `inc` with its labels counts, shown once added to", () => {
+    const registry = new MetricsRegistry();
+    const counter = registry.counter("app_total", "Things.");
+    const bound = counter.series({ route: "agent", status: "2xx" });
+    const unused = counter.series({ route: "agent", status: "5xx" });
+    assert.equal(parsePrometheusTextFormat(registry.render())[0].metrics.length, 0);
+    counter.inc({ status: "2xx", route: "agent" });
+    bound.inc();
+    bound.inc(3);
+    counter.inc({ route: "other", status: "4xx" });
+    const [family] = parsePrometheusTextFormat(registry.render());
+    assert.deepEqual(
+      family.metrics.map((m) => [m.labels, m.value]),
+      [[{ route: "agent", status: "2xx" }, "5"], [{ route: "other", status: "4xx" }, "1"]],
+    );
+    unused.inc(0);
+    assert.equal(parsePrometheusTextFormat(registry.render())[0].metrics.length, 3);
+  });
+
   it("refuses a second family with the same name", () => {
     const registry = new MetricsRegistry();
     registry.counter("x_total", "x");
