@@ -334,6 +334,8 @@ class BunTcp implements TcpConnection {
   #failed = false;
   #closed = false;
   destroyed = false;
+  /** Bun reads into buffers of its own, handed to `data` as each read comes. */
+  readonly readBufferBytes = 0;
 
   constructor(handlers: TcpHandlers) {
     this.#handlers = handlers;

@@ -218,8 +218,13 @@ interface DenoConn {
   close(): void;
 }
 
-/** Bytes one read takes at most: a connection keeps this buffer while it is open. */
-const TCP_READ_BYTES = 64 * 1024;
+/**
+ * A read's buffer while what comes fits it: what a connection's pending read holds while it
+ * is idle (a kept-alive socket to an upstream, of which an agent keeps up to 256).
+ */
+const TCP_READ_SMALL = 8 * 1024;
+/** A read's buffer after one that filled its own: a body streaming in. */
+const TCP_READ_LARGE = 64 * 1024;
 
 /** A {@linkcode TcpConnection} over a `Deno.Conn`: a read loop and a write loop. */
 class DenoTcp implements TcpConnection {
@@ -233,6 +238,8 @@ class DenoTcp implements TcpConnection {
   #resumed: (() => void) | undefined;
   #unref = false;
   #closed = false;
+  /** What the read loop reads into next. */
+  #readBuffer: Uint8Array | undefined;
   destroyed = false;
 
   constructor(deno: DenoGlobal, hostname: string, port: number, handlers: TcpHandlers) {
@@ -256,11 +263,13 @@ class DenoTcp implements TcpConnection {
   }
 
   async #read(conn: DenoConn): Promise<void> {
-    const buffer = new Uint8Array(TCP_READ_BYTES);
+    const small = new Uint8Array(TCP_READ_SMALL);
+    let buffer = small;
     try {
       for (;;) {
         if (this.#paused) await new Promise<void>((resolve) => this.#resumed = resolve);
         if (this.destroyed) break;
+        this.#readBuffer = buffer;
         const n = await conn.read(buffer);
         if (this.destroyed) break;
         if (n === null) {
@@ -269,11 +278,19 @@ class DenoTcp implements TcpConnection {
         }
         // A copy: the owner keeps it (as a body chunk), and the buffer is read into again.
         this.#handlers.data(buffer.slice(0, n));
+        // A full buffer has more behind it: read on in large ones until one comes short, then
+        // in the small one again, which is all that a connection going idle keeps.
+        buffer = n < buffer.byteLength
+          ? small
+          : buffer === small
+          ? new Uint8Array(TCP_READ_LARGE)
+          : buffer;
       }
     } catch (error) {
       // A read cut by `destroy()` rejects too; only a failure of the connection is heard.
       if (!this.destroyed) this.#handlers.error(error as Error);
     }
+    this.#readBuffer = undefined;
     // As `node:net` does (no half-open connections): the peer's end closes ours.
     this.destroy();
     this.#gone();
@@ -319,6 +336,10 @@ class DenoTcp implements TcpConnection {
 
   drained(): Promise<void> {
     return this.destroyed ? Promise.resolve() : this.#unsent.drained();
+  }
+
+  get readBufferBytes(): number {
+    return this.#readBuffer?.byteLength ?? 0;
   }
 
   pause(): void {

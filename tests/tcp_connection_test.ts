@@ -314,6 +314,42 @@ for (const [kind, connect] of kinds) {
       }
     });
 
+    it(
+      "holds at most 8 KiB for its next read once reads come short, after a large transfer too",
+      TEST,
+      async () => {
+        const size = MIB + 1000;
+        const upstream = await server((socket) => {
+          socket.write(new Uint8Array(size));
+          socket.once("data", () => socket.write("x"));
+        });
+        try {
+          const heard = new Heard();
+          const connection = connect(upstream.port, heard);
+          let largest = 0;
+          const data = heard.data.bind(heard);
+          heard.data = (chunk) => {
+            data(chunk);
+            largest = Math.max(largest, connection.readBufferBytes);
+          };
+          await withTimeout(heard.received(size), GUARD, "the transfer");
+          connection.write("more");
+          await withTimeout(heard.received(size + 1), GUARD, "the last byte");
+          assert.ok(
+            connection.readBufferBytes <= 8 * 1024,
+            `${connection.readBufferBytes} bytes held for the next read`,
+          );
+          // Where the connection reads into its own buffers, a transfer reads large ones.
+          if (largest > 0) assert.ok(largest > 8 * 1024, `reads of ${largest} bytes at most`);
+          connection.destroy();
+          await withTimeout(heard.closed, GUARD, "close");
+          assert.equal(connection.readBufferBytes, 0);
+        } finally {
+          await upstream.close();
+        }
+      },
+    );
+
     it("unref() lets its process exit while the connection is open and idle", TEST, async () => {
       const upstream = await server((socket) => socket.on("data", () => socket.write("hi")));
       const child = spawnFixture(RUNTIME_NAME, "tests/fixtures/tcp_idle.ts", [
