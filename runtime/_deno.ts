@@ -238,8 +238,8 @@ class DenoTcp implements TcpConnection {
   #resumed: (() => void) | undefined;
   #unref = false;
   #closed = false;
-  /** What the read loop reads into next. */
-  #readBuffer: Uint8Array | undefined;
+  /** The read loop's buffers' bytes: the small one, and the large one while it is in use. */
+  #readBufferBytes = 0;
   destroyed = false;
 
   constructor(deno: DenoGlobal, hostname: string, port: number, handlers: TcpHandlers) {
@@ -267,9 +267,11 @@ class DenoTcp implements TcpConnection {
     let buffer = small;
     try {
       for (;;) {
+        this.#readBufferBytes = buffer === small
+          ? small.byteLength
+          : small.byteLength + buffer.byteLength;
         if (this.#paused) await new Promise<void>((resolve) => this.#resumed = resolve);
         if (this.destroyed) break;
-        this.#readBuffer = buffer;
         const n = await conn.read(buffer);
         if (this.destroyed) break;
         if (n === null) {
@@ -290,7 +292,7 @@ class DenoTcp implements TcpConnection {
       // A read cut by `destroy()` rejects too; only a failure of the connection is heard.
       if (!this.destroyed) this.#handlers.error(error as Error);
     }
-    this.#readBuffer = undefined;
+    this.#readBufferBytes = 0;
     // As `node:net` does (no half-open connections): the peer's end closes ours.
     this.destroy();
     this.#gone();
@@ -339,7 +341,7 @@ class DenoTcp implements TcpConnection {
   }
 
   get readBufferBytes(): number {
-    return this.#readBuffer?.byteLength ?? 0;
+    return this.#readBufferBytes;
   }
 
   pause(): void {

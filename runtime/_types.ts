@@ -133,8 +133,8 @@ export interface TcpConnection {
   /** Whether it was destroyed or has closed. */
   readonly destroyed: boolean;
   /**
-   * Bytes of its own it holds for the next read: what an idle connection keeps (0 where the
-   * runtime reads into buffers of its own).
+   * Bytes of its own it holds to read into: what an idle connection keeps (0 where the runtime
+   * reads into buffers of its own).
    */
   readonly readBufferBytes: number;
 }

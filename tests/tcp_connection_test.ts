@@ -315,7 +315,7 @@ for (const [kind, connect] of kinds) {
     });
 
     it(
-      "holds at most 8 KiB for its next read once reads come short, after a large transfer too",
+      "holds at most 8 KiB to read into once reads come short, after a large transfer too",
       TEST,
       async () => {
         const size = MIB + 1000;
