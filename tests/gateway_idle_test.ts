@@ -1,7 +1,7 @@
 /**
  * The gateway closes callers' connections that bring no request head in time (`idleTimeout`):
- * a slow or silent caller (slowloris) holds nothing for long, and a request being answered,
- * however slowly, is not cut.
+ * a slow or silent caller (slowloris) holds nothing for long, nor one whose request body keeps
+ * coming after its answer, and a request being answered, however slowly, is not cut.
  */
 
 import { after, before, describe, it } from "node:test";
@@ -105,6 +105,33 @@ describe("gateway idleTimeout", TEST_OPTIONS, () => {
       const answer = await withTimeout(closed, GUARD_MS, "the slow answer");
       assert.match(answer, /^HTTP\/1\.1 200 /);
       assert.match(answer, /answered \/x/);
+    },
+  );
+
+  it(
+    "closes a connection whose request body keeps coming after its answer, within the timeout",
+    TEST_OPTIONS,
+    async () => {
+      // Nobody reads a body once the answer is out (here a 404 for no such agent): a caller that
+      // goes on sending holds the connection, and the gateway reading, no longer than an idle
+      // one, as nginx's lingering close bounds it.
+      const { socket, closed } = open(
+        gateway,
+        "POST /agents/nobody/x HTTP/1.1\r\nHost: gw\r\nTransfer-Encoding: chunked\r\n\r\n",
+      );
+      const chunk = `${(16 * 1024).toString(16)}\r\n${"a".repeat(16 * 1024)}\r\n`;
+      let answeredAt = 0;
+      socket.on("data", () => answeredAt ||= performance.now());
+      const sending = setInterval(() => socket.writable && socket.write(chunk), 10);
+      try {
+        const answer = await withTimeout(closed, GUARD_MS, "the endless upload to be cut");
+        assert.match(answer, /^HTTP\/1\.1 404 /);
+        const after = performance.now() - answeredAt;
+        assert.ok(after < IDLE_MS + 5_000, `cut ${Math.round(after)} ms after the answer`);
+      } finally {
+        clearInterval(sending);
+        socket.destroy();
+      }
     },
   );
 
