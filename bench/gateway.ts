@@ -125,10 +125,10 @@ const UPSTREAM_BODY = "swaggersocket gateway bench: a small body of sixty-four b
 const START_MS = 20_000;
 /**
  * The warm-up's concurrent half is measured in slices this long. On this project's 2-vCPU
- * host a Bun gateway and agent forwarded ~0.6× of their steady rate in their first 5 s under
- * load, and reached it after 20–30 s (JavaScriptCore compiling their code in its top tier, a
- * function at a time, on the CPUs the load keeps busy): a warm-up of 2 s measured a server
- * still being compiled (bench/RESULTS.md, session 26).
+ * host fresh gateways and agents forwarded at 0.5–0.75× of their later rate in their first 5 s
+ * under load, and reached it after 10–30 s (the engines compiling their code in their top
+ * tiers, on the CPUs the load keeps busy): a warm-up of 2 s measured servers still being
+ * compiled (bench/HISTORY.md, session 26).
  */
 const WARMUP_SLICE_MS = 5_000;
 
@@ -661,7 +661,7 @@ function report(result: BenchResult): string {
     );
   }
   const warm = result.warmup;
-  if (warm.tunnel && warm.proxy) {
+  if (warm.tunnel?.length && warm.proxy?.length) {
     const first = warm.tunnel[0] / warm.proxy[0];
     lines.push(
       `- warming up (req/s in each ${result.warmupSliceMs / 1000} s of the concurrent warm-up, ` +
