@@ -313,10 +313,10 @@ export class ResponseParser {
    * @returns The head, or `undefined` for an interim (1xx) one.
    */
   #head(input: Uint8Array, from: number, to: number): ResponseHead | undefined {
-    const lines = latin1(input, from, to).split("\n");
-    // The blank line's LF leaves an empty string after it, and the blank line itself.
-    lines.length -= 2;
-    const statusLine = lines[0].endsWith("\r") ? lines[0].slice(0, -1) : lines[0];
+    // Lines by index in one string, with no array of them or copy of each without its CR.
+    const text = latin1(input, from, to);
+    let lf = text.indexOf("\n");
+    const statusLine = text.slice(0, lineEnd(text, lf, 0));
     const status = STATUS_LINE.exec(statusLine);
     if (status === null) {
       throw new UpstreamResponseError(
@@ -331,26 +331,27 @@ export class ResponseParser {
     let length: string | undefined;
     let codings: string | undefined;
     let close = false;
-    for (let i = 1; i < lines.length; i++) {
-      let line = lines[i];
-      if (line.endsWith("\r")) line = line.slice(0, -1);
-      const first = line.charCodeAt(0);
+    // The head ends at its blank line, the first empty one (`#headEnd` found it).
+    for (let start = lf + 1; (lf = text.indexOf("\n", start)) >= 0; start = lf + 1) {
+      const end = lineEnd(text, lf, start);
+      if (end === start) break;
+      const first = text.charCodeAt(start);
       if (first === 0x20 || first === 0x09) {
         // obs-fold (RFC 9112 §5.2): a proxy replaces it with a space.
         if (rawHeaders.length === 0) {
           throw new UpstreamResponseError("A folded line before any header field");
         }
-        rawHeaders[rawHeaders.length - 1] += ` ${fieldValue(line, 0)}`;
+        rawHeaders[rawHeaders.length - 1] += ` ${fieldValue(text, start, end)}`;
         continue;
       }
-      const colon = line.indexOf(":");
-      const name = colon < 0 ? line : line.slice(0, colon);
-      if (colon <= 0 || !TOKEN.test(name)) {
+      const colon = text.indexOf(":", start);
+      const name = colon < 0 || colon > end ? "" : text.slice(start, colon);
+      if (name === "" || !TOKEN.test(name)) {
         throw new UpstreamResponseError(
-          `Invalid header field line ${JSON.stringify(line.slice(0, 100))}`,
+          `Invalid header field line ${JSON.stringify(text.slice(start, end).slice(0, 100))}`,
         );
       }
-      const value = fieldValue(line, colon + 1);
+      const value = fieldValue(text, colon + 1, end);
       rawHeaders.push(name, value);
       switch (name.length) {
         case 10:
@@ -401,17 +402,22 @@ export class ResponseParser {
   }
 }
 
+/** Where the line from `start` to the LF at `lf` ends, without a CR before the LF. */
+function lineEnd(text: string, lf: number, start: number): number {
+  return lf > start && text.charCodeAt(lf - 1) === CR ? lf - 1 : lf;
+}
+
 /**
- * The field value in `line` from `from`, trimmed of spaces and tabs, refused if it holds a
- * control character other than HT. By index: a header's value most often has one space
- * before it and none after, and a regex replace costs more than the whole line's parse.
+ * The field value in `text` from `from` to `to`, trimmed of spaces and tabs, refused if it
+ * holds a control character other than HT. By index: a header's value most often has one
+ * space before it and none after, and a regex replace costs more than the whole line's parse.
  */
-function fieldValue(line: string, from: number): string {
+function fieldValue(text: string, from: number, to: number): string {
   let start = from;
-  let end = line.length;
-  while (start < end && isBlank(line.charCodeAt(start))) start++;
-  while (end > start && isBlank(line.charCodeAt(end - 1))) end--;
-  const value = line.slice(start, end);
+  let end = to;
+  while (start < end && isBlank(text.charCodeAt(start))) start++;
+  while (end > start && isBlank(text.charCodeAt(end - 1))) end--;
+  const value = text.slice(start, end);
   if (CONTROL.test(value)) {
     throw new UpstreamResponseError(
       `A control character in the header field value ${JSON.stringify(value.slice(0, 100))}`,
