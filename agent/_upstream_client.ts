@@ -129,11 +129,171 @@ function joinedBytes(chunks: Uint8Array[], bytes: number): Uint8Array {
   return joined;
 }
 
+/** A request on its way, as sent (and sent again, if it must be). */
+interface Sending {
+  request: UpstreamRequest;
+  /** Its head, as written. */
+  head: string;
+  chunked: boolean;
+  resolve(response: UpstreamResponse): void;
+  reject(error: unknown): void;
+}
+
+/** What an exchange asks of its client. */
+interface Owner {
+  /** Gives its socket back, or closes it. */
+  release(line: Line, reusable: boolean): void;
+  /** Sends the request once more, on a new socket. */
+  resend(sending: Sending): void;
+}
+
+/**
+ * One request's exchange on one socket: its state in one object, where closures over it made
+ * several per request (this runs on every request).
+ */
+class InFlight implements Exchange {
+  readonly #owner: Owner;
+  readonly #sending: Sending;
+  readonly #line: Line;
+  /** Whether a failure before any answer may send it again (see `failed`). */
+  readonly #mayRetry: boolean;
+  readonly #parser: ResponseParser;
+  #received = false;
+  #over = false;
+  #head: ResponseHead | undefined;
+  #stream: ReadableStreamDefaultController<Uint8Array> | undefined;
+  /** Whether the whole request was written (a streamed body, once its pump ends). */
+  written: boolean;
+  /** A streamed body's reader. */
+  reader: ReadableStreamDefaultReader<Uint8Array> | undefined;
+  /** The request's cancel aborts the exchange. */
+  readonly cancelled = (reason: unknown): void => this.fail(reason);
+
+  constructor(owner: Owner, sending: Sending, line: Line, mayRetry: boolean) {
+    this.#owner = owner;
+    this.#sending = sending;
+    this.#line = line;
+    this.#mayRetry = mayRetry;
+    this.#parser = new ResponseParser(sending.request.method);
+    this.written = !(sending.request.body instanceof ReadableStream);
+  }
+
+  data(chunk: Uint8Array): void {
+    this.#received = true;
+    let list: ResponseEvent[];
+    try {
+      list = this.#parser.receive(chunk);
+    } catch (error) {
+      return this.fail(error);
+    }
+    this.#events(list);
+  }
+
+  end(): void {
+    let list: ResponseEvent[];
+    try {
+      list = this.#parser.end();
+    } catch (error) {
+      return this.failed(error as Error);
+    }
+    this.#events(list);
+  }
+
+  failed(error: Error): void {
+    if (this.#over) return;
+    // A kept-alive socket the upstream closed as this was written: the request never
+    // reached it, as far as can be told; once more on a new socket, if that is safe.
+    const { request } = this.#sending;
+    if (
+      this.#mayRetry && !this.#received && !(request.body instanceof ReadableStream) &&
+      IDEMPOTENT.has(request.method)
+    ) {
+      this.#over = true;
+      this.#line.exchange = undefined;
+      this.#line.socket.destroy();
+      return this.#owner.resend(this.#sending);
+    }
+    this.fail(error);
+  }
+
+  /** Before the head the promise rejects; after it the body errors. */
+  fail(error: unknown): void {
+    if (this.#over) return;
+    this.#finish(false);
+    if (this.#head === undefined) this.#sending.reject(error);
+    else this.#stream?.error(error);
+  }
+
+  /** The exchange is over: the socket goes back or is closed, and the body pump stops. */
+  #finish(reusable: boolean): void {
+    if (this.#over) return;
+    this.#over = true;
+    this.#sending.request.cancel.listen(undefined);
+    this.#owner.release(this.#line, reusable && this.written);
+    if (!this.written) this.reader?.cancel().catch(() => {});
+  }
+
+  #events(list: ResponseEvent[]): void {
+    let chunks: Uint8Array[] | undefined;
+    let size = 0;
+    let ended = false;
+    let reusable = false;
+    for (const event of list) {
+      if (event.kind === "head") {
+        this.#head = event.head;
+        chunks = [];
+      } else if (event.kind === "body") {
+        if (chunks) {
+          chunks.push(event.bytes);
+          size += event.bytes.byteLength;
+        } else {
+          this.#stream!.enqueue(event.bytes);
+        }
+      } else {
+        ended = true;
+        reusable = event.reusable;
+      }
+    }
+    const socket = this.#line.socket;
+    if (chunks) {
+      if (ended) {
+        // Whole with its head: bytes, with no stream to read them through.
+        this.#finish(reusable);
+        return this.#sending.resolve({ head: this.#head!, body: joinedBytes(chunks, size) });
+      }
+      const first = chunks;
+      const readable = new ReadableStream<Uint8Array>({
+        start: (controller) => {
+          this.#stream = controller;
+          for (const chunk of first) controller.enqueue(chunk);
+        },
+        pull() {
+          socket.resume();
+        },
+        cancel: () => {
+          this.#finish(false);
+        },
+      }, { highWaterMark: READ_AHEAD, size: (chunk) => chunk.byteLength });
+      this.#sending.resolve({ head: this.#head!, body: readable });
+    } else if (ended) {
+      this.#finish(reusable);
+      this.#stream?.close();
+      return;
+    }
+    if (this.#stream && (this.#stream.desiredSize ?? 0) <= 0) socket.pause();
+  }
+}
+
 /** An HTTP/1.1 client to one origin, keeping its sockets alive between requests. */
 export class UpstreamClient {
   readonly #connect: (handlers: TcpHandlers) => TcpConnection;
   /** Idle sockets, the most recently used last. */
   readonly #idle: Line[] = [];
+  /** What its exchanges ask of it. */
+  readonly #owner: Owner = {
+    release: (line, reusable) => this.#release(line, reusable),
+    resend: (sending) => this.#exchange(sending, false),
+  };
 
   /**
    * @param origin The upstream's `http:` or `https:` URL (only its origin is used).
@@ -174,7 +334,7 @@ export class UpstreamClient {
     }
     const head = requestHead(request, chunked);
     return new Promise((resolve, reject) =>
-      this.#exchange(request, head, chunked, resolve, reject, true)
+      this.#exchange({ request, head, chunked, resolve, reject }, true)
     );
   }
 
@@ -233,156 +393,40 @@ export class UpstreamClient {
     this.#idle.push(line);
   }
 
-  #exchange(
-    request: UpstreamRequest,
-    sentHead: string,
-    chunked: boolean,
-    resolve: (response: UpstreamResponse) => void,
-    reject: (error: unknown) => void,
-    mayRetry: boolean,
-  ): void {
-    const { cancel, body } = request;
-    if (cancel.aborted) return reject(cancel.reason);
+  /** Sends `sending`'s request on a socket (the second time only on a new one). */
+  #exchange(sending: Sending, mayRetry: boolean): void {
+    const { request } = sending;
+    if (request.cancel.aborted) return sending.reject(request.cancel.reason);
     const { line, reused } = this.#line();
-    const socket = line.socket;
-    const parser = new ResponseParser(request.method);
-    let received = false;
-    let written = !(body instanceof ReadableStream);
-    let over = false;
-    let head: ResponseHead | undefined;
-    let stream: ReadableStreamDefaultController<Uint8Array> | undefined;
-    let reader: ReadableStreamDefaultReader<Uint8Array> | undefined;
-
-    /** The exchange is over: the socket goes back or is closed, and the body pump stops. */
-    const finish = (reusable: boolean): void => {
-      if (over) return;
-      over = true;
-      cancel.listen(undefined);
-      this.#release(line, reusable && written);
-      if (!written) reader?.cancel().catch(() => {});
-    };
-    /** Before the head the promise rejects; after it the body errors. */
-    const fail = (error: unknown): void => {
-      if (over) return;
-      finish(false);
-      if (head === undefined) reject(error);
-      else stream?.error(error);
-    };
-
-    const events = (list: ResponseEvent[]): void => {
-      let chunks: Uint8Array[] | undefined;
-      let size = 0;
-      let ended = false;
-      let reusable = false;
-      for (const event of list) {
-        if (event.kind === "head") {
-          head = event.head;
-          chunks = [];
-        } else if (event.kind === "body") {
-          if (chunks) {
-            chunks.push(event.bytes);
-            size += event.bytes.byteLength;
-          } else {
-            stream!.enqueue(event.bytes);
-          }
-        } else {
-          ended = true;
-          reusable = event.reusable;
-        }
-      }
-      if (chunks) {
-        if (ended) {
-          // Whole with its head: bytes, with no stream to read them through.
-          finish(reusable);
-          return resolve({ head: head!, body: joinedBytes(chunks, size) });
-        }
-        const readable = new ReadableStream<Uint8Array>({
-          start(controller) {
-            stream = controller;
-            for (const chunk of chunks!) controller.enqueue(chunk);
-          },
-          pull() {
-            socket.resume();
-          },
-          cancel() {
-            finish(false);
-          },
-        }, { highWaterMark: READ_AHEAD, size: (chunk) => chunk.byteLength });
-        resolve({ head: head!, body: readable });
-      } else if (ended) {
-        finish(reusable);
-        stream?.close();
-        return;
-      }
-      if (stream && (stream.desiredSize ?? 0) <= 0) socket.pause();
-    };
-
-    line.exchange = {
-      data(chunk) {
-        received = true;
-        let list: ResponseEvent[];
-        try {
-          list = parser.receive(chunk);
-        } catch (error) {
-          return fail(error);
-        }
-        events(list);
-      },
-      end() {
-        let list: ResponseEvent[];
-        try {
-          list = parser.end();
-        } catch (error) {
-          return failed(error as Error);
-        }
-        events(list);
-      },
-      failed: (error) => failed(error),
-    };
-
-    const failed = (error: Error): void => {
-      if (over) return;
-      // A kept-alive socket the upstream closed as this was written: the request never
-      // reached it, as far as can be told; once more on a new socket, if that is safe.
-      if (
-        reused && !received && mayRetry && !(body instanceof ReadableStream) &&
-        IDEMPOTENT.has(request.method)
-      ) {
-        over = true;
-        line.exchange = undefined;
-        socket.destroy();
-        return this.#exchange(request, sentHead, chunked, resolve, reject, false);
-      }
-      fail(error);
-    };
-
-    cancel.listen(fail);
-    writeRequest(socket, sentHead, body, chunked);
-    if (body instanceof ReadableStream) {
-      reader = body.getReader();
-      this.#pump(reader, socket, chunked).then(
-        () => written = true,
-        (error) => fail(error),
+    const exchange = new InFlight(this.#owner, sending, line, reused && mayRetry);
+    line.exchange = exchange;
+    request.cancel.listen(exchange.cancelled);
+    writeRequest(line.socket, sending.head, request.body, sending.chunked);
+    if (request.body instanceof ReadableStream) {
+      const reader = exchange.reader = request.body.getReader();
+      pump(reader, line.socket, sending.chunked).then(
+        () => exchange.written = true,
+        (error) => exchange.fail(error),
       );
     }
   }
+}
 
-  /** Writes a streamed body, waiting for the socket to drain. */
-  async #pump(
-    reader: ReadableStreamDefaultReader<Uint8Array>,
-    socket: TcpConnection,
-    chunked: boolean,
-  ): Promise<void> {
-    for (;;) {
-      const { done, value } = await reader.read();
-      if (socket.destroyed) return;
-      if (done) break;
-      if (value.byteLength === 0) continue;
-      const below = chunked
-        ? socket.write(`${value.byteLength.toString(16)}\r\n`, value, "\r\n")
-        : socket.write(value);
-      if (!below) await socket.drained();
-    }
-    if (chunked) socket.write("0\r\n\r\n");
+/** Writes a streamed body, waiting for the socket to drain. */
+async function pump(
+  reader: ReadableStreamDefaultReader<Uint8Array>,
+  socket: TcpConnection,
+  chunked: boolean,
+): Promise<void> {
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (socket.destroyed) return;
+    if (done) break;
+    if (value.byteLength === 0) continue;
+    const below = chunked
+      ? socket.write(`${value.byteLength.toString(16)}\r\n`, value, "\r\n")
+      : socket.write(value);
+    if (!below) await socket.drained();
   }
+  if (chunked) socket.write("0\r\n\r\n");
 }
