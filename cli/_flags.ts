@@ -9,6 +9,7 @@
  */
 
 import { parseArgs } from "node:util";
+import { MAX_TIMER_MS } from "../_deadlines.ts";
 
 /** What a flag's value must be, beyond its type. */
 export type FlagKind = "text" | "url" | "port" | "ms" | "list" | "file";
@@ -146,9 +147,9 @@ function check(name: string, spec: FlagSpec, value: string): string | string[] {
       return value;
     case "ms":
       // At most what a runtime timer waits (~24.8 days): a longer one fires at once.
-      if (!/^\d+$/.test(value) || Number(value) <= 0 || Number(value) > 0x7fff_ffff) {
+      if (!/^\d+$/.test(value) || Number(value) <= 0 || Number(value) > MAX_TIMER_MS) {
         throw new UsageError(
-          `Invalid --${name}: ${value} is not a positive number of milliseconds up to 2147483647`,
+          `Invalid --${name}: ${value} is not a positive number of milliseconds up to ${MAX_TIMER_MS}`,
         );
       }
       return value;

@@ -16,7 +16,7 @@ import { checkTls, type TlsOptions } from "../_tls.ts";
 import { withoutHopByHopList } from "../_hop_by_hop.ts";
 import { mapResponseListPaths, type PathMap } from "../_path_rewrite.ts";
 import { timingSafeEqual } from "../_timing_safe_equal.ts";
-import { Deadline, deadlinesOf } from "../_deadlines.ts";
+import { Deadline, deadlinesOf, MAX_TIMER_MS } from "../_deadlines.ts";
 import type { AnswerParts } from "../connection/_answer_parts.ts";
 import { CANCEL, Cancel } from "../connection/_cancel.ts";
 import { headerList } from "../connection/_header_list.ts";
@@ -332,7 +332,7 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
   const stalledReaderTimeout = options.stalledReaderTimeout ?? STALLED_READER_TIMEOUT;
   if (
     !(stalledReaderTimeout > 0 &&
-      (stalledReaderTimeout <= 0x7fff_ffff || stalledReaderTimeout === Infinity))
+      (stalledReaderTimeout <= MAX_TIMER_MS || stalledReaderTimeout === Infinity))
   ) {
     throw new RangeError(
       `Invalid stalledReaderTimeout: ${stalledReaderTimeout} must be positive, at most 2^31 − 1 or Infinity`,

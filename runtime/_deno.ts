@@ -1,7 +1,8 @@
 /**
  * Deno: its server (`Deno.serve`, `Deno.upgradeWebSocket`), its client's extra CAs
  * (`Deno.createHttpClient`), its TCP connections (`Deno.connect`) and its script facilities,
- * described structurally (no `Deno` type declarations needed). Deno's sockets are standard `WebSocket`s (`_web_socket.ts`).
+ * described structurally (no `Deno` type declarations needed). Deno's sockets are standard
+ * `WebSocket`s (`_web_socket.ts`).
  *
  * @module
  */

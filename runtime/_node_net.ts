@@ -14,7 +14,7 @@ import type { TcpConnection, TcpHandlers } from "./_types.ts";
 
 class NodeTcp implements TcpConnection {
   readonly #socket: net.Socket;
-  /** libuv allocates each read's buffer as the bytes arrive. */
+  /** The runtime allocates each read's buffer as the bytes arrive. */
   readonly readBufferBytes = 0;
 
   constructor(socket: net.Socket, handlers: TcpHandlers) {
